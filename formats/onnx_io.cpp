@@ -1,0 +1,810 @@
+#include "formats/onnx_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <map>
+#include <onnx/onnx_pb.h>
+
+#include "formats/file_util.h"
+#include "ir/error.h"
+
+namespace slmops::formats {
+namespace {
+
+namespace pb = google::protobuf;
+using ir::DType;
+using ir::Tensor;
+
+constexpr uint64_t kProtobufLimit = (uint64_t{1} << 31) - 1;
+constexpr uint64_t kAutoExternalAbove = kProtobufLimit - (uint64_t{64} << 20);  // leave room for the graph
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+struct LoadCtx {
+  fs::path model_path;
+  fs::path model_dir;
+  fs::path model_dir_real;
+  std::map<std::string, std::shared_ptr<MappedFile>> mapped;  // by canonical path
+  std::vector<std::string> sources;
+};
+
+std::string where(const LoadCtx& ctx) { return ctx.model_path.string(); }
+
+// A typed field that holds the values of tensors of these types (ONNX TensorProto docs).
+enum class Typed { None, Float, Int32, Int64, Double, UInt64, String };
+
+Typed typed_field_for(int32_t code) {
+  switch (static_cast<DType>(code)) {
+    case DType::Float:
+    case DType::Complex64: return Typed::Float;
+    case DType::Int32:
+    case DType::Int16:
+    case DType::Int8:
+    case DType::UInt16:
+    case DType::UInt8:
+    case DType::Bool:
+    case DType::Float16:
+    case DType::BFloat16:
+    case DType::Float8E4M3FN:
+    case DType::Float8E4M3FNUZ:
+    case DType::Float8E5M2:
+    case DType::Float8E5M2FNUZ: return Typed::Int32;
+    case DType::Int64: return Typed::Int64;
+    case DType::Double:
+    case DType::Complex128: return Typed::Double;
+    case DType::UInt32:
+    case DType::UInt64: return Typed::UInt64;
+    case DType::String: return Typed::String;
+    default: return Typed::None;
+  }
+}
+
+bool has_typed_data(const onnx::TensorProto& p) {
+  return p.float_data_size() || p.int32_data_size() || p.int64_data_size() || p.double_data_size() ||
+         p.uint64_data_size() || p.string_data_size();
+}
+
+void clear_typed_data(onnx::TensorProto& p) {
+  p.clear_float_data();
+  p.clear_int32_data();
+  p.clear_int64_data();
+  p.clear_double_data();
+  p.clear_uint64_data();
+  p.clear_string_data();
+}
+
+// Decodes the typed field into little-endian element bytes. False when the field does not
+// match the data type (then the tensor stays opaque and round-trips untouched).
+bool decode_typed(const onnx::TensorProto& p, Tensor& t) {
+  const uint64_t n = t.numel();
+  const DType dt = t.dtype;
+  const size_t width = ir::traits(dt).bits / 8;
+  auto sizes_only = [&](int count) {
+    int present = (p.float_data_size() > 0) + (p.int32_data_size() > 0) + (p.int64_data_size() > 0) +
+                  (p.double_data_size() > 0) + (p.uint64_data_size() > 0) + (p.string_data_size() > 0);
+    return present <= 1 && static_cast<uint64_t>(count) == n * ((dt == DType::Complex64 || dt == DType::Complex128) ? 2 : 1);
+  };
+  std::vector<uint8_t> out;
+  switch (typed_field_for(t.dtype_code)) {
+    case Typed::Float:
+      if (!sizes_only(p.float_data_size())) return false;
+      out.resize(p.float_data_size() * 4);
+      if (!out.empty()) std::memcpy(out.data(), p.float_data().data(), out.size());
+      break;
+    case Typed::Double:
+      if (!sizes_only(p.double_data_size())) return false;
+      out.resize(p.double_data_size() * 8);
+      if (!out.empty()) std::memcpy(out.data(), p.double_data().data(), out.size());
+      break;
+    case Typed::Int64:
+      if (!sizes_only(p.int64_data_size())) return false;
+      out.resize(p.int64_data_size() * 8);
+      if (!out.empty()) std::memcpy(out.data(), p.int64_data().data(), out.size());
+      break;
+    case Typed::UInt64:
+      if (!sizes_only(p.uint64_data_size())) return false;
+      out.resize(n * width);
+      for (uint64_t i = 0; i < n; ++i) {
+        uint64_t v = p.uint64_data(static_cast<int>(i));
+        if (dt == DType::UInt32) {
+          if (v > 0xffffffffull) return false;
+          uint32_t w = static_cast<uint32_t>(v);
+          std::memcpy(out.data() + i * 4, &w, 4);
+        } else {
+          std::memcpy(out.data() + i * 8, &v, 8);
+        }
+      }
+      break;
+    case Typed::Int32:
+      if (!sizes_only(p.int32_data_size())) return false;
+      out.resize(n * width);
+      for (uint64_t i = 0; i < n; ++i) {
+        int32_t v = p.int32_data(static_cast<int>(i));
+        // Only values that re-encode to the same int32 are accepted (lossless round trip).
+        switch (width) {
+          case 1: {
+            bool is_signed = dt == DType::Int8;
+            if (is_signed ? (v < -128 || v > 127) : (v < 0 || v > 255)) return false;
+            if (dt == DType::Bool && v > 1) return false;
+            out[i] = static_cast<uint8_t>(v);
+            break;
+          }
+          case 2: {
+            bool is_signed = dt == DType::Int16;
+            if (is_signed ? (v < -32768 || v > 32767) : (v < 0 || v > 65535)) return false;
+            uint16_t w = static_cast<uint16_t>(v);
+            std::memcpy(out.data() + i * 2, &w, 2);
+            break;
+          }
+          case 4: std::memcpy(out.data() + i * 4, &v, 4); break;
+          default: return false;
+        }
+      }
+      break;
+    case Typed::String:
+      if (!sizes_only(p.string_data_size())) return false;
+      t.strings.assign(p.string_data().begin(), p.string_data().end());
+      return true;
+    case Typed::None: return false;
+  }
+  t.data = ir::Buffer::from_vector(std::move(out));
+  return true;
+}
+
+void encode_typed(const Tensor& t, onnx::TensorProto& p) {
+  const uint64_t n = t.numel();
+  const uint8_t* d = t.data.data();
+  switch (typed_field_for(t.dtype_code)) {
+    case Typed::Float: {
+      auto* f = p.mutable_float_data();
+      f->Resize(static_cast<int>(t.data.size() / 4), 0.f);
+      if (!t.data.empty()) std::memcpy(f->mutable_data(), d, t.data.size());
+      break;
+    }
+    case Typed::Double: {
+      auto* f = p.mutable_double_data();
+      f->Resize(static_cast<int>(t.data.size() / 8), 0.0);
+      if (!t.data.empty()) std::memcpy(f->mutable_data(), d, t.data.size());
+      break;
+    }
+    case Typed::Int64: {
+      auto* f = p.mutable_int64_data();
+      f->Resize(static_cast<int>(t.data.size() / 8), 0);
+      if (!t.data.empty()) std::memcpy(f->mutable_data(), d, t.data.size());
+      break;
+    }
+    case Typed::UInt64: {
+      auto* f = p.mutable_uint64_data();
+      for (uint64_t i = 0; i < n; ++i) {
+        if (t.dtype == DType::UInt32) {
+          uint32_t w;
+          std::memcpy(&w, d + i * 4, 4);
+          f->Add(w);
+        } else {
+          uint64_t w;
+          std::memcpy(&w, d + i * 8, 8);
+          f->Add(w);
+        }
+      }
+      break;
+    }
+    case Typed::Int32: {
+      auto* f = p.mutable_int32_data();
+      const size_t width = ir::traits(t.dtype).bits / 8;
+      for (uint64_t i = 0; i < n; ++i) {
+        int32_t v = 0;
+        if (width == 1) {
+          v = t.dtype == DType::Int8 ? static_cast<int8_t>(d[i]) : d[i];
+        } else if (width == 2) {
+          uint16_t w;
+          std::memcpy(&w, d + i * 2, 2);
+          v = t.dtype == DType::Int16 ? static_cast<int16_t>(w) : w;
+        } else {
+          std::memcpy(&v, d + i * 4, 4);
+        }
+        f->Add(v);
+      }
+      break;
+    }
+    case Typed::String:
+      for (auto& s : t.strings) p.add_string_data(s);
+      break;
+    case Typed::None: break;
+  }
+}
+
+// Resolves an external-data location against the model folder, refusing anything that
+// leaves it (absolute paths, "..", symlinks that point out).
+fs::path resolve_external(LoadCtx& ctx, const std::string& what, const std::string& location) {
+  if (location.empty()) bad_input("{}: {} has external data with no location", where(ctx), what);
+  fs::path loc(location);
+  if (loc.is_absolute())
+    bad_input("{}: {} points to external data '{}', an absolute path; only paths inside the model folder are allowed",
+              where(ctx), what, location);
+  int depth = 0;
+  for (auto& part : loc.lexically_normal()) {
+    if (part == "..") --depth;
+    else if (part != "." && !part.empty()) ++depth;
+    if (depth < 0)
+      bad_input("{}: {} points to external data '{}' outside the model folder", where(ctx), what, location);
+  }
+  fs::path full = ctx.model_dir / loc;
+  std::error_code ec;
+  if (!fs::exists(full, ec))
+    bad_input("{}: {} points to external data '{}', which does not exist", where(ctx), what, location);
+  fs::path real = fs::canonical(full, ec);
+  if (ec) bad_input("{}: {} points to external data '{}', which cannot be resolved: {}", where(ctx), what, location, ec.message());
+  auto rel = real.lexically_relative(ctx.model_dir_real);
+  if (rel.empty() || *rel.begin() == "..")
+    bad_input("{}: {} points to external data '{}' outside the model folder (through a link)", where(ctx), what,
+              location);
+  return real;
+}
+
+void load_external(LoadCtx& ctx, const std::string& what, onnx::TensorProto& p, Tensor& t) {
+  std::string location;
+  uint64_t offset = 0, length = 0;
+  bool has_length = false;
+  for (auto& kv : p.external_data()) {
+    auto parse_u64 = [&](const std::string& s) {
+      try {
+        size_t used = 0;
+        unsigned long long v = std::stoull(s, &used);
+        if (used != s.size()) throw std::invalid_argument(s);
+        return static_cast<uint64_t>(v);
+      } catch (const std::exception&) {
+        bad_input("{}: {} has external data {} '{}', expected a whole number", where(ctx), what, kv.key(), s);
+      }
+    };
+    if (kv.key() == "location") location = kv.value();
+    else if (kv.key() == "offset") offset = parse_u64(kv.value());
+    else if (kv.key() == "length") {
+      length = parse_u64(kv.value());
+      has_length = true;
+    }
+  }
+  if (!ir::is_known_dtype(t.dtype_code) || t.dtype == DType::String)
+    bad_input("{}: {} has external data of data type {}, which slmops cannot read", where(ctx), what, t.dtype_code);
+  const uint64_t expected = t.nbytes();
+  if (!has_length) length = expected;
+  if (length != expected)
+    bad_input("{}: {} has external data length {} but its type and shape need {} bytes", where(ctx), what, length,
+              expected);
+  fs::path real = resolve_external(ctx, what, location);
+  auto& mf = ctx.mapped[real.string()];
+  if (!mf) {
+    mf = MappedFile::open(real);
+    ctx.sources.push_back(real.string());
+  }
+  if (offset > mf->size() || length > mf->size() - offset)
+    bad_input("{}: {} reads bytes {}..{} of '{}', past the end of that file ({} bytes)", where(ctx), what, offset,
+              offset + length, location, mf->size());
+  t.data = mf->view(offset, length);
+  t.storage = Tensor::Storage::External;
+}
+
+Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& what) {
+  Tensor t;
+  t.name = p.name();
+  t.dtype_code = p.data_type();
+  t.dtype = ir::is_known_dtype(t.dtype_code) ? static_cast<DType>(t.dtype_code) : DType::Undefined;
+  t.dims.assign(p.dims().begin(), p.dims().end());
+  bool dims_ok = true;
+  for (auto d : t.dims) dims_ok = dims_ok && d >= 0;
+
+  if (p.data_location() == onnx::TensorProto::EXTERNAL) {
+    if (!dims_ok) bad_input("{}: {} has a negative dimension", where(ctx), what);
+    load_external(ctx, what, p, t);
+    p.clear_external_data();
+    p.clear_data_location();
+  } else if (p.has_raw_data() && !has_typed_data(p) && t.dtype != DType::Undefined && t.dtype != DType::String &&
+             dims_ok && p.raw_data().size() == t.nbytes()) {
+    t.data = ir::Buffer::from_string(std::move(*p.mutable_raw_data()));
+    p.clear_raw_data();
+    t.storage = Tensor::Storage::Raw;
+  } else if (!p.has_raw_data() && t.dtype != DType::Undefined && dims_ok && decode_typed(p, t)) {
+    clear_typed_data(p);
+    t.storage = Tensor::Storage::Typed;
+  } else {
+    t.storage = Tensor::Storage::Opaque;  // kept byte for byte in the residual
+  }
+  p.SerializeToString(&t.residual);
+  return t;
+}
+
+ir::TensorType type_from_proto(const onnx::TypeProto& tp) {
+  ir::TensorType t;
+  if (!tp.has_tensor_type()) return t;
+  t.is_tensor = true;
+  t.elem_code = tp.tensor_type().elem_type();
+  if (tp.tensor_type().has_shape()) {
+    t.has_shape = true;
+    for (auto& d : tp.tensor_type().shape().dim()) {
+      ir::Dim dim;
+      if (d.has_dim_value()) dim.value = d.dim_value();
+      else if (d.has_dim_param()) dim.param = d.dim_param();
+      t.dims.push_back(dim);
+    }
+  }
+  return t;
+}
+
+void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g);
+
+// A name this graph reads but does not define: an outer-scope value (captured) or a
+// dangling reference that is kept as written.
+ir::Value* resolve_name(ir::Graph& g, const std::string& name, bool capture = true) {
+  if (name.empty()) return nullptr;
+  if (ir::Value* v = g.find_value(name)) return v;
+  if (capture && g.parent()) {
+    ir::Value* outer = resolve_name(*g.parent(), name, true);
+    if (outer && outer->kind != ir::Value::Kind::Undefined) {
+      ir::Value* v = g.new_value(name, ir::Value::Kind::Captured);
+      v->outer = outer;
+      ir::Node* owner = g.owner();
+      owner->implicit_inputs.push_back(outer);
+      outer->consumers.push_back(owner);
+      return v;
+    }
+  }
+  return g.new_value(name, ir::Value::Kind::Undefined);
+}
+
+void build_attribute(LoadCtx& ctx, onnx::AttributeProto& ap, ir::Attribute& a, ir::Graph& g, ir::Node* n) {
+  a.name = ap.name();
+  a.type = static_cast<ir::AttrType>(ap.type());
+  a.f = ap.f();
+  a.i = ap.i();
+  a.s = ap.s();
+  a.floats.assign(ap.floats().begin(), ap.floats().end());
+  a.ints.assign(ap.ints().begin(), ap.ints().end());
+  a.strings.assign(ap.strings().begin(), ap.strings().end());
+  std::string what = fmt::format("attribute '{}' of node '{}'", a.name, n->name);
+  if (ap.has_t()) {
+    a.t = std::make_shared<Tensor>(tensor_from_proto(ctx, *ap.mutable_t(), "tensor in " + what));
+    ap.clear_t();
+  }
+  for (auto& tp : *ap.mutable_tensors()) a.tensors.push_back(tensor_from_proto(ctx, tp, "tensor in " + what));
+  ap.clear_tensors();
+  if (ap.has_g()) {
+    a.g = std::make_unique<ir::Graph>(&g, n);
+    build_graph(ctx, *ap.mutable_g(), *a.g);
+    ap.clear_g();
+  }
+  for (auto& sg : *ap.mutable_graphs()) {
+    a.graphs.push_back(std::make_unique<ir::Graph>(&g, n));
+    build_graph(ctx, sg, *a.graphs.back());
+  }
+  ap.clear_graphs();
+  ap.SerializeToString(&a.residual);
+}
+
+ir::ValueInfo value_info_from_proto(ir::Graph& g, const onnx::ValueInfoProto& vp, bool capture) {
+  ir::ValueInfo vi;
+  vi.value = resolve_name(g, vp.name(), capture);
+  vi.loaded = type_from_proto(vp.type());
+  vp.SerializeToString(&vi.proto);
+  if (vi.value && !vi.value->type.is_tensor) vi.value->type = vi.loaded;
+  return vi;
+}
+
+void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g) {
+  pb::RepeatedPtrField<onnx::NodeProto> nodes;
+  pb::RepeatedPtrField<onnx::TensorProto> inits;
+  pb::RepeatedPtrField<onnx::ValueInfoProto> inputs, outputs, infos;
+  nodes.Swap(gp.mutable_node());
+  inits.Swap(gp.mutable_initializer());
+  inputs.Swap(gp.mutable_input());
+  outputs.Swap(gp.mutable_output());
+  infos.Swap(gp.mutable_value_info());
+  g.name = gp.name();
+  gp.SerializeToString(&g.residual);
+
+  for (auto& tp : inits) {
+    std::string what = fmt::format("initializer '{}'", tp.name());
+    ir::Value* v = g.add_initializer(tensor_from_proto(ctx, tp, what));
+    v->type = {};  // declared types come from input/value_info entries only
+  }
+  for (auto& vp : inputs) {
+    ir::Value* v = g.find_value(vp.name());
+    if (!v && !vp.name().empty()) v = g.new_value(vp.name(), ir::Value::Kind::Input);
+    ir::ValueInfo vi;
+    vi.value = v;
+    vi.loaded = type_from_proto(vp.type());
+    vp.SerializeToString(&vi.proto);
+    if (v) v->type = vi.loaded;
+    g.inputs.push_back(std::move(vi));
+  }
+  // Nodes: outputs first, so that inputs can be bound in any file order.
+  std::vector<ir::Node*> created;
+  created.reserve(nodes.size());
+  for (auto& np : nodes) {
+    std::vector<std::string> outs(np.output().begin(), np.output().end());
+    ir::Node* n = g.add_node(np.op_type(), {}, outs, {}, np.name(), np.domain());
+    created.push_back(n);
+  }
+  for (int k = 0; k < nodes.size(); ++k) {
+    auto& np = nodes[k];
+    ir::Node* n = created[k];
+    for (auto& name : np.input()) {
+      ir::Value* v = resolve_name(g, name);
+      n->inputs.push_back(v);
+      if (v) v->consumers.push_back(n);
+    }
+    n->attributes.resize(np.attribute_size());
+    for (int a = 0; a < np.attribute_size(); ++a) build_attribute(ctx, *np.mutable_attribute(a), n->attributes[a], g, n);
+    np.clear_input();
+    np.clear_output();
+    np.clear_attribute();
+    np.SerializeToString(&n->residual);
+  }
+  for (auto& vp : outputs) g.outputs.push_back(value_info_from_proto(g, vp, true));
+  for (auto& vp : infos) g.value_info.push_back(value_info_from_proto(g, vp, false));
+}
+
+// Other formats users hand us by mistake, told apart by their first bytes.
+void sniff_not_onnx(const fs::path& path, const uint8_t* p, uint64_t n) {
+  auto starts = [&](std::string_view m) { return n >= m.size() && std::memcmp(p, m.data(), m.size()) == 0; };
+  std::string f = path.string();
+  if (starts("PK\x03\x04"))
+    bad_input("{}: this is a zip archive (a PyTorch .pt/.pth checkpoint?), not an ONNX model; export it to ONNX first", f);
+  if (starts("GGUF")) bad_input("{}: this is a GGUF file (llama.cpp), not an ONNX model", f);
+  if (starts("\x93NUMPY")) bad_input("{}: this is a NumPy .npy array, not an ONNX model", f);
+  if (starts("\x89HDF")) bad_input("{}: this is an HDF5 file (Keras?), not an ONNX model", f);
+  if (n >= 1 && p[0] == 0x80 && n >= 2 && p[1] <= 5)
+    bad_input("{}: this is a Python pickle (a PyTorch checkpoint?), not an ONNX model", f);
+  if (n >= 10 && p[8] == '{') {
+    uint64_t hdr;
+    std::memcpy(&hdr, p, 8);
+    if (hdr > 0 && hdr < n) bad_input("{}: this is a safetensors file, not an ONNX model", f);
+  }
+  size_t i = 0;
+  while (i < n && i < 64 && std::isspace(p[i])) ++i;
+  if (i < n && (p[i] == '{' || p[i] == '['))
+    bad_input("{}: this is a JSON file, not an ONNX model (a recipe? use 'slmops run')", f);
+  if (i < n && p[i] == '<') bad_input("{}: this is a text/XML/HTML file, not an ONNX model", f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saving
+
+struct Placement {
+  const Tensor* tensor;
+  uint64_t offset;
+};
+
+struct SaveCtx {
+  const SaveOptions* opts;
+  bool external = false;
+  std::string data_location;
+  uint64_t cursor = 0;
+  std::vector<Placement> plan;
+};
+
+bool eligible_for_external(const Tensor& t) {
+  return t.storage != Tensor::Storage::Opaque && t.dtype != DType::String && t.dtype != DType::Undefined;
+}
+
+template <typename Field, typename Vec>
+bool same_repeated(const Field& f, const Vec& v) {
+  if (static_cast<size_t>(f.size()) != v.size()) return false;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!(f.Get(static_cast<int>(i)) == v[i])) return false;
+  return true;
+}
+
+// Sets a proto2 string field when the IR's value differs from what the residual holds.
+template <typename Has, typename Get, typename Set>
+void sync_string(Has has, Get get, Set set, const std::string& value) {
+  if (get() != value || (!has() && !value.empty())) set(value);
+}
+
+void tensor_to_proto(SaveCtx& ctx, const Tensor& t, const std::string& name, onnx::TensorProto& p,
+                     bool may_go_external) {
+  if (!t.residual.empty()) p.ParseFromString(t.residual);
+  sync_string([&] { return p.has_name(); }, [&] { return p.name(); }, [&](auto& v) { p.set_name(v); }, name);
+  if (p.data_type() != t.dtype_code || (!p.has_data_type() && t.dtype_code != 0)) p.set_data_type(t.dtype_code);
+  if (!same_repeated(p.dims(), t.dims)) {
+    p.clear_dims();
+    for (auto d : t.dims) p.add_dims(d);
+  }
+  if (t.storage == Tensor::Storage::Opaque) return;
+  if (may_go_external && ctx.external && eligible_for_external(t) && t.nbytes() >= ctx.opts->external_threshold) {
+    uint64_t align = t.nbytes() >= ctx.opts->page_align_above ? 4096 : ctx.opts->align;
+    uint64_t off = (ctx.cursor + align - 1) / align * align;
+    ctx.plan.push_back({&t, off});
+    ctx.cursor = off + t.nbytes();
+    auto add = [&](const char* k, const std::string& v) {
+      auto* e = p.add_external_data();
+      e->set_key(k);
+      e->set_value(v);
+    };
+    add("location", ctx.data_location);
+    add("offset", std::to_string(off));
+    add("length", std::to_string(t.nbytes()));
+    p.set_data_location(onnx::TensorProto::EXTERNAL);
+    return;
+  }
+  if (t.storage == Tensor::Storage::Typed) encode_typed(t, p);
+  else p.set_raw_data(t.data.data(), t.data.size());
+}
+
+void type_to_proto(const ir::TensorType& t, onnx::TypeProto& tp) {
+  tp.Clear();
+  if (!t.is_tensor) return;
+  auto* tt = tp.mutable_tensor_type();
+  tt->set_elem_type(t.elem_code);
+  if (t.has_shape) {
+    auto* shape = tt->mutable_shape();
+    for (auto& d : t.dims) {
+      auto* dp = shape->add_dim();
+      if (d.known()) dp->set_dim_value(d.value);
+      else if (!d.param.empty()) dp->set_dim_param(d.param);
+    }
+  }
+}
+
+void value_info_to_proto(const ir::ValueInfo& vi, onnx::ValueInfoProto& vp) {
+  if (!vi.proto.empty()) vp.ParseFromString(vi.proto);
+  const std::string& name = vi.value ? vi.value->file_name() : vp.name();
+  sync_string([&] { return vp.has_name(); }, [&] { return vp.name(); }, [&](auto& v) { vp.set_name(v); }, name);
+  const ir::TensorType& now = vi.value ? vi.value->type : vi.loaded;
+  if (vi.proto.empty() || !(now == vi.loaded)) {
+    if (now.is_tensor) type_to_proto(now, *vp.mutable_type());
+  }
+}
+
+void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp);
+
+void attribute_to_proto(SaveCtx& ctx, const ir::Attribute& a, onnx::AttributeProto& ap) {
+  bool fresh = a.residual.empty();
+  if (!fresh) ap.ParseFromString(a.residual);
+  sync_string([&] { return ap.has_name(); }, [&] { return ap.name(); }, [&](auto& v) { ap.set_name(v); }, a.name);
+  auto type = static_cast<onnx::AttributeProto::AttributeType>(a.type);
+  if (ap.type() != type || (!ap.has_type() && a.type != ir::AttrType::Undefined)) ap.set_type(type);
+  if (ap.f() != a.f || (fresh && a.type == ir::AttrType::Float)) ap.set_f(a.f);
+  if (ap.i() != a.i || (fresh && a.type == ir::AttrType::Int)) ap.set_i(a.i);
+  if (ap.s() != a.s || (fresh && a.type == ir::AttrType::String)) ap.set_s(a.s);
+  if (!same_repeated(ap.floats(), a.floats)) {
+    ap.clear_floats();
+    for (float f : a.floats) ap.add_floats(f);
+  }
+  if (!same_repeated(ap.ints(), a.ints)) {
+    ap.clear_ints();
+    for (auto i : a.ints) ap.add_ints(i);
+  }
+  if (!same_repeated(ap.strings(), a.strings)) {
+    ap.clear_strings();
+    for (auto& s : a.strings) ap.add_strings(s);
+  }
+  if (a.t) tensor_to_proto(ctx, *a.t, a.t->name, *ap.mutable_t(), false);
+  for (auto& t : a.tensors) tensor_to_proto(ctx, t, t.name, *ap.add_tensors(), false);
+  if (a.g) graph_to_proto(ctx, *a.g, *ap.mutable_g());
+  for (auto& g : a.graphs) graph_to_proto(ctx, *g, *ap.add_graphs());
+}
+
+void node_to_proto(SaveCtx& ctx, const ir::Node& n, onnx::NodeProto& np) {
+  if (!n.residual.empty()) np.ParseFromString(n.residual);
+  for (ir::Value* v : n.inputs) np.add_input(v ? v->file_name() : std::string());
+  for (ir::Value* v : n.outputs) np.add_output(v ? v->file_name() : std::string());
+  sync_string([&] { return np.has_name(); }, [&] { return np.name(); }, [&](auto& v) { np.set_name(v); }, n.name);
+  sync_string([&] { return np.has_op_type(); }, [&] { return np.op_type(); }, [&](auto& v) { np.set_op_type(v); },
+              n.op_type);
+  sync_string([&] { return np.has_domain(); }, [&] { return np.domain(); }, [&](auto& v) { np.set_domain(v); },
+              n.domain);
+  for (auto& a : n.attributes) attribute_to_proto(ctx, a, *np.add_attribute());
+}
+
+void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp) {
+  if (!g.residual.empty()) gp.ParseFromString(g.residual);
+  sync_string([&] { return gp.has_name(); }, [&] { return gp.name(); }, [&](auto& v) { gp.set_name(v); }, g.name);
+  for (auto& n : g.nodes()) node_to_proto(ctx, *n, *gp.add_node());
+  for (ir::Value* v : g.initializers) tensor_to_proto(ctx, *v->initializer, v->file_name(), *gp.add_initializer(), true);
+  for (auto& vi : g.inputs) value_info_to_proto(vi, *gp.add_input());
+  for (auto& vi : g.outputs) value_info_to_proto(vi, *gp.add_output());
+  for (auto& vi : g.value_info) value_info_to_proto(vi, *gp.add_value_info());
+}
+
+void model_to_proto(SaveCtx& ctx, const ir::Model& m, onnx::ModelProto& mp) {
+  if (!m.residual.empty()) mp.ParseFromString(m.residual);
+  if (mp.ir_version() != m.ir_version || (!mp.has_ir_version() && m.ir_version)) mp.set_ir_version(m.ir_version);
+  sync_string([&] { return mp.has_producer_name(); }, [&] { return mp.producer_name(); },
+              [&](auto& v) { mp.set_producer_name(v); }, m.producer_name);
+  sync_string([&] { return mp.has_producer_version(); }, [&] { return mp.producer_version(); },
+              [&](auto& v) { mp.set_producer_version(v); }, m.producer_version);
+  sync_string([&] { return mp.has_domain(); }, [&] { return mp.domain(); }, [&](auto& v) { mp.set_domain(v); },
+              m.domain);
+  sync_string([&] { return mp.has_doc_string(); }, [&] { return mp.doc_string(); },
+              [&](auto& v) { mp.set_doc_string(v); }, m.doc_string);
+  if (mp.model_version() != m.model_version || (!mp.has_model_version() && m.model_version))
+    mp.set_model_version(m.model_version);
+  std::vector<ir::OpsetImport> have;
+  for (auto& o : mp.opset_import()) have.push_back({o.domain(), o.version()});
+  if (have != m.opsets) {
+    mp.clear_opset_import();
+    for (auto& o : m.opsets) {
+      auto* op = mp.add_opset_import();
+      op->set_domain(o.domain);
+      op->set_version(o.version);
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (auto& kv : mp.metadata_props()) meta.emplace_back(kv.key(), kv.value());
+  if (meta != m.metadata) {
+    mp.clear_metadata_props();
+    for (auto& [k, v] : m.metadata) {
+      auto* e = mp.add_metadata_props();
+      e->set_key(k);
+      e->set_value(v);
+    }
+  }
+  if (m.graph) graph_to_proto(ctx, *m.graph, *mp.mutable_graph());
+}
+
+void visit_tensors(const ir::Graph& g, const std::function<void(const Tensor&, bool)>& fn) {
+  for (ir::Value* v : g.initializers) fn(*v->initializer, true);
+  for (auto& n : g.nodes())
+    for (auto& a : n->attributes) {
+      if (a.t) fn(*a.t, false);
+      for (auto& t : a.tensors) fn(t, false);
+      if (a.g) visit_tensors(*a.g, fn);
+      for (auto& sg : a.graphs) visit_tensors(*sg, fn);
+    }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+ir::Model load_model(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) bad_input("{}: no such file", path.string());
+  if (fs::is_directory(path, ec)) bad_input("{}: is a folder, expected an .onnx file", path.string());
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) bad_input("{}: cannot open: {}", path.string(), std::strerror(errno));
+  struct FdGuard {
+    int fd;
+    ~FdGuard() { ::close(fd); }
+  } guard{fd};
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  ::lseek(fd, 0, SEEK_SET);
+  if (size == 0) bad_input("{}: file is empty, not an ONNX model", path.string());
+  if (static_cast<uint64_t>(size) > kProtobufLimit)
+    bad_input("{}: file is {} bytes, over protobuf's 2 GiB limit for one message; large models keep their weights "
+              "as external data",
+              path.string(), size);
+  uint8_t head[64] = {};
+  ssize_t got = ::pread(fd, head, sizeof head, 0);
+  sniff_not_onnx(path, head, got > 0 ? static_cast<uint64_t>(got) : 0);
+
+  onnx::ModelProto mp;
+  {
+    pb::io::FileInputStream in(fd, 1 << 20);
+    if (!mp.ParseFromZeroCopyStream(&in) || in.GetErrno() != 0)
+      bad_input("{}: not a valid ONNX model (the protobuf data is truncated or corrupt)", path.string());
+  }
+  if (!mp.has_graph() || !mp.has_ir_version())
+    bad_input("{}: not an ONNX model (protobuf parses, but it has no {})", path.string(),
+              mp.has_graph() ? "ir_version" : "graph");
+  if (mp.ir_version() < 1 || mp.ir_version() > 100)
+    bad_input("{}: not an ONNX model (ir_version {} is out of range)", path.string(), mp.ir_version());
+
+  LoadCtx ctx;
+  ctx.model_path = path;
+  ctx.model_dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  ctx.model_dir_real = fs::canonical(ctx.model_dir, ec);
+  ctx.sources.push_back(fs::absolute(path).lexically_normal().string());
+
+  ir::Model m;
+  m.path = path.string();
+  m.ir_version = mp.ir_version();
+  m.producer_name = mp.producer_name();
+  m.producer_version = mp.producer_version();
+  m.domain = mp.domain();
+  m.doc_string = mp.doc_string();
+  m.model_version = mp.model_version();
+  for (auto& o : mp.opset_import()) m.opsets.push_back({o.domain(), o.version()});
+  for (auto& kv : mp.metadata_props()) m.metadata.emplace_back(kv.key(), kv.value());
+  m.graph = std::make_unique<ir::Graph>();
+  build_graph(ctx, *mp.mutable_graph(), *m.graph);
+  mp.clear_graph();
+  mp.SerializeToString(&m.residual);
+  m.source_files = std::move(ctx.sources);
+  return m;
+}
+
+SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOptions& opts) {
+  std::vector<fs::path> inputs(model.source_files.begin(), model.source_files.end());
+  fs::path data_path = path;
+  data_path += ".data";
+  check_output_path(path, inputs);
+
+  SaveCtx ctx;
+  ctx.opts = &opts;
+  uint64_t total = 0;
+  bool had_external = false;
+  if (model.graph)
+    visit_tensors(*model.graph, [&](const Tensor& t, bool) {
+      total += t.data.size();
+      had_external = had_external || t.storage == Tensor::Storage::External;
+    });
+  switch (opts.external) {
+    case ExternalData::Always: ctx.external = true; break;
+    case ExternalData::Never: ctx.external = false; break;
+    case ExternalData::Auto: ctx.external = had_external || total > kAutoExternalAbove; break;
+  }
+  ctx.data_location = data_path.filename().string();
+
+  onnx::ModelProto mp;
+  model_to_proto(ctx, model, mp);
+  size_t bytes = mp.ByteSizeLong();
+  if (bytes > kProtobufLimit)
+    bad_input("{}: the model needs {} bytes, over protobuf's 2 GiB limit; save it with external data "
+              "(--external-data always)",
+              path.string(), bytes);
+
+  SaveReport report;
+  std::unique_ptr<AtomicFile> data_file;
+  if (!ctx.plan.empty()) {
+    check_output_path(data_path, inputs);
+    data_file = std::make_unique<AtomicFile>(data_path);
+    for (auto& pl : ctx.plan) {
+      data_file->pad_to(pl.offset);
+      const ir::Buffer& b = pl.tensor->data;
+      if (b.source()) data_file->copy_from(b.source()->fd(), b.file_offset(), b.size());
+      else data_file->write(b.data(), b.size());
+    }
+    report.data_bytes = data_file->position();
+    report.external_tensors = ctx.plan.size();
+    report.data_file = data_path.string();
+  }
+  AtomicFile model_file(path);
+  {
+    pb::io::FileOutputStream out(model_file.fd(), 1 << 20);
+    if (!mp.SerializeToZeroCopyStream(&out) || !out.Flush())
+      failure("{}: write failed: {}", path.string(), std::strerror(out.GetErrno()));
+  }
+  report.model_bytes = bytes;
+  if (data_file) data_file->commit();
+  model_file.commit();
+  return report;
+}
+
+std::string canonical_model_bytes(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) bad_input("{}: cannot open: {}", path.string(), std::strerror(errno));
+  onnx::ModelProto mp;
+  bool ok;
+  {
+    pb::io::FileInputStream in(fd, 1 << 20);
+    ok = mp.ParseFromZeroCopyStream(&in);
+  }
+  ::close(fd);
+  if (!ok) bad_input("{}: not a valid ONNX model", path.string());
+  return mp.SerializeAsString();
+}
+
+std::string_view external_data_name(ExternalData e) {
+  switch (e) {
+    case ExternalData::Auto: return "auto";
+    case ExternalData::Always: return "always";
+    case ExternalData::Never: return "never";
+  }
+  return "auto";
+}
+
+bool parse_external_data(std::string_view s, ExternalData& out) {
+  for (auto e : {ExternalData::Auto, ExternalData::Always, ExternalData::Never})
+    if (external_data_name(e) == s) {
+      out = e;
+      return true;
+    }
+  return false;
+}
+
+}  // namespace slmops::formats

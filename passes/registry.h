@@ -1,0 +1,40 @@
+// The one registry of passes, by name. The CLI, the recipe validator and `slmops passes`
+// all read it; there is no second list to keep in sync.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ir/graph.h"
+#include "passes/options.h"
+
+namespace slmops::passes {
+
+struct PassContext {
+  int threads = 1;
+  int verbosity = 1;  // 0 quiet, 1 normal, 2 verbose
+  nlohmann::json report = nlohmann::json::object();  // what the pass did, for --json
+};
+
+struct PassInfo {
+  std::string name;
+  std::string summary;  // one line
+  std::vector<OptionSpec> options;
+  // Runs on a model; `options` has passed validation and has every default filled in.
+  std::function<void(ir::Model&, const nlohmann::json& options, PassContext&)> run;
+  bool implemented = true;  // false: listed so recipes can name it, but refuses to run yet
+};
+
+const std::vector<PassInfo>& all_passes();
+const PassInfo* find_pass(std::string_view name);
+
+// Runs a pass by name after validating its options. Throws Error(BadInput) on bad options.
+void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx);
+
+// Registration: each pass file defines one function returning its PassInfo; registry.cpp
+// lists those functions once.
+PassInfo cleanup_pass_info();
+
+}  // namespace slmops::passes

@@ -1,0 +1,42 @@
+// Helpers shared by the unit tests.
+#pragma once
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace slmops::test {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed with everything in it at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "slmops-test-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Folder of ONNX's conformance data (Debian package libonnx-testdata).
+inline fs::path onnx_testdata() {
+  if (const char* env = std::getenv("SLMOPS_ONNX_TESTDATA")) return env;
+  return "/usr/share/libonnx-testdata/data";
+}
+
+}  // namespace slmops::test

@@ -1,0 +1,59 @@
+// The CLI core shared by every subcommand: global flags, logging to stderr, the one place
+// that turns exceptions into exit codes.
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "formats/onnx_io.h"
+
+namespace slmops::cli {
+
+struct Globals {
+  int verbosity = 1;  // -q: 0, default 1, -v: 2
+  int threads = 0;    // 0: all cores
+  bool json = false;
+};
+
+Globals& globals();
+
+template <typename... Args>
+void log(fmt::format_string<Args...> f, Args&&... args) {
+  if (globals().verbosity >= 1) fmt::print(stderr, "slmops: {}\n", fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void log_verbose(fmt::format_string<Args...> f, Args&&... args) {
+  if (globals().verbosity >= 2) fmt::print(stderr, "slmops: {}\n", fmt::format(f, std::forward<Args>(args)...));
+}
+
+// Prints a JSON document on stdout (the --json contract: one object, stable keys).
+void print_json(const nlohmann::json& j);
+
+int effective_threads();
+
+// Adds --external-data to a subcommand.
+void add_external_data_flag(CLI::App* cmd, formats::ExternalData* target);
+
+// Subcommand registration; each lives in its own cmd_<verb>.cpp.
+void register_run(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_passes(CLI::App& app);
+void register_convert(CLI::App& app);
+void register_pending(CLI::App& app);  // distill-data, quantize, prune, evaluate: not built yet
+
+// Entry point used by main() and by tests: returns the exit code.
+int main(int argc, char** argv);
+
+}  // namespace slmops::cli
+
+namespace slmops::passes {
+struct PassInfo;
+}
+namespace slmops::cli {
+// Adds one --<option> VALUE flag per declared option of `pass`; values land in *target.
+void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target);
+}  // namespace slmops::cli

@@ -1,0 +1,44 @@
+// slmops convert MODEL -o OUT: graph clean-up and storage layout (external data). The same
+// machinery as a one-step recipe {"pass": "cleanup"}.
+#include "ir/error.h"
+#include "passes/registry.h"
+#include "tools/cli.h"
+#include "tools/recipe.h"
+
+namespace slmops::cli {
+
+void register_convert(CLI::App& app) {
+  struct Args {
+    std::string model, output;
+    bool no_cleanup = false;
+    bool json = false;
+    formats::ExternalData external = formats::ExternalData::Auto;
+    nlohmann::json cleanup = nlohmann::json::object();
+    std::string to, opset;
+  };
+  static Args a;
+  auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
+  cmd->add_option("model", a.model, "input .onnx model")->required();
+  cmd->add_option("-o,--output", a.output, "output .onnx path")->required();
+  cmd->add_flag("--no-cleanup", a.no_cleanup, "copy the graph as it is (only re-lay the storage)");
+  cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
+  cmd->add_option("--to", a.to, "convert element types (fp16, bf16): not built yet")->type_name("TYPE");
+  cmd->add_option("--opset", a.opset, "convert to another opset: not built yet")->type_name("N");
+  add_external_data_flag(cmd, &a.external);
+  add_pass_option_flags(cmd, *passes::find_pass("cleanup"), &a.cleanup);
+  cmd->callback([] {
+    if (!a.to.empty()) bad_input("convert --to is not built yet; nothing was written");
+    if (!a.opset.empty()) bad_input("convert --opset is not built yet; nothing was written");
+    Recipe r;
+    r.input = a.model;
+    r.output = a.output;
+    r.external_data = a.external;
+    if (!a.no_cleanup) r.steps.push_back({"cleanup", a.cleanup});
+    validate_recipe(r);
+    auto report = execute(r);
+    if (a.json) print_json(report);
+    else fmt::print("{}\n", r.output.string());
+  });
+}
+
+}  // namespace slmops::cli

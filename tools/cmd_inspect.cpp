@@ -1,0 +1,184 @@
+// slmops inspect MODEL [--json]: versions, interface, op histogram, parameters, storage.
+#include <algorithm>
+#include <map>
+
+#include "formats/file_util.h"
+#include "ir/error.h"
+#include "tools/cli.h"
+
+namespace slmops::cli {
+namespace {
+
+std::string shape_text(const ir::TensorType& t) {
+  if (!t.is_tensor) return "?";
+  if (!t.has_shape) return "[?]";
+  std::string s = "[";
+  for (size_t i = 0; i < t.dims.size(); ++i) {
+    if (i) s += ", ";
+    const auto& d = t.dims[i];
+    s += d.known() ? std::to_string(d.value) : (d.param.empty() ? "?" : d.param);
+  }
+  return s + "]";
+}
+
+nlohmann::json dims_json(const ir::TensorType& t) {
+  nlohmann::json a = nlohmann::json::array();
+  for (auto& d : t.dims) {
+    if (d.known()) a.push_back(d.value);
+    else if (!d.param.empty()) a.push_back(d.param);
+    else a.push_back(nullptr);
+  }
+  return a;
+}
+
+std::string dtype_text(int32_t code) {
+  return ir::is_known_dtype(code) ? std::string(ir::dtype_name(static_cast<ir::DType>(code)))
+                                  : fmt::format("type{}", code);
+}
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+struct Stats {
+  std::map<std::string, int64_t> ops;
+  int64_t nodes = 0, initializers = 0;
+  uint64_t params = 0;
+  std::map<std::string, uint64_t> bytes_by_dtype;
+  std::map<std::string, std::pair<int64_t, uint64_t>> external;  // file -> tensors, bytes
+  std::vector<const ir::Value*> inits;
+};
+
+void collect(const ir::Graph& g, Stats& s) {
+  for (const ir::Value* v : g.initializers) {
+    const auto& t = *v->initializer;
+    ++s.initializers;
+    s.params += t.numel();
+    s.bytes_by_dtype[dtype_text(t.dtype_code)] += t.has_data() ? t.nbytes() : 0;
+    if (t.storage == ir::Tensor::Storage::External && t.data.source()) {
+      auto& e = s.external[t.data.source()->path()];
+      ++e.first;
+      e.second += t.data.size();
+    }
+    s.inits.push_back(v);
+  }
+  for (auto& n : g.nodes()) {
+    ++s.nodes;
+    std::string key = (n->domain.empty() || n->domain == "ai.onnx") ? n->op_type : n->domain + "." + n->op_type;
+    ++s.ops[key];
+    for (auto& a : n->attributes) {
+      if (a.g) collect(*a.g, s);
+      for (auto& sg : a.graphs) collect(*sg, s);
+    }
+  }
+}
+
+}  // namespace
+
+void register_inspect(CLI::App& app) {
+  static std::string model_path;
+  static bool json = false;
+  static int top = 10;
+  auto* cmd = app.add_subcommand("inspect", "describe a model: versions, inputs/outputs, ops, parameters, storage");
+  cmd->add_option("model", model_path, "an .onnx model")->required();
+  cmd->add_flag("--json", json, "print the description as JSON on stdout");
+  cmd->add_option("--top", top, "how many of the largest initializers to list")->check(CLI::NonNegativeNumber);
+  cmd->callback([] {
+    ir::Model m = formats::load_model(model_path);
+    Stats s;
+    collect(*m.graph, s);
+    std::sort(s.inits.begin(), s.inits.end(), [](const ir::Value* a, const ir::Value* b) {
+      auto na = a->initializer->nbytes(), nb = b->initializer->nbytes();
+      return na != nb ? na > nb : a->name < b->name;
+    });
+    if (static_cast<int>(s.inits.size()) > top) s.inits.resize(top);
+    std::error_code ec;
+    uint64_t file_size = std::filesystem::file_size(model_path, ec);
+
+    nlohmann::json j;
+    j["path"] = model_path;
+    j["file_bytes"] = file_size;
+    j["ir_version"] = m.ir_version;
+    j["producer"] = {{"name", m.producer_name}, {"version", m.producer_version}};
+    j["model_version"] = m.model_version;
+    j["opsets"] = nlohmann::json::object();
+    for (auto& o : m.opsets) j["opsets"][o.domain.empty() ? "ai.onnx" : o.domain] = o.version;
+    auto io = [](const std::vector<ir::ValueInfo>& list, const ir::Graph& g, bool skip_initializers) {
+      nlohmann::json a = nlohmann::json::array();
+      for (auto& vi : list) {
+        if (!vi.value) continue;
+        if (skip_initializers && vi.value->initializer) continue;
+        const auto& t = vi.value->type;
+        a.push_back({{"name", vi.value->file_name()},
+                     {"dtype", t.is_tensor ? dtype_text(t.elem_code) : "non-tensor"},
+                     {"shape", t.has_shape ? dims_json(t) : nlohmann::json(nullptr)}});
+      }
+      return a;
+    };
+    j["inputs"] = io(m.graph->inputs, *m.graph, true);
+    j["outputs"] = io(m.graph->outputs, *m.graph, false);
+    j["nodes"] = s.nodes;
+    j["op_types"] = s.ops;
+    j["initializers"] = s.initializers;
+    j["parameters"] = s.params;
+    j["bytes_by_dtype"] = s.bytes_by_dtype;
+    j["external_data"] = nlohmann::json::array();
+    for (auto& [f, e] : s.external)
+      j["external_data"].push_back({{"file", f}, {"tensors", e.first}, {"bytes", e.second}});
+    j["largest_initializers"] = nlohmann::json::array();
+    for (auto* v : s.inits) {
+      const auto& t = *v->initializer;
+      nlohmann::json dims = t.dims;
+      j["largest_initializers"].push_back(
+          {{"name", v->name}, {"dtype", dtype_text(t.dtype_code)}, {"shape", dims}, {"bytes", t.nbytes()}});
+    }
+    if (json) {
+      print_json(j);
+      return;
+    }
+    fmt::print("model        {} ({})\n", model_path, human_bytes(file_size));
+    fmt::print("ir_version   {}\n", m.ir_version);
+    std::vector<std::string> ops;
+    for (auto& o : m.opsets) ops.push_back(fmt::format("{}={}", o.domain.empty() ? "ai.onnx" : o.domain, o.version));
+    fmt::print("opsets       {}\n", fmt::join(ops, ", "));
+    fmt::print("producer     {} {}\n", m.producer_name, m.producer_version);
+    auto print_io = [&](const char* title, const std::vector<ir::ValueInfo>& list, bool skip) {
+      fmt::print("{}\n", title);
+      for (auto& vi : list) {
+        if (!vi.value || (skip && vi.value->initializer)) continue;
+        const auto& t = vi.value->type;
+        fmt::print("  {:<30} {:<10} {}\n", vi.value->file_name(), t.is_tensor ? dtype_text(t.elem_code) : "non-tensor",
+                   shape_text(t));
+      }
+    };
+    print_io("inputs", m.graph->inputs, true);
+    print_io("outputs", m.graph->outputs, false);
+    fmt::print("nodes        {}\n", s.nodes);
+    std::vector<std::pair<std::string, int64_t>> hist(s.ops.begin(), s.ops.end());
+    std::sort(hist.begin(), hist.end(), [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+    for (auto& [op, n] : hist) fmt::print("  {:<30} {}\n", op, n);
+    fmt::print("parameters   {} in {} initializers\n", s.params, s.initializers);
+    for (auto& [dt, b] : s.bytes_by_dtype) fmt::print("  {:<30} {}\n", dt, human_bytes(b));
+    if (!s.external.empty()) {
+      fmt::print("external data\n");
+      for (auto& [f, e] : s.external) fmt::print("  {}  {} tensors, {}\n", f, e.first, human_bytes(e.second));
+    }
+    if (!s.inits.empty()) {
+      fmt::print("largest initializers\n");
+      for (auto* v : s.inits) {
+        const auto& t = *v->initializer;
+        fmt::print("  {:<30} {:<8} [{}] {}\n", v->name, dtype_text(t.dtype_code), fmt::join(t.dims, ", "),
+                   human_bytes(t.nbytes()));
+      }
+    }
+  });
+}
+
+}  // namespace slmops::cli

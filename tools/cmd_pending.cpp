@@ -1,0 +1,27 @@
+// Subcommands whose capability is not built yet. They exist so that scripts and --help see
+// the whole tool, and say plainly that they do nothing yet (exit 2) rather than pretend.
+#include "ir/error.h"
+#include "tools/cli.h"
+
+namespace slmops::cli {
+
+void register_pending(CLI::App& app) {
+  struct Pending {
+    const char* name;
+    const char* summary;
+  };
+  static const Pending pending[] = {
+      {"distill-data", "generate distillation data from a teacher model (not built yet)"},
+      {"quantize", "quantize a model: int8 dynamic/static, int4/int8 weight-only (not built yet)"},
+      {"prune", "prune a model (not built yet)"},
+      {"evaluate", "evaluate accuracy, perplexity, fidelity, latency, size and memory (not built yet)"},
+  };
+  for (auto& p : pending) {
+    auto* cmd = app.add_subcommand(p.name, p.summary);
+    cmd->allow_extras();
+    std::string name = p.name;
+    cmd->callback([name] { bad_input("'{}' is not built yet in this version; nothing was read or written", name); });
+  }
+}
+
+}  // namespace slmops::cli

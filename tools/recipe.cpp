@@ -1,0 +1,207 @@
+#include "tools/recipe.h"
+
+#include <chrono>
+
+#include "formats/file_util.h"
+#include "ir/error.h"
+#include "passes/registry.h"
+#include "tools/cli.h"
+
+namespace slmops::cli {
+namespace {
+
+const std::vector<std::string> kRecipeKeys = {"description", "input", "output", "external_data", "steps"};
+const std::vector<std::string> kStepKeys = {"pass", "options", "name"};
+
+std::string known_passes() {
+  std::string s;
+  for (auto& p : passes::all_passes()) s += (s.empty() ? "" : ", ") + p.name;
+  return s;
+}
+
+// Applies KEY=VALUE to a JSON document; KEY is a dotted path (steps.0.options.foo). VALUE is
+// parsed as JSON when it is valid JSON, else taken as a string.
+void apply_set(nlohmann::json& doc, const std::string& kv, const fs::path& file) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) bad_input("--set '{}': expected KEY=VALUE", kv);
+  std::string key = kv.substr(0, eq), text = kv.substr(eq + 1);
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
+  if (value.is_discarded()) value = text;
+  nlohmann::json* cur = &doc;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) bad_input("--set '{}': empty key part", kv);
+    if (cur->is_array()) {
+      size_t idx = 0;
+      try {
+        idx = std::stoul(part);
+      } catch (const std::exception&) {
+        bad_input("--set '{}': '{}' must be a step number", kv, part);
+      }
+      if (idx >= cur->size()) bad_input("--set '{}': {} has no step {}", kv, file.string(), idx);
+      cur = &(*cur)[idx];
+    } else {
+      if (!cur->is_object()) bad_input("--set '{}': '{}' is not an object", kv, part);
+      cur = &(*cur)[part];
+    }
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  *cur = value;
+}
+
+std::string line_col(const std::string& text, size_t byte) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < byte && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return fmt::format("{}:{}", line, col);
+}
+
+void check_step(const std::string& where, size_t number, const Step& step, std::vector<std::string>& problems) {
+  const auto* p = passes::find_pass(step.pass);
+  if (!p) {
+    problems.push_back(
+        fmt::format("{}: step {}: unknown pass '{}' (known passes: {})", where, number, step.pass, known_passes()));
+    return;
+  }
+  for (auto& msg : passes::validate_options(p->name, p->options, step.options))
+    problems.push_back(fmt::format("{}: step {}: {}", where, number, msg));
+}
+
+[[noreturn]] void throw_problems(const std::vector<std::string>& problems) {
+  std::string all;
+  for (size_t i = 0; i < problems.size(); ++i) all += (i ? "\nslmops: error: " : "") + problems[i];
+  throw Error(ExitCode::BadInput, all);
+}
+
+}  // namespace
+
+Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
+  std::string text = formats::read_text_file(file);
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string what = e.what();
+    auto colon = what.rfind(": ");
+    bad_input("{}:{}: JSON syntax error: {}", file.string(), line_col(text, e.byte ? e.byte - 1 : 0),
+              colon == std::string::npos ? what : what.substr(colon + 2));
+  }
+  if (!doc.is_object()) bad_input("{}: a recipe is a JSON object with input, output and steps", file.string());
+  nlohmann::json before = doc;
+  for (auto& kv : sets) apply_set(doc, kv, file);
+
+  Recipe r;
+  r.source = file;
+  r.create_output_folder = true;
+  std::vector<std::string> problems;
+  const std::string where = file.string();
+  fs::path base = file.parent_path();
+  for (auto& [k, v] : doc.items())
+    if (std::find(kRecipeKeys.begin(), kRecipeKeys.end(), k) == kRecipeKeys.end())
+      problems.push_back(fmt::format("{}: unknown key '{}' (valid keys: {})", where, k, fmt::join(kRecipeKeys, ", ")));
+  auto path_of = [&](const char* key, fs::path& out) {
+    if (!doc.contains(key)) {
+      problems.push_back(fmt::format("{}: missing '{}' (a model path)", where, key));
+      return;
+    }
+    if (!doc[key].is_string() || doc[key].get<std::string>().empty()) {
+      problems.push_back(fmt::format("{}: '{}' must be a non-empty string", where, key));
+      return;
+    }
+    fs::path p = doc[key].get<std::string>();
+    bool from_set = !before.contains(key) || before[key] != doc[key];
+    out = (p.is_absolute() || from_set) ? p : base / p;
+  };
+  path_of("input", r.input);
+  path_of("output", r.output);
+  if (doc.contains("external_data")) {
+    if (!doc["external_data"].is_string() ||
+        !formats::parse_external_data(doc["external_data"].get<std::string>(), r.external_data))
+      problems.push_back(fmt::format("{}: 'external_data' must be \"auto\", \"always\" or \"never\"", where));
+  }
+  if (!doc.contains("steps") || !doc["steps"].is_array()) {
+    problems.push_back(fmt::format("{}: 'steps' must be a list of {{\"pass\": ..., \"options\": {{...}}}}", where));
+  } else {
+    size_t i = 0;
+    for (auto& s : doc["steps"]) {
+      ++i;
+      if (!s.is_object() || !s.contains("pass") || !s["pass"].is_string()) {
+        problems.push_back(fmt::format("{}: step {}: must be an object with a \"pass\" name", where, i));
+        r.steps.push_back({"", nlohmann::json::object()});
+        continue;
+      }
+      for (auto& [k, v] : s.items())
+        if (std::find(kStepKeys.begin(), kStepKeys.end(), k) == kStepKeys.end())
+          problems.push_back(
+              fmt::format("{}: step {}: unknown key '{}' (valid keys: {})", where, i, k, fmt::join(kStepKeys, ", ")));
+      Step st{s["pass"].get<std::string>(), s.value("options", nlohmann::json::object())};
+      r.steps.push_back(std::move(st));
+    }
+    for (size_t k = 0; k < r.steps.size(); ++k)
+      if (!r.steps[k].pass.empty()) check_step(where, k + 1, r.steps[k], problems);
+    if (r.steps.empty()) problems.push_back(where + ": the recipe has no steps");
+  }
+  std::error_code ec;
+  if (!r.input.empty() && !fs::exists(r.input, ec))
+    problems.push_back(fmt::format("{}: input model '{}' does not exist", where, r.input.string()));
+  if (!r.input.empty() && !r.output.empty() && fs::weakly_canonical(r.input) == fs::weakly_canonical(r.output))
+    problems.push_back(fmt::format("{}: output '{}' is the input model; choose another output path", where,
+                                   r.output.string()));
+  if (!problems.empty()) throw_problems(problems);
+  return r;
+}
+
+void validate_recipe(const Recipe& r) {
+  std::vector<std::string> problems;
+  std::string where = r.source.empty() ? r.input.string() : r.source.string();
+  for (size_t k = 0; k < r.steps.size(); ++k) check_step(where, k + 1, r.steps[k], problems);
+  if (!problems.empty()) throw_problems(problems);
+}
+
+nlohmann::json execute(const Recipe& r) {
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  if (r.create_output_folder && !r.output.parent_path().empty()) {
+    std::error_code ec;
+    fs::create_directories(r.output.parent_path(), ec);
+  }
+  // Check where the output goes before any work is done.
+  formats::check_output_path(r.output, {r.input});
+  ir::Model model = formats::load_model(r.input);
+  log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), model.graph->node_count(),
+              model.graph->initializers.size());
+  nlohmann::json report = {{"input", r.input.string()}, {"output", r.output.string()}};
+  nlohmann::json steps = nlohmann::json::array();
+  passes::PassContext ctx;
+  ctx.threads = effective_threads();
+  ctx.verbosity = globals().verbosity;
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const auto* p = passes::find_pass(r.steps[i].pass);
+    auto ts = clock::now();
+    ctx.report = nlohmann::json::object();
+    passes::run_pass(*p, model, r.steps[i].options, ctx);
+    double sec = std::chrono::duration<double>(clock::now() - ts).count();
+    log("step {}/{} {}: {} ({:.2f} s)", i + 1, r.steps.size(), p->name, ctx.report.dump(), sec);
+    steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
+  }
+  formats::SaveOptions so;
+  so.external = r.external_data;
+  auto saved = formats::save_model(model, r.output, so);
+  report["steps"] = steps;
+  report["model_bytes"] = saved.model_bytes;
+  report["data_bytes"] = saved.data_bytes;
+  report["data_file"] = saved.data_file;
+  report["seconds"] = std::chrono::duration<double>(clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace slmops::cli
