@@ -130,9 +130,14 @@ void check_output_path(const fs::path& out, const std::vector<fs::path>& inputs)
   if (dir.empty()) dir = ".";
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) bad_input("{}: output folder '{}' does not exist", out.string(), dir.string());
-  if (::access(dir.c_str(), W_OK) != 0)
-    bad_input("{}: output folder '{}' is not writable", out.string(), dir.string());
   if (fs::is_directory(out, ec)) bad_input("{}: output path is a folder, expected a file name", out.string());
+  // Probe by creating a file: permission bits do not tell for root, read-only mounts or /proc.
+  fs::path probe = out;
+  probe += ".tmp-probe-" + random_suffix();
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) bad_input("{}: output folder '{}' is not writable: {}", out.string(), dir.string(), std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 std::string read_text_file(const fs::path& path) {

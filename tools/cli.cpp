@@ -83,7 +83,16 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "slmops: error: {} (see slmops --help)\n", one_line(e.what()));
     return static_cast<int>(ExitCode::BadInput);
   } catch (const Error& e) {
-    fmt::print(stderr, "slmops: error: {}\n", one_line(e.what()));
+    // One line per problem (a recipe may report several).
+    std::string msg = e.what();
+    size_t start = 0;
+    while (start <= msg.size()) {
+      size_t nl = msg.find('\n', start);
+      std::string line = msg.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      if (!line.empty()) fmt::print(stderr, "slmops: error: {}\n", line);
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
     return static_cast<int>(e.code());
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "slmops: error: out of memory\n");

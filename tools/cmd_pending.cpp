@@ -19,6 +19,8 @@ void register_pending(CLI::App& app) {
   for (auto& p : pending) {
     auto* cmd = app.add_subcommand(p.name, p.summary);
     cmd->allow_extras();
+    cmd->fallthrough(false);
+    cmd->prefix_command();  // take every argument as it is: nothing is parsed yet
     std::string name = p.name;
     cmd->callback([name] { bad_input("'{}' is not built yet in this version; nothing was read or written", name); });
   }

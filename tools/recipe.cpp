@@ -78,7 +78,7 @@ void check_step(const std::string& where, size_t number, const Step& step, std::
 
 [[noreturn]] void throw_problems(const std::vector<std::string>& problems) {
   std::string all;
-  for (size_t i = 0; i < problems.size(); ++i) all += (i ? "\nslmops: error: " : "") + problems[i];
+  for (size_t i = 0; i < problems.size(); ++i) all += (i ? "\n" : "") + problems[i];
   throw Error(ExitCode::BadInput, all);
 }
 

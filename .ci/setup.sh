@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian 12 packages, as root or through sudo), then configures and
+# builds slmops in ./build. With --tests it also installs the test material: ONNX's
+# conformance data (libonnx-testdata) and ONNX Runtime from npm (onnxruntime-node).
+# Usage: bash .ci/setup.sh [--tests]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=0
+[ "${1:-}" = "--tests" ] && want_tests=1
+
+packages=(build-essential cmake ninja-build pkg-config libcli11-dev libprotobuf-dev protobuf-compiler
+          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev)
+if [ "$want_tests" = 1 ]; then
+  packages+=(libonnx-testdata perl time)
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build
+
+if [ "$want_tests" = 1 ] && [ ! -d tests/interop/node_modules/onnxruntime-node ]; then
+  # The package's install script would download a GPU build; skip it and use the CPU
+  # libonnxruntime.so the npm package ships.
+  (cd tests/interop && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+fi

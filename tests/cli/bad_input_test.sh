@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Bad input must get: exit code 2, exactly one line on stderr naming the file/option, the
+# input untouched (same bytes), and no output file (nor temporary files) left behind.
+# Usage: bad_input_test.sh SLMOPS_BINARY MODEL.onnx
+set -u
+SLMOPS=$1
+MODEL=$2
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-bad-XXXXXX")
+trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+cases=0
+failed=0
+
+snapshot() { (cd "$WORK" && find . -type f -o -type l | sort | xargs -r sha256sum 2>/dev/null); }
+
+# expect_bad NAME CMD...: runs CMD in $WORK/case and checks the contract.
+expect_bad() {
+  local name=$1
+  shift
+  cases=$((cases + 1))
+  local before after
+  before=$(snapshot)
+  local err
+  err=$(cd "$WORK/case" && "$@" 2>&1 >/dev/null)
+  local rc=$?
+  after=$(snapshot)
+  local lines
+  lines=$(printf '%s' "$err" | grep -c '' || true)
+  local why=""
+  [ "$rc" -eq 2 ] || why="exit code $rc, expected 2"
+  [ -z "$why" ] && [ "$lines" -ne 1 ] && why="$lines lines on stderr, expected 1"
+  [ -z "$why" ] && [[ "$err" != "slmops: error: "* ]] && why="stderr does not start with 'slmops: error: '"
+  [ -z "$why" ] && [ "$before" != "$after" ] && why="files changed: $(diff <(echo "$before") <(echo "$after") | tr '\n' ' ')"
+  if [ -n "$why" ]; then
+    failed=$((failed + 1))
+    echo "FAIL $name: $why"
+    echo "     stderr: $err"
+  else
+    echo "ok   $name: $err"
+  fi
+}
+
+mkdir -p "$WORK/case" "$WORK/case/ext"
+cd "$WORK/case" || exit 1
+cp "$MODEL" model.onnx
+: > empty.onnx
+head -c 4096 /dev/urandom > random.onnx
+head -c $(( $(stat -c %s model.onnx) / 2 )) model.onnx > truncated.onnx
+printf 'PK\003\004\024\000\000\000\010\000' > checkpoint.onnx
+printf 'GGUF\003\000\000\000' > llama.onnx
+echo '{"input": "model.onnx"}' > notamodel.onnx
+mkdir -p adir.onnx
+
+# External data: a model whose weights live in model.onnx.data, then copies whose location
+# points elsewhere (same-length edits of the stored location string).
+"$SLMOPS" -q convert model.onnx -o ext/m.onnx --external-data always >/dev/null || { echo "FAIL setup: external save"; exit 1; }
+cp ext/m.onnx ext/escape.onnx && perl -pi -e 's/m\.onnx\.data/..\/secret.d/g' ext/escape.onnx
+cp ext/m.onnx ext/missing.onnx && perl -pi -e 's/m\.onnx\.data/n.onnx.data/g' ext/missing.onnx
+cp ext/m.onnx ext/absolute.onnx && perl -pi -e 's/m\.onnx\.data/\/etc\/passwd/g' ext/absolute.onnx
+mkdir -p ext/short && cp ext/m.onnx ext/short/m.onnx && head -c 10 ext/m.onnx.data > ext/short/m.onnx.data
+cp ext/m.onnx.data secret.d
+
+recipe() { printf '%s\n' "$2" > "$1"; }
+recipe syntax.json '{"input": "model.onnx", "output": "out.onnx", "steps": [ {"pass": "cleanup",, } ]}'
+recipe unknown_pass.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanpu"}]}'
+recipe unknown_option.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup", "options": {"remove-identiy": true}}]}'
+recipe wrong_type.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup", "options": {"remove-identity": "yes"}}]}'
+recipe missing_input.json '{"input": "nope.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
+recipe typo_key.json '{"input": "model.onnx", "output": "out.onnx", "descripton": "x", "steps": [{"pass": "cleanup"}]}'
+recipe no_steps.json '{"input": "model.onnx", "output": "out.onnx", "steps": []}'
+recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps": [{"pass": "cleanup"}]}'
+recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
+cd - >/dev/null || exit 1
+
+S=$SLMOPS
+expect_bad "empty file"                 "$S" convert empty.onnx -o out.onnx
+expect_bad "random bytes"               "$S" convert random.onnx -o out.onnx
+expect_bad "truncated protobuf"         "$S" convert truncated.onnx -o out.onnx
+expect_bad "zip magic (pytorch .pt)"    "$S" convert checkpoint.onnx -o out.onnx
+expect_bad "GGUF magic"                 "$S" inspect llama.onnx
+expect_bad "JSON given as a model"      "$S" convert notamodel.onnx -o out.onnx
+expect_bad "missing input model"        "$S" convert nope.onnx -o out.onnx
+expect_bad "input is a folder"          "$S" inspect adir.onnx
+expect_bad "output folder missing"      "$S" convert model.onnx -o missing/out.onnx
+expect_bad "output folder unwritable"   "$S" convert model.onnx -o /proc/out.onnx
+expect_bad "output equals input"        "$S" convert model.onnx -o model.onnx
+expect_bad "output equals input (./)"   "$S" convert model.onnx -o ./model.onnx
+expect_bad "output is a folder"         "$S" convert model.onnx -o adir.onnx
+expect_bad "unknown flag"               "$S" convert model.onnx -o out.onnx --bogus
+expect_bad "bad --external-data"        "$S" convert model.onnx -o out.onnx --external-data sometimes
+expect_bad "bad option value on CLI"    "$S" convert model.onnx -o out.onnx --remove-identity maybe
+expect_bad "missing -o"                 "$S" convert model.onnx
+expect_bad "recipe JSON syntax error"   "$S" run syntax.json
+expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
+expect_bad "recipe unknown option key"  "$S" run unknown_option.json
+expect_bad "recipe wrong option type"   "$S" run wrong_type.json
+expect_bad "recipe missing input file"  "$S" run missing_input.json
+expect_bad "recipe unknown key (typo)"  "$S" run typo_key.json
+expect_bad "recipe with no steps"       "$S" run no_steps.json
+expect_bad "recipe output is the input" "$S" run same_output.json
+expect_bad "recipe file missing"        "$S" run nope.json
+expect_bad "--set on a missing step"    "$S" run good.json --set steps.3.pass=cleanup
+expect_bad "external data leaves folder" "$S" inspect ext/escape.onnx
+expect_bad "external data absolute path" "$S" convert ext/absolute.onnx -o out.onnx
+expect_bad "external data file missing" "$S" convert ext/missing.onnx -o out.onnx
+expect_bad "external data past the end" "$S" convert ext/short/m.onnx -o out.onnx
+expect_bad "subcommand not built yet"   "$S" quantize model.onnx -o out.onnx --mode int4-weight
+expect_bad "no subcommand"              "$S"
+
+echo "$((cases - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
