@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <cstring>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <algorithm>
 #include <map>
 #include <onnx/onnx_pb.h>
 
 #include "formats/file_util.h"
+#include "formats/onnx_detail.h"
 #include "ir/error.h"
 
 namespace slmops::formats {
@@ -319,12 +321,39 @@ Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& 
 
 ir::TensorType type_from_proto(const onnx::TypeProto& tp) {
   ir::TensorType t;
-  if (!tp.has_tensor_type()) return t;
-  t.is_tensor = true;
-  t.elem_code = tp.tensor_type().elem_type();
-  if (tp.tensor_type().has_shape()) {
+  const onnx::TypeProto* inner = &tp;
+  std::string container;
+  while (!inner->has_tensor_type()) {
+    const char* kind = nullptr;
+    const onnx::TypeProto* next = nullptr;
+    if (inner->has_sequence_type()) {
+      kind = "sequence";
+      next = &inner->sequence_type().elem_type();
+    } else if (inner->has_optional_type()) {
+      kind = "optional";
+      next = &inner->optional_type().elem_type();
+    } else if (inner->has_map_type()) {
+      kind = "map";
+    } else if (inner->has_sparse_tensor_type()) {
+      kind = "sparse_tensor";
+    } else if (inner->value_case() != onnx::TypeProto::VALUE_NOT_SET) {
+      kind = "other";
+    }
+    if (!kind) return t;
+    container = container.empty() ? kind : container + "(" + kind;
+    if (!next) break;
+    inner = next;
+  }
+  if (!container.empty()) {
+    size_t opens = std::count(container.begin(), container.end(), '(');
+    t.container = container + std::string(opens, ')');
+  }
+  if (!inner->has_tensor_type()) return t;
+  t.is_tensor = container.empty();
+  t.elem_code = inner->tensor_type().elem_type();
+  if (inner->tensor_type().has_shape()) {
     t.has_shape = true;
-    for (auto& d : tp.tensor_type().shape().dim()) {
+    for (auto& d : inner->tensor_type().shape().dim()) {
       ir::Dim dim;
       if (d.has_dim_value()) dim.value = d.dim_value();
       else if (d.has_dim_param()) dim.param = d.dim_param();
@@ -774,6 +803,28 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
   model_file.commit();
   return report;
 }
+
+namespace detail {
+
+ir::Tensor tensor_from_proto(onnx::TensorProto& p, const std::string& what) {
+  if (p.data_location() == onnx::TensorProto::EXTERNAL) bad_input("{}: external data is not allowed here", what);
+  LoadCtx ctx;
+  ctx.model_path = what;
+  return formats::tensor_from_proto(ctx, p, what);
+}
+
+void tensor_to_proto(const ir::Tensor& t, onnx::TensorProto& p) {
+  p.set_name(t.name);
+  p.set_data_type(t.dtype_code);
+  for (auto d : t.dims) p.add_dims(d);
+  if (t.dtype == DType::String) {
+    for (auto& s : t.strings) p.add_string_data(s);
+  } else {
+    p.set_raw_data(t.data.data(), t.data.size());
+  }
+}
+
+}  // namespace detail
 
 std::string canonical_model_bytes(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

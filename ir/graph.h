@@ -30,6 +30,9 @@ struct Dim {
 // The tensor type of a value as declared in the file (input/output/value_info).
 struct TensorType {
   bool is_tensor = false;  // false: not declared, or a non-tensor type (sequence, map, ...)
+  // For non-tensor types: "sequence", "optional", "optional(sequence)", "map", ... and then
+  // elem_code/dims describe the innermost tensor type when there is one.
+  std::string container;
   int32_t elem_code = 0;   // ONNX elem_type code
   bool has_shape = false;
   std::vector<Dim> dims;

@@ -1,6 +1,8 @@
 #include "ir/tensor.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace slmops::ir {
 
@@ -26,6 +28,18 @@ Buffer Buffer::copy_of(const void* data, size_t size) {
   std::vector<uint8_t> v(size);
   if (size) std::memcpy(v.data(), data, size);
   return from_vector(std::move(v));
+}
+
+Buffer Buffer::allocate(size_t size, bool zero) {
+  size_t padded = (size + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, padded ? padded : 64);
+  if (!p) throw std::bad_alloc();
+  if (zero) std::memset(p, 0, padded);
+  Buffer b;
+  b.data_ = static_cast<const uint8_t*>(p);
+  b.size_ = size;
+  b.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+  return b;
 }
 
 Buffer Buffer::view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,

@@ -25,11 +25,16 @@ class Buffer {
   static Buffer from_vector(std::vector<uint8_t> bytes);
   static Buffer from_string(std::string bytes);
   static Buffer copy_of(const void* data, size_t size);
+  // A new block, 64-byte aligned, owned by this buffer (and its copies). Contents are
+  // unspecified unless `zero` is set.
+  static Buffer allocate(size_t size, bool zero = false);
   // A view that keeps `owner` alive; `source`/`file_offset` say where the bytes live on disk.
   static Buffer view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
                      std::shared_ptr<const FileSource> source = nullptr, uint64_t file_offset = 0);
 
   const uint8_t* data() const { return data_; }
+  // Writable access, for buffers made by allocate() whose contents the caller produces.
+  uint8_t* mutable_data() const { return const_cast<uint8_t*>(data_); }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const FileSource* source() const { return source_.get(); }
@@ -66,6 +71,8 @@ struct Tensor {
 
   template <typename T>
   const T* values() const { return data.as<T>(); }
+  template <typename T>
+  T* mutable_values() const { return reinterpret_cast<T*>(data.mutable_data()); }
 
   // Builders for tests and passes.
   static Tensor make(std::string name, DType dtype, std::vector<int64_t> dims, Buffer data);

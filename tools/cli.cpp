@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   register_inspect(app);
   register_passes(app);
   register_convert(app);
+  register_evaluate(app);
   register_pending(app);
 
   try {

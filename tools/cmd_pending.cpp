@@ -14,7 +14,6 @@ void register_pending(CLI::App& app) {
       {"distill-data", "generate distillation data from a teacher model (not built yet)"},
       {"quantize", "quantize a model: int8 dynamic/static, int4/int8 weight-only (not built yet)"},
       {"prune", "prune a model (not built yet)"},
-      {"evaluate", "evaluate accuracy, perplexity, fidelity, latency, size and memory (not built yet)"},
   };
   for (auto& p : pending) {
     auto* cmd = app.add_subcommand(p.name, p.summary);

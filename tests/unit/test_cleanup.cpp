@@ -74,7 +74,7 @@ TEST_CASE("Dropout is removed unless training_mode may be true or its mask is re
   Node* d1 = g.add_node("Dropout", {x}, {"d1"});
   Node* r1 = g.add_node("Relu", {d1->outputs[0]}, {"r1"});
   g.add_output(r1->outputs[0]);
-  Value* train = g.add_input("train", TensorType{true, 9, true, {}});
+  Value* train = g.add_input("train", TensorType{true, {}, 9, true, {}});
   Node* d2 = g.add_node("Dropout", {x, nullptr, train}, {"d2"});
   Node* r2 = g.add_node("Relu", {d2->outputs[0]}, {"r2"});
   g.add_output(r2->outputs[0]);
@@ -151,7 +151,7 @@ TEST_CASE("options turn each rewrite off") {
 TEST_CASE("subgraphs are cleaned and outer values they read stay alive") {
   Graph g;
   Value* x = g.add_input("x", f32({4}));
-  Value* cond = g.add_input("c", TensorType{true, 9, true, {}});
+  Value* cond = g.add_input("c", TensorType{true, {}, 9, true, {}});
   Node* outer = g.add_node("Relu", {x}, {"outer"});
   Node* ifn = g.add_node("If", {cond}, {"y"});
   g.add_output(ifn->outputs[0]);

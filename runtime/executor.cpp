@@ -1,0 +1,191 @@
+#include "runtime/executor.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "ir/error.h"
+
+namespace slmops::runtime {
+
+struct GraphRunner::Step {
+  const ir::Node* node;
+  std::unique_ptr<Kernel> kernel;
+  std::vector<int> in_slots;   // -1: omitted
+  std::vector<int> out_slots;  // -1: omitted
+  std::vector<int> free_after; // slots whose last reader is this step
+};
+
+static std::string node_label(const ir::Node& n) {
+  return n.name.empty() ? fmt::format("({} node)", n.op_type) : fmt::format("'{}'", n.name);
+}
+
+GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) {
+  auto slot_for = [&](const ir::Value* v) {
+    auto [it, inserted] = slot_.try_emplace(v, slot_count_);
+    if (inserted) ++slot_count_;
+    return it->second;
+  };
+  for (auto& vi : g.inputs)
+    if (vi.value) input_slots_.push_back(slot_for(vi.value));
+  for (const ir::Value* v : g.initializers) constants_.emplace_back(slot_for(v), v);
+
+  auto order = g.topological_order();
+  for (const ir::Node* n : order) {
+    auto step = std::make_unique<Step>();
+    step->node = n;
+    for (const ir::Value* v : n->inputs) {
+      if (!v) {
+        step->in_slots.push_back(-1);
+        continue;
+      }
+      if (v->kind == ir::Value::Kind::Undefined)
+        bad_input("node {} ({}) reads '{}', which nothing in the graph defines", node_label(*n), n->op_type, v->name);
+      if (v->kind == ir::Value::Kind::Captured && !slot_.count(v)) captured_.emplace_back(slot_for(v), v);
+      step->in_slots.push_back(slot_for(v));
+    }
+    for (const ir::Value* v : n->outputs) step->out_slots.push_back(v ? slot_for(v) : -1);
+    PlanContext npc = pc;
+    npc.opset = static_cast<int>(pc.model->opset(n->domain));
+    const KernelFactory* make = find_kernel(n->domain, n->op_type, npc.opset);
+    if (!make)
+      bad_input("node {}: op {}{}{} (opset {}) is not supported by the slmops executor", node_label(*n),
+                n->domain.empty() ? "" : n->domain, n->domain.empty() ? "" : ".", n->op_type, npc.opset);
+    step->kernel = (*make)(*n, npc);
+    steps_.push_back(std::move(step));
+  }
+  for (auto& vi : g.outputs) {
+    if (!vi.value) continue;
+    if (vi.value->kind == ir::Value::Kind::Captured && !slot_.count(vi.value))
+      captured_.emplace_back(slot_for(vi.value), vi.value);
+    if (!slot_.count(vi.value))
+      bad_input("graph '{}': output '{}' is never produced", g.name, vi.value->name);
+    output_slots_.push_back(slot_.at(vi.value));
+  }
+
+  // Lifetimes: a value dies after its last reader unless it is a graph output, a constant or
+  // read by a subgraph (implicit input: kept until the owning node has run).
+  std::unordered_set<int> keep(output_slots_.begin(), output_slots_.end());
+  for (auto& c : constants_) keep.insert(c.first);
+  std::vector<int> last(slot_count_, -1);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    for (int s : steps_[i]->in_slots)
+      if (s >= 0) last[s] = static_cast<int>(i);
+    for (const ir::Value* v : steps_[i]->node->implicit_inputs) {
+      auto it = slot_.find(v);
+      if (it != slot_.end()) last[it->second] = static_cast<int>(i);
+    }
+    // An output nobody reads dies right after it is made.
+    for (int s : steps_[i]->out_slots)
+      if (s >= 0 && last[s] < static_cast<int>(i)) last[s] = static_cast<int>(i);
+  }
+  // Values read by subgraphs of this graph's nodes are found by lookup; pin them until the
+  // owning node has run (computed above through implicit_inputs).
+  for (int s = 0; s < slot_count_; ++s)
+    if (last[s] >= 0 && !keep.count(s)) steps_[last[s]]->free_after.push_back(s);
+}
+
+GraphRunner::~GraphRunner() = default;
+
+const RValue* Frame::lookup(const ir::Value* v) const {
+  auto it = runner_.slot_.find(v);
+  if (it != runner_.slot_.end()) {
+    const RValue& r = slots_[it->second];
+    if (r.kind != RValue::Kind::None || r.optional) return &r;
+  }
+  return parent_ ? parent_->lookup(v) : nullptr;
+}
+
+std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& pool, const Frame* parent,
+                                     const RunOptions* opts) const {
+  std::vector<RValue> slots(slot_count_);
+  for (auto& [s, v] : constants_) slots[s] = RValue::of(*v->initializer);
+  for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
+    if (inputs[i].kind != RValue::Kind::None || inputs[i].optional) slots[input_slots_[i]] = std::move(inputs[i]);
+  Frame frame(*this, parent, slots);
+  for (auto& [s, v] : captured_) {
+    const RValue* outer = parent ? parent->lookup(v->outer) : nullptr;
+    if (!outer) bad_input("subgraph '{}' reads '{}' from an outer scope that does not have it", graph_.name, v->name);
+    slots[s] = *outer;
+  }
+  std::unordered_set<int> extra_keep;
+  std::vector<int> extra_slots;
+  if (opts)
+    for (auto& name : opts->extra_outputs) {
+      const ir::Value* v = graph_.find_value(name);
+      auto it = v ? slot_.find(v) : slot_.end();
+      if (it == slot_.end()) bad_input("no value named '{}' in graph '{}'", name, graph_.name);
+      extra_slots.push_back(it->second);
+      extra_keep.insert(it->second);
+    }
+
+  std::vector<RValue> outs;
+  OpContext ctx;
+  ctx.pool = &pool;
+  ctx.frame = &frame;
+  for (auto& step : steps_) {
+    ctx.node = step->node;
+    ctx.inputs.clear();
+    for (int s : step->in_slots) ctx.inputs.push_back(s >= 0 ? &slots[s] : nullptr);
+    outs.assign(step->out_slots.size(), RValue{});
+    ctx.outputs = &outs;
+    try {
+      step->kernel->run(ctx);
+    } catch (const Error& e) {
+      if (std::string(e.what()).rfind("node ", 0) == 0) throw;
+      throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
+    }
+    if (opts && opts->on_node) opts->on_node(*step->node, outs);
+    for (size_t k = 0; k < outs.size(); ++k)
+      if (step->out_slots[k] >= 0) slots[step->out_slots[k]] = std::move(outs[k]);
+    for (int s : step->free_after)
+      if (!extra_keep.count(s)) slots[s] = RValue{};
+  }
+  std::vector<RValue> result;
+  for (int s : output_slots_) result.push_back(slots[s]);
+  for (int s : extra_slots) result.push_back(slots[s]);
+  return result;
+}
+
+Session::Session(const ir::Model& model, int threads) : model_(model) {
+  ensure_kernels_registered();
+  pool_ = std::make_unique<ThreadPool>(std::max(1, threads));
+  PlanContext pc{0, &model, std::max(1, threads)};
+  main_ = std::make_unique<GraphRunner>(*model.graph, pc);
+  for (auto& vi : model.graph->inputs)
+    if (vi.value) inputs_.push_back(vi.value);
+}
+
+Session::~Session() = default;
+
+std::vector<std::string> Session::output_names() const {
+  std::vector<std::string> names;
+  for (auto& vi : model_.graph->outputs) names.push_back(vi.value ? vi.value->name : "");
+  return names;
+}
+
+std::vector<RValue> Session::run(std::vector<RValue> feeds, const RunOptions& opts) const {
+  return main_->run(std::move(feeds), *pool_, nullptr, &opts);
+}
+
+static void collect_unsupported(const ir::Model& m, const ir::Graph& g, std::vector<std::string>& out) {
+  for (auto& n : g.nodes()) {
+    int opset = static_cast<int>(m.opset(n->domain));
+    if (!find_kernel(n->domain, n->op_type, opset))
+      out.push_back(fmt::format("{}{}{} (opset {})", n->domain, n->domain.empty() ? "" : ".", n->op_type, opset));
+    for (auto& a : n->attributes) {
+      if (a.g) collect_unsupported(m, *a.g, out);
+      for (auto& sg : a.graphs) collect_unsupported(m, *sg, out);
+    }
+  }
+}
+
+std::vector<std::string> unsupported_ops(const ir::Model& model) {
+  ensure_kernels_registered();
+  std::vector<std::string> out;
+  collect_unsupported(model, *model.graph, out);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace slmops::runtime

@@ -1,0 +1,61 @@
+// Kernels by (domain, op type, opset version). A kernel object is made once per node at plan
+// time (it may pre-compute from attributes and constant inputs) and run many times.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "runtime/thread_pool.h"
+#include "runtime/value.h"
+
+namespace slmops::runtime {
+
+class Frame;
+class GraphRunner;
+
+struct OpContext {
+  std::vector<const RValue*> inputs;  // nullptr: omitted optional input
+  std::vector<RValue>* outputs;       // one per node output, to be filled
+  ThreadPool* pool = nullptr;
+  const Frame* frame = nullptr;       // for kernels that run subgraphs
+
+  size_t input_count() const { return inputs.size(); }
+  bool has_input(size_t i) const { return i < inputs.size() && inputs[i] && inputs[i]->kind != RValue::Kind::None; }
+  // The i-th input as a tensor; throws Error naming the node when it is missing.
+  const Tensor& in(size_t i) const;
+  Tensor& set_out(size_t i, Tensor t);
+  size_t output_count() const { return outputs->size(); }
+  const ir::Node* node = nullptr;
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void run(OpContext& ctx) = 0;
+};
+
+struct PlanContext {
+  int opset;                  // the model's opset for the node's domain
+  const ir::Model* model;
+  int threads;
+};
+
+using KernelFactory = std::function<std::unique_ptr<Kernel>(const ir::Node&, const PlanContext&)>;
+
+// Registers a kernel for opsets >= since_version (the newest matching entry wins).
+void register_kernel(std::string domain, std::string op_type, int since_version, KernelFactory make);
+
+// Wraps a plain function as a kernel (for ops with nothing to pre-compute).
+using KernelFn = std::function<void(const ir::Node&, OpContext&)>;
+KernelFactory simple_kernel(KernelFn fn);
+
+// The factory for this node, or nullptr when no kernel supports it.
+const KernelFactory* find_kernel(const std::string& domain, const std::string& op_type, int opset);
+
+// Every op family registers itself through one of these (called once, in order, by
+// ensure_kernels_registered); the list lives in op_registry.cpp.
+void ensure_kernels_registered();
+
+}  // namespace slmops::runtime
