@@ -12,6 +12,7 @@
 
 #include "formats/file_util.h"
 #include "formats/onnx_detail.h"
+#include "formats/proto_wire.h"
 #include "ir/error.h"
 
 namespace slmops::formats {
@@ -33,6 +34,9 @@ struct LoadCtx {
   fs::path model_dir_real;
   std::map<std::string, std::shared_ptr<MappedFile>> mapped;  // by canonical path
   std::vector<std::string> sources;
+  // raw_data of the top-level graph's initializers, left in the mapped model file (by
+  // initializer index; empty buffer = the payload is in the TensorProto as usual).
+  std::vector<ir::Buffer> raw_views;
 };
 
 std::string where(const LoadCtx& ctx) { return ctx.model_path.string(); }
@@ -290,7 +294,9 @@ void load_external(LoadCtx& ctx, const std::string& what, onnx::TensorProto& p, 
   t.storage = Tensor::Storage::External;
 }
 
-Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& what) {
+// `raw_view`, when given, is the tensor's raw_data still in the mapped model file.
+Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& what,
+                         const ir::Buffer* raw_view = nullptr) {
   Tensor t;
   t.name = p.name();
   t.dtype_code = p.data_type();
@@ -299,6 +305,16 @@ Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& 
   bool dims_ok = true;
   for (auto d : t.dims) dims_ok = dims_ok && d >= 0;
 
+  if (raw_view && !raw_view->empty()) {
+    if (!has_typed_data(p) && t.dtype != DType::Undefined && t.dtype != DType::String && dims_ok &&
+        raw_view->size() == t.nbytes() && p.data_location() != onnx::TensorProto::EXTERNAL) {
+      t.data = *raw_view;
+      t.storage = Tensor::Storage::Raw;
+      p.SerializeToString(&t.residual);
+      return t;
+    }
+    p.set_raw_data(raw_view->data(), raw_view->size());  // unusual tensor: the general path below
+  }
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     if (!dims_ok) bad_input("{}: {} has a negative dimension", where(ctx), what);
     load_external(ctx, what, p, t);
@@ -434,9 +450,13 @@ void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g) {
   g.name = gp.name();
   gp.SerializeToString(&g.residual);
 
-  for (auto& tp : inits) {
+  const bool top_level = g.parent() == nullptr;
+  for (int k = 0; k < inits.size(); ++k) {
+    auto& tp = inits[k];
     std::string what = fmt::format("initializer '{}'", tp.name());
-    ir::Value* v = g.add_initializer(tensor_from_proto(ctx, tp, what));
+    const ir::Buffer* view =
+        top_level && static_cast<size_t>(k) < ctx.raw_views.size() ? &ctx.raw_views[k] : nullptr;
+    ir::Value* v = g.add_initializer(tensor_from_proto(ctx, tp, what, view));
     v->type = {};  // declared types come from input/value_info entries only
   }
   for (auto& vp : inputs) {
@@ -476,6 +496,64 @@ void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g) {
   for (auto& vp : infos) g.value_info.push_back(value_info_from_proto(g, vp, false));
 }
 
+// Copies a serialized ModelProto without the raw_data payloads (>= kViewAbove bytes) of its
+// top-level graph's initializers; `views` gets those payloads as buffers on the mapped file,
+// by initializer index. False when the bytes are not in the expected shape (then the caller
+// parses the whole file with protobuf, which also reports corruption).
+constexpr uint64_t kViewAbove = 4096;
+
+bool strip_raw_data(const MappedFile& mf, std::string& out, std::vector<ir::Buffer>& views) {
+  const uint8_t* d = mf.data();
+  const size_t size = mf.size();
+  size_t pos = 0;
+  wire::Field f;
+  bool seen_graph = false;
+  out.clear();
+  views.clear();
+  while (pos < size) {
+    if (!wire::next_field(d, size, pos, f)) return false;
+    if (f.number != 7 || f.type != wire::kLen) {
+      out.append(reinterpret_cast<const char*>(d + f.begin), f.end - f.begin);
+      continue;
+    }
+    if (seen_graph) return false;  // a repeated graph field merges: leave that to protobuf
+    seen_graph = true;
+    std::string graph;
+    size_t gpos = f.payload;
+    const size_t gend = f.end;
+    wire::Field gf;
+    while (gpos < gend) {
+      if (!wire::next_field(d, gend, gpos, gf)) return false;
+      if (gf.number != 5 || gf.type != wire::kLen) {
+        graph.append(reinterpret_cast<const char*>(d + gf.begin), gf.end - gf.begin);
+        continue;
+      }
+      std::string tensor;
+      ir::Buffer view;
+      int raw_fields = 0;
+      size_t tpos = gf.payload;
+      wire::Field tf;
+      while (tpos < gf.end) {
+        if (!wire::next_field(d, gf.end, tpos, tf)) return false;
+        if (tf.number == 9 && tf.type == wire::kLen) {
+          if (++raw_fields > 1) return false;
+          if (tf.length >= kViewAbove) {
+            view = mf.view(tf.payload, tf.length);
+            continue;
+          }
+        }
+        tensor.append(reinterpret_cast<const char*>(d + tf.begin), tf.end - tf.begin);
+      }
+      graph += wire::len_prefix(5, tensor.size());
+      graph += tensor;
+      views.push_back(std::move(view));
+    }
+    out += wire::len_prefix(7, graph.size());
+    out += graph;
+  }
+  return true;
+}
+
 // Other formats users hand us by mistake, told apart by their first bytes.
 void sniff_not_onnx(const fs::path& path, const uint8_t* p, uint64_t n) {
   auto starts = [&](std::string_view m) { return n >= m.size() && std::memcmp(p, m.data(), m.size()) == 0; };
@@ -513,6 +591,9 @@ struct SaveCtx {
   std::string data_location;
   uint64_t cursor = 0;
   std::vector<Placement> plan;
+  // Top-level initializers whose raw_data is written straight from their buffer rather than
+  // copied into the ModelProto (by initializer index; nullptr: inside the proto).
+  std::vector<const Tensor*> spliced;
 };
 
 bool eligible_for_external(const Tensor& t) {
@@ -533,8 +614,9 @@ void sync_string(Has has, Get get, Set set, const std::string& value) {
   if (get() != value || (!has() && !value.empty())) set(value);
 }
 
+// `splice_index` >= 0 for the top-level graph's initializers (their index).
 void tensor_to_proto(SaveCtx& ctx, const Tensor& t, const std::string& name, onnx::TensorProto& p,
-                     bool may_go_external) {
+                     bool may_go_external, int splice_index = -1) {
   if (!t.residual.empty()) p.ParseFromString(t.residual);
   sync_string([&] { return p.has_name(); }, [&] { return p.name(); }, [&](auto& v) { p.set_name(v); }, name);
   if (p.data_type() != t.dtype_code || (!p.has_data_type() && t.dtype_code != 0)) p.set_data_type(t.dtype_code);
@@ -559,8 +641,13 @@ void tensor_to_proto(SaveCtx& ctx, const Tensor& t, const std::string& name, onn
     p.set_data_location(onnx::TensorProto::EXTERNAL);
     return;
   }
-  if (t.storage == Tensor::Storage::Typed) encode_typed(t, p);
-  else p.set_raw_data(t.data.data(), t.data.size());
+  if (t.storage == Tensor::Storage::Typed) {
+    encode_typed(t, p);
+  } else if (splice_index >= 0 && t.data.size() >= kViewAbove) {
+    ctx.spliced[splice_index] = &t;
+  } else {
+    p.set_raw_data(t.data.data(), t.data.size());
+  }
 }
 
 void type_to_proto(const ir::TensorType& t, onnx::TypeProto& tp) {
@@ -588,7 +675,7 @@ void value_info_to_proto(const ir::ValueInfo& vi, onnx::ValueInfoProto& vp) {
   }
 }
 
-void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp);
+void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp, bool top_level = false);
 
 void attribute_to_proto(SaveCtx& ctx, const ir::Attribute& a, onnx::AttributeProto& ap) {
   bool fresh = a.residual.empty();
@@ -629,11 +716,16 @@ void node_to_proto(SaveCtx& ctx, const ir::Node& n, onnx::NodeProto& np) {
   for (auto& a : n.attributes) attribute_to_proto(ctx, a, *np.add_attribute());
 }
 
-void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp) {
+void graph_to_proto(SaveCtx& ctx, const ir::Graph& g, onnx::GraphProto& gp, bool top_level) {
   if (!g.residual.empty()) gp.ParseFromString(g.residual);
   sync_string([&] { return gp.has_name(); }, [&] { return gp.name(); }, [&](auto& v) { gp.set_name(v); }, g.name);
   for (auto& n : g.nodes()) node_to_proto(ctx, *n, *gp.add_node());
-  for (ir::Value* v : g.initializers) tensor_to_proto(ctx, *v->initializer, v->file_name(), *gp.add_initializer(), true);
+  if (top_level) ctx.spliced.assign(g.initializers.size(), nullptr);
+  for (size_t k = 0; k < g.initializers.size(); ++k) {
+    const ir::Value* v = g.initializers[k];
+    tensor_to_proto(ctx, *v->initializer, v->file_name(), *gp.add_initializer(), true,
+                    top_level ? static_cast<int>(k) : -1);
+  }
   for (auto& vi : g.inputs) value_info_to_proto(vi, *gp.add_input());
   for (auto& vi : g.outputs) value_info_to_proto(vi, *gp.add_output());
   for (auto& vi : g.value_info) value_info_to_proto(vi, *gp.add_value_info());
@@ -672,7 +764,76 @@ void model_to_proto(SaveCtx& ctx, const ir::Model& m, onnx::ModelProto& mp) {
       e->set_value(v);
     }
   }
-  if (m.graph) graph_to_proto(ctx, *m.graph, *mp.mutable_graph());
+  if (m.graph) graph_to_proto(ctx, *m.graph, *mp.mutable_graph(), true);
+}
+
+void write_buffer(AtomicFile& f, const ir::Buffer& b) {
+  if (b.source()) f.copy_from(b.source()->fd(), b.file_offset(), b.size());
+  else f.write(b.data(), b.size());
+}
+
+// Writes `mp` as protobuf would serialize it, with the raw_data of spliced initializers
+// taken from their buffers. Protobuf writes known fields in ascending number order, so a
+// message is (fields < n) + field n + (fields > n): ModelProto.graph is 7,
+// GraphProto.initializer 5, TensorProto.raw_data 9. Returns the bytes written.
+uint64_t write_model(onnx::ModelProto& mp, const std::vector<const Tensor*>& spliced, AtomicFile& out) {
+  bool any = false;
+  for (auto* t : spliced) any = any || t;
+  if (!any) {
+    pb::io::FileOutputStream s(out.fd(), 1 << 20);
+    if (!mp.SerializeToZeroCopyStream(&s) || !s.Flush())
+      failure("{}: write failed: {}", out.target().string(), std::strerror(s.GetErrno()));
+    return mp.ByteSizeLong();
+  }
+  onnx::GraphProto graph;
+  graph.Swap(mp.mutable_graph());
+  mp.clear_graph();
+  pb::RepeatedPtrField<onnx::TensorProto> inits;
+  inits.Swap(graph.mutable_initializer());
+
+  struct Piece {
+    std::string head, tail;  // the tensor's fields before and after raw_data
+    const Tensor* data;
+  };
+  std::vector<Piece> pieces;
+  uint64_t graph_len = 0;
+  for (int k = 0; k < inits.size(); ++k) {
+    std::string bytes = inits[k].SerializeAsString();
+    const Tensor* t = spliced[k];
+    Piece pc{std::move(bytes), {}, t};
+    if (t) {
+      std::string_view h, tl;
+      wire::split_before(pc.head, 10, h, tl);
+      pc.tail = std::string(tl);
+      pc.head.resize(h.size());
+      pc.head += wire::len_prefix(9, t->data.size());
+    }
+    uint64_t len = pc.head.size() + (t ? t->data.size() : 0) + pc.tail.size();
+    pc.head.insert(0, wire::len_prefix(5, len));
+    graph_len += pc.head.size() + (t ? t->data.size() : 0) + pc.tail.size();
+    pieces.push_back(std::move(pc));
+  }
+  std::string gbytes = graph.SerializeAsString(), mbytes = mp.SerializeAsString();
+  std::string_view g_head, g_tail, m_head, m_tail;
+  wire::split_before(gbytes, 5, g_head, g_tail);
+  wire::split_before(mbytes, 7, m_head, m_tail);
+  graph_len += gbytes.size();
+  const uint64_t total = m_head.size() + wire::len_prefix(7, graph_len).size() + graph_len + m_tail.size();
+  if (total > kProtobufLimit)
+    bad_input("{}: the model needs {} bytes, over protobuf's 2 GiB limit; save it with external data "
+              "(--external-data always)",
+              out.target().string(), total);
+  out.write(m_head);
+  out.write(wire::len_prefix(7, graph_len));
+  out.write(g_head);
+  for (auto& pc : pieces) {
+    out.write(pc.head);
+    if (pc.data) write_buffer(out, pc.data->data);
+    out.write(pc.tail);
+  }
+  out.write(g_tail);
+  out.write(m_tail);
+  return total;
 }
 
 void visit_tensors(const ir::Graph& g, const std::function<void(const Tensor&, bool)>& fn) {
@@ -711,11 +872,16 @@ ir::Model load_model(const fs::path& path) {
   ssize_t got = ::pread(fd, head, sizeof head, 0);
   sniff_not_onnx(path, head, got > 0 ? static_cast<uint64_t>(got) : 0);
 
+  LoadCtx ctx;
   onnx::ModelProto mp;
   {
-    pb::io::FileInputStream in(fd, 1 << 20);
-    if (!mp.ParseFromZeroCopyStream(&in) || in.GetErrno() != 0)
-      bad_input("{}: not a valid ONNX model (the protobuf data is truncated or corrupt)", path.string());
+    // Weights stay in the mapped file: parse the model without their raw_data payloads.
+    auto mf = MappedFile::open(path);
+    std::string stripped;
+    bool ok = strip_raw_data(*mf, stripped, ctx.raw_views)
+                  ? mp.ParseFromString(stripped)
+                  : mp.ParseFromArray(mf->data(), static_cast<int>(mf->size()));
+    if (!ok) bad_input("{}: not a valid ONNX model (the protobuf data is truncated or corrupt)", path.string());
   }
   if (!mp.has_graph() || !mp.has_ir_version())
     bad_input("{}: not an ONNX model (protobuf parses, but it has no {})", path.string(),
@@ -723,7 +889,6 @@ ir::Model load_model(const fs::path& path) {
   if (mp.ir_version() < 1 || mp.ir_version() > 100)
     bad_input("{}: not an ONNX model (ir_version {} is out of range)", path.string(), mp.ir_version());
 
-  LoadCtx ctx;
   ctx.model_path = path;
   ctx.model_dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   ctx.model_dir_real = fs::canonical(ctx.model_dir, ec);
@@ -771,7 +936,9 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
 
   onnx::ModelProto mp;
   model_to_proto(ctx, model, mp);
-  size_t bytes = mp.ByteSizeLong();
+  uint64_t bytes = mp.ByteSizeLong();
+  for (const Tensor* t : ctx.spliced)
+    if (t) bytes += t->data.size() + 16;  // + tag and length prefixes
   if (bytes > kProtobufLimit)
     bad_input("{}: the model needs {} bytes, over protobuf's 2 GiB limit; save it with external data "
               "(--external-data always)",
@@ -784,20 +951,14 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
     data_file = std::make_unique<AtomicFile>(data_path);
     for (auto& pl : ctx.plan) {
       data_file->pad_to(pl.offset);
-      const ir::Buffer& b = pl.tensor->data;
-      if (b.source()) data_file->copy_from(b.source()->fd(), b.file_offset(), b.size());
-      else data_file->write(b.data(), b.size());
+      write_buffer(*data_file, pl.tensor->data);
     }
     report.data_bytes = data_file->position();
     report.external_tensors = ctx.plan.size();
     report.data_file = data_path.string();
   }
   AtomicFile model_file(path);
-  {
-    pb::io::FileOutputStream out(model_file.fd(), 1 << 20);
-    if (!mp.SerializeToZeroCopyStream(&out) || !out.Flush())
-      failure("{}: write failed: {}", path.string(), std::strerror(out.GetErrno()));
-  }
+  bytes = write_model(mp, ctx.spliced, model_file);
   report.model_bytes = bytes;
   if (data_file) data_file->commit();
   model_file.commit();

@@ -110,3 +110,26 @@ TEST_CASE("a file that protobuf parses but is not a model is refused") {
     CHECK(std::string(e.what()).find("no graph") != std::string::npos);
   }
 }
+
+TEST_CASE("large embedded weights stay mapped on load and are spliced on save, byte-exact") {
+  TempDir tmp;
+  ir::Model m = model_with_new_fields();
+  std::vector<float> big(5000), small(10);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i) * 0.25f;
+  m.graph->add_initializer(ir::Tensor::from_values("big", ir::DType::Float, {50, 100}, big));
+  m.graph->add_initializer(ir::Tensor::from_values("small", ir::DType::Float, {10}, small));
+  m.graph->add_initializer(ir::Tensor::from_values("big2", ir::DType::Float, {5000}, big));
+  formats::save_model(m, tmp / "a.onnx");
+  // The streaming writer produces exactly protobuf's own serialization.
+  CHECK(test::read_file(tmp / "a.onnx") == formats::canonical_model_bytes(tmp / "a.onnx"));
+
+  ir::Model back = formats::load_model(tmp / "a.onnx");
+  const auto& bt = *back.graph->find_value("big")->initializer;
+  CHECK(bt.storage == ir::Tensor::Storage::Raw);
+  REQUIRE(bt.data.source() != nullptr);  // a view into the mapped model file
+  CHECK(bt.values<float>()[4999] == 4999 * 0.25f);
+  CHECK(back.graph->find_value("small")->initializer->data.source() == nullptr);  // small: copied
+
+  formats::save_model(back, tmp / "b.onnx");
+  CHECK(test::read_file(tmp / "b.onnx") == test::read_file(tmp / "a.onnx"));
+}
