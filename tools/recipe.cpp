@@ -119,7 +119,7 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     }
     fs::path p = doc[key].get<std::string>();
     bool from_set = !before.contains(key) || before[key] != doc[key];
-    out = (p.is_absolute() || from_set) ? p : base / p;
+    out = ((p.is_absolute() || from_set) ? p : base / p).lexically_normal();
   };
   path_of("input", r.input);
   path_of("output", r.output);
@@ -190,7 +190,9 @@ nlohmann::json execute(const Recipe& r) {
     ctx.report = nlohmann::json::object();
     passes::run_pass(*p, model, r.steps[i].options, ctx);
     double sec = std::chrono::duration<double>(clock::now() - ts).count();
-    log("step {}/{} {}: {} ({:.2f} s)", i + 1, r.steps.size(), p->name, ctx.report.dump(), sec);
+    std::string summary;
+    for (auto& [k, v] : ctx.report.items()) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, v.dump());
+    log("step {}/{} {}: {} ({:.2f} s)", i + 1, r.steps.size(), p->name, summary, sec);
     steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
   }
   formats::SaveOptions so;

@@ -39,15 +39,18 @@ check "passes --json gives each option a type, default and help" \
   json_get "$WORK/passes.json" "j.passes[0].options.every(o => o.type && 'default' in o && o.help)"
 
 # The recipe and the subcommand reach the same code: byte-identical output.
-"$S" -q run "$RECIPE" --set output="$WORK/a.onnx" > "$WORK/run.stdout" 2> "$WORK/run.stderr"
+# (Same file name in different folders: the external-data location inside names the file.)
+mkdir -p "$WORK/a" "$WORK/b" "$WORK/c"
+"$S" -q run "$RECIPE" --set output="$WORK/a/m.onnx" > "$WORK/run.stdout" 2> "$WORK/run.stderr"
 check "run exits 0" test $? -eq 0
 check "run -q prints nothing on stderr" test ! -s "$WORK/run.stderr"
-check "run prints the output path on stdout" grep -qx "$WORK/a.onnx" "$WORK/run.stdout"
-"$S" -q convert "$MODEL" -o "$WORK/b.onnx" --external-data always --remove-dropout true --dedupe-initializers true > /dev/null
-check "convert equals the one-step recipe (model)" cmp "$WORK/a.onnx" "$WORK/b.onnx"
-check "convert equals the one-step recipe (data)" cmp "$WORK/a.onnx.data" "$WORK/b.onnx.data"
-"$S" -q convert "$MODEL" -o "$WORK/c.onnx" --external-data always > /dev/null
-check "output is deterministic (same input, same bytes)" cmp "$WORK/b.onnx" "$WORK/c.onnx"
+check "run prints the output path on stdout" grep -qx "$WORK/a/m.onnx" "$WORK/run.stdout"
+"$S" -q convert "$MODEL" -o "$WORK/b/m.onnx" --external-data always --remove-dropout true --dedupe-initializers true > /dev/null
+check "convert equals the one-step recipe (model)" cmp "$WORK/a/m.onnx" "$WORK/b/m.onnx"
+check "convert equals the one-step recipe (data)" cmp "$WORK/a/m.onnx.data" "$WORK/b/m.onnx.data"
+"$S" -q convert "$MODEL" -o "$WORK/c/m.onnx" --external-data always > /dev/null
+check "output is deterministic (same input, same bytes)" cmp "$WORK/b/m.onnx" "$WORK/c/m.onnx"
+check "... also its data file" cmp "$WORK/b/m.onnx.data" "$WORK/c/m.onnx.data"
 
 "$S" -q run "$RECIPE" --set output="$WORK/r.onnx" --json > "$WORK/run.json"
 check "run --json reports each step" json_get "$WORK/run.json" "j.steps[0].pass === 'cleanup' && j.model_bytes > 0"
@@ -59,7 +62,7 @@ check "inspect --json: ir_version, opsets, inputs with symbolic dims" \
   json_get "$WORK/inspect.json" "j.ir_version > 0 && j.opsets['ai.onnx'] >= 13 && typeof j.inputs[0].shape[0] === 'string'"
 check "inspect --json: op histogram and parameters" \
   json_get "$WORK/inspect.json" "j.op_types.Conv >= 1 && j.parameters > 1000 && j.largest_initializers.length > 0"
-"$S" inspect "$WORK/a.onnx" --json > "$WORK/inspect_ext.json"
+"$S" inspect "$WORK/a/m.onnx" --json > "$WORK/inspect_ext.json"
 check "inspect --json lists external data files" \
   json_get "$WORK/inspect_ext.json" "j.external_data.length === 1 && j.external_data[0].bytes > 0"
 check "inspect prints a table" bash -c "'$S' inspect '$MODEL' | grep -q '^parameters'"
