@@ -10,7 +10,7 @@ want_tests=0
 [ "${1:-}" = "--tests" ] && want_tests=1
 
 packages=(build-essential cmake ninja-build pkg-config libcli11-dev libprotobuf-dev protobuf-compiler
-          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev)
+          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev)
 if [ "$want_tests" = 1 ]; then
   packages+=(libonnx-testdata perl time)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
