@@ -1,47 +1,463 @@
-// slmops evaluate MODEL --data DIR --check: runs a model on ONNX test data and checks its
-// outputs. (Accuracy, perplexity, fidelity, latency and goals come with the evaluate issue.)
+// slmops evaluate: one report with accuracy, perplexity, fidelity against a baseline, latency,
+// size and memory, with goals that gate CI (exit 3), shards and merging. `--check` runs ONNX
+// test data and compares with the reference outputs (the conformance runner).
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "formats/file_util.h"
 #include "formats/onnx_io.h"
 #include "ir/error.h"
 #include "runtime/executor.h"
 #include "tools/check_data.h"
 #include "tools/cli.h"
+#include "tools/eval_data.h"
+#include "tools/eval_metrics.h"
 
 namespace slmops::cli {
 
-void register_evaluate(CLI::App& app) {
-  struct Args {
-    std::string model, data;
-    bool check = false, json = false;
-    Tolerance tol;
-  };
-  static Args a;
-  auto* cmd = app.add_subcommand("evaluate", "run a model on data and check or measure its outputs");
-  cmd->add_option("model", a.model, "an .onnx model")->required();
-  cmd->add_option("--data", a.data, "a test_data_set_N folder (input_K.pb, output_K.pb) or a folder of them")
-      ->required();
-  cmd->add_flag("--check", a.check, "compare the outputs with output_K.pb; exit 3 when any differs");
-  cmd->add_option("--rtol", a.tol.rtol, "relative tolerance for float outputs (default 1e-3)");
-  cmd->add_option("--atol", a.tol.atol, "absolute tolerance for float outputs (default 1e-7)");
-  cmd->add_flag("--json", a.json, "print the result as JSON on stdout");
-  cmd->callback([] {
-    if (!a.check)
-      bad_input("evaluate without --check (accuracy, perplexity, fidelity, latency) is not built yet");
-    auto sets = data_set_folders(a.data);
-    ir::Model m = formats::load_model(a.model);
-    runtime::Session session(m, effective_threads());
-    nlohmann::json results = nlohmann::json::array();
-    bool all = true;
-    std::string first_failure;
-    for (auto& dir : sets) {
-      auto r = check_data_set(m, session, dir, a.tol);
-      results.push_back({{"data", dir.string()}, {"passed", r.passed}, {"outputs", r.outputs_checked},
-                         {"worst", r.worst}});
-      if (!r.passed && all) first_failure = fmt::format("{}: {}", dir.string(), r.worst);
-      all = all && r.passed;
+namespace {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+struct Args {
+  std::string model, data, baseline, report, shard, metrics;
+  std::vector<std::string> goals, merge, shapes;
+  bool check = false, json = false, random = false, progress = false, no_progress = false;
+  int64_t batch_size = 0, warmup = 1, samples = 16;
+  int top_k = 1;
+  std::string labels;
+  Tolerance tol;
+};
+
+// Peak RSS since the last reset (VmHWM); writing 5 to clear_refs resets it (Linux >= 4.0).
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+uint64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+struct Selected {
+  bool accuracy = false, lm = false, fidelity = false, latency = true, size = true, memory = true;
+};
+
+Selected select_metrics(const std::string& list, bool has_labels, bool looks_lm, bool has_reference) {
+  Selected s;
+  if (list.empty()) {
+    s.accuracy = has_labels && !looks_lm;
+    s.lm = looks_lm;
+    s.fidelity = has_reference;
+    return s;
+  }
+  s.latency = s.size = s.memory = false;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    std::string m = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (m == "accuracy") s.accuracy = true;
+    else if (m == "perplexity") s.lm = true;
+    else if (m == "fidelity") s.fidelity = true;
+    else if (m == "latency") s.latency = true;
+    else if (m == "size") s.size = true;
+    else if (m == "memory") s.memory = true;
+    else bad_input("--metrics: unknown metric '{}' (accuracy, perplexity, fidelity, latency, size, memory)", m);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (s.accuracy && !has_labels) bad_input("--metrics accuracy needs labels in the data (--labels NAME)");
+  if (s.fidelity && !has_reference) bad_input("--metrics fidelity needs --baseline MODEL (or test data with outputs)");
+  return s;
+}
+
+// The targets of a causal LM for one batch: explicit labels, else input_ids shifted by one
+// (position t predicts token t+1; the last position has none: -1).
+ir::Tensor lm_targets(const Batch& b, int input_ids_index) {
+  if (b.labels && b.labels->dims.size() == 2) return *b.labels;
+  const ir::Tensor& ids = b.feeds[input_ids_index].tensor;
+  const int64_t rows = ids.dims[0], t = ids.dims[1];
+  std::vector<int64_t> tg(rows * t, -1);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k + 1 < t; ++k) {
+      tg[r * t + k] = ids.dtype == ir::DType::Int64 ? ids.values<int64_t>()[r * t + k + 1]
+                                                    : ids.values<int32_t>()[r * t + k + 1];
     }
-    if (a.json) print_json({{"model", a.model}, {"passed", all}, {"data_sets", results}});
-    else fmt::print("{}: {} of {} data sets match\n", a.model, std::count_if(results.begin(), results.end(), [](auto& r) { return r["passed"].template get<bool>(); }), results.size());
-    if (!all) throw Error(ExitCode::GoalNotMet, fmt::format("{}: outputs differ: {}", a.model, first_failure));
+  return ir::Tensor::from_values("", ir::DType::Int64, {rows, t}, tg);
+}
+
+class Progress {
+ public:
+  Progress(bool on, int64_t total, std::string label) : on_(on), total_(total), label_(std::move(label)) {}
+  void update(int64_t done) {
+    if (!on_) return;
+    double secs = std::chrono::duration<double>(clock_type::now() - start_).count();
+    double rate = secs > 0 ? done / secs : 0;
+    double eta = rate > 0 ? (total_ - done) / rate : 0;
+    fmt::print(stderr, "\r{}: {}/{} samples, {:.1f} samples/s, ETA {:.0f} s   ", label_, done, total_, rate, eta);
+    if (done == total_) fmt::print(stderr, "\n");
+  }
+
+ private:
+  bool on_;
+  int64_t total_;
+  std::string label_;
+  clock_type::time_point start_ = clock_type::now();
+};
+
+struct RunResult {
+  MetricSums sums;
+  uint64_t peak_rss = 0;
+  std::vector<ir::Tensor> primary;  // kept only when another run compares against them
+};
+
+// Runs `session` over the batches. `reference`: the baseline's primary outputs per batch
+// (fidelity), or empty.
+RunResult run_model(const ir::Model& m, const runtime::Session& session, const std::vector<Batch>& batches,
+                    const Selected& sel, int lm_ids, int top_k, int64_t warmup,
+                    const std::vector<ir::Tensor>* reference, bool keep_primary, bool progress,
+                    const std::string& label) {
+  RunResult r;
+  reset_peak_rss();
+  if (!batches.empty())
+    for (int64_t w = 0; w < warmup; ++w) session.run(batches[0].feeds);
+  Progress bar(progress, batches.empty() ? 0 : batches.back().first + batches.back().count - batches.front().first,
+               label);
+  int64_t done = 0;
+  auto t_all = clock_type::now();
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const Batch& b = batches[k];
+    auto t0 = clock_type::now();
+    auto outs = session.run(b.feeds);
+    r.sums.batch_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+    if (outs.empty() || !outs[0].is_tensor()) bad_input("{}: the first output is not a tensor", m.path);
+    const ir::Tensor& y = outs[0].tensor;
+    r.sums.samples += b.count;
+    if (sel.accuracy && b.labels) add_accuracy(r.sums, y, *b.labels, top_k);
+    if (sel.lm) add_lm(r.sums, y, lm_targets(b, lm_ids));
+    if (sel.fidelity) {
+      if (reference) add_fidelity(r.sums, y, (*reference)[k]);
+      else if (!b.reference.empty()) add_fidelity(r.sums, y, b.reference[0]);
+    }
+    if (keep_primary) r.primary.push_back(y);
+    done += b.count;
+    bar.update(done);
+  }
+  r.sums.run_seconds = std::chrono::duration<double>(clock_type::now() - t_all).count();
+  r.peak_rss = peak_rss_bytes();
+  return r;
+}
+
+nlohmann::json static_metrics(const ir::Model& m) {
+  uint64_t size = 0;
+  for (auto& f : m.source_files) {
+    std::error_code ec;
+    size += fs::file_size(f, ec);
+  }
+  std::map<std::string, uint64_t> by_dtype;
+  uint64_t params = 0;
+  std::function<void(const ir::Graph&)> visit = [&](const ir::Graph& g) {
+    for (const ir::Value* v : g.initializers) {
+      by_dtype[std::string(ir::dtype_name(v->initializer->dtype))] += v->initializer->nbytes();
+      params += v->initializer->numel();
+    }
+    for (auto& n : g.nodes())
+      for (auto& a : n->attributes) {
+        if (a.g) visit(*a.g);
+        for (auto& sg : a.graphs) visit(*sg);
+      }
+  };
+  visit(*m.graph);
+  return {{"size_bytes", size}, {"parameters", params}, {"parameter_bytes", by_dtype}};
+}
+
+nlohmann::json assemble(const MetricSums& s, const Selected& sel, int top_k, const nlohmann::json& statics,
+                        uint64_t rss) {
+  nlohmann::json m = finish_metrics(s, sel.accuracy, sel.lm, sel.fidelity, top_k);
+  if (sel.latency) m.update(timing_metrics(s));
+  if (sel.size) m.update(statics);
+  if (sel.memory && rss) m["peak_rss_bytes"] = rss;
+  return m;
+}
+
+std::string fmt_value(const nlohmann::json& v) {
+  if (v.is_number_float()) return fmt::format("{:.6g}", v.get<double>());
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+// Flattens {"fidelity": {"kl": 1}} to rows ("fidelity.kl", 1) for tables.
+void flatten(const nlohmann::json& j, const std::string& prefix, std::vector<std::pair<std::string, nlohmann::json>>& out) {
+  for (auto& [k, v] : j.items()) {
+    std::string key = prefix.empty() ? k : prefix + "." + k;
+    if (v.is_object()) flatten(v, key, out);
+    else out.emplace_back(key, v);
+  }
+}
+
+void print_table(const nlohmann::json& report) {
+  std::vector<std::pair<std::string, nlohmann::json>> rows, base;
+  flatten(report["metrics"], "", rows);
+  bool has_base = report.contains("baseline");
+  if (has_base) flatten(report["baseline"]["metrics"], "", base);
+  fmt::print("model    {}\ndata     {} ({} samples{})\n", report["model"].get<std::string>(),
+             report["data"].get<std::string>(), report["samples"].get<int64_t>(),
+             report.contains("shard") ? ", shard " + report["shard"].get<std::string>() : "");
+  if (has_base) fmt::print("baseline {}\n", report["baseline"]["model"].get<std::string>());
+  fmt::print("\n{:<32} {:>16}{}\n", "metric", "model", has_base ? fmt::format(" {:>16}", "baseline") : "");
+  for (auto& [k, v] : rows) {
+    std::string b;
+    if (has_base)
+      for (auto& [bk, bv] : base)
+        if (bk == k) b = fmt_value(bv);
+    fmt::print("{:<32} {:>16}{}\n", k, fmt_value(v), has_base ? fmt::format(" {:>16}", b) : "");
+  }
+}
+
+void write_markdown(const nlohmann::json& report, const std::string& path) {
+  std::vector<std::pair<std::string, nlohmann::json>> rows, base;
+  flatten(report["metrics"], "", rows);
+  bool has_base = report.contains("baseline");
+  if (has_base) flatten(report["baseline"]["metrics"], "", base);
+  std::string md = fmt::format("# Evaluation of `{}`\n\nData: `{}`, {} samples.", report["model"].get<std::string>(),
+                               report["data"].get<std::string>(), report["samples"].get<int64_t>());
+  if (has_base) md += fmt::format(" Baseline: `{}`.", report["baseline"]["model"].get<std::string>());
+  md += "\n\n| metric | model |";
+  md += has_base ? " baseline | change |\n|---|---:|---:|---:|\n" : "\n|---|---:|\n";
+  for (auto& [k, v] : rows) {
+    md += fmt::format("| {} | {} |", k, fmt_value(v));
+    if (has_base) {
+      std::string b = "", change = "";
+      for (auto& [bk, bv] : base)
+        if (bk == k) {
+          b = fmt_value(bv);
+          if (v.is_number() && bv.is_number() && bv.get<double>() != 0)
+            change = fmt::format("{:+.2f}%", 100.0 * (v.get<double>() - bv.get<double>()) / std::fabs(bv.get<double>()));
+        }
+      md += fmt::format(" {} | {} |", b, change);
+    }
+    md += "\n";
+  }
+  if (report.contains("goals")) {
+    md += "\n## Goals\n\n| goal | met |\n|---|---|\n";
+    for (auto& g : report["goals"]) md += fmt::format("| `{}` | {} |\n", g["goal"].get<std::string>(), g["met"].get<bool>() ? "yes" : "**no**");
+  }
+  formats::AtomicFile f(path);
+  f.write(md);
+  f.commit();
+}
+
+// Applies goals to a finished report; exit 3 through Error when any is unmet.
+void apply_goals(nlohmann::json& report, const std::vector<std::string>& goal_texts) {
+  if (goal_texts.empty()) return;
+  std::vector<Goal> goals;
+  for (auto& g : goal_texts) goals.push_back(parse_goal(g));
+  const nlohmann::json* base = report.contains("baseline") ? &report["baseline"]["metrics"] : nullptr;
+  report["goals"] = nlohmann::json::array();
+  for (auto& g : goals) {
+    auto unmet = check_goals({g}, report["metrics"], base);
+    report["goals"].push_back({{"goal", g.text}, {"met", unmet.empty()}, {"detail", unmet.empty() ? "" : unmet[0]}});
+  }
+}
+
+void finish(nlohmann::json report, const Args& a) {
+  apply_goals(report, a.goals);
+  if (!a.report.empty()) write_markdown(report, a.report);
+  if (a.json) print_json(report);
+  else print_table(report);
+  std::string unmet;
+  if (report.contains("goals"))
+    for (auto& g : report["goals"])
+      if (!g["met"].get<bool>()) unmet += (unmet.empty() ? "" : "\n") + g["detail"].get<std::string>();
+  if (!unmet.empty()) throw Error(ExitCode::GoalNotMet, unmet);
+}
+
+void merge_reports(const Args& a) {
+  if (a.merge.empty()) bad_input("--merge needs report files");
+  nlohmann::json first;
+  MetricSums sums, base_sums;
+  std::vector<std::pair<int64_t, int64_t>> shards;
+  uint64_t rss = 0, base_rss = 0;
+  for (auto& path : a.merge) {
+    nlohmann::json j = nlohmann::json::parse(formats::read_text_file(path), nullptr, false);
+    if (j.is_discarded() || !j.contains("sums") || !j.contains("selection"))
+      bad_input("{}: not an slmops evaluate --json report", path);
+    if (first.is_null()) first = j;
+    else if (j["model"] != first["model"] || j["data"] != first["data"] || j["selection"] != first["selection"] ||
+             j.contains("baseline") != first.contains("baseline"))
+      bad_input("{}: a report of another model, data or metric selection than {}", path, a.merge[0]);
+    sums.add(MetricSums::from_json(j["sums"]));
+    rss = std::max<uint64_t>(rss, j["metrics"].value("peak_rss_bytes", uint64_t{0}));
+    if (j.contains("baseline")) {
+      base_sums.add(MetricSums::from_json(j["baseline"]["sums"]));
+      base_rss = std::max<uint64_t>(base_rss, j["baseline"]["metrics"].value("peak_rss_bytes", uint64_t{0}));
+    }
+    shards.emplace_back(j["range"][0].get<int64_t>(), j["range"][1].get<int64_t>());
+  }
+  std::sort(shards.begin(), shards.end());
+  for (size_t i = 1; i < shards.size(); ++i)
+    if (shards[i].first != shards[i - 1].second)
+      bad_input("--merge: shards do not tile the data (samples {}..{} then {}..{})", shards[i - 1].first,
+                shards[i - 1].second, shards[i].first, shards[i].second);
+  const auto& sel_j = first["selection"];
+  Selected sel{sel_j["accuracy"], sel_j["lm"], sel_j["fidelity"], sel_j["latency"], sel_j["size"], sel_j["memory"]};
+  int top_k = first["top_k"];
+  nlohmann::json statics;
+  for (auto k : {"size_bytes", "parameters", "parameter_bytes"})
+    if (first["metrics"].contains(k)) statics[k] = first["metrics"][k];
+  nlohmann::json report = first;
+  report.erase("shard");
+  report["samples"] = sums.samples;
+  report["range"] = {shards.front().first, shards.back().second};
+  report["merged_from"] = a.merge;
+  report["metrics"] = assemble(sums, sel, top_k, statics, rss);
+  report["sums"] = sums.to_json();
+  if (first.contains("baseline")) {
+    nlohmann::json bstatics;
+    for (auto k : {"size_bytes", "parameters", "parameter_bytes"})
+      if (first["baseline"]["metrics"].contains(k)) bstatics[k] = first["baseline"]["metrics"][k];
+    Selected bsel = sel;
+    bsel.fidelity = false;
+    report["baseline"]["metrics"] = assemble(base_sums, bsel, top_k, bstatics, base_rss);
+    report["baseline"]["sums"] = base_sums.to_json();
+  }
+  report.erase("goals");
+  finish(report, a);
+}
+
+void evaluate(const Args& a) {
+  if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
+  ir::Model m = formats::load_model(a.model);
+  DataOptions opts;
+  opts.batch_size = a.batch_size > 0 ? a.batch_size : 1;
+  opts.labels = a.labels;
+  opts.random = a.random;
+  opts.random_samples = a.samples;
+  for (auto& s : a.shapes) opts.shapes.push_back(parse_shape_option(s));
+  auto source = open_data(a.data, m, opts);
+
+  // Which input carries token ids (for perplexity), and does the model look like a causal LM?
+  int lm_ids = -1;
+  for (size_t i = 0; i < m.graph->inputs.size(); ++i) {
+    const ir::Value* v = m.graph->inputs[i].value;
+    if (v && v->type.is_tensor && (v->type.elem() == ir::DType::Int64 || v->type.elem() == ir::DType::Int32) &&
+        v->type.dims.size() == 2 && lm_ids < 0)
+      lm_ids = static_cast<int>(i);
+  }
+  const ir::Value* out0 = m.graph->outputs.empty() ? nullptr : m.graph->outputs[0].value;
+  bool looks_lm = lm_ids >= 0 && out0 && out0->type.has_shape && out0->type.dims.size() == 3;
+  bool has_reference = !a.baseline.empty() || fs::is_directory(a.data);
+  Selected sel = select_metrics(a.metrics, source->has_labels(), looks_lm, has_reference);
+  if (sel.lm && lm_ids < 0) bad_input("--metrics perplexity needs a 2-D integer input (token ids)");
+  if (a.top_k < 1) bad_input("--top-k must be at least 1");
+
+  // The shard: a contiguous run of whole batches, so that shard runs see the same batches.
+  int64_t n = source->samples(), bs = opts.batch_size;
+  int64_t nb = (n + bs - 1) / bs, begin = 0, end = n;
+  std::string shard_text;
+  if (!a.shard.empty()) {
+    auto slash = a.shard.find('/');
+    int64_t i = -1, k = 0;
+    try {
+      i = std::stoll(a.shard.substr(0, slash));
+      k = std::stoll(a.shard.substr(slash + 1));
+    } catch (const std::exception&) {
+    }
+    if (slash == std::string::npos || k < 1 || i < 0 || i >= k)
+      bad_input("--shard '{}': expected I/N with 0 <= I < N (0-based, like a Kubernetes job index)", a.shard);
+    begin = std::min(n, (i * nb / k) * bs);
+    end = std::min(n, ((i + 1) * nb / k) * bs);
+    shard_text = a.shard;
+  }
+  auto batches = source->batches(begin, end);
+  bool progress = a.progress || (!a.no_progress && !a.json && ::isatty(2) && globals().verbosity >= 1);
+
+  nlohmann::json report = {{"model", a.model}, {"data", source->describe()}, {"samples", end - begin},
+                           {"range", {begin, end}}, {"top_k", a.top_k}};
+  if (!shard_text.empty()) report["shard"] = shard_text;
+  report["selection"] = {{"accuracy", sel.accuracy}, {"lm", sel.lm},     {"fidelity", sel.fidelity},
+                         {"latency", sel.latency},   {"size", sel.size}, {"memory", sel.memory}};
+
+  std::vector<ir::Tensor> base_outputs;
+  if (!a.baseline.empty()) {
+    ir::Model bm = formats::load_model(a.baseline);
+    runtime::Session bs_session(bm, effective_threads());
+    Selected bsel = sel;
+    bsel.fidelity = false;
+    auto br = run_model(bm, bs_session, batches, bsel, lm_ids, a.top_k, a.warmup, nullptr, sel.fidelity, progress,
+                        "baseline");
+    base_outputs = std::move(br.primary);
+    report["baseline"] = {{"model", a.baseline},
+                          {"metrics", assemble(br.sums, bsel, a.top_k, static_metrics(bm), br.peak_rss)},
+                          {"sums", br.sums.to_json()}};
+  }
+  runtime::Session session(m, effective_threads());
+  auto r = run_model(m, session, batches, sel, lm_ids, a.top_k, a.warmup, a.baseline.empty() ? nullptr : &base_outputs,
+                     false, progress, "evaluate");
+  report["metrics"] = assemble(r.sums, sel, a.top_k, static_metrics(m), r.peak_rss);
+  report["sums"] = r.sums.to_json();
+  finish(report, a);
+}
+
+void check(const Args& a) {
+  auto sets = data_set_folders(a.data);
+  ir::Model m = formats::load_model(a.model);
+  runtime::Session session(m, effective_threads());
+  nlohmann::json results = nlohmann::json::array();
+  int matched = 0;
+  std::string first_failure;
+  for (auto& dir : sets) {
+    auto r = check_data_set(m, session, dir, a.tol);
+    results.push_back({{"data", dir.string()}, {"passed", r.passed}, {"outputs", r.outputs_checked}, {"worst", r.worst}});
+    if (r.passed) ++matched;
+    else if (first_failure.empty()) first_failure = fmt::format("{}: {}", dir.string(), r.worst);
+  }
+  const bool all = matched == static_cast<int>(sets.size());
+  if (a.json) print_json({{"model", a.model}, {"passed", all}, {"data_sets", results}});
+  else fmt::print("{}: {} of {} data sets match\n", a.model, matched, sets.size());
+  if (!all) throw Error(ExitCode::GoalNotMet, fmt::format("{}: outputs differ: {}", a.model, first_failure));
+}
+
+}  // namespace
+
+void register_evaluate(CLI::App& app) {
+  static Args a;
+  auto* cmd = app.add_subcommand("evaluate", "accuracy, perplexity, fidelity, latency, size and memory of a model");
+  cmd->add_option("model", a.model, "an .onnx model (omit with --merge)");
+  cmd->add_option("--data", a.data, ".npz, .jsonl, or a test_data_set folder (or a folder of them)");
+  cmd->add_option("--baseline", a.baseline, "reference model: fidelity and side-by-side metrics");
+  cmd->add_option("--metrics", a.metrics, "comma list: accuracy, perplexity, fidelity, latency, size, memory (default: what the data and model allow)");
+  cmd->add_option("--labels", a.labels, "the .npz array holding labels (default: label or labels)");
+  cmd->add_option("--top-k", a.top_k, "also report top-k accuracy");
+  cmd->add_option("--batch-size", a.batch_size, "samples per run (default 1)");
+  cmd->add_flag("--random", a.random, "random inputs from the declared shapes (latency only)");
+  cmd->add_option("--shape", a.shapes, "shape of an input for --random: NAME=1x128")->type_name("NAME=DIMS");
+  cmd->add_option("--samples", a.samples, "how many random samples (default 16)");
+  cmd->add_option("--warmup", a.warmup, "untimed runs before timing (default 1)");
+  cmd->add_option("--goal", a.goals, "METRIC:TYPE:VALUE, TYPE one of threshold, max-degradation, min-improvement, percent-max-degradation, percent-min-improvement; exit 3 when unmet")->type_name("GOAL");
+  cmd->add_option("--shard", a.shard, "evaluate the I-th of N slices (0-based I/N)")->type_name("I/N");
+  cmd->add_option("--merge", a.merge, "combine shard reports (--json files) into one")->type_name("REPORT...");
+  cmd->add_option("--report", a.report, "also write a Markdown report")->type_name("FILE.md");
+  cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
+  cmd->add_flag("--progress", a.progress, "show a progress bar (default on a terminal)");
+  cmd->add_flag("--no-progress", a.no_progress, "never show a progress bar");
+  cmd->add_flag("--check", a.check, "compare with the data's output_K.pb; exit 3 when any differs");
+  cmd->add_option("--rtol", a.tol.rtol, "relative tolerance for --check (default 1e-3)");
+  cmd->add_option("--atol", a.tol.atol, "absolute tolerance for --check (default 1e-7)");
+  cmd->callback([] {
+    if (!a.merge.empty()) return merge_reports(a);
+    if (a.model.empty()) bad_input("evaluate needs a model (or --merge REPORTS)");
+    if (a.check) {
+      if (a.data.empty()) bad_input("--check needs --data DIR (a test_data_set folder)");
+      return check(a);
+    }
+    evaluate(a);
   });
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# evaluate end to end on the fixtures: accuracy and perplexity equal PyTorch's figures
+# (tests/fixtures/reference.json), a model against itself has perfect fidelity, goals gate
+# with exit 3, and 3 merged shards give the figures of one run.
+# Usage: evaluate_test.sh SLMOPS_BINARY SOURCE_DIR
+set -u
+S=$1
+SRC=$2
+FX=$SRC/tests/fixtures
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-eval-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+passed=0
+failed=0
+check() {
+  local name=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
+}
+js() {  # js 'expression over r (the report) and ref (reference.json)' REPORT
+  node -e "const fs = require('fs'); const r = JSON.parse(fs.readFileSync('$2', 'utf8'));
+           const ref = JSON.parse(fs.readFileSync('$FX/reference.json', 'utf8'));
+           const ok = ($1); if (!ok) { console.error('  got', JSON.stringify(r.metrics)); process.exit(1); }"
+}
+
+"$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --batch-size 32 --json > "$WORK/cnn.json"
+check "CNN: same count of correct samples as PyTorch" \
+  js "r.metrics.correct === ref.cnn_digits.correct && r.metrics.samples === ref.cnn_digits.n" "$WORK/cnn.json"
+check "CNN: latency, size and memory are reported" \
+  js "r.metrics.latency_ms.p50 > 0 && r.metrics.size_bytes > 40000 && r.metrics.peak_rss_bytes > 0" "$WORK/cnn.json"
+
+for lm in gpt_bytes llama_bytes; do
+  for data in lm_eval.npz lm_eval.jsonl; do
+    "$S" -q evaluate "$FX/$lm.onnx" --data "$FX/$data" --batch-size 8 --json > "$WORK/$lm.$data.json"
+    check "$lm on $data: perplexity within 0.5% of PyTorch's" \
+      js "Math.abs(r.metrics.perplexity / ref.$lm.perplexity - 1) < 0.005 && r.metrics.tokens === ref.$lm.tokens" \
+      "$WORK/$lm.$data.json"
+  done
+done
+
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --baseline "$FX/gpt_bytes.onnx" \
+  --json --report "$WORK/self.md" > "$WORK/self.json"
+check "a model against itself: SNR inf, KL 0, agreement 1" \
+  js "r.metrics.fidelity.snr_db === 'inf' && r.metrics.fidelity.kl === 0 && r.metrics.fidelity.top1_agreement === 1 && r.metrics.fidelity.max_abs_err === 0" \
+  "$WORK/self.json"
+check "... the Markdown report has both columns" grep -q "| perplexity |" "$WORK/self.md"
+
+"$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --batch-size 32 \
+  --goal accuracy:threshold:0.95 --goal size:threshold:100000 > /dev/null
+check "goals that hold: exit 0" test $? -eq 0
+"$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --batch-size 32 \
+  --goal accuracy:threshold:0.999 > /dev/null 2> "$WORK/goal.err"
+check "a goal that fails: exit 3" test $? -eq 3
+check "... naming the goal on stderr" grep -q "goal accuracy:threshold:0.999 not met" "$WORK/goal.err"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --baseline "$FX/gpt_bytes.onnx" \
+  --goal perplexity:percent-max-degradation:5 --goal top1_agreement:threshold:0.99 > /dev/null
+check "relative goals against a baseline: exit 0" test $? -eq 0
+
+for i in 0 1 2; do
+  "$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --batch-size 32 \
+    --baseline "$FX/cnn_digits.onnx" --shard $i/3 --json > "$WORK/shard$i.json"
+done
+"$S" -q evaluate --merge "$WORK/shard0.json" "$WORK/shard1.json" "$WORK/shard2.json" --json > "$WORK/merged.json"
+"$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --batch-size 32 \
+  --baseline "$FX/cnn_digits.onnx" --json > "$WORK/single.json"
+strip() {  # metrics without timings and memory
+  node -e "const r = JSON.parse(require('fs').readFileSync('$1', 'utf8')); const m = r.metrics;
+           delete m.latency_ms; delete m.throughput; delete m.peak_rss_bytes; console.log(JSON.stringify(m))"
+}
+check "3 merged shards equal one run (metrics without timings)" test "$(strip "$WORK/merged.json")" = "$(strip "$WORK/single.json")"
+check "... and the shards were disjoint and non-empty" \
+  js "r.merged_from.length === 3 && r.samples === 540" "$WORK/merged.json"
+"$S" -q evaluate "$FX/cnn_digits.onnx" --data "$FX/cnn_digits_test.npz" --shard 3/3 > /dev/null 2>&1
+check "a bad --shard is exit 2" test $? -eq 2
+"$S" -q evaluate "$FX/cnn_digits.onnx" --random --samples 3 --json > "$WORK/random.json"
+check "--random inputs give a latency report" js "r.metrics.latency_ms.batches === 3" "$WORK/random.json"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,366 @@
+#include "tools/eval_data.h"
+
+#include <fmt/ranges.h>
+
+#include <cstring>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/file_util.h"
+#include "formats/npz.h"
+#include "formats/test_data.h"
+#include "ir/error.h"
+#include "tools/check_data.h"
+
+namespace slmops::cli {
+
+namespace fs = std::filesystem;
+using runtime::RValue;
+
+namespace {
+
+std::vector<const ir::Value*> feedable_inputs(const ir::Model& m) {
+  std::vector<const ir::Value*> v;
+  for (auto& vi : m.graph->inputs)
+    if (vi.value) v.push_back(vi.value);
+  return v;
+}
+
+std::string shape_text(const ir::TensorType& t) {
+  std::vector<std::string> d;
+  for (auto& x : t.dims) d.push_back(x.known() ? std::to_string(x.value) : (x.param.empty() ? "?" : x.param));
+  return "[" + fmt::format("{}", fmt::join(d, ", ")) + "]";
+}
+
+// Checks that an array (samples along axis 0 when `batched`) fits the declared input type.
+void check_fits(const std::string& what, const ir::Tensor& t, const ir::Value& input, bool batched) {
+  const auto& ty = input.type;
+  if (!ty.is_tensor) return;
+  if (ty.elem() != t.dtype)
+    bad_input("{}: array '{}' is {}, model input '{}' expects {}", what, input.name, ir::dtype_name(t.dtype),
+              input.name, ir::dtype_name(ty.elem()));
+  if (!ty.has_shape) return;
+  if (t.dims.size() != ty.dims.size())
+    bad_input("{}: array '{}' has shape [{}], model input '{}' expects rank {} {}", what, input.name,
+              fmt::join(t.dims, ", "), input.name, ty.dims.size(), shape_text(ty));
+  for (size_t i = batched ? 1 : 0; i < ty.dims.size(); ++i)
+    if (ty.dims[i].known() && ty.dims[i].value != t.dims[i])
+      bad_input("{}: array '{}' has shape [{}], model input '{}' expects {}", what, input.name,
+                fmt::join(t.dims, ", "), input.name, shape_text(ty));
+}
+
+// Rows [a, b) of an array whose first axis is samples (shares nothing: a compact copy).
+ir::Tensor slice_rows(const ir::Tensor& t, int64_t a, int64_t b) {
+  std::vector<int64_t> dims = t.dims;
+  dims[0] = b - a;
+  const size_t row = t.dims.empty() || t.dims[0] == 0 ? 0 : t.nbytes() / static_cast<size_t>(t.dims[0]);
+  return ir::Tensor::make("", t.dtype, dims, ir::Buffer::copy_of(t.data.data() + a * row, (b - a) * row));
+}
+
+class NpzSource : public DataSource {
+ public:
+  NpzSource(const fs::path& path, const ir::Model& m, const DataOptions& o) : opts_(o), path_(path.string()) {
+    archive_ = formats::load_npz(path);
+    inputs_ = feedable_inputs(m);
+    n_ = -1;
+    for (const ir::Value* in : inputs_) {
+      if (!archive_.arrays.count(in->name)) {
+        if (in->initializer) {
+          arrays_.push_back(nullptr);  // a default from the model
+          continue;
+        }
+        bad_input("{}: no array for model input '{}' (it has: {})", path_, in->name, fmt::join(archive_.names, ", "));
+      }
+      const ir::Tensor& t = archive_.arrays.at(in->name);
+      if (t.dims.empty()) bad_input("{}: array '{}' is a scalar; the first axis must be samples", path_, in->name);
+      check_fits(path_, t, *in, true);
+      if (n_ >= 0 && t.dims[0] != n_)
+        bad_input("{}: array '{}' has {} samples, other inputs have {}", path_, in->name, t.dims[0], n_);
+      n_ = t.dims[0];
+      arrays_.push_back(&t);
+    }
+    if (n_ <= 0) bad_input("{}: no samples", path_);
+    std::string lab = o.labels;
+    if (lab.empty())
+      for (const char* cand : {"label", "labels"})
+        if (archive_.arrays.count(cand)) lab = cand;
+    if (!lab.empty()) {
+      const ir::Tensor& l = archive_.at(lab);
+      if (l.dims.empty() || l.dims[0] != n_)
+        bad_input("{}: labels '{}' have shape [{}], expected {} samples on the first axis", path_, lab,
+                  fmt::join(l.dims, ", "), n_);
+      if (l.dtype != ir::DType::Int64 && l.dtype != ir::DType::Int32)
+        bad_input("{}: labels '{}' are {}, expected int64 (or int32) class ids", path_, lab, ir::dtype_name(l.dtype));
+      labels_ = &l;
+    }
+  }
+  int64_t samples() const override { return n_; }
+  bool has_labels() const override { return labels_ != nullptr; }
+  std::string describe() const override { return path_; }
+  std::vector<Batch> batches(int64_t begin, int64_t end) const override {
+    std::vector<Batch> out;
+    for (int64_t a = begin; a < end; a += opts_.batch_size) {
+      int64_t b = std::min(end, a + opts_.batch_size);
+      Batch batch;
+      batch.first = a;
+      batch.count = b - a;
+      for (const ir::Tensor* t : arrays_) batch.feeds.push_back(t ? RValue::of(slice_rows(*t, a, b)) : RValue{});
+      if (labels_) {
+        ir::Tensor l = slice_rows(*labels_, a, b);
+        if (l.dtype == ir::DType::Int32) {
+          std::vector<int64_t> v(l.numel());
+          for (size_t i = 0; i < v.size(); ++i) v[i] = l.values<int32_t>()[i];
+          l = ir::Tensor::from_values("", ir::DType::Int64, l.dims, v);
+        }
+        batch.labels = std::move(l);
+      }
+      out.push_back(std::move(batch));
+    }
+    return out;
+  }
+
+ private:
+  DataOptions opts_;
+  std::string path_;
+  formats::NpzArchive archive_;
+  std::vector<const ir::Value*> inputs_;
+  std::vector<const ir::Tensor*> arrays_;
+  const ir::Tensor* labels_ = nullptr;
+  int64_t n_ = 0;
+};
+
+// One sample per test_data_set folder (inputs are used as stored).
+class TestDataSource : public DataSource {
+ public:
+  TestDataSource(const fs::path& dir, const ir::Model& m) : dir_(dir.string()) {
+    sets_ = data_set_folders(dir);
+    inputs_ = feedable_inputs(m);
+    outputs_ = m.graph->outputs.size();
+  }
+  int64_t samples() const override { return static_cast<int64_t>(sets_.size()); }
+  std::string describe() const override { return dir_; }
+  std::vector<Batch> batches(int64_t begin, int64_t end) const override {
+    std::vector<Batch> out;
+    for (int64_t k = begin; k < end; ++k) {
+      Batch b;
+      b.first = k;
+      b.count = 1;
+      for (size_t i = 0; i < inputs_.size(); ++i) {
+        fs::path p = sets_[k] / fmt::format("input_{}.pb", i);
+        if (!fs::exists(p)) {
+          if (inputs_[i]->initializer) {
+            b.feeds.emplace_back();
+            continue;
+          }
+          bad_input("{}: no data for model input '{}' (input_{}.pb)", sets_[k].string(), inputs_[i]->name, i);
+        }
+        auto v = formats::load_data_value(p, inputs_[i]->type.container);
+        if (v.kind != formats::DataValue::Kind::Tensor)
+          bad_input("{}: only tensor inputs can be evaluated", p.string());
+        check_fits(p.string(), v.tensor, *inputs_[i], false);
+        b.feeds.push_back(RValue::of(std::move(v.tensor)));
+      }
+      for (size_t o = 0; o < outputs_; ++o) {
+        fs::path p = sets_[k] / fmt::format("output_{}.pb", o);
+        if (fs::exists(p)) b.reference.push_back(formats::load_tensor_pb(p));
+      }
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  std::vector<fs::path> sets_;
+  std::vector<const ir::Value*> inputs_;
+  size_t outputs_;
+};
+
+// JSONL: one JSON object per line, keys = model input names, values = flat integer arrays
+// (token ids). Rows are batched when they have the same length.
+class JsonlSource : public DataSource {
+ public:
+  JsonlSource(const fs::path& path, const ir::Model& m, const DataOptions& o) : opts_(o), path_(path.string()) {
+    inputs_ = feedable_inputs(m);
+    std::istringstream in(formats::read_text_file(path));
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) bad_input("{}:{}: not a JSON object", path_, lineno);
+      Row row;
+      for (const ir::Value* inp : inputs_) {
+        if (!j.contains(inp->name)) {
+          if (inp->initializer) {
+            row.push_back({});
+            continue;
+          }
+          bad_input("{}:{}: no \"{}\" (a model input)", path_, lineno, inp->name);
+        }
+        const auto& a = j[inp->name];
+        if (!a.is_array() || a.empty()) bad_input("{}:{}: \"{}\" must be a non-empty list of integers", path_, lineno, inp->name);
+        std::vector<int64_t> ids;
+        for (auto& x : a) {
+          if (!x.is_number_integer())
+            bad_input("{}:{}: \"{}\" must be a flat list of integers (token ids), found {}", path_, lineno, inp->name,
+                      x.dump());
+          ids.push_back(x.get<int64_t>());
+        }
+        row.push_back(std::move(ids));
+      }
+      if (!rows_.empty()) {
+        for (size_t i = 0; i < row.size(); ++i)
+          if (row[i].size() != rows_[0][i].size() && o.batch_size > 1)
+            bad_input("{}:{}: rows have different lengths ({} and {}); ragged rows cannot be batched, use "
+                      "--batch-size 1",
+                      path_, lineno, row[i].size(), rows_[0][i].size());
+      }
+      rows_.push_back(std::move(row));
+    }
+    if (rows_.empty()) bad_input("{}: no rows", path_);
+    for (size_t i = 0; i < inputs_.size(); ++i)
+      if (inputs_[i]->type.is_tensor && inputs_[i]->type.elem() != ir::DType::Int64 &&
+          inputs_[i]->type.elem() != ir::DType::Int32 && !rows_[0][i].empty())
+        bad_input("{}: model input '{}' expects {}, JSONL rows hold token ids (integers)", path_, inputs_[i]->name,
+                  ir::dtype_name(inputs_[i]->type.elem()));
+  }
+  int64_t samples() const override { return static_cast<int64_t>(rows_.size()); }
+  std::string describe() const override { return path_; }
+  std::vector<Batch> batches(int64_t begin, int64_t end) const override {
+    std::vector<Batch> out;
+    for (int64_t a = begin; a < end; a += opts_.batch_size) {
+      int64_t b = std::min(end, a + opts_.batch_size);
+      Batch batch;
+      batch.first = a;
+      batch.count = b - a;
+      for (size_t i = 0; i < inputs_.size(); ++i) {
+        if (rows_[a][i].empty()) {
+          batch.feeds.emplace_back();
+          continue;
+        }
+        const int64_t len = static_cast<int64_t>(rows_[a][i].size());
+        std::vector<int64_t> flat;
+        for (int64_t r = a; r < b; ++r) flat.insert(flat.end(), rows_[r][i].begin(), rows_[r][i].end());
+        ir::DType dt = inputs_[i]->type.elem() == ir::DType::Int32 ? ir::DType::Int32 : ir::DType::Int64;
+        ir::Tensor t = ir::Tensor::from_values("", ir::DType::Int64, {b - a, len}, flat);
+        if (dt == ir::DType::Int32) {
+          std::vector<int32_t> v(flat.begin(), flat.end());
+          t = ir::Tensor::from_values("", dt, {b - a, len}, v);
+        }
+        batch.feeds.push_back(RValue::of(std::move(t)));
+      }
+      out.push_back(std::move(batch));
+    }
+    return out;
+  }
+
+ private:
+  using Row = std::vector<std::vector<int64_t>>;
+  DataOptions opts_;
+  std::string path_;
+  std::vector<const ir::Value*> inputs_;
+  std::vector<Row> rows_;
+};
+
+// Random inputs from the declared shapes, for latency runs.
+class RandomSource : public DataSource {
+ public:
+  RandomSource(const ir::Model& m, const DataOptions& o) : opts_(o) {
+    inputs_ = feedable_inputs(m);
+    for (const ir::Value* in : inputs_) {
+      if (!in->type.is_tensor || !in->type.has_shape)
+        bad_input("--random: model input '{}' has no declared tensor shape; give one with --shape {}=...", in->name,
+                  in->name);
+      std::vector<int64_t> dims;
+      for (auto& [name, shape] : o.shapes)
+        if (name == in->name) dims = shape;
+      if (dims.empty()) {
+        for (size_t i = 0; i < in->type.dims.size(); ++i) {
+          const auto& d = in->type.dims[i];
+          if (d.known()) dims.push_back(d.value);
+          else if (i == 0) dims.push_back(o.batch_size);
+          else
+            bad_input("--random: model input '{}' has a symbolic dim '{}'; give its shape with --shape {}=...",
+                      in->name, d.param.empty() ? "?" : d.param, in->name);
+        }
+      }
+      shapes_.push_back(dims);
+    }
+  }
+  int64_t samples() const override { return opts_.random_samples; }
+  std::string describe() const override { return "random inputs"; }
+  std::vector<Batch> batches(int64_t begin, int64_t end) const override {
+    std::vector<Batch> out;
+    std::mt19937_64 rng(opts_.seed);
+    for (int64_t a = begin; a < end; ++a) {
+      Batch b;
+      b.first = a;
+      b.count = 1;
+      for (size_t i = 0; i < inputs_.size(); ++i) {
+        ir::DType dt = inputs_[i]->type.elem();
+        ir::Tensor t = ir::Tensor::make("", dt, shapes_[i], ir::Buffer::allocate(storage_bytes(dt, ir::element_count(shapes_[i])), true));
+        uint8_t* p = t.data.mutable_data();
+        const uint64_t n = t.numel();
+        // Floats uniform in [0, 1), integers in [0, 100): token ids and indices stay in range.
+        for (uint64_t k = 0; k < n; ++k) {
+          if (dt == ir::DType::Float) reinterpret_cast<float*>(p)[k] = std::uniform_real_distribution<float>(0, 1)(rng);
+          else if (dt == ir::DType::Int64) reinterpret_cast<int64_t*>(p)[k] = static_cast<int64_t>(rng() % 100);
+          else if (dt == ir::DType::Int32) reinterpret_cast<int32_t*>(p)[k] = static_cast<int32_t>(rng() % 100);
+          else if (dt == ir::DType::Bool) p[k] = rng() & 1;
+        }
+        b.feeds.push_back(RValue::of(std::move(t)));
+      }
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+ private:
+  DataOptions opts_;
+  std::vector<const ir::Value*> inputs_;
+  std::vector<std::vector<int64_t>> shapes_;
+};
+
+}  // namespace
+
+std::pair<std::string, std::vector<int64_t>> parse_shape_option(const std::string& s) {
+  auto eq = s.find('=');
+  if (eq == std::string::npos || eq == 0) bad_input("--shape '{}': expected NAME=DIMxDIM (e.g. input_ids=1x128)", s);
+  std::vector<int64_t> dims;
+  std::string rest = s.substr(eq + 1);
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    size_t x = rest.find('x', pos);
+    std::string part = rest.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
+    try {
+      size_t used = 0;
+      long long v = std::stoll(part, &used);
+      if (used != part.size() || v < 0) throw std::invalid_argument(part);
+      dims.push_back(v);
+    } catch (const std::exception&) {
+      bad_input("--shape '{}': '{}' is not a dimension", s, part);
+    }
+    if (x == std::string::npos) break;
+    pos = x + 1;
+  }
+  return {s.substr(0, eq), dims};
+}
+
+std::unique_ptr<DataSource> open_data(const std::string& spec, const ir::Model& model, const DataOptions& opts) {
+  if (opts.batch_size < 1) bad_input("--batch-size must be at least 1");
+  if (opts.random) return std::make_unique<RandomSource>(model, opts);
+  fs::path p = spec;
+  std::error_code ec;
+  if (!fs::exists(p, ec)) bad_input("{}: no such file or folder", spec);
+  if (fs::is_directory(p, ec)) return std::make_unique<TestDataSource>(p, model);
+  std::string ext = p.extension().string();
+  if (ext == ".npz") return std::make_unique<NpzSource>(p, model, opts);
+  if (ext == ".jsonl") return std::make_unique<JsonlSource>(p, model, opts);
+  bad_input("{}: unknown data format (expected .npz, .jsonl or a test_data_set folder)", spec);
+}
+
+}  // namespace slmops::cli
