@@ -1,8 +1,266 @@
+// SGEMM driver in the GotoBLAS/BLIS scheme:
+//
+//   for each column block of op(B) (kNC wide)
+//     for each depth block (kKC deep)
+//       pack the B block into kNR-wide strips (shared by the threads)
+//       for each row block of op(A) (mc rows; blocks spread over threads)
+//         pack the A block into kMR-high panels (per thread)
+//         for each B strip, for each A panel: micro-kernel on a kMR x kNR tile of C
+//
+// An A panel and a B strip (kKC deep) stay in L1 while a tile is computed, the A block in
+// L2, the B block in L2/L3. Single-row and single-column products (GEMV) are bound by memory
+// bandwidth, not by arithmetic, and skip the packing: they stream the matrix once.
 #include "runtime/kernels/gemm.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <new>
+#include <vector>
+
+#include "runtime/kernels/gemm_kernels.h"
 #include "runtime/thread_pool.h"
 
 namespace slmops::runtime::kernels {
+
+using detail::kMR;
+using detail::kNR;
+
+namespace {
+
+constexpr int64_t kKC = 256;   // depth of a block
+constexpr int64_t kMC = 144;   // most rows of op(A) in a packed block (a multiple of kMR)
+constexpr int64_t kNC = 3072;  // columns of op(B) in a packed block (a multiple of kNR)
+constexpr size_t kAlign = 64;  // packed buffers start on a cache line
+
+// Below this many multiply-adds a product runs on the calling thread: waking the pool
+// would cost more than it saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 18;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// ---- portable kernels (see gemm_kernels.h for what each computes) --------------------------
+
+void micro_portable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
+                    int mr, int nr) {
+  float tile[kMR][kNR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR)
+    for (int r = 0; r < kMR; ++r)
+      for (int j = 0; j < kNR; ++j) tile[r][j] += a[r] * b[j];
+  detail::store_tile_edge(tile, mr, nr, c, ldc, alpha, beta);
+}
+
+void gemv_dot_portable(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y) {
+  for (int64_t j = 0; j < n; ++j) {
+    float s = 0;
+    for (int64_t k = 0; k < K; ++k) s += x[k] * W[j * ldw + k];
+    y[j] = s;
+  }
+}
+
+void gemv_axpy_portable(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y) {
+  std::fill(y, y + n, 0.f);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < n; ++j) y[j] += x[k] * W[k * ldw + j];
+}
+
+void gemv_strip_portable(int64_t kc, const float* x, const float* strip, float* y) {
+  for (int64_t k = 0; k < kc; ++k)
+    for (int j = 0; j < kNR; ++j) y[j] += x[k] * strip[k * kNR + j];
+}
+
+const detail::GemmKernels& best_kernels() {
+  static const detail::GemmKernels& k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                                            ? detail::avx2_kernels()
+                                            : detail::portable_kernels();
+  return k;
+}
+
+// ---- buffers ------------------------------------------------------------------------------
+
+float* aligned_floats(size_t n) {
+  const size_t bytes = round_up(static_cast<int64_t>(std::max<size_t>(n, 1) * sizeof(float)), kAlign);
+  void* p = std::aligned_alloc(kAlign, bytes);
+  if (!p) throw std::bad_alloc();
+  return static_cast<float*>(p);
+}
+
+// A per-thread packing buffer that grows to the largest size asked for and is reused.
+class Scratch {
+ public:
+  float* get(size_t n) {
+    if (n > size_) {
+      data_.reset(aligned_floats(n));
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> data_;
+  size_t size_ = 0;
+};
+
+// ---- operands -----------------------------------------------------------------------------
+
+// A matrix read through strides: element (r, k) is p[r * rs + k * ks]. Both operands are
+// seen with the depth k as second index: op(A) as (m, k), op(B) transposed as (n, k).
+struct Strided {
+  const float* p;
+  int64_t rs, ks;
+};
+
+Strided view_a(bool trans_a, const float* A, int64_t lda) { return trans_a ? Strided{A, 1, lda} : Strided{A, lda, 1}; }
+Strided view_b(bool trans_b, const float* B, int64_t ldb) { return trans_b ? Strided{B, ldb, 1} : Strided{B, 1, ldb}; }
+
+// Packs rows [r0, r0 + rows) x depth [k0, k0 + kc) into one panel of width W, interleaved by
+// depth (dst[k * W + r]) and zero-padded to W rows.
+template <int W>
+void pack_panel(const Strided& v, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
+  const float* src = v.p + r0 * v.rs + k0 * v.ks;
+  if (rows == W && v.rs == 1) {  // each depth step is W contiguous floats
+    for (int64_t k = 0; k < kc; ++k)
+      for (int r = 0; r < W; ++r) dst[k * W + r] = src[k * v.ks + r];
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t r = 0; r < rows; ++r) dst[k * W + r] = src[r * v.rs + k * v.ks];
+    for (int64_t r = rows; r < W; ++r) dst[k * W + r] = 0.f;
+  }
+}
+
+// Packs `strips` B strips from column n0 (kc deep from k0): strip j at dst + j * kc * kNR.
+void pack_b_strips(const Strided& bt, int64_t N, int64_t n0, int64_t strips, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t j = 0; j < strips; ++j) {
+    const int64_t c = n0 + j * kNR;
+    pack_panel<kNR>(bt, c, std::min<int64_t>(kNR, N - c), k0, kc, dst + j * kc * kNR);
+  }
+}
+
+// fn over [0, n) in chunks of at least `grain`, on the pool when there is one.
+void run(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool) pool->parallel_for(n, grain, fn);
+  else fn(0, n);
+}
+
+// C = beta * C, for products with nothing to add (K == 0 or alpha == 0).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.f ? 0.f : beta * C[m * ldc + n];
+}
+
+// y[j * incy] = alpha * sum_k x[k] * W(j, k) + beta * y[j * incy] for j < n: the product when
+// C is one row (x = the row of op(A), W = op(B) transposed) or one column (x = the column of
+// op(B), W = op(A)). Threads split j.
+void gemv(int64_t n, int64_t K, float alpha, const Strided& x, const Strided& W, float beta, float* y, int64_t incy,
+          ThreadPool* pool) {
+  const auto& kern = best_kernels();
+  std::vector<float> xs;  // x gathered when strided
+  const float* xp = x.p;
+  if (x.ks != 1) {
+    xs.resize(K);
+    for (int64_t k = 0; k < K; ++k) xs[k] = x.p[k * x.ks];
+    xp = xs.data();
+  }
+  std::vector<float> sums(n);
+  // Chunks of at least 64 columns and ~64k multiply-adds.
+  const int64_t grain = std::max<int64_t>(64, (int64_t{1} << 16) / std::max<int64_t>(K, 1));
+  run(pool, n, grain, [&](int64_t j0, int64_t j1) {
+    if (W.ks == 1) kern.gemv_dot(K, xp, W.p + j0 * W.rs, W.rs, j1 - j0, sums.data() + j0);
+    else kern.gemv_axpy(K, xp, W.p + j0 * W.rs, W.ks, j1 - j0, sums.data() + j0);  // W.rs == 1
+    for (int64_t j = j0; j < j1; ++j) {
+      float& out = y[j * incy];
+      out = alpha * sums[j] + (beta == 0.f ? 0.f : beta * out);
+    }
+  });
+}
+
+// C (one row) = alpha * x * B + beta * C with B pre-packed: each thread streams whole strips.
+void gemv_packed(float alpha, const Strided& x, const PackedB& B, float beta, float* c, ThreadPool* pool) {
+  const auto& kern = best_kernels();
+  const int64_t K = B.rows(), N = B.cols();
+  std::vector<float> xs(K);
+  for (int64_t k = 0; k < K; ++k) xs[k] = x.p[k * x.ks];
+  const int64_t strips = ceil_div(N, kNR);
+  std::vector<float> sums(strips * kNR, 0.f);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (K * kNR));
+  run(pool, strips, grain, [&](int64_t s0, int64_t s1) {
+    // Depth blocks outermost: the strips [s0, s1) of a block are one contiguous stream.
+    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+      const int64_t kc = std::min(kKC, K - k0);
+      const float* strip = B.block(k0, s0 * kNR);
+      for (int64_t s = s0; s < s1; ++s, strip += kc * kNR) kern.gemv_strip(kc, xs.data() + k0, strip, &sums[s * kNR]);
+    }
+    for (int64_t j = s0 * kNR; j < std::min(s1 * kNR, N); ++j) c[j] = alpha * sums[j] + (beta == 0.f ? 0.f : beta * c[j]);
+  });
+}
+
+// The blocked product (see the top of the file). `packed` replaces `bt` when B is pre-packed.
+void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a, const Strided& bt,
+                  const PackedB* packed, float beta, float* C, int64_t ldc, ThreadPool* pool) {
+  const auto& kern = best_kernels();
+  const int64_t threads = pool ? pool->threads() : 1;
+  // Equal row blocks of at most kMC rows; as many as a multiple of the thread count so that
+  // every thread gets the same share. When there are fewer blocks than threads, the threads
+  // split the B strips instead (each packs the same A block).
+  int64_t blocks = ceil_div(M, kMC);
+  if (blocks >= threads) blocks = round_up(blocks, threads);
+  const int64_t mc = round_up(ceil_div(M, blocks), kMR);
+  blocks = ceil_div(M, mc);
+  const int64_t splits = blocks >= threads ? 1 : threads;
+
+  static thread_local Scratch b_scratch, a_scratch;
+  for (int64_t n0 = 0; n0 < N; n0 += kNC) {
+    const int64_t nc = std::min(kNC, N - n0);
+    const int64_t strips = ceil_div(nc, kNR);
+    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+      const int64_t kc = std::min(kKC, K - k0);
+      const float* b_block;
+      if (packed) {
+        b_block = packed->block(k0, n0);
+      } else {
+        float* dst = b_scratch.get(strips * kc * kNR);
+        run(pool, strips, 1, [&](int64_t s0, int64_t s1) {
+          pack_b_strips(bt, N, n0 + s0 * kNR, s1 - s0, k0, kc, dst + s0 * kc * kNR);
+        });
+        b_block = dst;
+      }
+      const float beta_k = k0 == 0 ? beta : 1.f;  // later depth blocks add to the partial sums
+      run(pool, blocks * splits, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t m0 = (t / splits) * mc, rows = std::min(mc, M - m0);
+          const int64_t panels = ceil_div(rows, kMR);
+          float* a_block = a_scratch.get(panels * kc * kMR);
+          for (int64_t p = 0; p < panels; ++p)
+            pack_panel<kMR>(a, m0 + p * kMR, std::min<int64_t>(kMR, rows - p * kMR), k0, kc, a_block + p * kc * kMR);
+          const int64_t s_begin = strips * (t % splits) / splits, s_end = strips * (t % splits + 1) / splits;
+          for (int64_t s = s_begin; s < s_end; ++s) {
+            const int nr = static_cast<int>(std::min<int64_t>(kNR, nc - s * kNR));
+            for (int64_t p = 0; p < panels; ++p) {
+              const int mr = static_cast<int>(std::min<int64_t>(kMR, rows - p * kMR));
+              kern.micro(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, C + (m0 + p * kMR) * ldc + n0 + s * kNR,
+                         ldc, alpha, beta_k, mr, nr);
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+}  // namespace
+
+namespace detail {
+const GemmKernels& portable_kernels() {
+  static const GemmKernels k{micro_portable, gemv_dot_portable, gemv_axpy_portable, gemv_strip_portable};
+  return k;
+}
+}  // namespace detail
 
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -19,28 +277,43 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     }
 }
 
-// Placeholder until the blocked AVX2 kernel lands: rows split across threads, inner loop in
-// i-k-j order so B and C rows stream.
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc, ThreadPool* pool) {
-  auto rows = [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      float* c = C + m * ldc;
-      for (int64_t n = 0; n < N; ++n) c[n] = beta == 0.f ? 0.f : beta * c[n];
-      for (int64_t k = 0; k < K; ++k) {
-        float a = alpha * (trans_a ? A[k * lda + m] : A[m * lda + k]);
-        if (a == 0.f) continue;
-        if (!trans_b) {
-          const float* b = B + k * ldb;
-          for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
-        } else {
-          for (int64_t n = 0; n < N; ++n) c[n] += a * B[n * ldb + k];
-        }
-      }
-    }
-  };
-  if (pool) pool->parallel_for(M, 1, rows);
-  else rows(0, M);
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (M * N * K < kMinParallelWork) pool = nullptr;
+  const Strided a = view_a(trans_a, A, lda), bt = view_b(trans_b, B, ldb);
+  if (M == 1) return gemv(N, K, alpha, a, bt, beta, C, 1, pool);
+  if (N == 1) return gemv(M, K, alpha, bt, a, beta, C, ldc, pool);
+  gemm_blocked(M, N, K, alpha, a, bt, nullptr, beta, C, ldc, pool);
+}
+
+// ---- pre-packed B -----------------------------------------------------------------------------
+
+// Layout: the depth block starting at k0 sits at k0 * n_padded (every earlier block is kKC
+// deep); inside it, strip s (kc deep) at s * kc * kNR, as pack_b_strips writes it.
+PackedB::PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb)
+    : k_(K), n_(N), n_padded_(round_up(N, kNR)), data_(aligned_floats(static_cast<size_t>(K * n_padded_))) {
+  const Strided bt = view_b(trans_b, B, ldb);
+  for (int64_t k0 = 0; k0 < K; k0 += kKC)
+    pack_b_strips(bt, N, 0, n_padded_ / kNR, k0, std::min(kKC, K - k0), data_.get() + k0 * n_padded_);
+}
+
+void PackedB::Free::operator()(float* p) const { std::free(p); }
+
+const float* PackedB::block(int64_t k0, int64_t n0) const {
+  return data_.get() + k0 * n_padded_ + n0 * std::min(kKC, k_ - k0);
+}
+
+void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
+                  float* C, int64_t ldc, ThreadPool* pool) {
+  const int64_t N = B.cols(), K = B.rows();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (M * N * K < kMinParallelWork) pool = nullptr;
+  const Strided a = view_a(trans_a, A, lda);
+  if (M == 1) return gemv_packed(alpha, a, B, beta, C, pool);
+  gemm_blocked(M, N, K, alpha, a, Strided{}, &B, beta, C, ldc, pool);
 }
 
 }  // namespace slmops::runtime::kernels

@@ -1,9 +1,11 @@
 // GEMM kernels: plain functions on pointers and shapes (they never see the IR).
 //   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
-// Row-major; lda/ldb/ldc are row strides in elements. The optimized path is chosen once by
-// CPU features; sgemm_reference is the plain loop the tests compare against.
+// Row-major; lda/ldb/ldc are row strides in elements; op(X) is X or its transpose. beta == 0
+// never reads C (it may hold garbage). The optimized path is chosen once by CPU features;
+// sgemm_reference is the plain loop the tests compare against.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 namespace slmops::runtime {
 class ThreadPool;
@@ -16,5 +18,32 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// op(B)[K,N] copied once into the blocked layout sgemm's inner kernel reads, for operands
+// that do not change between calls (weights): later products skip the packing pass, and a
+// single-row product (M == 1) streams it contiguously. Holds about K * N floats.
+class PackedB {
+ public:
+  PackedB() = default;
+  PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
+
+  int64_t rows() const { return k_; }  // K
+  int64_t cols() const { return n_; }  // N
+  // The packed rows [k0, k0 + KC) (a depth block of the driver) from column n0 on; n0 is a
+  // multiple of the strip width. For the driver in gemm.cpp.
+  const float* block(int64_t k0, int64_t n0) const;
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  int64_t k_ = 0, n_ = 0;
+  int64_t n_padded_ = 0;  // N rounded up to whole strips
+  std::unique_ptr<float[], Free> data_;
+};
+
+// sgemm with op(B) pre-packed: C[M,N] = alpha * op(A)[M,K] * B + beta * C, K and N from B.
+void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
+                  float* C, int64_t ldc, ThreadPool* pool);
 
 }  // namespace slmops::runtime::kernels

@@ -1,0 +1,120 @@
+#include "runtime/kernels/conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace slmops::runtime::kernels {
+namespace {
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t d : v) p *= d;
+  return p;
+}
+
+// One run of output positions along the last spatial dim that share their leading
+// coordinates, for one kernel offset. Position t of the run (t in [0, n)) is column j + t and
+// reads input element base + i0 + t * stride of a channel plane; only t in [lo, hi) lies
+// inside the input (lo == hi when the leading coordinates already fall in the padding).
+struct Line {
+  int64_t j, n;
+  int64_t base, i0, stride;
+  int64_t lo, hi;
+};
+
+// Calls visit(line) for the columns [j_begin, j_end) of kernel offset `k` (row-major index
+// over the kernel dims).
+template <typename Visit>
+void for_each_line(const WindowShape& s, int64_t k, int64_t j_begin, int64_t j_end, Visit&& visit) {
+  const size_t last = s.rank() - 1;
+  // The kernel offset and the first output position as multi-indices.
+  std::vector<int64_t> koff(s.rank()), o(s.rank());
+  int64_t rest_k = k, rest_j = j_begin;
+  for (size_t d = s.rank(); d-- > 0;) {
+    koff[d] = rest_k % s.kernel[d];
+    rest_k /= s.kernel[d];
+    o[d] = rest_j % s.out[d];
+    rest_j /= s.out[d];
+  }
+  auto input_at = [&](size_t d) { return o[d] * s.strides[d] - s.pad_begin[d] + koff[d] * s.dilations[d]; };
+
+  for (int64_t j = j_begin; j < j_end;) {
+    Line line{j, std::min(s.out[last] - o[last], j_end - j), 0, input_at(last), s.strides[last], 0, 0};
+    bool inside = true;
+    for (size_t d = 0; d < last && inside; ++d) {
+      const int64_t i = input_at(d);
+      inside = i >= 0 && i < s.in[d];
+      line.base = line.base * s.in[d] + i;
+    }
+    if (inside) {
+      // t in [lo, hi) <=> 0 <= i0 + t * stride < in.
+      const int64_t in = s.in[last];
+      line.base *= in;
+      line.lo = line.i0 >= 0 ? 0 : (-line.i0 + line.stride - 1) / line.stride;
+      line.hi = line.i0 >= in ? 0 : (in - 1 - line.i0) / line.stride + 1;
+      line.lo = std::min(line.lo, line.n);
+      line.hi = std::clamp(line.hi, line.lo, line.n);
+    }
+    visit(line);
+    // Next run: advance the output multi-index by the run length (to the next line).
+    j += line.n;
+    o[last] += line.n;
+    for (size_t d = last; d > 0 && o[d] == s.out[d]; --d) {
+      o[d] = 0;
+      ++o[d - 1];
+    }
+  }
+}
+
+}  // namespace
+
+int64_t WindowShape::in_size() const { return product(in); }
+int64_t WindowShape::out_size() const { return product(out); }
+int64_t WindowShape::kernel_size() const { return product(kernel); }
+
+bool WindowShape::pointwise() const {
+  for (size_t d = 0; d < rank(); ++d)
+    if (kernel[d] != 1 || strides[d] != 1 || pad_begin[d] != 0 || in[d] != out[d]) return false;
+  return true;
+}
+
+void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
+            float* col, int64_t ldcol) {
+  const int64_t ksize = s.kernel_size();
+  const int64_t plane = s.in_size();
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const float* src = x + c * plane;
+    for (int64_t k = 0; k < ksize; ++k) {
+      float* row = col + (c * ksize + k) * ldcol;
+      for_each_line(s, k, j_begin, j_end, [&](const Line& l) {
+        float* dst = row + (l.j - j_begin);
+        std::fill(dst, dst + l.lo, 0.0f);
+        if (l.stride == 1) {
+          const float* first = src + l.base + l.i0 + l.lo;
+          std::copy(first, first + (l.hi - l.lo), dst + l.lo);
+        } else {
+          for (int64_t t = l.lo; t < l.hi; ++t) dst[t] = src[l.base + l.i0 + t * l.stride];
+        }
+        std::fill(dst + l.hi, dst + l.n, 0.0f);
+      });
+    }
+  }
+}
+
+void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
+            int64_t ldcol, float* y) {
+  const int64_t ksize = s.kernel_size();
+  const int64_t plane = s.in_size();
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    float* dst = y + c * plane;
+    for (int64_t k = 0; k < ksize; ++k) {
+      const float* row = col + (c * ksize + k) * ldcol;
+      for_each_line(s, k, j_begin, j_end, [&](const Line& l) {
+        const float* src = row + (l.j - j_begin);
+        for (int64_t t = l.lo; t < l.hi; ++t) dst[l.base + l.i0 + t * l.stride] += src[t];
+      });
+    }
+  }
+}
+
+}  // namespace slmops::runtime::kernels

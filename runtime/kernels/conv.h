@@ -1,0 +1,46 @@
+// Sliding-window helpers for convolutions: plain functions on pointers and shapes.
+//
+// A window geometry maps output positions to input positions along each spatial dim:
+//   input = output * stride - pad_begin + kernel_offset * dilation
+// im2col lays the input under every window out as the columns of a matrix so that a
+// convolution becomes one GEMM; col2im is its adjoint (it scatters such a matrix back,
+// adding), which turns a transposed convolution into a GEMM followed by col2im.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace slmops::runtime::kernels {
+
+struct WindowShape {
+  // One entry per spatial dim.
+  std::vector<int64_t> in, out, kernel, strides, dilations, pad_begin;
+  // Padding after the input; windows may reach past it (pooling's ceil_mode). The kernels
+  // below do not read it: pooling divisors do.
+  std::vector<int64_t> pad_end;
+
+  size_t rank() const { return in.size(); }
+  int64_t in_size() const;      // product of `in`
+  int64_t out_size() const;     // product of `out`
+  int64_t kernel_size() const;  // product of `kernel`
+  // True when every window is a single input element at the same position (a 1x1 kernel with
+  // stride 1 and no padding): im2col and col2im are then the identity.
+  bool pointwise() const;
+};
+
+// The column matrix has one row per (channel, kernel offset) pair, r = c * kernel_size + k
+// with k row-major over the kernel dims, and one column per output position. `col` points
+// at row 0 column `j_begin`; rows are `ldcol` apart.
+//
+// im2col writes rows of channels [c_begin, c_end), columns [j_begin, j_end), from `x`
+// (channel-major planes of in_size elements); positions in the padding read as zero.
+void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
+            float* col, int64_t ldcol);
+
+// col2im adds the same rows and columns of `col` into the input-shaped `y` (the inverse
+// scatter of im2col); columns that land in the padding are dropped. Different channels
+// touch disjoint parts of `y`, so channel ranges may run in parallel.
+void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
+            int64_t ldcol, float* y);
+
+}  // namespace slmops::runtime::kernels

@@ -1,0 +1,136 @@
+// AVX2+FMA inner kernels of the SGEMM driver (compiled with -mavx2 -mfma; see
+// gemm_kernels.h for the packed layouts and what each kernel computes).
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "runtime/kernels/gemm_kernels.h"
+
+namespace slmops::runtime::kernels::detail {
+namespace {
+
+static_assert(kMR == 6 && kNR == 16, "the AVX2 micro-kernel is written for a 6x16 tile");
+
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// The 6x16 tile lives in 12 ymm accumulators; each k step loads one B row (two vectors),
+// broadcasts six A values and issues 12 FMAs, so the loop is bound by the two FMA ports
+// rather than by loads. Packed operands are 32-byte aligned (see gemm.cpp).
+void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+           int nr) {
+  // Every loop over acc is unrolled fully, or GCC keeps the accumulators in memory.
+  __m256 acc[kMR][2];
+#pragma GCC unroll 6
+  for (auto& row : acc) row[0] = row[1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      const __m256 ar = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+    }
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+  if (mr == kMR && nr == kNR) {
+    const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < 2 * kMR; ++i) {
+      float* out = c + (i / 2) * ldc + (i % 2) * 8;
+      __m256 v = _mm256_mul_ps(va, acc[i / 2][i % 2]);
+      if (beta != 0.f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(out), v);
+      _mm256_storeu_ps(out, v);
+    }
+    return;
+  }
+  alignas(32) float tile[kMR][kNR];
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    _mm256_store_ps(tile[r], acc[r][0]);
+    _mm256_store_ps(tile[r] + 8, acc[r][1]);
+  }
+  store_tile_edge(tile, mr, nr, c, ldc, alpha, beta);
+}
+
+// R dot products sharing the loads of x: y[r] = x . W[r * ldw ...].
+template <int R>
+void dot_rows(int64_t K, const float* x, const float* W, int64_t ldw, float* y) {
+  __m256 acc[R];
+  for (auto& v : acc) v = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + k);
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(W + r * ldw + k), xv, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = hsum(acc[r]);
+    for (int64_t t = k; t < K; ++t) s += x[t] * W[r * ldw + t];
+    y[r] = s;
+  }
+}
+
+void gemv_dot(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows<4>(K, x, W + j * ldw, ldw, y + j);
+  for (; j < n; ++j) dot_rows<1>(K, x, W + j * ldw, ldw, y + j);
+}
+
+// y[0, n) += sum over R rows of x[r] * W[r * ldw ...]: R row streams per pass over y.
+template <int R>
+void axpy_rows(const float* x, const float* W, int64_t ldw, int64_t n, float* y) {
+  __m256 xv[R];
+  for (int r = 0; r < R; ++r) xv[r] = _mm256_set1_ps(x[r]);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc = _mm256_loadu_ps(y + j);
+    for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(xv[r], _mm256_loadu_ps(W + r * ldw + j), acc);
+    _mm256_storeu_ps(y + j, acc);
+  }
+  for (; j < n; ++j)
+    for (int r = 0; r < R; ++r) y[j] += x[r] * W[r * ldw + j];
+}
+
+void gemv_axpy(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y) {
+  std::fill(y, y + n, 0.f);
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) axpy_rows<4>(x + k, W + k * ldw, ldw, n, y);
+  for (; k < K; ++k) axpy_rows<1>(x + k, W + k * ldw, ldw, n, y);
+}
+
+// Four k steps in flight (8 accumulators) hide the FMA latency.
+void gemv_strip(int64_t kc, const float* x, const float* strip, float* y) {
+  constexpr int U = 4;
+  __m256 acc[U][2];
+  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + U <= kc; k += U)
+    for (int u = 0; u < U; ++u) {
+      const __m256 xv = _mm256_broadcast_ss(x + k + u);
+      const float* row = strip + (k + u) * kNR;
+      acc[u][0] = _mm256_fmadd_ps(xv, _mm256_load_ps(row), acc[u][0]);
+      acc[u][1] = _mm256_fmadd_ps(xv, _mm256_load_ps(row + 8), acc[u][1]);
+    }
+  for (; k < kc; ++k) {
+    const __m256 xv = _mm256_broadcast_ss(x + k);
+    acc[0][0] = _mm256_fmadd_ps(xv, _mm256_load_ps(strip + k * kNR), acc[0][0]);
+    acc[0][1] = _mm256_fmadd_ps(xv, _mm256_load_ps(strip + k * kNR + 8), acc[0][1]);
+  }
+  for (int h = 0; h < 2; ++h) {
+    __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[1][h]), _mm256_add_ps(acc[2][h], acc[3][h]));
+    _mm256_storeu_ps(y + h * 8, _mm256_add_ps(s, _mm256_loadu_ps(y + h * 8)));
+  }
+}
+
+}  // namespace
+
+const GemmKernels& avx2_kernels() {
+  static const GemmKernels k{micro, gemv_dot, gemv_axpy, gemv_strip};
+  return k;
+}
+
+}  // namespace slmops::runtime::kernels::detail

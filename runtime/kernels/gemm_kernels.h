@@ -1,0 +1,42 @@
+// Inner kernels of the SGEMM driver (gemm.cpp), in a portable version (gemm.cpp) and an
+// AVX2+FMA version (gemm_avx2.cpp). The driver picks one set once by CPU features.
+//
+// Packed layouts (made by the driver, see gemm.cpp):
+//   A panel: kMR rows of op(A) interleaved by k: a[k * kMR + r], zero-padded to kMR rows.
+//   B strip: kNR columns of op(B) interleaved by k: b[k * kNR + c], zero-padded to kNR columns.
+#pragma once
+#include <cstdint>
+
+namespace slmops::runtime::kernels::detail {
+
+inline constexpr int kMR = 6;   // rows of the register tile
+inline constexpr int kNR = 16;  // columns of the register tile (two 8-float vectors)
+
+struct GemmKernels {
+  // C[mr, nr] = alpha * (A panel x B strip over kc) + beta * C; beta == 0 never reads C.
+  // mr <= kMR and nr <= kNR give the valid part of the tile at the edges of C.
+  void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+                int nr);
+  // y[j] = sum_k x[k] * W[j * ldw + k] for j < n (W rows are dot-product operands).
+  void (*gemv_dot)(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y);
+  // y[j] = sum_k x[k] * W[k * ldw + j] for j < n (W rows are scaled and summed).
+  void (*gemv_axpy)(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y);
+  // y[c] += sum_k x[k] * strip[k * kNR + c] for c < kNR (one packed B strip of kc rows).
+  void (*gemv_strip)(int64_t kc, const float* x, const float* strip, float* y);
+};
+
+// Plain C++ (any x86-64); and the AVX2+FMA set, to call only when the CPU supports both.
+const GemmKernels& portable_kernels();
+const GemmKernels& avx2_kernels();
+
+// Writes the valid mr x nr part of a register tile (alpha * tile + beta * C), for the edges.
+inline void store_tile_edge(const float (&tile)[kMR][kNR], int mr, int nr, float* c, int64_t ldc, float alpha,
+                            float beta) {
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      float& out = c[r * ldc + j];
+      out = alpha * tile[r][j] + (beta == 0.f ? 0.f : beta * out);
+    }
+}
+
+}  // namespace slmops::runtime::kernels::detail

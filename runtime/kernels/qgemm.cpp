@@ -1,0 +1,243 @@
+// Integer GEMM driver: packing, zero-point corrections, threading, the portable micro-kernel
+// and the reference loop. The AVX2 and VNNI micro-kernels live in qgemm_avx2.cpp.
+#include "runtime/kernels/qgemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <new>
+
+#include "runtime/thread_pool.h"
+
+namespace slmops::runtime::kernels {
+
+using namespace qdetail;
+
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Bytes per packed B element in the layout of `isa`.
+int elem_bytes(QGemmIsa isa) { return isa == QGemmIsa::Avx2 ? 2 : 1; }
+
+inline uint8_t canon_a(uint8_t v, bool a_signed) { return a_signed ? static_cast<uint8_t>(v ^ 0x80) : v; }
+inline int8_t canon_b(uint8_t v, bool b_signed) {
+  return static_cast<int8_t>(b_signed ? v : static_cast<uint8_t>(v ^ 0x80));
+}
+
+// Portable micro-kernel over the Scalar (= Vnni) layouts.
+void scalar_micro(int64_t kc, const void* a_, const uint8_t* b, int32_t* c, int64_t ldc, int mr, int nr, bool acc) {
+  const uint8_t* a = static_cast<const uint8_t*>(a_);
+  int32_t tile[kQMR][kQNR] = {};
+  for (int64_t q = 0; q < kc / 4; ++q) {
+    const int8_t* bq = reinterpret_cast<const int8_t*>(b + q * 64);
+    for (int r = 0; r < kQMR; ++r) {
+      const uint8_t* ar = a + r * kc + q * 4;
+      for (int j = 0; j < kQNR; ++j) {
+        const int8_t* bj = bq + j * 4;
+        tile[r][j] += ar[0] * bj[0] + ar[1] * bj[1] + ar[2] * bj[2] + ar[3] * bj[3];
+      }
+    }
+  }
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      int32_t& out = c[r * ldc + j];
+      out = acc ? static_cast<int32_t>(static_cast<uint32_t>(out) + static_cast<uint32_t>(tile[r][j])) : tile[r][j];
+    }
+}
+
+QMicroFn micro_for(QGemmIsa isa) {
+  switch (isa) {
+    case QGemmIsa::Avx2: return avx2_micro();
+    case QGemmIsa::Vnni: return vnni_micro();
+    default: return scalar_micro;
+  }
+}
+
+}  // namespace
+
+QGemmIsa qgemm_best_isa() {
+  static const QGemmIsa best = [] {
+    if (cpu_has_vnni() && vnni_micro()) return QGemmIsa::Vnni;
+    if (cpu_has_avx2()) return QGemmIsa::Avx2;
+    return QGemmIsa::Scalar;
+  }();
+  return best;
+}
+
+const char* qgemm_isa_name(QGemmIsa isa) {
+  switch (isa) {
+    case QGemmIsa::Avx2: return "avx2";
+    case QGemmIsa::Vnni: return "vnni";
+    default: return "scalar";
+  }
+}
+
+void QPackedB::Free::operator()(uint8_t* p) const { std::free(p); }
+
+QPackedB::QPackedB(int64_t K, int64_t N, const void* B_, int64_t ldb, bool b_signed, bool trans_b, QGemmIsa isa)
+    : k_(K), n_(N), kp_(round_up(std::max<int64_t>(K, 1), 4)), signed_(b_signed), isa_(isa) {
+  const uint8_t* B = static_cast<const uint8_t*>(B_);
+  const int64_t panels = (N + kQNR - 1) / kQNR;
+  const int eb = elem_bytes(isa);
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(panels, 1) * kp_ * kQNR * eb);
+  void* mem = std::aligned_alloc(64, round_up(static_cast<int64_t>(bytes), 64));
+  if (!mem) throw std::bad_alloc();
+  data_.reset(static_cast<uint8_t*>(mem));
+  std::memset(data_.get(), 0, bytes);
+  colsum_.assign(static_cast<size_t>(N), 0);
+  auto at = [&](int64_t k, int64_t n) { return trans_b ? B[n * ldb + k] : B[k * ldb + n]; };
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t p = n / kQNR, j = n % kQNR;
+    uint32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const int8_t v = canon_b(at(k, n), b_signed);
+      sum += static_cast<uint32_t>(static_cast<int32_t>(v));
+      if (eb == 1) {
+        uint8_t* quad = data_.get() + (p * kp_ + (k / 4) * 4) * kQNR + j * 4;
+        quad[k % 4] = static_cast<uint8_t>(v);
+      } else {
+        int16_t* pair = reinterpret_cast<int16_t*>(data_.get()) + (p * kp_ + (k / 2) * 2) * kQNR + j * 2;
+        pair[k % 2] = v;
+      }
+    }
+    colsum_[n] = static_cast<int32_t>(sum);
+  }
+}
+
+void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,
+                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool) {
+  const int64_t N = B.cols(), K = B.rows(), kp = B.padded_k();
+  if (M <= 0 || N <= 0) return;
+  const uint8_t* A = static_cast<const uint8_t*>(A_);
+  const QGemmIsa isa = B.isa();
+  const QMicroFn micro = micro_for(isa);
+  const int eb = elem_bytes(isa);
+  const int64_t panels = (N + kQNR - 1) / kQNR;
+
+  // Zero points after moving A to uint8 and B to int8.
+  const int32_t a_shift = a_signed ? 128 : 0, b_shift = B.is_signed() ? 0 : -128;
+  auto za = [&](int64_t m) { return static_cast<uint32_t>(a_zp.at(m) + a_shift); };
+  auto zb = [&](int64_t n) { return static_cast<uint32_t>(b_zp.at(n) + b_shift); };
+  bool need_rows = false, need_cols = false;
+  for (int64_t n = 0; n < (b_zp.per_channel ? N : 1) && !need_rows; ++n) need_rows = zb(n) != 0;
+  for (int64_t m = 0; m < (a_zp.per_channel ? M : 1) && !need_cols; ++m) need_cols = za(m) != 0;
+  std::vector<uint32_t> row_sums;
+  if (need_rows) {
+    row_sums.assign(static_cast<size_t>(M), 0);
+    for (int64_t m = 0; m < M; ++m) {
+      uint32_t s = 0;
+      const uint8_t* a = A + m * lda;
+      for (int64_t k = 0; k < K; ++k) s += canon_a(a[k], a_signed);
+      row_sums[m] = s;
+    }
+  }
+  const int32_t* col_sums = B.col_sums();
+
+  // Tasks: blocks of rows x groups of panels.
+  const int threads = pool ? pool->threads() : 1;
+  const int64_t mb = std::min<int64_t>(round_up(M, kQMR), 64);
+  const int64_t mblocks = (M + mb - 1) / mb;
+  int64_t want_groups = std::max<int64_t>(1, (threads * 4 + mblocks - 1) / mblocks);
+  if (threads == 1) want_groups = 1;
+  const int64_t pg = std::max<int64_t>(1, (panels + want_groups - 1) / want_groups);
+  const int64_t pgroups = (panels + pg - 1) / pg;
+  const int64_t tasks = mblocks * pgroups;
+  const int64_t work = M * N * K;
+
+  auto task = [&](int64_t t) {
+    const int64_t mbi = t / pgroups, pgi = t % pgroups;
+    const int64_t m0 = mbi * mb, m1 = std::min(M, m0 + mb);
+    const int64_t p0 = pgi * pg, p1 = std::min(panels, p0 + pg);
+    const int64_t kcmax = std::min<int64_t>(kQKC, kp);
+    thread_local std::vector<uint8_t> abuf;
+    abuf.resize(static_cast<size_t>(kQMR * kcmax * eb));
+    for (int64_t k0 = 0; k0 < kp; k0 += kQKC) {
+      const int64_t kc = std::min<int64_t>(kQKC, kp - k0);
+      const int64_t kreal = std::clamp<int64_t>(K - k0, 0, kc);
+      for (int64_t r0 = m0; r0 < m1; r0 += kQMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kQMR, m1 - r0));
+        // Pack the A tile: kQMR rows x kc, zero-padded.
+        if (eb == 1) {
+          uint8_t* dst = abuf.data();
+          std::memset(dst, 0, static_cast<size_t>(kQMR * kc));
+          for (int r = 0; r < mr; ++r) {
+            const uint8_t* src = A + (r0 + r) * lda + k0;
+            uint8_t* d = dst + r * kc;
+            if (a_signed)
+              for (int64_t k = 0; k < kreal; ++k) d[k] = static_cast<uint8_t>(src[k] ^ 0x80);
+            else std::memcpy(d, src, static_cast<size_t>(kreal));
+          }
+        } else {
+          int16_t* dst = reinterpret_cast<int16_t*>(abuf.data());
+          std::memset(dst, 0, static_cast<size_t>(kQMR * kc * 2));
+          for (int r = 0; r < mr; ++r) {
+            const uint8_t* src = A + (r0 + r) * lda + k0;
+            int16_t* d = dst + r * kc;
+            for (int64_t k = 0; k < kreal; ++k) d[k] = canon_a(src[k], a_signed);
+          }
+        }
+        for (int64_t p = p0; p < p1; ++p) {
+          const int nr = static_cast<int>(std::min<int64_t>(kQNR, N - p * kQNR));
+          micro(kc, abuf.data(), B.data() + (p * kp + k0) * kQNR * eb, C + r0 * ldc + p * kQNR, ldc, mr, nr, k0 > 0);
+        }
+      }
+    }
+    if (!need_rows && !need_cols) return;
+    const int64_t n0 = p0 * kQNR, n1 = std::min(N, p1 * kQNR);
+    const uint32_t kk = static_cast<uint32_t>(K);
+    for (int64_t m = m0; m < m1; ++m) {
+      const uint32_t zam = za(m);
+      const uint32_t ra = need_rows ? row_sums[m] : 0;
+      int32_t* c = C + m * ldc;
+      for (int64_t n = n0; n < n1; ++n) {
+        const uint32_t zbn = zb(n);
+        uint32_t v = static_cast<uint32_t>(c[n]);
+        v -= zbn * ra;
+        v -= zam * static_cast<uint32_t>(col_sums[n]);
+        v += kk * zam * zbn;
+        c[n] = static_cast<int32_t>(v);
+      }
+    }
+  };
+  if (!pool || tasks == 1 || work < (1 << 16)) {
+    for (int64_t t = 0; t < tasks; ++t) task(t);
+  } else {
+    pool->parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) task(t);
+    });
+  }
+  if (K == 0)
+    for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0);
+}
+
+void qgemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp,
+           const void* B, int64_t ldb, bool b_signed, QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool,
+           QGemmIsa isa) {
+  if (M <= 0 || N <= 0) return;
+  QPackedB packed(K, N, B, ldb, b_signed, false, isa);
+  qgemm_packed(M, A, lda, a_signed, a_zp, packed, b_zp, C, ldc, pool);
+}
+
+void qgemm_reference(int64_t M, int64_t N, int64_t K, const void* A_, int64_t lda, bool a_signed, QZeroPoints a_zp,
+                     const void* B_, int64_t ldb, bool b_signed, QZeroPoints b_zp, int32_t* C, int64_t ldc) {
+  const uint8_t* A = static_cast<const uint8_t*>(A_);
+  const uint8_t* B = static_cast<const uint8_t*>(B_);
+  auto av = [&](int64_t m, int64_t k) -> int64_t {
+    uint8_t v = A[m * lda + k];
+    return a_signed ? static_cast<int8_t>(v) : v;
+  };
+  auto bv = [&](int64_t k, int64_t n) -> int64_t {
+    uint8_t v = B[k * ldb + n];
+    return b_signed ? static_cast<int8_t>(v) : v;
+  };
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t s = 0;
+      for (int64_t k = 0; k < K; ++k) s += (av(m, k) - a_zp.at(m)) * (bv(k, n) - b_zp.at(n));
+      C[m * ldc + n] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(s)));
+    }
+}
+
+}  // namespace slmops::runtime::kernels

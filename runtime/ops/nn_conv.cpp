@@ -1,0 +1,246 @@
+// Conv and ConvTranspose over any number of spatial dims, as GEMMs on im2col / col2im
+// matrices (runtime/kernels/conv.h). float16, bfloat16 and double compute in float32.
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "runtime/kernels/gemm.h"
+#include "runtime/ops/nn_common.h"
+
+namespace slmops::runtime::ops {
+namespace {
+
+// Most floats in one im2col / col2im tile (2 MiB: it stays in L2/L3 between its write and
+// the GEMM that reads it), and the fewest columns worth a GEMM call.
+constexpr int64_t kColBudget = int64_t{1} << 19;
+constexpr int64_t kMinTileCols = 256;
+// Elements an im2col / col2im chunk should touch before it is worth a thread of its own.
+constexpr int64_t kCopyGrain = int64_t{1} << 15;
+
+// Columns per tile of a column matrix with `rows` rows and `cols` columns.
+int64_t tile_cols(int64_t rows, int64_t cols) {
+  return std::min(cols, std::max(kMinTileCols, kColBudget / std::max<int64_t>(rows, 1)));
+}
+
+// The shapes a convolution node works on, checked against each other.
+struct ConvDims {
+  int64_t batch, in_channels, out_channels, group;
+  std::vector<int64_t> spatial, kernel;  // of the input X and of the weights W
+};
+
+// X is [N, C, D1...], W is [M, C/group, k1...] (Conv) or [C, M/group, k1...] (ConvTranspose).
+ConvDims conv_dims(const Tensor& x, const Tensor& w, int64_t group, const WindowAttrs& attrs, bool transposed) {
+  require_float_type(x, "X");
+  if (w.dtype != x.dtype) bad_input("W has type {}, X has {}", ir::dtype_name(w.dtype), ir::dtype_name(x.dtype));
+  if (x.dims.size() < 3) bad_input("X must have a batch, a channel and at least one spatial dim, got {}", describe(x));
+  if (w.dims.size() != x.dims.size()) bad_input("W {} must have the rank of X {}", describe(w), describe(x));
+  if (group < 1) bad_input("group {} must be positive", group);
+  ConvDims d;
+  d.batch = x.dims[0];
+  d.in_channels = x.dims[1];
+  d.group = group;
+  d.spatial.assign(x.dims.begin() + 2, x.dims.end());
+  d.kernel.assign(w.dims.begin() + 2, w.dims.end());
+  // The weights' channel dims: [out, in / group] for Conv, [in, out / group] when transposed.
+  const int64_t w_in = transposed ? w.dims[0] : w.dims[1] * group;
+  d.out_channels = transposed ? w.dims[1] * group : w.dims[0];
+  if (w_in != d.in_channels || d.in_channels % group != 0 || d.out_channels % group != 0)
+    bad_input("W {} does not fit X {} with group {}", describe(w), describe(x), group);
+  if (!attrs.kernel_shape.empty() && attrs.kernel_shape != d.kernel)
+    bad_input("kernel_shape [{}] does not match W {}", fmt::join(attrs.kernel_shape, ", "), describe(w));
+  return d;
+}
+
+// The optional bias B as float32 values (nullptr when absent), checked to have M elements.
+const float* bias_values(const OpContext& ctx, size_t input, int64_t maps, Tensor& storage) {
+  if (!ctx.has_input(input)) return nullptr;
+  const Tensor& b = ctx.in(input);
+  if (static_cast<int64_t>(b.numel()) != maps) bad_input("B {} must have {} elements", describe(b), maps);
+  storage = to_float_tensor(b);
+  return storage.values<float>();
+}
+
+// Fills the `rows` rows (each `cols` long, `ld` apart) of y with bias[row], or zeros.
+void init_rows(float* y, int64_t rows, int64_t cols, int64_t ld, const float* bias) {
+  for (int64_t r = 0; r < rows; ++r) std::fill(y + r * ld, y + r * ld + cols, bias ? bias[r] : 0.0f);
+}
+
+// ---- Conv ----------------------------------------------------------------------------------
+
+// For each image n and group g, with K = (C/group) * kernel_size:
+//   Y[n, g's M/group maps, :] = W_g [M/group, K] * im2col(X[n, g's channels]) [K, out_size] + B
+// The columns are produced and multiplied a tile at a time; (n, g, tile) triples are the
+// parallel tasks.
+void conv_forward(const float* x, const float* w, const float* bias, const ConvDims& d, const kernels::WindowShape& s,
+                  float* y, ThreadPool* pool) {
+  const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group;
+  const int64_t depth = cg * s.kernel_size();
+  const int64_t in_size = s.in_size(), out_size = s.out_size();
+  const bool pointwise = s.pointwise();
+  const int64_t tile = pointwise ? out_size : tile_cols(depth, out_size);
+  const int64_t tiles = (out_size + tile - 1) / tile;
+  run_tasks(pool, d.batch * d.group * tiles, [&](int64_t begin, int64_t end, ThreadPool* inner) {
+    std::vector<float> col(pointwise ? 0 : depth * tile);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / tiles / d.group, g = t / tiles % d.group;
+      const int64_t j0 = t % tiles * tile, cols = std::min(tile, out_size - j0);
+      const float* xg = x + (n * d.in_channels + g * cg) * in_size;
+      float* yg = y + (n * d.out_channels + g * mg) * out_size + j0;
+      // A pointwise convolution multiplies X itself: its column matrix is X.
+      const float* b = xg + j0;
+      int64_t ldb = in_size;
+      if (!pointwise) {
+        parallel_range(inner, cg, std::max<int64_t>(1, kCopyGrain / (s.kernel_size() * cols)),
+                       [&](int64_t c0, int64_t c1) { kernels::im2col(xg, s, c0, c1, j0, j0 + cols, col.data(), cols); });
+        b = col.data();
+        ldb = cols;
+      }
+      if (bias) init_rows(yg, mg, cols, out_size, bias + g * mg);
+      kernels::sgemm(false, false, mg, cols, depth, 1.0f, w + g * mg * depth, depth, b, ldb, bias ? 1.0f : 0.0f, yg,
+                     out_size, inner);
+    }
+  });
+}
+
+class ConvKernel : public Kernel {
+ public:
+  explicit ConvKernel(const ir::Node& n) : attrs_(n), group_(n.attr_int("group", 1)) {}
+
+  void run(OpContext& ctx) override {
+    const Tensor& x_in = ctx.in(0);
+    const ConvDims d = conv_dims(x_in, ctx.in(1), group_, attrs_, false);
+    const kernels::WindowShape s = forward_window(attrs_, d.spatial, d.kernel);
+    const Tensor x = to_float_tensor(x_in);
+    const Tensor w = to_float_tensor(ctx.in(1));
+    Tensor b;
+    const float* bias = bias_values(ctx, 2, d.out_channels, b);
+    std::vector<int64_t> y_dims = {d.batch, d.out_channels};
+    y_dims.insert(y_dims.end(), s.out.begin(), s.out.end());
+    Tensor y = new_tensor(DType::Float, y_dims);
+    conv_forward(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(), ctx.pool);
+    ctx.set_out(0, from_float_tensor(y, x_in.dtype));
+  }
+
+ private:
+  WindowAttrs attrs_;
+  int64_t group_;
+};
+
+// ---- ConvTranspose -------------------------------------------------------------------------
+
+// The geometry of a transposed convolution, described as the forward convolution it is the
+// adjoint of: that convolution's input is Y (s.in) and its output is X (s.out).
+kernels::WindowShape transposed_window(const WindowAttrs& a, const std::vector<int64_t>& output_padding_attr,
+                                       const std::vector<int64_t>& output_shape_attr, const ConvDims& d) {
+  const size_t rank = d.spatial.size();
+  kernels::WindowShape s;
+  s.out = d.spatial;
+  s.kernel = d.kernel;
+  s.strides = ones_or(a.strides, rank, "strides");
+  s.dilations = ones_or(a.dilations, rank, "dilations");
+  s.in.resize(rank);
+  s.pad_begin.resize(rank);
+  s.pad_end.resize(rank);
+  const std::vector<int64_t> pads = pads_or_zeros(a, rank);
+  std::vector<int64_t> output_padding = output_padding_attr.empty() ? std::vector<int64_t>(rank, 0) : output_padding_attr;
+  if (output_padding.size() != rank) bad_input("output_padding has {} values, expected {}", output_padding.size(), rank);
+  // output_shape may list the spatial dims only or the whole shape.
+  std::vector<int64_t> output_shape = output_shape_attr;
+  if (output_shape.size() == rank + 2) output_shape.erase(output_shape.begin(), output_shape.begin() + 2);
+  if (!output_shape.empty() && output_shape.size() != rank)
+    bad_input("output_shape has {} values, expected {}", output_shape_attr.size(), rank);
+
+  const bool same = a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER";
+  for (size_t i = 0; i < rank; ++i) {
+    // Every input element spreads over `extent` outputs, `stride` apart from its neighbour's.
+    const int64_t extent = (s.kernel[i] - 1) * s.dilations[i] + 1;
+    const int64_t full = s.strides[i] * (s.out[i] - 1) + output_padding[i] + extent;
+    if (!output_shape.empty() || same) {
+      // The output size is given (or in * stride for SAME); the padding that takes is split
+      // with the odd element at the end for SAME_UPPER, at the beginning otherwise.
+      s.in[i] = output_shape.empty() ? s.out[i] * s.strides[i] : output_shape[i];
+      const int64_t total = full - s.in[i];
+      s.pad_begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      s.pad_end[i] = total - s.pad_begin[i];
+    } else {
+      const bool valid = a.auto_pad == "VALID";
+      s.pad_begin[i] = valid ? 0 : pads[i];
+      s.pad_end[i] = valid ? 0 : pads[rank + i];
+      s.in[i] = full - s.pad_begin[i] - s.pad_end[i];
+    }
+    if (s.in[i] < 0) bad_input("the output size along spatial dim {} is negative ({})", i, s.in[i]);
+  }
+  return s;
+}
+
+// For each image n and group g, with W_g [C/group, (M/group) * kernel_size]:
+//   Y[n, g's maps] = B + col2im(W_g^T * X[n, g's channels])
+// Tiles of X's positions run one after another (their scatters overlap); (n, g) pairs are
+// the parallel tasks.
+void conv_transpose(const float* x, const float* w, const float* bias, const ConvDims& d,
+                    const kernels::WindowShape& s, float* y, ThreadPool* pool) {
+  const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group;
+  const int64_t rows = mg * s.kernel_size();
+  const int64_t x_size = s.out_size(), y_size = s.in_size();
+  const bool pointwise = s.pointwise();
+  const int64_t tile = pointwise ? x_size : tile_cols(rows, x_size);
+  run_tasks(pool, d.batch * d.group, [&](int64_t begin, int64_t end, ThreadPool* inner) {
+    std::vector<float> col(pointwise ? 0 : rows * tile);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / d.group, g = t % d.group;
+      const float* xg = x + (n * d.in_channels + g * cg) * x_size;
+      const float* wg = w + g * cg * rows;
+      float* yg = y + (n * d.out_channels + g * mg) * y_size;
+      init_rows(yg, mg, y_size, y_size, bias ? bias + g * mg : nullptr);
+      if (pointwise) {  // col2im is the identity: multiply straight into Y
+        kernels::sgemm(true, false, mg, x_size, cg, 1.0f, wg, rows, xg, x_size, 1.0f, yg, y_size, inner);
+        continue;
+      }
+      for (int64_t j0 = 0; j0 < x_size; j0 += tile) {
+        const int64_t cols = std::min(tile, x_size - j0);
+        kernels::sgemm(true, false, rows, cols, cg, 1.0f, wg, rows, xg + j0, x_size, 0.0f, col.data(), cols, inner);
+        parallel_range(inner, mg, std::max<int64_t>(1, kCopyGrain / (s.kernel_size() * cols)),
+                       [&](int64_t c0, int64_t c1) { kernels::col2im(col.data(), s, c0, c1, j0, j0 + cols, cols, yg); });
+      }
+    }
+  });
+}
+
+class ConvTransposeKernel : public Kernel {
+ public:
+  explicit ConvTransposeKernel(const ir::Node& n)
+      : attrs_(n),
+        group_(n.attr_int("group", 1)),
+        output_padding_(n.attr_ints("output_padding")),
+        output_shape_(n.attr_ints("output_shape")) {}
+
+  void run(OpContext& ctx) override {
+    const Tensor& x_in = ctx.in(0);
+    const ConvDims d = conv_dims(x_in, ctx.in(1), group_, attrs_, true);
+    const kernels::WindowShape s = transposed_window(attrs_, output_padding_, output_shape_, d);
+    const Tensor x = to_float_tensor(x_in);
+    const Tensor w = to_float_tensor(ctx.in(1));
+    Tensor b;
+    const float* bias = bias_values(ctx, 2, d.out_channels, b);
+    std::vector<int64_t> y_dims = {d.batch, d.out_channels};
+    y_dims.insert(y_dims.end(), s.in.begin(), s.in.end());
+    Tensor y = new_tensor(DType::Float, y_dims);
+    conv_transpose(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(), ctx.pool);
+    ctx.set_out(0, from_float_tensor(y, x_in.dtype));
+  }
+
+ private:
+  WindowAttrs attrs_;
+  int64_t group_;
+  std::vector<int64_t> output_padding_, output_shape_;
+};
+
+}  // namespace
+
+void register_conv_ops() {
+  register_kernel("", "Conv", 1, node_kernel<ConvKernel>());
+  register_kernel("", "ConvTranspose", 1, node_kernel<ConvTransposeKernel>());
+}
+
+}  // namespace slmops::runtime::ops

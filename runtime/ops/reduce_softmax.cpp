@@ -1,0 +1,200 @@
+// Softmax, LogSoftmax and Hardmax. Before opset 13 they work on the input coerced to 2-D at
+// `axis` (rows of prod(dims[axis:]) elements); from 13 along the single axis `axis`.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "runtime/ops/reduce_common.h"
+
+namespace slmops::runtime::ops::reduction {
+namespace {
+
+// exp(x) in place for x <= 0 (softmax inputs minus the row maximum). Floats go four at a
+// time through GCC vector types of the baseline SIMD width (SSE2, NEON):
+//   exp(x) = 2^n · exp(r),  n = round(x / ln 2),  r = x - n·ln 2 ∈ [-ln2/2, ln2/2],
+// exp(r) from the Cephes expf polynomial (relative error about 2e-7). Inputs below -87.3
+// give 2^-126 instead of underflowing, which no softmax output can tell from 0; NaN stays NaN.
+using f32x4 = float __attribute__((vector_size(16)));
+using i32x4 = int32_t __attribute__((vector_size(16)));
+
+inline f32x4 exp_nonpositive(f32x4 x) {
+  constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer held in the low mantissa bits
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo, n·hi exact
+  constexpr float kMin = -87.33654f;                                   // ln 2^-126
+  x = x < kMin ? f32x4{} + kMin : x;
+  const f32x4 t = x * kLog2e + kRound;
+  const f32x4 n = t - kRound;
+  const f32x4 r = (x - n * kLn2Hi) - n * kLn2Lo;
+  f32x4 p = f32x4{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^n from its exponent bits; n is the integer in t's low mantissa bits.
+  const i32x4 e = std::bit_cast<i32x4>(t) - std::bit_cast<int32_t>(kRound);
+  return p * std::bit_cast<f32x4>((e + 127) << 23);
+}
+
+void exp_inplace(float* y, int64_t n) {
+  constexpr int64_t kWidth = 4;
+  int64_t i = 0;
+  f32x4 v;
+  for (; i + kWidth <= n; i += kWidth) {
+    std::memcpy(&v, y + i, sizeof v);
+    v = exp_nonpositive(v);
+    std::memcpy(y + i, &v, sizeof v);
+  }
+  if (i < n) {  // the tail, padded with zeros
+    v = f32x4{};
+    std::memcpy(&v, y + i, (n - i) * sizeof(float));
+    v = exp_nonpositive(v);
+    std::memcpy(y + i, &v, (n - i) * sizeof(float));
+  }
+}
+void exp_inplace(double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(y[i]);
+}
+
+// One contiguous row: y = softmax(x), or log softmax:
+//   m = max x,  s = Σ exp(x - m),  softmax = exp(x - m) / s,  log softmax = (x - m) - log s.
+template <typename C>
+void softmax_row(const C* x, C* y, int64_t n, bool log) {
+  const C m = fold(MaxOp<C>{}, x, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
+  exp_inplace(y, n);
+  const C s = fold(SumOp<C>{}, y, n);
+  if (log) {
+    const C log_s = std::log(s);
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
+  } else {
+    const C inv = C(1) / s;
+    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+  }
+}
+
+// `len` columns of `rows` rows `stride` apart: the same per column, with the column maxima
+// and sums kept in m and s so that every inner loop runs along a row.
+template <typename C>
+void softmax_columns(const C* x, C* y, int64_t rows, int64_t stride, int64_t len, bool log, C* m, C* s) {
+  std::fill(m, m + len, MaxOp<C>{}.init());
+  std::fill(s, s + len, C(0));
+  for (int64_t k = 0; k < rows; ++k)
+    for (int64_t i = 0; i < len; ++i) m[i] = MaxOp<C>{}.step(m[i], x[k * stride + i]);
+  for (int64_t k = 0; k < rows; ++k) {
+    C* yr = y + k * stride;
+    for (int64_t i = 0; i < len; ++i) yr[i] = x[k * stride + i] - m[i];
+    exp_inplace(yr, len);
+    for (int64_t i = 0; i < len; ++i) s[i] += yr[i];
+  }
+  if (log) {
+    for (int64_t i = 0; i < len; ++i) s[i] = std::log(s[i]);
+    for (int64_t k = 0; k < rows; ++k)
+      for (int64_t i = 0; i < len; ++i) y[k * stride + i] = (x[k * stride + i] - m[i]) - s[i];
+  } else {
+    for (int64_t i = 0; i < len; ++i) s[i] = C(1) / s[i];
+    for (int64_t k = 0; k < rows; ++k)
+      for (int64_t i = 0; i < len; ++i) y[k * stride + i] *= s[i];
+  }
+}
+
+// Elements processed per parallel task, at least.
+constexpr int64_t kGrainElements = 1 << 14;
+
+template <typename T>
+void softmax_typed(const T* x, T* y, const AxisSplit& s, bool log, ThreadPool* pool) {
+  using C = compute_t<T>;
+  if (s.inner == 1) {
+    // Rows are contiguous: one row per step (16-bit types through float copies of the row).
+    auto rows = [&](int64_t b, int64_t e) {
+      std::vector<C> xs, ys;
+      for (int64_t o = b; o < e; ++o) {
+        T* yr = y + o * s.axis;
+        C* out = compute_out(yr, s.axis, ys);
+        softmax_row(as_compute(x + o * s.axis, s.axis, xs), out, s.axis, log);
+        commit(out, yr, s.axis);
+      }
+    };
+    pool->parallel_for(s.outer, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, s.axis)), rows);
+    return;
+  }
+  // Strided: tasks are (outer index, block of up to kBlock inner columns).
+  const int64_t col_blocks = (s.inner + kBlock - 1) / kBlock;
+  auto blocks = [&](int64_t b, int64_t e) {
+    std::vector<C> m(kBlock), sum(kBlock), xs, ys;
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / col_blocks, c0 = (t % col_blocks) * kBlock, len = std::min(kBlock, s.inner - c0);
+      const int64_t base = o * s.axis * s.inner + c0;
+      if constexpr (std::is_same_v<T, C>) {
+        softmax_columns(x + base, y + base, s.axis, s.inner, len, log, m.data(), sum.data());
+      } else {
+        // Gather the block as a dense [axis, len] float array, and scatter the result back.
+        xs.resize(s.axis * len);
+        ys.resize(s.axis * len);
+        for (int64_t k = 0; k < s.axis; ++k)
+          std::transform(x + base + k * s.inner, x + base + k * s.inner + len, xs.begin() + k * len, load<T>);
+        softmax_columns(xs.data(), ys.data(), s.axis, len, len, log, m.data(), sum.data());
+        for (int64_t k = 0; k < s.axis; ++k) commit(ys.data() + k * len, y + base + k * s.inner, len);
+      }
+    }
+  };
+  const int64_t work = std::max<int64_t>(1, s.axis * std::min(s.inner, kBlock));
+  pool->parallel_for(s.outer * col_blocks, std::max<int64_t>(1, kGrainElements / work), blocks);
+}
+
+// Hardmax: 1 at the first maximum along the axis, 0 elsewhere.
+template <typename T>
+void hardmax_typed(const T* x, T* y, const AxisSplit& s) {
+  std::fill(y, y + s.outer * s.axis * s.inner, store<T>(0));
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const int64_t base = o * s.axis * s.inner + i;
+      int64_t best = 0;
+      for (int64_t k = 1; k < s.axis; ++k)
+        if (load(x[base + k * s.inner]) > load(x[base + best * s.inner])) best = k;
+      if (s.axis > 0) y[base + best * s.inner] = store<T>(1);
+    }
+}
+
+// Registers an op computing y from x and the axis split, in both axis conventions.
+template <typename Run>
+void reg_axis_op(const char* name, Run run) {
+  auto make = [name, run](bool coerce_2d) {
+    return simple_kernel([name, run, coerce_2d](const ir::Node& n, OpContext& ctx) {
+      const Tensor& x = ctx.in(0);
+      const auto rank = static_cast<int64_t>(x.dims.size());
+      const int64_t axis = normalize_axis(n.attr_int("axis", coerce_2d ? 1 : -1), rank);
+      const AxisSplit s = coerce_2d ? flatten_at(x.dims, axis) : split_at(x.dims, axis);
+      Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
+      dispatch<kFloats | kHalfs>(x.dtype, name, [&](auto tag) {
+        using T = decltype(tag);
+        run(x.values<T>(), y.mutable_values<T>(), s, ctx.pool);
+      });
+    });
+  };
+  register_kernel("", name, 1, make(true));
+  register_kernel("", name, 13, make(false));
+}
+
+}  // namespace
+
+void softmax(const Tensor& x, Tensor& y, const AxisSplit& s, bool log, ThreadPool* pool) {
+  dispatch<kFloats | kHalfs>(x.dtype, log ? "LogSoftmax" : "Softmax", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_typed(x.values<T>(), y.mutable_values<T>(), s, log, pool);
+  });
+}
+
+void register_softmax_ops() {
+  reg_axis_op("Softmax", [](const auto* x, auto* y, const AxisSplit& s, ThreadPool* pool) {
+    softmax_typed(x, y, s, false, pool);
+  });
+  reg_axis_op("LogSoftmax", [](const auto* x, auto* y, const AxisSplit& s, ThreadPool* pool) {
+    softmax_typed(x, y, s, true, pool);
+  });
+  reg_axis_op("Hardmax", [](const auto* x, auto* y, const AxisSplit& s, ThreadPool*) { hardmax_typed(x, y, s); });
+}
+
+}  // namespace slmops::runtime::ops::reduction
