@@ -1,6 +1,7 @@
 #include "passes/registry.h"
 
 #include "ir/error.h"
+#include "passes/evaluate_step.h"
 
 namespace slmops::passes {
 
@@ -8,6 +9,7 @@ const std::vector<PassInfo>& all_passes() {
   static const std::vector<PassInfo> passes = [] {
     std::vector<PassInfo> v;
     v.push_back(cleanup_pass_info());
+    v.push_back(evaluate_step_info());
     return v;
   }();
   return passes;
@@ -23,7 +25,36 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
   auto problems = validate_options(pass.name, pass.options, options);
   if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
   if (!pass.implemented) bad_input("pass '{}' is not built yet", pass.name);
+  if (!pass.run) bad_input("'{}' is a recipe step, not a pass that rewrites a model", pass.name);
   pass.run(model, with_defaults(pass.options, options), ctx);
+}
+
+}  // namespace slmops::passes
+
+namespace slmops::passes {
+
+const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
+  static const OptionTable<EvaluateStepOptions> t({
+      {"data", &EvaluateStepOptions::data, ".npz, .jsonl or test_data_set folder (relative to the recipe)", {}},
+      {"baseline", &EvaluateStepOptions::baseline,
+       "\"input\" (the recipe's input model), a model path, or \"\" for none", {}},
+      {"metrics", &EvaluateStepOptions::metrics, "accuracy, perplexity, fidelity, latency, size, memory (default: all that apply)", {}},
+      {"labels", &EvaluateStepOptions::labels, "the .npz array holding labels", {}},
+      {"batch-size", &EvaluateStepOptions::batch_size, "samples per run", {}},
+      {"top-k", &EvaluateStepOptions::top_k, "also report top-k accuracy", {}},
+      {"goals", &EvaluateStepOptions::goals, "METRIC:TYPE:VALUE goals; the run exits 3 when one is unmet", {}},
+      {"report", &EvaluateStepOptions::report, "also write a Markdown report (relative to the recipe)", {}},
+  });
+  return t;
+}
+
+PassInfo evaluate_step_info() {
+  PassInfo p;
+  p.name = "evaluate";
+  p.summary = "measure the saved output model (accuracy, perplexity, fidelity, latency, size, memory) and check goals";
+  p.options = EvaluateStepOptions::table().specs();
+  p.evaluation = true;
+  return p;
 }
 
 }  // namespace slmops::passes

@@ -25,6 +25,7 @@ struct PassInfo {
   // Runs on a model; `options` has passed validation and has every default filled in.
   std::function<void(ir::Model&, const nlohmann::json& options, PassContext&)> run;
   bool implemented = true;  // false: listed so recipes can name it, but refuses to run yet
+  bool evaluation = false;  // a measurement step (evaluate) that the recipe runner carries out
 };
 
 const std::vector<PassInfo>& all_passes();
@@ -36,5 +37,6 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
 // Registration: each pass file defines one function returning its PassInfo; registry.cpp
 // lists those functions once.
 PassInfo cleanup_pass_info();
+PassInfo evaluate_step_info();
 
 }  // namespace slmops::passes

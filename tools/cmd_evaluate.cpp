@@ -14,6 +14,7 @@
 #include "tools/cli.h"
 #include "tools/eval_data.h"
 #include "tools/eval_metrics.h"
+#include "tools/evaluate.h"
 
 namespace slmops::cli {
 
@@ -22,15 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
 
-struct Args {
-  std::string model, data, baseline, report, shard, metrics;
-  std::vector<std::string> goals, merge, shapes;
-  bool check = false, json = false, random = false, progress = false, no_progress = false;
-  int64_t batch_size = 0, warmup = 1, samples = 16;
-  int top_k = 1;
-  std::string labels;
-  Tolerance tol;
-};
+
 
 // Peak RSS since the last reset (VmHWM); writing 5 to clear_refs resets it (Linux >= 4.0).
 void reset_peak_rss() {
@@ -201,7 +194,7 @@ void flatten(const nlohmann::json& j, const std::string& prefix, std::vector<std
   }
 }
 
-void print_table(const nlohmann::json& report) {
+void print_table_impl(const nlohmann::json& report) {
   std::vector<std::pair<std::string, nlohmann::json>> rows, base;
   flatten(report["metrics"], "", rows);
   bool has_base = report.contains("baseline");
@@ -217,6 +210,11 @@ void print_table(const nlohmann::json& report) {
       for (auto& [bk, bv] : base)
         if (bk == k) b = fmt_value(bv);
     fmt::print("{:<32} {:>16}{}\n", k, fmt_value(v), has_base ? fmt::format(" {:>16}", b) : "");
+  }
+  if (report.contains("goals")) {
+    fmt::print("\n");
+    for (auto& g : report["goals"])
+      fmt::print("goal {:<40} {}\n", g["goal"].get<std::string>(), g["met"].get<bool>() ? "met" : "NOT MET");
   }
 }
 
@@ -266,19 +264,13 @@ void apply_goals(nlohmann::json& report, const std::vector<std::string>& goal_te
   }
 }
 
-void finish(nlohmann::json report, const Args& a) {
+nlohmann::json finish(nlohmann::json report, const EvalArgs& a) {
   apply_goals(report, a.goals);
   if (!a.report.empty()) write_markdown(report, a.report);
-  if (a.json) print_json(report);
-  else print_table(report);
-  std::string unmet;
-  if (report.contains("goals"))
-    for (auto& g : report["goals"])
-      if (!g["met"].get<bool>()) unmet += (unmet.empty() ? "" : "\n") + g["detail"].get<std::string>();
-  if (!unmet.empty()) throw Error(ExitCode::GoalNotMet, unmet);
+  return report;
 }
 
-void merge_reports(const Args& a) {
+nlohmann::json merge_reports(const EvalArgs& a) {
   if (a.merge.empty()) bad_input("--merge needs report files");
   nlohmann::json first;
   MetricSums sums, base_sums;
@@ -328,10 +320,10 @@ void merge_reports(const Args& a) {
     report["baseline"]["sums"] = base_sums.to_json();
   }
   report.erase("goals");
-  finish(report, a);
+  return finish(report, a);
 }
 
-void evaluate(const Args& a) {
+nlohmann::json evaluate(const EvalArgs& a) {
   if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
   ir::Model m = formats::load_model(a.model);
   DataOptions opts;
@@ -402,10 +394,10 @@ void evaluate(const Args& a) {
                      false, progress, "evaluate");
   report["metrics"] = assemble(r.sums, sel, a.top_k, static_metrics(m), r.peak_rss);
   report["sums"] = r.sums.to_json();
-  finish(report, a);
+  return finish(report, a);
 }
 
-void check(const Args& a) {
+void check(const EvalArgs& a) {
   auto sets = data_set_folders(a.data);
   ir::Model m = formats::load_model(a.model);
   runtime::Session session(m, effective_threads());
@@ -426,8 +418,20 @@ void check(const Args& a) {
 
 }  // namespace
 
+nlohmann::json evaluation_report(const EvalArgs& a) { return evaluate(a); }
+
+void print_evaluation(const nlohmann::json& report) { print_table_impl(report); }
+
+void enforce_goals(const nlohmann::json& report) {
+  std::string unmet;
+  if (report.contains("goals"))
+    for (auto& g : report["goals"])
+      if (!g["met"].get<bool>()) unmet += (unmet.empty() ? "" : "\n") + g["detail"].get<std::string>();
+  if (!unmet.empty()) throw Error(ExitCode::GoalNotMet, unmet);
+}
+
 void register_evaluate(CLI::App& app) {
-  static Args a;
+  static EvalArgs a;
   auto* cmd = app.add_subcommand("evaluate", "accuracy, perplexity, fidelity, latency, size and memory of a model");
   cmd->add_option("model", a.model, "an .onnx model (omit with --merge)");
   cmd->add_option("--data", a.data, ".npz, .jsonl, or a test_data_set folder (or a folder of them)");
@@ -451,13 +455,15 @@ void register_evaluate(CLI::App& app) {
   cmd->add_option("--rtol", a.tol.rtol, "relative tolerance for --check (default 1e-3)");
   cmd->add_option("--atol", a.tol.atol, "absolute tolerance for --check (default 1e-7)");
   cmd->callback([] {
-    if (!a.merge.empty()) return merge_reports(a);
-    if (a.model.empty()) bad_input("evaluate needs a model (or --merge REPORTS)");
     if (a.check) {
-      if (a.data.empty()) bad_input("--check needs --data DIR (a test_data_set folder)");
+      if (a.model.empty() || a.data.empty()) bad_input("--check needs a model and --data DIR (a test_data_set folder)");
       return check(a);
     }
-    evaluate(a);
+    if (a.merge.empty() && a.model.empty()) bad_input("evaluate needs a model (or --merge REPORTS)");
+    nlohmann::json report = a.merge.empty() ? evaluate(a) : merge_reports(a);
+    if (a.json) print_json(report);
+    else print_evaluation(report);
+    enforce_goals(report);
   });
 }
 

@@ -1,6 +1,7 @@
 // slmops run RECIPE [--set KEY=VALUE ...]
 #include "ir/error.h"
 #include "tools/cli.h"
+#include "tools/evaluate.h"
 #include "tools/recipe.h"
 
 namespace slmops::cli {
@@ -29,6 +30,15 @@ void register_run(CLI::App& app) {
     report["recipe"] = a.recipe;
     if (a.json) print_json(report);
     else fmt::print("{}\n", r.output.string());
+    // Evaluation steps: their tables are results too; unmet goals make the run exit 3.
+    for (auto& step : report["steps"])
+      if (step["pass"] == "evaluate") {
+        if (!a.json) {
+          fmt::print("\n");
+          print_evaluation(step["report"]);
+        }
+        enforce_goals(step["report"]);
+      }
   });
 }
 

@@ -4,7 +4,9 @@
 
 #include "formats/file_util.h"
 #include "ir/error.h"
+#include "passes/evaluate_step.h"
 #include "passes/registry.h"
+#include "tools/evaluate.h"
 #include "tools/cli.h"
 
 namespace slmops::cli {
@@ -149,6 +151,33 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     for (size_t k = 0; k < r.steps.size(); ++k)
       if (!r.steps[k].pass.empty()) check_step(where, k + 1, r.steps[k], problems);
     if (r.steps.empty()) problems.push_back(where + ": the recipe has no steps");
+    // Evaluation steps measure the saved output: they come after every rewriting pass.
+    bool seen_eval = false;
+    for (size_t k = 0; k < r.steps.size(); ++k) {
+      auto& st = r.steps[k];
+      if (st.pass == "evaluate") {
+        seen_eval = true;
+        if (!st.options.is_object() || !st.options.contains("data") || !st.options["data"].is_string() ||
+            st.options["data"].get<std::string>().empty()) {
+          problems.push_back(fmt::format("{}: step {}: evaluate needs \"data\" (a .npz, .jsonl or test data folder)", where, k + 1));
+          continue;
+        }
+        for (const char* key : {"data", "baseline", "report"}) {
+          if (!st.options.contains(key) || !st.options[key].is_string()) continue;
+          std::string v = st.options[key].get<std::string>();
+          if (v.empty() || (std::string(key) == "baseline" && v == "input")) continue;
+          fs::path p = v;
+          if (!p.is_absolute()) st.options[key] = (base / p).lexically_normal().string();
+        }
+        std::error_code dec;
+        if (!fs::exists(st.options["data"].get<std::string>(), dec))
+          problems.push_back(fmt::format("{}: step {}: evaluation data '{}' does not exist", where, k + 1,
+                                         st.options["data"].get<std::string>()));
+      } else if (seen_eval && !st.pass.empty()) {
+        problems.push_back(fmt::format("{}: step {}: '{}' comes after an evaluate step; evaluate steps go last",
+                                       where, k + 1, st.pass));
+      }
+    }
   }
   std::error_code ec;
   if (!r.input.empty() && !fs::exists(r.input, ec))
@@ -184,8 +213,13 @@ nlohmann::json execute(const Recipe& r) {
   passes::PassContext ctx;
   ctx.threads = effective_threads();
   ctx.verbosity = globals().verbosity;
+  std::vector<size_t> evaluations;
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto* p = passes::find_pass(r.steps[i].pass);
+    if (p->evaluation) {
+      evaluations.push_back(i);
+      continue;
+    }
     auto ts = clock::now();
     ctx.report = nlohmann::json::object();
     passes::run_pass(*p, model, r.steps[i].options, ctx);
@@ -198,10 +232,35 @@ nlohmann::json execute(const Recipe& r) {
   formats::SaveOptions so;
   so.external = r.external_data;
   auto saved = formats::save_model(model, r.output, so);
-  report["steps"] = steps;
   report["model_bytes"] = saved.model_bytes;
   report["data_bytes"] = saved.data_bytes;
   report["data_file"] = saved.data_file;
+  for (size_t i : evaluations) {
+    const auto* p = passes::find_pass(r.steps[i].pass);
+    auto o = passes::EvaluateStepOptions::table().from_json(passes::with_defaults(p->options, r.steps[i].options));
+    EvalArgs a;
+    a.model = r.output.string();
+    a.data = o.data;
+    a.baseline = o.baseline == "input" ? r.input.string() : o.baseline;
+    for (auto& m : o.metrics) a.metrics += (a.metrics.empty() ? "" : ",") + m;
+    a.labels = o.labels;
+    a.batch_size = o.batch_size;
+    a.top_k = static_cast<int>(o.top_k);
+    a.goals = o.goals;
+    a.report = o.report;
+    a.no_progress = true;
+    if (!a.report.empty() && r.create_output_folder) {
+      std::error_code ec;
+      fs::create_directories(fs::path(a.report).parent_path(), ec);
+    }
+    auto ts = clock::now();
+    nlohmann::json ev = evaluation_report(a);
+    double sec = std::chrono::duration<double>(clock::now() - ts).count();
+    log("step {}/{} evaluate: {} samples of {} ({:.2f} s)", i + 1, r.steps.size(), ev["samples"].get<int64_t>(),
+        o.data, sec);
+    steps.push_back({{"pass", "evaluate"}, {"report", ev}, {"seconds", sec}});
+  }
+  report["steps"] = steps;
   report["seconds"] = std::chrono::duration<double>(clock::now() - t0).count();
   return report;
 }
