@@ -50,7 +50,11 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
     if (!make)
       bad_input("node {}: op {}{}{} (opset {}) is not supported by the slmops executor", node_label(*n),
                 n->domain.empty() ? "" : n->domain, n->domain.empty() ? "" : ".", n->op_type, npc.opset);
-    step->kernel = (*make)(*n, npc);
+    try {
+      step->kernel = (*make)(*n, npc);
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*n), n->op_type, e.what()));
+    }
     steps_.push_back(std::move(step));
   }
   for (auto& vi : g.outputs) {

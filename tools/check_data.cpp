@@ -70,6 +70,10 @@ void compare_tensor(const std::string& name, const ir::Tensor& got, const ir::Te
   auto b = runtime::ops::to_doubles(want);
   double worst_excess = 0;
   int64_t worst_i = -1;
+  double scale = 0;
+  if (tol.scaled)
+    for (double y : b)
+      if (std::isfinite(y)) scale = std::max(scale, std::fabs(y));
   for (size_t i = 0; i < b.size(); ++i) {
     double x = a[i], y = b[i];
     if (std::isnan(x) && std::isnan(y)) continue;
@@ -79,7 +83,8 @@ void compare_tensor(const std::string& name, const ir::Tensor& got, const ir::Te
       worst_excess = INFINITY;
       break;
     }
-    double excess = exact ? std::fabs(x - y) : std::fabs(x - y) - (tol.atol + tol.rtol * std::fabs(y));
+    double excess = exact ? std::fabs(x - y)
+                          : std::fabs(x - y) - (tol.atol + tol.rtol * (tol.scaled ? scale : std::fabs(y)));
     if (std::isnan(x) != std::isnan(y)) excess = INFINITY;
     if (excess > 0 && excess > worst_excess) {
       worst_excess = excess;
@@ -87,9 +92,9 @@ void compare_tensor(const std::string& name, const ir::Tensor& got, const ir::Te
     }
   }
   if (worst_i >= 0)
-    fail(fmt::format("element {} is {}, expected {} (|diff| {:.3g}; tolerance rtol {} atol {})", worst_i,
+    fail(fmt::format("element {} is {}, expected {} (|diff| {:.3g}; tolerance rtol {}{} atol {})", worst_i,
                      a[worst_i], b[worst_i], std::fabs(a[worst_i] - b[worst_i]), exact ? 0.0 : tol.rtol,
-                     exact ? 0.0 : tol.atol));
+                     tol.scaled ? fmt::format(" x max|ref| {:.4g}", scale) : "", exact ? 0.0 : tol.atol));
 }
 
 }  // namespace

@@ -13,6 +13,10 @@ namespace slmops::cli {
 struct Tolerance {
   double rtol = 1e-3;  // ONNX backend tests: numpy.testing.assert_allclose(rtol=1e-3, atol=1e-7)
   double atol = 1e-7;
+  // Scale rtol by the largest |reference| of the output instead of each element's own
+  // (|a - b| <= atol + rtol * max|b|): the usual bar for whole-model comparisons, where
+  // near-zero elements carry only absolute rounding noise.
+  bool scaled = false;
 };
 
 struct CheckResult {

@@ -454,6 +454,7 @@ void register_evaluate(CLI::App& app) {
   cmd->add_flag("--check", a.check, "compare with the data's output_K.pb; exit 3 when any differs");
   cmd->add_option("--rtol", a.tol.rtol, "relative tolerance for --check (default 1e-3)");
   cmd->add_option("--atol", a.tol.atol, "absolute tolerance for --check (default 1e-7)");
+  cmd->add_flag("--scaled", a.tol.scaled, "--check: rtol relative to the largest |reference| of each output");
   cmd->callback([] {
     if (a.check) {
       if (a.model.empty() || a.data.empty()) bad_input("--check needs a model and --data DIR (a test_data_set folder)");

@@ -1,7 +1,6 @@
 #include "runtime/kernels/conv.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace slmops::runtime::kernels {
 namespace {
@@ -114,6 +113,24 @@ void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_e
         for (int64_t t = l.lo; t < l.hi; ++t) dst[l.base + l.i0 + t * l.stride] += src[t];
       });
     }
+  }
+}
+
+void depthwise_accumulate(const float* x, const WindowShape& s, const float* w, float* y) {
+  const int64_t ksize = s.kernel_size();
+  for (int64_t k = 0; k < ksize; ++k) {
+    const float wk = w[k];
+    for_each_line(s, k, 0, s.out_size(), [&](const Line& l) {
+      if (l.lo >= l.hi) return;
+      const float* src = x + l.base + l.i0 + l.lo * l.stride;
+      float* dst = y + l.j + l.lo;
+      const int64_t n = l.hi - l.lo;
+      if (l.stride == 1) {
+        for (int64_t t = 0; t < n; ++t) dst[t] += wk * src[t];
+      } else {
+        for (int64_t t = 0; t < n; ++t) dst[t] += wk * src[t * l.stride];
+      }
+    });
   }
 }
 

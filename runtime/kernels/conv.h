@@ -43,4 +43,9 @@ void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end
 void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
             int64_t ldcol, float* y);
 
+// A single-channel convolution (depthwise: one input channel per group) computed directly:
+// y[j] += sum over kernel offsets k of w[k] * (input under offset k of window j). y is
+// out_size long; `x` is one channel plane.
+void depthwise_accumulate(const float* x, const WindowShape& s, const float* w, float* y);
+
 }  // namespace slmops::runtime::kernels

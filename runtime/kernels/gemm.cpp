@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <new>
 #include <vector>
@@ -26,6 +25,7 @@ namespace slmops::runtime::kernels {
 
 using detail::kMR;
 using detail::kNR;
+using detail::scale_add;
 
 namespace {
 
@@ -66,9 +66,10 @@ void gemv_axpy_portable(int64_t K, const float* x, const float* W, int64_t ldw, 
     for (int64_t j = 0; j < n; ++j) y[j] += x[k] * W[k * ldw + j];
 }
 
-void gemv_strip_portable(int64_t kc, const float* x, const float* strip, float* y) {
-  for (int64_t k = 0; k < kc; ++k)
-    for (int j = 0; j < kNR; ++j) y[j] += x[k] * strip[k * kNR + j];
+void gemv_strips_portable(int64_t kc, const float* x, const float* strips, int64_t count, float* y) {
+  for (int64_t s = 0; s < count; ++s)
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < kNR; ++j) y[s * kNR + j] += x[k] * strips[(s * kc + k) * kNR + j];
 }
 
 const detail::GemmKernels& best_kernels() {
@@ -151,7 +152,15 @@ void run(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(in
 // C = beta * C, for products with nothing to add (K == 0 or alpha == 0).
 void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.f ? 0.f : beta * C[m * ldc + n];
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = scale_add(0.f, 0.f, beta, C[m * ldc + n]);
+}
+
+// A strided vector as contiguous floats: x itself, or a copy gathered into `storage`.
+const float* contiguous(const Strided& x, int64_t K, std::vector<float>& storage) {
+  if (x.ks == 1) return x.p;
+  storage.resize(K);
+  for (int64_t k = 0; k < K; ++k) storage[k] = x.p[k * x.ks];
+  return storage.data();
 }
 
 // y[j * incy] = alpha * sum_k x[k] * W(j, k) + beta * y[j * incy] for j < n: the product when
@@ -160,23 +169,15 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 void gemv(int64_t n, int64_t K, float alpha, const Strided& x, const Strided& W, float beta, float* y, int64_t incy,
           ThreadPool* pool) {
   const auto& kern = best_kernels();
-  std::vector<float> xs;  // x gathered when strided
-  const float* xp = x.p;
-  if (x.ks != 1) {
-    xs.resize(K);
-    for (int64_t k = 0; k < K; ++k) xs[k] = x.p[k * x.ks];
-    xp = xs.data();
-  }
+  std::vector<float> storage;
+  const float* xp = contiguous(x, K, storage);
   std::vector<float> sums(n);
   // Chunks of at least 64 columns and ~64k multiply-adds.
   const int64_t grain = std::max<int64_t>(64, (int64_t{1} << 16) / std::max<int64_t>(K, 1));
   run(pool, n, grain, [&](int64_t j0, int64_t j1) {
     if (W.ks == 1) kern.gemv_dot(K, xp, W.p + j0 * W.rs, W.rs, j1 - j0, sums.data() + j0);
     else kern.gemv_axpy(K, xp, W.p + j0 * W.rs, W.ks, j1 - j0, sums.data() + j0);  // W.rs == 1
-    for (int64_t j = j0; j < j1; ++j) {
-      float& out = y[j * incy];
-      out = alpha * sums[j] + (beta == 0.f ? 0.f : beta * out);
-    }
+    for (int64_t j = j0; j < j1; ++j) y[j * incy] = scale_add(alpha, sums[j], beta, y[j * incy]);
   });
 }
 
@@ -184,19 +185,16 @@ void gemv(int64_t n, int64_t K, float alpha, const Strided& x, const Strided& W,
 void gemv_packed(float alpha, const Strided& x, const PackedB& B, float beta, float* c, ThreadPool* pool) {
   const auto& kern = best_kernels();
   const int64_t K = B.rows(), N = B.cols();
-  std::vector<float> xs(K);
-  for (int64_t k = 0; k < K; ++k) xs[k] = x.p[k * x.ks];
+  std::vector<float> storage;
+  const float* xp = contiguous(x, K, storage);
   const int64_t strips = ceil_div(N, kNR);
   std::vector<float> sums(strips * kNR, 0.f);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (K * kNR));
   run(pool, strips, grain, [&](int64_t s0, int64_t s1) {
-    // Depth blocks outermost: the strips [s0, s1) of a block are one contiguous stream.
-    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-      const int64_t kc = std::min(kKC, K - k0);
-      const float* strip = B.block(k0, s0 * kNR);
-      for (int64_t s = s0; s < s1; ++s, strip += kc * kNR) kern.gemv_strip(kc, xs.data() + k0, strip, &sums[s * kNR]);
-    }
-    for (int64_t j = s0 * kNR; j < std::min(s1 * kNR, N); ++j) c[j] = alpha * sums[j] + (beta == 0.f ? 0.f : beta * c[j]);
+    // Depth blocks outermost: the strips [s0, s1) of a block are contiguous.
+    for (int64_t k0 = 0; k0 < K; k0 += kKC)
+      kern.gemv_strips(std::min(kKC, K - k0), xp + k0, B.block(k0, s0 * kNR), s1 - s0, &sums[s0 * kNR]);
+    for (int64_t j = s0 * kNR; j < std::min(s1 * kNR, N); ++j) c[j] = scale_add(alpha, sums[j], beta, c[j]);
   });
 }
 
@@ -257,7 +255,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
 
 namespace detail {
 const GemmKernels& portable_kernels() {
-  static const GemmKernels k{micro_portable, gemv_dot_portable, gemv_axpy_portable, gemv_strip_portable};
+  static const GemmKernels k{micro_portable, gemv_dot_portable, gemv_axpy_portable, gemv_strips_portable};
   return k;
 }
 }  // namespace detail

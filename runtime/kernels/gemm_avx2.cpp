@@ -23,6 +23,12 @@ float hsum(__m256 v) {
 // rather than by loads. Packed operands are 32-byte aligned (see gemm.cpp).
 void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
            int nr) {
+  // The C tile is touched only at the end: start fetching it now, so that the loads (or the
+  // stores' ownership requests) do not stall then.
+  for (int r = 0; r < mr; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kNR - 1), _MM_HINT_T0);
+  }
   // Every loop over acc is unrolled fully, or GCC keeps the accumulators in memory.
   __m256 acc[kMR][2];
 #pragma GCC unroll 6
@@ -102,34 +108,37 @@ void gemv_axpy(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n
   for (; k < K; ++k) axpy_rows<1>(x + k, W + k * ldw, ldw, n, y);
 }
 
-// Four k steps in flight (8 accumulators) hide the FMA latency.
-void gemv_strip(int64_t kc, const float* x, const float* strip, float* y) {
-  constexpr int U = 4;
-  __m256 acc[U][2];
+// R strips at once: R independent memory streams keep more loads in flight than one (which
+// is what bounds this memory-bound loop), and each broadcast of x serves 2R FMAs.
+template <int R>
+void strip_rows(int64_t kc, const float* x, const float* strips, float* y) {
+  __m256 acc[R][2];
   for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + U <= kc; k += U)
-    for (int u = 0; u < U; ++u) {
-      const __m256 xv = _mm256_broadcast_ss(x + k + u);
-      const float* row = strip + (k + u) * kNR;
-      acc[u][0] = _mm256_fmadd_ps(xv, _mm256_load_ps(row), acc[u][0]);
-      acc[u][1] = _mm256_fmadd_ps(xv, _mm256_load_ps(row + 8), acc[u][1]);
-    }
-  for (; k < kc; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     const __m256 xv = _mm256_broadcast_ss(x + k);
-    acc[0][0] = _mm256_fmadd_ps(xv, _mm256_load_ps(strip + k * kNR), acc[0][0]);
-    acc[0][1] = _mm256_fmadd_ps(xv, _mm256_load_ps(strip + k * kNR + 8), acc[0][1]);
+    for (int r = 0; r < R; ++r) {
+      const float* row = strips + (r * kc + k) * kNR;
+      acc[r][0] = _mm256_fmadd_ps(xv, _mm256_load_ps(row), acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(xv, _mm256_load_ps(row + 8), acc[r][1]);
+    }
   }
-  for (int h = 0; h < 2; ++h) {
-    __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[1][h]), _mm256_add_ps(acc[2][h], acc[3][h]));
-    _mm256_storeu_ps(y + h * 8, _mm256_add_ps(s, _mm256_loadu_ps(y + h * 8)));
-  }
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h) {
+      float* out = y + r * kNR + h * 8;
+      _mm256_storeu_ps(out, _mm256_add_ps(acc[r][h], _mm256_loadu_ps(out)));
+    }
+}
+
+void gemv_strips(int64_t kc, const float* x, const float* strips, int64_t count, float* y) {
+  int64_t s = 0;
+  for (; s + 4 <= count; s += 4) strip_rows<4>(kc, x, strips + s * kc * kNR, y + s * kNR);
+  for (; s < count; ++s) strip_rows<1>(kc, x, strips + s * kc * kNR, y + s * kNR);
 }
 
 }  // namespace
 
 const GemmKernels& avx2_kernels() {
-  static const GemmKernels k{micro, gemv_dot, gemv_axpy, gemv_strip};
+  static const GemmKernels k{micro, gemv_dot, gemv_axpy, gemv_strips};
   return k;
 }
 

@@ -21,22 +21,25 @@ struct GemmKernels {
   void (*gemv_dot)(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y);
   // y[j] = sum_k x[k] * W[k * ldw + j] for j < n (W rows are scaled and summed).
   void (*gemv_axpy)(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y);
-  // y[c] += sum_k x[k] * strip[k * kNR + c] for c < kNR (one packed B strip of kc rows).
-  void (*gemv_strip)(int64_t kc, const float* x, const float* strip, float* y);
+  // y[s * kNR + c] += sum_k x[k] * strips[(s * kc + k) * kNR + c] for s < count, c < kNR
+  // (consecutive packed B strips of kc rows).
+  void (*gemv_strips)(int64_t kc, const float* x, const float* strips, int64_t count, float* y);
 };
 
 // Plain C++ (any x86-64); and the AVX2+FMA set, to call only when the CPU supports both.
 const GemmKernels& portable_kernels();
 const GemmKernels& avx2_kernels();
 
+// alpha * sum + beta * c, where beta == 0 ignores c (which may be garbage, even NaN).
+inline float scale_add(float alpha, float sum, float beta, float c) {
+  return alpha * sum + (beta == 0.f ? 0.f : beta * c);
+}
+
 // Writes the valid mr x nr part of a register tile (alpha * tile + beta * C), for the edges.
 inline void store_tile_edge(const float (&tile)[kMR][kNR], int mr, int nr, float* c, int64_t ldc, float alpha,
                             float beta) {
   for (int r = 0; r < mr; ++r)
-    for (int j = 0; j < nr; ++j) {
-      float& out = c[r * ldc + j];
-      out = alpha * tile[r][j] + (beta == 0.f ? 0.f : beta * out);
-    }
+    for (int j = 0; j < nr; ++j) c[r * ldc + j] = scale_add(alpha, tile[r][j], beta, c[r * ldc + j]);
 }
 
 }  // namespace slmops::runtime::kernels::detail

@@ -32,6 +32,17 @@ class IfKernel : public Kernel {
 
 // ---- Loop ----------------------------------------------------------------------------------
 
+// A scan output of Loop or Scan: stacks the slices of body output `output` along `axis`
+// (negative counts from the end), or makes an empty output of the type the body declares
+// when there were no iterations.
+Tensor stack_body_output(const std::vector<Tensor>& slices, int64_t axis, const Subgraph& body, size_t output,
+                         ThreadPool* pool) {
+  const ir::TensorType& declared = body.graph().outputs[output].value->type;
+  const size_t rank = slices.empty() ? declared.dims.size() : slices[0].dims.size();
+  axis = normalize_axis(axis, static_cast<int64_t>(rank) + 1, "scan_output_axes entry");
+  return slices.empty() ? empty_stack(declared, axis) : stack(slices, axis, pool);
+}
+
 // Inputs: M (max trip count, optional), cond (optional), N loop-carried values.
 // Body: (iteration_num, cond, N carried) -> (cond, N carried, K scan slices).
 // Outputs: the N final carried values, then each scan output's slices stacked on axis 0.
@@ -72,11 +83,8 @@ class LoopKernel : public Kernel {
 
     std::vector<RValue>& outs = *ctx.outputs;
     for (size_t i = 0; i < carried_ && i < outs.size(); ++i) outs[i] = std::move(carried[i]);
-    for (size_t k = 0; k < scans && carried_ + k < outs.size(); ++k) {
-      const ir::TensorType& declared = body_.graph().outputs[1 + carried_ + k].value->type;
-      outs[carried_ + k] =
-          RValue::of(slices[k].empty() ? empty_stack(declared, 0) : stack(slices[k], 0, ctx.pool));
-    }
+    for (size_t k = 0; k < scans && carried_ + k < outs.size(); ++k)
+      outs[carried_ + k] = RValue::of(stack_body_output(slices[k], 0, body_, 1 + carried_ + k, ctx.pool));
   }
 
  private:
@@ -111,13 +119,6 @@ ScanRun run_scan_body(const Subgraph& body, std::vector<RValue> states, const st
       r.outputs[k].push_back(expect_tensor(out[n + k], fmt::format("scan output {}", k)));
   }
   return r;
-}
-
-// Stacks one scan output's slices along `axis`, or makes it empty (of the declared type)
-// when there were no iterations.
-Tensor stack_scan_output(const std::vector<Tensor>& slices, int64_t axis, const Subgraph& body, size_t output,
-                         ThreadPool* pool) {
-  return slices.empty() ? empty_stack(body.graph().outputs[output].value->type, axis) : stack(slices, axis, pool);
 }
 
 // Reads a per-scan-input or per-scan-output list attribute; `fallback` fills an absent one.
@@ -169,9 +170,7 @@ class ScanKernel : public Kernel {
     for (size_t k = 0; k < r.outputs.size(); ++k) {
       std::vector<Tensor>& slices = r.outputs[k];
       if (output_reverse_[k]) std::reverse(slices.begin(), slices.end());
-      const int64_t rank = slices.empty() ? 0 : static_cast<int64_t>(slices[0].dims.size());
-      const int64_t axis = normalize_axis(output_axes_[k], rank + 1, "scan_output_axes entry");
-      outs[states_ + k] = RValue::of(stack_scan_output(slices, axis, body_, states_ + k, ctx.pool));
+      outs[states_ + k] = RValue::of(stack_body_output(slices, output_axes_[k], body_, states_ + k, ctx.pool));
     }
   }
 
@@ -240,7 +239,7 @@ class Scan8Kernel : public Kernel {
       for (size_t i = 0; i < states_; ++i)
         final_states[i].push_back(expect_tensor(r.states[i], fmt::format("state output {}", i)));
       for (size_t k = 0; k < scan_outputs; ++k) {
-        Tensor sequence = stack_scan_output(r.outputs[k], 0, body_, states_ + k, ctx.pool);
+        Tensor sequence = stack_body_output(r.outputs[k], 0, body_, states_ + k, ctx.pool);
         outputs[k].push_back(padded(sequence, max_len, ctx.pool));
       }
     }

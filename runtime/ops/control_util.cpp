@@ -90,7 +90,7 @@ Tensor empty_stack(const ir::TensorType& slice, int64_t axis) {
     bad_input("no slices to stack, and the graph does not declare their element type");
   std::vector<int64_t> dims;
   for (const ir::Dim& d : slice.dims) dims.push_back(d.known() ? d.value : 0);
-  dims.insert(dims.begin() + std::min<int64_t>(axis, static_cast<int64_t>(dims.size())), 0);
+  dims.insert(dims.begin() + axis, 0);
   return new_tensor(slice.elem(), dims);
 }
 

@@ -1,5 +1,5 @@
 // Helpers shared by the indexing and selection ops (index_*.cpp, misc.cpp): index decoding,
-// axis splitting, chunked gathers, and type dispatch for ops that compare values.
+// axis splitting, chunked gathers and scatter addressing, element arithmetic through float.
 // Element movement by storage width (dispatch_width, elements) comes from tensor_copy.h.
 #pragma once
 #include <array>
@@ -55,8 +55,8 @@ SliceOffsets slice_offsets(const std::vector<int64_t>& data_dims, const Tensor& 
                            const char* what);
 
 // out elements [j·chunk, (j+1)·chunk) = src elements [src_offsets[j], src_offsets[j] + chunk)
-// for every j. `out` is allocated with src's element type and offsets.size()·chunk elements.
-// Gather, GatherND, Compress, Unique and ReverseSequence are all such a copy.
+// for every j; `out` must already have src's element type and offsets.size()·chunk elements.
+// Gather, GatherElements, GatherND, Compress, Unique and ReverseSequence are all such a copy.
 void copy_chunks(const Tensor& src, const std::vector<int64_t>& src_offsets, int64_t chunk, Tensor& out,
                  ThreadPool* pool);
 
@@ -75,13 +75,6 @@ template <typename T>
 T store(compute_t<T> v) {
   if constexpr (is_half_v<T>) return from_f32<T>(v);
   else return v;
-}
-
-// dispatch<Mask>, plus std::string for string tensors.
-template <unsigned Mask, typename Fn>
-void dispatch_or_string(DType dt, const char* what, Fn&& fn) {
-  if (dt == DType::String) return fn(std::string{});
-  dispatch<Mask>(dt, what, fn);
 }
 
 // Registration of each op file, called by register_misc_ops() (misc.cpp).

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <type_traits>
 
-#include <fmt/ranges.h>
-
 #include "runtime/ops/index_common.h"
 
 namespace slmops::runtime::ops::index {
@@ -24,7 +22,7 @@ Reduction reduction_of(const ir::Node& node, const char* op) {
   bad_input("{} reduction '{}' is not one of none, add, mul, max, min", op, r);
 }
 
-// Calls fn with the reduction as a compile-time constant (std::integral_constant).
+// Calls fn with a reduction other than None as a compile-time constant (std::integral_constant).
 template <typename Fn>
 void with_reduction(Reduction r, Fn&& fn) {
   switch (r) {
@@ -111,8 +109,8 @@ void scatter_nd(const ir::Node& node, OpContext& ctx) {
   std::vector<int64_t> expected(indices.dims.begin(), indices.dims.end() - 1);
   expected.insert(expected.end(), data.dims.begin() + indices.dims.back(), data.dims.end());
   if (updates.dims != expected)
-    bad_input("ScatterND updates {} must have shape indices.shape[:-1] + data.shape[k:] = [{}]", describe(updates),
-              fmt::join(expected, ", "));
+    bad_input("ScatterND updates {} must have shape indices.shape[:-1] + data.shape[k:] for indices {} and data {}",
+              describe(updates), describe(indices), describe(data));
   scatter_chunks(data, updates, s.offsets, s.slice, reduction_of(node, "ScatterND"), "ScatterND",
                  ctx.set_out(0, new_tensor(data.dtype, data.dims)));
 }

@@ -12,9 +12,9 @@ namespace {
 
 // ---- TopK ----------------------------------------------------------------------------------
 
-// a > b, with NaN above every number (so that the order stays strict and weak).
+// a > b, with NaN above every number and equal to NaN, so that sorting by it is well defined.
 template <typename C>
-bool above(C a, C b) {
+bool above(const C& a, const C& b) {
   if constexpr (std::is_floating_point_v<C>)
     if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && !std::isnan(b);
   return a > b;
@@ -95,7 +95,7 @@ void unique(const ir::Node& node, OpContext& ctx) {
   std::vector<int64_t> order(s.n);
   std::iota(order.begin(), order.end(), int64_t{0});
   std::vector<bool> starts_run(s.n, false);  // order[p] differs from order[p - 1]
-  dispatch_or_string<kAll>(x.dtype, "Unique", [&](auto tag) {
+  auto sort_slices = [&](auto tag) {
     using T = decltype(tag);
     const T* px = elements<T>(x);
     // Three-way lexicographic comparison of slices a and b (elements (o, i) in row-major order).
@@ -104,15 +104,17 @@ void unique(const ir::Node& node, OpContext& ctx) {
         const T* pa = px + (o * s.n + a) * s.inner;
         const T* pb = px + (o * s.n + b) * s.inner;
         for (int64_t i = 0; i < s.inner; ++i) {
-          if (load(pa[i]) < load(pb[i])) return -1;
-          if (load(pb[i]) < load(pa[i])) return 1;
+          if (above(load(pb[i]), load(pa[i]))) return -1;
+          if (above(load(pa[i]), load(pb[i]))) return 1;
         }
       }
       return 0;
     };
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return compare(a, b) < 0; });
     for (int64_t p = 0; p < s.n; ++p) starts_run[p] = p == 0 || compare(order[p - 1], order[p]) != 0;
-  });
+  };
+  if (x.dtype == DType::String) sort_slices(std::string{});
+  else dispatch(x.dtype, "Unique", sort_slices);
 
   // Uniques in ascending order: first occurrence and count of each; unique of each position.
   std::vector<int64_t> first, counts, inverse(s.n);

@@ -6,9 +6,6 @@
 #include <memory>
 #include <type_traits>
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
 #include "runtime/kernels/gemm.h"
 #include "runtime/ops/common.h"
 
@@ -71,9 +68,10 @@ struct MatMulShape {
   std::vector<int64_t> a_index, b_index;  // per output matrix: which matrix of A and of B
 };
 
-MatMulShape matmul_shape(const std::vector<int64_t>& a_dims, const std::vector<int64_t>& b_dims) {
-  if (a_dims.empty() || b_dims.empty()) bad_input("MatMul inputs must have rank >= 1, not scalars");
-  std::vector<int64_t> a = a_dims, b = b_dims;
+MatMulShape matmul_shape(const Tensor& at, const Tensor& bt) {
+  if (at.dims.empty() || bt.dims.empty())
+    bad_input("MatMul inputs must have rank >= 1, got {} and {}", describe(at), describe(bt));
+  std::vector<int64_t> a = at.dims, b = bt.dims;
   if (a.size() == 1) a.insert(a.begin(), 1);
   if (b.size() == 1) b.push_back(1);
   MatMulShape s;
@@ -81,7 +79,7 @@ MatMulShape matmul_shape(const std::vector<int64_t>& a_dims, const std::vector<i
   s.K = a.back();
   s.N = b.back();
   if (b[b.size() - 2] != s.K)
-    bad_input("MatMul inner dimensions differ: A is [{}] and B is [{}]", fmt::join(a_dims, ", "), fmt::join(b_dims, ", "));
+    bad_input("MatMul inner dimensions differ: A is {} and B is {}", describe(at), describe(bt));
   const std::vector<int64_t> a_batch(a.begin(), a.end() - 2), b_batch(b.begin(), b.end() - 2);
   s.out_dims = broadcast_shapes({a_batch, b_batch});
   s.b_matrices = product(b_batch);
@@ -91,8 +89,8 @@ MatMulShape matmul_shape(const std::vector<int64_t>& a_dims, const std::vector<i
     s.a_index.push_back(off[0]);
     s.b_index.push_back(off[1]);
   });
-  if (a_dims.size() > 1) s.out_dims.push_back(s.M);
-  if (b_dims.size() > 1) s.out_dims.push_back(s.N);
+  if (at.dims.size() > 1) s.out_dims.push_back(s.M);
+  if (bt.dims.size() > 1) s.out_dims.push_back(s.N);
   return s;
 }
 
@@ -119,7 +117,7 @@ class MatMul : public Kernel {
     const Tensor& b = ctx.in(1);
     if (a.dtype != b.dtype)
       bad_input("MatMul inputs have different types ({} and {})", ir::dtype_name(a.dtype), ir::dtype_name(b.dtype));
-    const MatMulShape s = matmul_shape(a.dims, b.dims);
+    const MatMulShape s = matmul_shape(a, b);
     if (runs_on_sgemm(a.dtype)) {
       ctx.set_out(0, from_float_tensor(product_f32(a, b, s, ctx.pool), a.dtype));
       return;
@@ -195,14 +193,14 @@ class Gemm : public Kernel {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
     if (a.dims.size() != 2 || b.dims.size() != 2)
-      bad_input("Gemm inputs A and B must be 2-D, got [{}] and [{}]", fmt::join(a.dims, ", "), fmt::join(b.dims, ", "));
+      bad_input("Gemm inputs A and B must be 2-D, got {} and {}", describe(a), describe(b));
     if (a.dtype != b.dtype)
       bad_input("Gemm inputs have different types ({} and {})", ir::dtype_name(a.dtype), ir::dtype_name(b.dtype));
     const int64_t M = trans_a_ ? a.dims[1] : a.dims[0], K = trans_a_ ? a.dims[0] : a.dims[1];
     const int64_t N = trans_b_ ? b.dims[0] : b.dims[1];
     if ((trans_b_ ? b.dims[1] : b.dims[0]) != K)
-      bad_input("Gemm inner dimensions differ: A is [{}] (transA={}) and B is [{}] (transB={})",
-                fmt::join(a.dims, ", "), trans_a_, fmt::join(b.dims, ", "), trans_b_);
+      bad_input("Gemm inner dimensions differ: A is {} (transA={}) and B is {} (transB={})", describe(a), trans_a_ ? 1 : 0,
+                describe(b), trans_b_ ? 1 : 0);
     const Tensor* c = ctx.has_input(2) && beta_ != 0.f ? &ctx.in(2) : nullptr;
     if (c) check_c(*c, M, N);
 
@@ -242,7 +240,7 @@ class Gemm : public Kernel {
   void check_c(const Tensor& c, int64_t M, int64_t N) const {
     const std::vector<int64_t> mn = {M, N};
     if (c_must_match_ ? c.dims != mn : !broadcasts_to(c.dims, mn))
-      bad_input("Gemm input C has shape [{}], which does not {} the output shape [{}, {}]", fmt::join(c.dims, ", "),
+      bad_input("Gemm input C is {}, which does not {} the output shape [{}, {}]", describe(c),
                 c_must_match_ ? "match (broadcast=0)" : "broadcast to", M, N);
   }
 

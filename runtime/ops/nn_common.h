@@ -28,7 +28,7 @@ std::vector<int64_t> pads_or_zeros(const WindowAttrs& a, size_t rank);
 // strides or dilations for `rank` spatial dims (ones when not given).
 std::vector<int64_t> ones_or(const std::vector<int64_t>& v, size_t rank, const char* what);
 
-// Output dims and begin pads of a convolution or pooling window of `kernel` over the
+// Output dims and pads of a convolution or pooling window of `kernel` over the
 // spatial dims `in` (auto_pad, explicit pads, ceil_mode).
 kernels::WindowShape forward_window(const WindowAttrs& a, const std::vector<int64_t>& in,
                                     const std::vector<int64_t>& kernel);

@@ -68,15 +68,33 @@ void init_rows(float* y, int64_t rows, int64_t cols, int64_t ld, const float* bi
 
 // ---- Conv ----------------------------------------------------------------------------------
 
+// A convolution whose groups have one input channel each (depthwise) skips the column
+// matrix: each output plane accumulates its kernel's shifted, scaled input plane.
+void conv_depthwise(const float* x, const float* w, const float* bias, const ConvDims& d, const kernels::WindowShape& s,
+                    float* y, ThreadPool* pool) {
+  const int64_t mg = d.out_channels / d.group;
+  const int64_t in_size = s.in_size(), out_size = s.out_size(), ksize = s.kernel_size();
+  const int64_t grain = std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(out_size * ksize, 1));
+  parallel_range(pool, d.batch * d.out_channels, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n = p / d.out_channels, m = p % d.out_channels;
+      float* yp = y + p * out_size;
+      std::fill(yp, yp + out_size, bias ? bias[m] : 0.0f);
+      kernels::depthwise_accumulate(x + (n * d.in_channels + m / mg) * in_size, s, w + m * ksize, yp);
+    }
+  });
+}
+
 // For each image n and group g, with K = (C/group) * kernel_size:
 //   Y[n, g's M/group maps, :] = W_g [M/group, K] * im2col(X[n, g's channels]) [K, out_size] + B
 // The columns are produced and multiplied a tile at a time; (n, g, tile) triples are the
 // parallel tasks.
-void conv_forward(const float* x, const float* w, const float* bias, const ConvDims& d, const kernels::WindowShape& s,
-                  float* y, ThreadPool* pool) {
+void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims& d, const kernels::WindowShape& s,
+               float* y, ThreadPool* pool) {
   const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group;
   const int64_t depth = cg * s.kernel_size();
   const int64_t in_size = s.in_size(), out_size = s.out_size();
+  if (out_size == 0) return;
   const bool pointwise = s.pointwise();
   const int64_t tile = pointwise ? out_size : tile_cols(depth, out_size);
   const int64_t tiles = (out_size + tile - 1) / tile;
@@ -118,7 +136,9 @@ class ConvKernel : public Kernel {
     std::vector<int64_t> y_dims = {d.batch, d.out_channels};
     y_dims.insert(y_dims.end(), s.out.begin(), s.out.end());
     Tensor y = new_tensor(DType::Float, y_dims);
-    conv_forward(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(), ctx.pool);
+    const bool depthwise = d.in_channels == d.group && !s.pointwise();
+    (depthwise ? conv_depthwise : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
+                                             ctx.pool);
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }
 
@@ -158,10 +178,12 @@ kernels::WindowShape transposed_window(const WindowAttrs& a, const std::vector<i
     const int64_t full = s.strides[i] * (s.out[i] - 1) + output_padding[i] + extent;
     if (!output_shape.empty() || same) {
       // The output size is given (or in * stride for SAME); the padding that takes is split
-      // with the odd element at the end for SAME_UPPER, at the beginning otherwise.
+      // with the odd element at the end for SAME_UPPER, at the beginning otherwise. The
+      // halves round down: a negative total (a larger output) extends the end.
       s.in[i] = output_shape.empty() ? s.out[i] * s.strides[i] : output_shape[i];
       const int64_t total = full - s.in[i];
-      s.pad_begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+      s.pad_begin[i] = a.auto_pad == "SAME_UPPER" ? half : total - half;
       s.pad_end[i] = total - s.pad_begin[i];
     } else {
       const bool valid = a.auto_pad == "VALID";

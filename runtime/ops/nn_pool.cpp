@@ -27,104 +27,95 @@ T store(A v) {
   else return static_cast<T>(v);
 }
 
-// Which kernel positions of every window lie inside the input, per spatial dim: the window
-// of output index o along dim d covers input indices first[d][o] + k * dilation for k in
-// [0, count[d][o]); padded[d][o] of its positions lie inside input + padding.
-struct PoolGeometry {
-  kernels::WindowShape s;
-  std::vector<int64_t> in_strides;  // element strides of the spatial dims within a plane
-  std::vector<std::vector<int64_t>> first, count, padded;
-
-  explicit PoolGeometry(kernels::WindowShape shape) : s(std::move(shape)) {
-    const size_t rank = s.rank();
-    in_strides.assign(rank, 1);
-    for (size_t d = rank - 1; d > 0; --d) in_strides[d - 1] = in_strides[d] * s.in[d];
-    first.resize(rank);
-    count.resize(rank);
-    padded.resize(rank);
-    for (size_t d = 0; d < rank; ++d) {
-      const int64_t dil = s.dilations[d], k = s.kernel[d], in = s.in[d];
-      for (int64_t o = 0; o < s.out[d]; ++o) {
-        const int64_t start = o * s.strides[d] - s.pad_begin[d];
-        // Kernel positions [lo, hi) land inside [0, in); [0, hi_padded) inside in + pad_end.
-        const int64_t lo = start >= 0 ? 0 : (-start + dil - 1) / dil;
-        const int64_t hi = start >= in ? 0 : std::min(k, (in - 1 - start) / dil + 1);
-        const int64_t hi_padded = std::min(k, (in + s.pad_end[d] - start + dil - 1) / dil);
-        first[d].push_back(start + lo * dil);
-        count[d].push_back(std::max<int64_t>(0, hi - lo));
-        padded[d].push_back(std::max<int64_t>(0, hi_padded));
-      }
-    }
-  }
-};
-
-// Walks the output positions of a plane in order and, for each, the input elements of its
-// window. Holds the scratch indices, so that each thread has its own.
-class WindowWalker {
+// Where the windows of a pool fall on an input plane. Outputs are handled a row at a time
+// (a run along the last spatial dim with the same leading coordinates): all windows of an
+// output row cover the same input rows, and output j of the row covers, in each of them,
+// the elements first[j] + t * dilation for t < count[j].
+class PoolGeometry {
  public:
-  explicit WindowWalker(const PoolGeometry& g) : g_(g), o_(g.s.rank(), 0), idx_(g.s.rank()) {}
+  explicit PoolGeometry(kernels::WindowShape shape) : s(std::move(shape)) {
+    const size_t last = s.rank() - 1;
+    std::vector<std::vector<Span>> leading;
+    for (size_t d = 0; d < last; ++d) leading.push_back(spans(d));
+    last_ = spans(last);
 
-  // Back to output position 0.
-  void reset() { std::fill(o_.begin(), o_.end(), 0); }
-  // To the next output position (row-major).
-  void next() {
-    for (size_t d = o_.size(); d-- > 0;) {
-      if (++o_[d] < g_.s.out[d]) return;
-      o_[d] = 0;
+    // The input rows of every output row: the product of the leading dims' spans, in
+    // row-major order (MaxPool's ties go to the first element).
+    const std::vector<int64_t> in_strides = strides_of(s.in);
+    const int64_t out_rows = product(s.out, 0, last);
+    rows_.resize(out_rows);
+    std::vector<int64_t> o(last);
+    for (int64_t r = 0; r < out_rows; ++r) {
+      int64_t rest = r;
+      for (size_t d = last; d-- > 0;) {
+        o[d] = rest % s.out[d];
+        rest /= s.out[d];
+      }
+      RowWindows& w = rows_[r];
+      w.rows.push_back(0);
+      for (size_t d = 0; d < last; ++d) {
+        const Span& span = leading[d][o[d]];
+        std::vector<int64_t> rows;
+        for (int64_t row : w.rows)
+          for (int64_t k = 0; k < span.count; ++k) rows.push_back(row + (span.first + k * s.dilations[d]) * in_strides[d]);
+        w.rows.swap(rows);
+        w.padded *= span.padded;
+      }
     }
   }
-  // Input elements in the current window (inside the input; and inside input + padding).
-  int64_t count() const { return product_of(g_.count); }
-  int64_t padded_count() const { return product_of(g_.padded); }
 
-  // Calls f(offset) with the in-plane offset of every input element of the current window.
+  const kernels::WindowShape s;
+
+  int64_t out_rows() const { return static_cast<int64_t>(rows_.size()); }
+  int64_t row_length() const { return s.out.back(); }
+  // Input elements under the window of output j of output row r: inside the input, and
+  // inside input + padding.
+  int64_t count(int64_t r, int64_t j) const { return static_cast<int64_t>(rows_[r].rows.size()) * last_[j].count; }
+  int64_t padded_count(int64_t r, int64_t j) const { return rows_[r].padded * last_[j].padded; }
+
+  // Calls f(offset) with the in-plane offset of every input element under that window.
   template <typename F>
-  void visit(F&& f) {
-    const size_t rank = o_.size(), last = rank - 1;
-    int64_t base = 0;
-    for (size_t d = 0; d < rank; ++d) {
-      if (g_.count[d][o_[d]] == 0) return;
-      base += g_.first[d][o_[d]] * g_.in_strides[d];
-      idx_[d] = 0;
-    }
-    const int64_t step = g_.s.dilations[last];
-    const int64_t n = g_.count[last][o_[last]];
-    while (true) {
-      for (int64_t t = 0; t < n; ++t) f(base + t * step);
-      // Odometer over the leading dims of the window.
-      size_t d = last;
-      for (; d > 0; --d) {
-        const int64_t stride = g_.s.dilations[d - 1] * g_.in_strides[d - 1];
-        base += stride;
-        if (++idx_[d - 1] < g_.count[d - 1][o_[d - 1]]) break;
-        base -= stride * idx_[d - 1];
-        idx_[d - 1] = 0;
-      }
-      if (d == 0) return;
-    }
+  void visit(int64_t r, int64_t j, F&& f) const {
+    const Span span = last_[j];
+    const int64_t step = s.dilations.back();
+    for (int64_t row : rows_[r].rows)
+      for (int64_t t = 0; t < span.count; ++t) f(row + span.first + t * step);
   }
 
  private:
-  int64_t product_of(const std::vector<std::vector<int64_t>>& per_dim) const {
-    int64_t p = 1;
-    for (size_t d = 0; d < o_.size(); ++d) p *= per_dim[d][o_[d]];
-    return p;
+  // The kernel positions of the window of output o along a dim: `count` of them lie inside
+  // the input, from index `first` on; `padded` lie inside input + padding.
+  struct Span {
+    int64_t first, count, padded;
+  };
+  struct RowWindows {
+    std::vector<int64_t> rows;  // in-plane offsets of the input rows
+    int64_t padded = 1;         // product of the leading dims' padded counts
+  };
+
+  std::vector<Span> spans(size_t d) const {
+    const int64_t dil = s.dilations[d], k = s.kernel[d], in = s.in[d];
+    std::vector<Span> out;
+    for (int64_t o = 0; o < s.out[d]; ++o) {
+      const int64_t start = o * s.strides[d] - s.pad_begin[d];
+      // Kernel positions [lo, hi) land inside [0, in); [0, hi_padded) inside in + pad_end.
+      const int64_t lo = start >= 0 ? 0 : (-start + dil - 1) / dil;
+      const int64_t hi = start >= in ? 0 : std::min(k, (in - 1 - start) / dil + 1);
+      const int64_t hi_padded = std::min(k, (in + s.pad_end[d] - start + dil - 1) / dil);
+      out.push_back({start + lo * dil, std::max<int64_t>(0, hi - lo), std::max<int64_t>(0, hi_padded)});
+    }
+    return out;
   }
 
-  const PoolGeometry& g_;
-  std::vector<int64_t> o_, idx_;
+  std::vector<Span> last_;
+  std::vector<RowWindows> rows_;
 };
 
-// Runs fn(plane, walker) over the N*C planes, in parallel; fn walks the plane's outputs.
-template <typename Fn>
-void for_each_plane(const PoolGeometry& g, int64_t planes, ThreadPool* pool, Fn&& fn) {
+// Runs fn(plane) over the N*C planes, in parallel.
+void for_each_plane(const PoolGeometry& g, int64_t planes, ThreadPool* pool, const std::function<void(int64_t)>& fn) {
   const int64_t work = std::max<int64_t>(1, g.s.out_size() * g.s.kernel_size());
   parallel_range(pool, planes, std::max<int64_t>(1, (int64_t{1} << 15) / work), [&](int64_t p0, int64_t p1) {
-    WindowWalker walker(g);
-    for (int64_t p = p0; p < p1; ++p) {
-      walker.reset();
-      fn(p, walker);
-    }
+    for (int64_t p = p0; p < p1; ++p) fn(p);
   });
 }
 
@@ -168,12 +159,13 @@ void max_pool(const kernels::WindowShape& s, bool column_major, OpContext& ctx) 
   int64_t* indices = nullptr;
   if (ctx.output_count() > 1) indices = ctx.set_out(1, new_tensor(DType::Int64, y.dims)).mutable_values<int64_t>();
   const int64_t in_size = s.in_size(), out_size = s.out_size();
+  const std::vector<int64_t> in_strides = strides_of(s.in);
   // The position of in-plane offset `off` as Indices counts it.
   auto index_of = [&](int64_t plane, int64_t off) {
     if (!column_major) return plane * in_size + off;
     int64_t index = 0, scale = 1;
     for (size_t d = 0; d < s.rank(); ++d) {
-      index += off / g.in_strides[d] % s.in[d] * scale;
+      index += off / in_strides[d] % s.in[d] * scale;
       scale *= s.in[d];
     }
     return plane * in_size + index;
@@ -182,28 +174,36 @@ void max_pool(const kernels::WindowShape& s, bool column_major, OpContext& ctx) 
     using T = decltype(tag);
     const T* px = x.values<T>();
     T* py = y.mutable_values<T>();
-    for_each_plane(g, static_cast<int64_t>(x.dims[0] * x.dims[1]), ctx.pool, [&](int64_t p, WindowWalker& w) {
+    for_each_plane(g, x.dims[0] * x.dims[1], ctx.pool, [&](int64_t p) {
       const T* plane = px + p * in_size;
-      for (int64_t j = 0; j < out_size; ++j, w.next()) {
-        Acc<T> best = std::numeric_limits<Acc<T>>::lowest();
-        int64_t best_off = -1;
-        w.visit([&](int64_t off) {
-          const Acc<T> v = load(plane[off]);
-          if (best_off < 0 || v > best) {
-            best = v;
-            best_off = off;
+      int64_t o = p * out_size;
+      for (int64_t r = 0; r < g.out_rows(); ++r)
+        for (int64_t j = 0; j < g.row_length(); ++j, ++o) {
+          Acc<T> best = std::numeric_limits<Acc<T>>::lowest();
+          if (!indices) {  // branch-free when the position is not wanted
+            g.visit(r, j, [&](int64_t off) { best = std::max(best, load(plane[off])); });
+            py[o] = store<T>(best);
+            continue;
           }
-        });
-        py[p * out_size + j] = store<T>(best);
-        if (indices) indices[p * out_size + j] = best_off < 0 ? -1 : index_of(p, best_off);
-      }
+          int64_t best_off = -1;
+          g.visit(r, j, [&](int64_t off) {
+            const Acc<T> v = load(plane[off]);
+            if (best_off < 0 || v > best) {
+              best = v;
+              best_off = off;
+            }
+          });
+          py[o] = store<T>(best);
+          indices[o] = best_off < 0 ? -1 : index_of(p, best_off);
+        }
     });
   });
 }
 
 // ---- AveragePool and LpPool ----------------------------------------------------------------
 
-// Y = finish(sum of term(x) over the window, window) for float types; padding adds nothing.
+// Y = finish(sum of term(x) over the window, elements in the window inside the input, inside
+// input + padding) for float types; padding adds nothing.
 template <typename Term, typename Finish>
 void sum_pool(const kernels::WindowShape& s, const char* op, OpContext& ctx, Term term, Finish finish) {
   const Tensor& x = ctx.in(0);
@@ -214,13 +214,15 @@ void sum_pool(const kernels::WindowShape& s, const char* op, OpContext& ctx, Ter
     using T = decltype(tag);
     const T* px = x.values<T>();
     T* py = y.mutable_values<T>();
-    for_each_plane(g, static_cast<int64_t>(x.dims[0] * x.dims[1]), ctx.pool, [&](int64_t p, WindowWalker& w) {
+    for_each_plane(g, x.dims[0] * x.dims[1], ctx.pool, [&](int64_t p) {
       const T* plane = px + p * in_size;
-      for (int64_t j = 0; j < out_size; ++j, w.next()) {
-        Acc<T> sum = 0;
-        w.visit([&](int64_t off) { sum += term(load(plane[off])); });
-        py[p * out_size + j] = store<T>(finish(sum, w));
-      }
+      int64_t o = p * out_size;
+      for (int64_t r = 0; r < g.out_rows(); ++r)
+        for (int64_t j = 0; j < g.row_length(); ++j, ++o) {
+          Acc<T> sum = 0;
+          g.visit(r, j, [&](int64_t off) { sum += term(load(plane[off])); });
+          py[o] = store<T>(finish(sum, g.count(r, j), g.padded_count(r, j)));
+        }
     });
   });
 }
@@ -230,8 +232,8 @@ void sum_pool(const kernels::WindowShape& s, const char* op, OpContext& ctx, Ter
 void average_pool(const kernels::WindowShape& s, bool count_include_pad, OpContext& ctx) {
   sum_pool(
       s, "AveragePool", ctx, [](auto v) { return v; },
-      [count_include_pad](auto sum, const WindowWalker& w) {
-        const int64_t n = count_include_pad ? w.padded_count() : w.count();
+      [count_include_pad](auto sum, int64_t count, int64_t padded) {
+        const int64_t n = count_include_pad ? padded : count;
         return n > 0 ? sum / static_cast<decltype(sum)>(n) : sum;
       });
 }
@@ -240,7 +242,7 @@ void average_pool(const kernels::WindowShape& s, bool count_include_pad, OpConte
 void lp_pool(const kernels::WindowShape& s, double p, OpContext& ctx) {
   sum_pool(
       s, "LpPool", ctx, [p](auto v) { return static_cast<decltype(v)>(std::pow(std::abs(v), p)); },
-      [p](auto sum, const WindowWalker&) { return static_cast<decltype(sum)>(std::pow(sum, 1.0 / p)); });
+      [p](auto sum, int64_t, int64_t) { return static_cast<decltype(sum)>(std::pow(sum, 1.0 / p)); });
 }
 
 // LpPool-1 has a float p, later versions an int.
@@ -253,33 +255,39 @@ double lp_order(const ir::Node& n) {
 
 // ---- MaxUnpool -----------------------------------------------------------------------------
 
-// Y = zeros with X's elements placed at the flat positions Indices gives (as MaxPool made them).
+// Y = zeros with X's elements placed where Indices says (as MaxPool made them). Indices are
+// flat positions in the shape MaxPool's input is inferred to have, (out - 1) * stride +
+// kernel - pads; an explicit output_shape (which may be larger, as when that input had an
+// odd size) receives each element at the same coordinates.
 void max_unpool(const WindowAttrs& a, OpContext& ctx) {
   const Tensor& x = ctx.in(0);
   const Tensor& ind = ctx.in(1);
   if (ind.dtype != DType::Int64 || ind.dims != x.dims) bad_input("I {} must be int64 shaped like X {}", describe(ind), describe(x));
-  std::vector<int64_t> y_dims;
-  if (ctx.has_input(2)) {
-    y_dims = to_int64s(ctx.in(2));
-    if (y_dims.size() != x.dims.size()) bad_input("output_shape has {} values, X has rank {}", y_dims.size(), x.dims.size());
-  } else {
-    // The size MaxPool's input had: (out - 1) * stride + kernel - pads.
-    const std::vector<int64_t> spatial = spatial_dims(x);
-    const size_t rank = spatial.size();
-    if (a.kernel_shape.size() != rank) bad_input("kernel_shape has {} values, expected {}", a.kernel_shape.size(), rank);
-    const std::vector<int64_t> strides = ones_or(a.strides, rank, "strides");
-    const std::vector<int64_t> pads = pads_or_zeros(a, rank);
-    y_dims = {x.dims[0], x.dims[1]};
-    for (size_t d = 0; d < rank; ++d)
-      y_dims.push_back((spatial[d] - 1) * strides[d] + a.kernel_shape[d] - pads[d] - pads[rank + d]);
-  }
+  const std::vector<int64_t> spatial = spatial_dims(x);
+  const size_t rank = spatial.size();
+  if (a.kernel_shape.size() != rank) bad_input("kernel_shape has {} values, expected {}", a.kernel_shape.size(), rank);
+  const std::vector<int64_t> strides = ones_or(a.strides, rank, "strides");
+  const std::vector<int64_t> pads = pads_or_zeros(a, rank);
+  std::vector<int64_t> inferred = {x.dims[0], x.dims[1]};
+  for (size_t d = 0; d < rank; ++d)
+    inferred.push_back((spatial[d] - 1) * strides[d] + a.kernel_shape[d] - pads[d] - pads[rank + d]);
+  const std::vector<int64_t> y_dims = ctx.has_input(2) ? to_int64s(ctx.in(2)) : inferred;
+  if (y_dims.size() != inferred.size()) bad_input("output_shape has {} values, X has rank {}", y_dims.size(), x.dims.size());
+
   Tensor& y = ctx.set_out(0, new_zero_tensor(x.dtype, y_dims));
+  const std::vector<int64_t> from_strides = strides_of(inferred), to_strides = strides_of(y_dims);
+  const int64_t positions = product(inferred);
   const size_t width = ir::traits(x.dtype).bits / 8;
   const int64_t* pi = ind.values<int64_t>();
-  const int64_t y_count = static_cast<int64_t>(y.numel());
   for (uint64_t i = 0; i < x.numel(); ++i) {
-    if (pi[i] < 0 || pi[i] >= y_count) bad_input("I holds {}, outside Y of {} elements", pi[i], y_count);
-    std::memcpy(y.data.mutable_data() + pi[i] * width, x.data.data() + i * width, width);
+    if (pi[i] < 0 || pi[i] >= positions) bad_input("I holds {}, outside the unpooled shape's {} positions", pi[i], positions);
+    int64_t to = 0;
+    for (size_t d = 0; d < inferred.size(); ++d) {
+      const int64_t coord = pi[i] / from_strides[d] % inferred[d];
+      if (coord >= y_dims[d]) bad_input("I holds {}, outside output_shape", pi[i]);
+      to += coord * to_strides[d];
+    }
+    std::memcpy(y.data.mutable_data() + to * width, x.data.data() + i * width, width);
   }
 }
 

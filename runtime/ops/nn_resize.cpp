@@ -11,8 +11,6 @@
 #include <limits>
 #include <optional>
 
-#include <fmt/format.h>
-
 #include "runtime/ops/nn_common.h"
 
 namespace slmops::runtime::ops {
@@ -231,41 +229,54 @@ void gather_nearest(const Tensor& x, const std::vector<Axis>& axes, const std::v
   });
 }
 
-// One interpolation pass along `axis` of the float tensor `x` (shape `dims`), which becomes
-// out long: y[o, j, i] = sum over taps of weight * x[o, index, i].
-std::vector<float> interpolate_axis(const std::vector<float>& x, std::vector<int64_t>& dims, size_t axis, const Axis& a,
-                                    const Taps& taps, float extrapolation, ThreadPool* pool) {
-  const int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1);
-  std::vector<float> y(static_cast<size_t>(outer * a.out * inner));
-  const int64_t rows = outer * a.out;
-  parallel_range(pool, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(inner * taps.n, 1)), [&](int64_t r0, int64_t r1) {
+// One interpolation pass along `axis` of the float tensor x, which becomes a.out long:
+// y[o, j, i] = sum over the taps of j of weight * x[o, index, i].
+Tensor interpolate_axis(const Tensor& x, size_t axis, const Axis& a, const Taps& taps, float extrapolation,
+                        ThreadPool* pool) {
+  std::vector<int64_t> dims = x.dims;
+  dims[axis] = a.out;
+  Tensor y = new_tensor(DType::Float, dims);
+  const int64_t inner = product(dims, axis + 1);
+  const int64_t rows = product(dims, 0, axis + 1);  // (o, j) pairs
+  const float* px = x.values<float>();
+  float* py = y.mutable_values<float>();
+  parallel_range(pool, rows, std::max<int64_t>(1, 4096 / (inner * taps.n)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t o = r / a.out, j = r % a.out;
-      float* dst = y.data() + r * inner;
+      float* dst = py + r * inner;
       if (taps.outside[j]) {
         std::fill(dst, dst + inner, extrapolation);
         continue;
       }
+      const int64_t* index = &taps.index[j * taps.n];
+      const float* weight = &taps.weight[j * taps.n];
+      const float* src = px + o * a.in * inner;
+      if (inner == 1) {  // the last axis: one dot product per output
+        float v = 0;
+        for (int64_t t = 0; t < taps.n; ++t) v += weight[t] * src[index[t]];
+        *dst = v;
+        continue;
+      }
       std::fill(dst, dst + inner, 0.0f);
       for (int64_t t = 0; t < taps.n; ++t) {
-        const float w = taps.weight[j * taps.n + t];
-        if (w == 0) continue;
-        const float* src = x.data() + (o * a.in + taps.index[j * taps.n + t]) * inner;
-        for (int64_t i = 0; i < inner; ++i) dst[i] += w * src[i];
+        if (weight[t] == 0) continue;
+        const float* line = src + index[t] * inner;
+        for (int64_t i = 0; i < inner; ++i) dst[i] += weight[t] * line[i];
       }
     }
   });
-  dims[axis] = a.out;
   return y;
 }
 
-// Float values back to `dt`: integer types round to nearest and saturate.
-Tensor from_float_values(const std::vector<float>& v, DType dt, const std::vector<int64_t>& dims) {
-  Tensor t = new_tensor(dt, dims);
+// A float tensor converted to `dt`: integer types round to nearest and saturate.
+Tensor from_float_rounded(const Tensor& f, DType dt) {
+  Tensor t = new_tensor(dt, f.dims);
+  const float* v = f.values<float>();
+  const auto n = static_cast<int64_t>(f.numel());
   dispatch<kNumeric>(dt, "Resize", [&](auto tag) {
     using T = decltype(tag);
     T* p = t.mutable_values<T>();
-    for (size_t i = 0; i < v.size(); ++i) {
+    for (int64_t i = 0; i < n; ++i) {
       if constexpr (std::is_integral_v<T>) {
         const double r = std::nearbyint(static_cast<double>(v[i]));
         p[i] = static_cast<T>(std::clamp(r, static_cast<double>(std::numeric_limits<T>::lowest()),
@@ -292,12 +303,10 @@ void resize(const ResizeAttrs& r, const Tensor& x, const std::vector<Axis>& axes
     gather_nearest(x, axes, taps, r.extrapolation, ctx.set_out(0, new_tensor(x.dtype, out_dims)), ctx.pool);
     return;
   }
-  const Tensor xf = to_float_tensor(x);
-  std::vector<float> v(xf.values<float>(), xf.values<float>() + xf.numel());
-  std::vector<int64_t> dims = x.dims;
+  Tensor y = to_float_tensor(x);
   for (size_t d = axes.size(); d-- > 0;)
-    if (!taps[d].identity(axes[d])) v = interpolate_axis(v, dims, d, axes[d], taps[d], r.extrapolation, ctx.pool);
-  ctx.set_out(0, from_float_values(v, x.dtype, dims));
+    if (!taps[d].identity(axes[d])) y = interpolate_axis(y, d, axes[d], taps[d], r.extrapolation, ctx.pool);
+  ctx.set_out(0, x.dtype == DType::Float ? y : from_float_rounded(y, x.dtype));
 }
 
 // ---- inputs --------------------------------------------------------------------------------

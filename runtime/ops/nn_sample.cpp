@@ -27,10 +27,15 @@ double reflect(double x, double lo, double hi) {
   return from_low ? lo + r : hi - r;
 }
 
-// One input sample along one spatial dim: its index (-1: a zero from the padding) and weight.
-struct Tap {
-  int64_t index;
-  double weight;
+// The input samples along one spatial dim that an output reads: index (-1: a zero from the
+// padding) and weight of each.
+struct Taps {
+  struct Tap {
+    int64_t index;
+    double weight;
+  };
+  Tap tap[4];
+  int n;
 };
 
 class GridSampleKernel : public Kernel {
@@ -65,6 +70,7 @@ class GridSampleKernel : public Kernel {
     const std::vector<int64_t> in(x.dims.begin() + 2, x.dims.end());
     const std::vector<int64_t> in_strides = strides_of(in);
     const int64_t in_size = product(in), out_size = product(grid.dims, 1, rank + 1);
+    if (in_size == 0 && out_size != 0) bad_input("X {} has nothing to sample", describe(x_in));
     std::vector<int64_t> y_dims = {batch, channels};
     y_dims.insert(y_dims.end(), grid.dims.begin() + 1, grid.dims.end() - 1);
     Tensor y = new_tensor(DType::Float, y_dims);
@@ -81,9 +87,10 @@ class GridSampleKernel : public Kernel {
         for (size_t d = 0; d < rank; ++d) {
           const double coord = pg[p * static_cast<int64_t>(rank) + static_cast<int64_t>(rank - 1 - d)];
           next.clear();
-          for (const Tap& t : taps(coord, in[d], rank))
-            if (t.index >= 0)
-              for (auto [off, w] : samples) next.emplace_back(off + t.index * in_strides[d], w * t.weight);
+          const Taps t = taps(coord, in[d], rank);
+          for (int i = 0; i < t.n; ++i)
+            if (t.tap[i].index >= 0)
+              for (auto [off, w] : samples) next.emplace_back(off + t.tap[i].index * in_strides[d], w * t.tap[i].weight);
           samples.swap(next);
         }
         for (int64_t c = 0; c < channels; ++c) {
@@ -100,7 +107,7 @@ class GridSampleKernel : public Kernel {
  private:
   // The taps along a dim of `size` elements for normalized coordinate `g`, as PyTorch's
   // grid_sample (which ONNX follows) computes them.
-  std::vector<Tap> taps(double g, int64_t size, size_t rank) const {
+  Taps taps(double g, int64_t size, size_t rank) const {
     const auto fsize = static_cast<double>(size);
     // Normalized -1 / 1 are the centres of the corner elements (align_corners) or their
     // outer edges; [lo, hi] is that span in input coordinates.
@@ -118,15 +125,16 @@ class GridSampleKernel : public Kernel {
       if (padding_ == Padding::Border) return std::clamp<int64_t>(i, 0, size - 1);
       return static_cast<int64_t>(reflect(static_cast<double>(i), lo, hi));
     };
-    if (mode_ == SampleMode::Nearest) return {{pad(static_cast<int64_t>(v)), 1.0}};
+    if (mode_ == SampleMode::Nearest) return {{{pad(static_cast<int64_t>(v)), 1.0}}, 1};
     const double base = std::floor(v), t = v - base;
     const auto b = static_cast<int64_t>(base);
-    if (mode_ == SampleMode::Linear) return {{pad(b), 1 - t}, {pad(b + 1), t}};
+    if (mode_ == SampleMode::Linear) return {{{pad(b), 1 - t}, {pad(b + 1), t}}, 2};
     constexpr double kA = -0.75;
-    return {{pad(b - 1), cubic_weight(kA, t + 1)},
-            {pad(b), cubic_weight(kA, t)},
-            {pad(b + 1), cubic_weight(kA, 1 - t)},
-            {pad(b + 2), cubic_weight(kA, 2 - t)}};
+    return {{{pad(b - 1), cubic_weight(kA, t + 1)},
+             {pad(b), cubic_weight(kA, t)},
+             {pad(b + 1), cubic_weight(kA, 1 - t)},
+             {pad(b + 2), cubic_weight(kA, 2 - t)}},
+            4};
   }
 
   bool align_corners_;

@@ -38,7 +38,8 @@ std::vector<C> broadcast_values(const Tensor& t, const std::vector<int64_t>& sha
     if (t.dims.size() > shape.size() || broadcast_shapes({t.dims, shape}) != shape)
       bad_input("{} {} does not broadcast to the normalized shape", what, describe(t));
     std::array<std::vector<int64_t>, 1> strides = {broadcast_strides(t.dims, shape)};
-    for_each_broadcast<1>(shape, strides, [&](int64_t o, const std::array<int64_t, 1>& off) { out[o] = load(p[off[0]]); });
+    for_each_broadcast<1>(shape, strides,
+                          [&](int64_t o, const std::array<int64_t, 1>& off) { out[o] = load(p[off[0]]); });
   });
   return out;
 }
@@ -231,11 +232,12 @@ void mean_variance_norm(const ir::Node& n, OpContext& ctx) {
   const Tensor mean = reduce(x, reduced, ReduceKind::Mean, true, ctx.pool);
   const Tensor sum_sq = reduce(x, reduced, ReduceKind::SumSquare, true, ctx.pool);
   const double count = static_cast<double>(x.numel()) / static_cast<double>(mean.numel());
-  ctx.set_out(0, map_with_stats<2>(x, {mean, sum_sq}, "MeanVarianceNormalization", [count](auto v, const auto& s) {
+  auto normalize = [count](auto v, const auto& s) {  // s = {E[x], Σx²}
     using C = decltype(v);
     const C mean_sq = s[1] / static_cast<C>(count);
     return (v - s[0]) / (std::sqrt(mean_sq - s[0] * s[0]) + C(1e-9));
-  }));
+  };
+  ctx.set_out(0, map_with_stats<2>(x, {mean, sum_sq}, "MeanVarianceNormalization", normalize));
 }
 
 // ---- LRN -----------------------------------------------------------------------------------
@@ -248,7 +250,8 @@ void lrn(const ir::Node& n, OpContext& ctx) {
   if (x.dims.size() < 2) bad_input("input has rank {}, expected at least 2", x.dims.size());
   const int64_t size = n.attr_int("size", 0);
   if (size <= 0) bad_input("attribute size is {}, expected a positive window", size);
-  const double alpha = n.attr_float("alpha", 1e-4f), beta = n.attr_float("beta", 0.75f), bias = n.attr_float("bias", 1.0f);
+  const double alpha = n.attr_float("alpha", 1e-4f), beta = n.attr_float("beta", 0.75f);
+  const double bias = n.attr_float("bias", 1.0f);
   const int64_t channels = x.dims[1], len = product(x.dims, 2);
   const int64_t before = (size - 1) / 2, after = size - 1 - before;
   Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
@@ -272,7 +275,8 @@ void lrn(const ir::Node& n, OpContext& ctx) {
         }
       }
     };
-    ctx.pool->parallel_for(x.dims[0] * channels, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, len * size)), run);
+    const int64_t work = std::max<int64_t>(1, len * size);
+    ctx.pool->parallel_for(x.dims[0] * channels, std::max<int64_t>(1, kGrainElements / work), run);
   });
 }
 

@@ -30,7 +30,8 @@ using real_t = std::conditional_t<std::is_floating_point_v<C>, C, double>;
 template <typename C>
 struct MeanOp : SumOp<C> {
   C finish(C a, int64_t count) const {
-    if constexpr (std::is_integral_v<C>) return count ? static_cast<C>(a / static_cast<C>(count)) : C(0);
+    if constexpr (std::is_integral_v<C>)
+      return count ? static_cast<C>(a / static_cast<std::common_type_t<C, int64_t>>(count)) : C(0);
     else return a / static_cast<C>(count);
   }
 };
@@ -39,22 +40,26 @@ template <typename C>
 struct ProdOp {
   using Acc = C;
   Acc init() const { return C(1); }
-  Acc step(Acc a, C x) const { return a * x; }
-  Acc merge(Acc a, Acc b) const { return a * b; }
+  template <typename V>
+  V step(V a, V x) const { return a * x; }
+  template <typename V>
+  V merge(V a, V b) const { return a * b; }
   C finish(Acc a, int64_t) const { return a; }
 };
 
 template <typename C>
 struct L1Op : SumOp<C> {
-  C step(C a, C x) const {
+  template <typename V>
+  V step(V a, V x) const {
     if constexpr (std::is_unsigned_v<C>) return a + x;
-    else return a + (x < C(0) ? C(-x) : x);
+    else return a + (x < C(0) ? -x : x);
   }
 };
 
 template <typename C>
 struct SumSquareOp : SumOp<C> {
-  C step(C a, C x) const { return a + x * x; }
+  template <typename V>
+  V step(V a, V x) const { return a + x * x; }
 };
 
 // sqrt(Σ x²)
@@ -148,7 +153,7 @@ void reduce_typed(const ReduceLayout& L, const T* x, T* y, const Op& op, ThreadP
         red.seek(0);
         for (int64_t r = 0; r < L.runs; ++r, red.next())
           for_blocks(x + kept.offset() + red.offset(), L.inner, scratch,
-                     [&](const C* p, int64_t, int64_t len) { acc = fold(op, acc, p, len); });
+                     [&](const C* p, int64_t len) { acc = fold(op, acc, p, len); });
         y[j] = store<T>(op.finish(acc, L.count));
       }
     });
@@ -168,9 +173,7 @@ void reduce_typed(const ReduceLayout& L, const T* x, T* y, const Op& op, ThreadP
       acc.assign(len, op.init());
       red.seek(0);
       for (int64_t r = 0; r < L.runs; ++r, red.next())
-        for_blocks(x + kept.offset() + red.offset() + c0, len, scratch, [&](const C* p, int64_t, int64_t) {
-          for (int64_t i = 0; i < len; ++i) acc[i] = op.step(acc[i], p[i]);
-        });
+        fold_into(op, acc.data(), as_compute(x + kept.offset() + red.offset() + c0, len, scratch), len);
       T* out = y + o * L.inner + c0;
       for (int64_t i = 0; i < len; ++i) out[i] = store<T>(op.finish(acc[i], L.count));
     }
@@ -276,7 +279,7 @@ void reg_arg(const char* name, Better better) {
       auto wins = [&](C v, C best) { return better(v, best) || (last && v == best); };
       // For each outer index: the best value and its index, kept per inner column; the rows
       // of the axis are scanned in order so the inner loop is contiguous.
-      const int64_t grain = std::max<int64_t>(1, kGrainElements / (s.axis * s.inner));
+      const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, s.axis * s.inner));
       ctx.pool->parallel_for(s.outer, grain, [&](int64_t b, int64_t e) {
         std::vector<C> best(s.inner);
         for (int64_t o = b; o < e; ++o) {

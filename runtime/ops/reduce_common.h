@@ -2,8 +2,10 @@
 // compute types, vectorizable folds, the [outer, axis, inner] view of a tensor, the generic
 // multi-axis reduction and the softmax rows that SoftmaxCrossEntropyLoss reuses.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -32,22 +34,23 @@ inline T store(compute_t<T> v) {
   else return v;
 }
 
-// Rows are converted to the compute type in blocks of this many elements.
+// Elements per block: of conversions to the compute type, of the column blocks of strided
+// loops, and of the partial sums in fold.
 inline constexpr int64_t kBlock = 512;
 
-// Calls f(p, begin, len) over [0, n) in blocks, where p points at elements [begin, begin+len)
+// Calls f(p, len) for consecutive blocks of x[0, n), with p pointing at the block's elements
 // as compute_t<T>: into `x` itself when T is its own compute type (one block), else into
 // `scratch` after conversion (blocks of kBlock).
 template <typename T, typename F>
 void for_blocks(const T* x, int64_t n, std::vector<compute_t<T>>& scratch, F&& f) {
   if constexpr (std::is_same_v<T, compute_t<T>>) {
-    f(x, int64_t{0}, n);
+    f(x, n);
   } else {
     scratch.resize(static_cast<size_t>(std::min(n, kBlock)));
     for (int64_t b = 0; b < n; b += kBlock) {
       const int64_t len = std::min(kBlock, n - b);
       for (int64_t i = 0; i < len; ++i) scratch[i] = load(x[b + i]);
-      f(static_cast<const compute_t<T>*>(scratch.data()), b, len);
+      f(static_cast<const compute_t<T>*>(scratch.data()), len);
     }
   }
 }
@@ -85,14 +88,44 @@ void commit(const compute_t<T>* p, T* y, int64_t n) {
 // ---- folds ---------------------------------------------------------------------------------
 // A fold op over compute type C: init() is the identity, step(acc, x) adds one element,
 // merge(a, b) joins two partial accumulators, finish(acc, count) gives the result of folding
-// `count` elements. All reductions (Reduce*, softmax, norms) are written with these.
+// `count` elements. All reductions (Reduce*, softmax, norms) are written with these. Ops
+// whose accumulator is C itself write step and merge as templates, so that they also run
+// lane-wise on SIMD vectors of C (see fold).
+
+// A GCC vector of C at the baseline SIMD width (16 bytes: SSE2, NEON); arithmetic,
+// comparisons and ?: work on it lane by lane.
+template <typename C>
+struct simd {
+  typedef C type __attribute__((vector_size(16)));
+};
+template <typename C>
+using simd_t = typename simd<C>::type;
+
+template <typename C>
+simd_t<C> load_simd(const C* p) {
+  simd_t<C> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename C>
+void store_simd(C* p, simd_t<C> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// Whether Op folds C through SIMD vectors: floating point with a plain C accumulator.
+// (Integer folds are left to the compiler's own vectorizer.)
+template <typename Op, typename C>
+inline constexpr bool kSimdFold =
+    (std::is_same_v<C, float> || std::is_same_v<C, double>)&&std::is_same_v<typename Op::Acc, C>;
 
 template <typename C>
 struct SumOp {
   using Acc = C;
   Acc init() const { return C(0); }
-  Acc step(Acc a, C x) const { return a + x; }
-  Acc merge(Acc a, Acc b) const { return a + b; }
+  template <typename V>
+  V step(V a, V x) const { return a + x; }
+  template <typename V>
+  V merge(V a, V b) const { return a + b; }
   C finish(Acc a, int64_t) const { return a; }
 };
 
@@ -101,10 +134,12 @@ template <typename C>
 struct SquaredDeviationOp : SumOp<C> {
   C center;
   explicit SquaredDeviationOp(C c) : center(c) {}
-  C step(C a, C x) const { return a + (x - center) * (x - center); }
+  template <typename V>
+  V step(V a, V x) const { return a + (x - center) * (x - center); }
 };
 
-// Max and Min propagate NaN (like numpy): once the accumulator is NaN, comparisons keep it.
+// Max and Min propagate NaN (like numpy): x != x is true for a NaN x, and once the
+// accumulator is NaN no comparison replaces it.
 template <typename C>
 struct MaxOp {
   using Acc = C;
@@ -112,8 +147,10 @@ struct MaxOp {
     if constexpr (std::is_floating_point_v<C>) return -std::numeric_limits<C>::infinity();
     else return std::numeric_limits<C>::lowest();
   }
-  Acc step(Acc a, C x) const { return (x > a || x != x) ? x : a; }
-  Acc merge(Acc a, Acc b) const { return step(a, b); }
+  template <typename V>
+  V step(V a, V x) const { return (x > a || x != x) ? x : a; }
+  template <typename V>
+  V merge(V a, V b) const { return step(a, b); }
   C finish(Acc a, int64_t) const { return a; }
 };
 
@@ -124,23 +161,32 @@ struct MinOp {
     if constexpr (std::is_floating_point_v<C>) return std::numeric_limits<C>::infinity();
     else return std::numeric_limits<C>::max();
   }
-  Acc step(Acc a, C x) const { return (x < a || x != x) ? x : a; }
-  Acc merge(Acc a, Acc b) const { return step(a, b); }
+  template <typename V>
+  V step(V a, V x) const { return (x < a || x != x) ? x : a; }
+  template <typename V>
+  V merge(V a, V b) const { return step(a, b); }
   C finish(Acc a, int64_t) const { return a; }
 };
 
-// Folds x[0, n) into `acc` with 8 independent lanes, which the compiler turns into SIMD
-// (the order of additions differs from a sequential fold).
+// Folds x[0, n) into `acc`. SIMD folds keep four vectors of partial accumulators, merged
+// into `acc` every kBlock elements (blocked summation: the rounding error of a long float
+// sum grows with the block count, not the element count); the order of additions differs
+// from a sequential fold.
 template <typename Op, typename C>
 typename Op::Acc fold(const Op& op, typename Op::Acc acc, const C* x, int64_t n) {
-  constexpr int64_t kLanes = 8;
   int64_t i = 0;
-  if (n >= kLanes) {
-    typename Op::Acc lane[kLanes];
-    for (auto& l : lane) l = op.init();
-    for (; i + kLanes <= n; i += kLanes)
-      for (int64_t w = 0; w < kLanes; ++w) lane[w] = op.step(lane[w], x[i + w]);
-    for (const auto& l : lane) acc = op.merge(acc, l);
+  if constexpr (kSimdFold<Op, C>) {
+    using V = simd_t<C>;
+    constexpr int64_t kWidth = sizeof(V) / sizeof(C), kVectors = 4, kStep = kWidth * kVectors;
+    static_assert(kBlock % kStep == 0);
+    while (i + kStep <= n) {
+      V part[kVectors];
+      for (V& p : part) p = V{} + op.init();
+      for (const int64_t end = std::min(n, i + kBlock); i + kStep <= end; i += kStep)
+        for (int64_t k = 0; k < kVectors; ++k) part[k] = op.step(part[k], load_simd(x + i + k * kWidth));
+      for (int64_t k = 1; k < kVectors; ++k) part[0] = op.merge(part[0], part[k]);
+      for (int64_t w = 0; w < kWidth; ++w) acc = op.merge(acc, part[0][w]);
+    }
   }
   for (; i < n; ++i) acc = op.step(acc, x[i]);
   return acc;
@@ -149,6 +195,17 @@ typename Op::Acc fold(const Op& op, typename Op::Acc acc, const C* x, int64_t n)
 template <typename Op, typename C>
 typename Op::Acc fold(const Op& op, const C* x, int64_t n) {
   return fold(op, op.init(), x, n);
+}
+
+// acc[i] = step(acc[i], x[i]) for i in [0, n): folds a row into a row of accumulators.
+template <typename Op, typename C>
+void fold_into(const Op& op, typename Op::Acc* acc, const C* x, int64_t n) {
+  int64_t i = 0;
+  if constexpr (kSimdFold<Op, C>) {
+    constexpr int64_t kWidth = sizeof(simd_t<C>) / sizeof(C);
+    for (; i + kWidth <= n; i += kWidth) store_simd(acc + i, op.step(load_simd(acc + i), load_simd(x + i)));
+  }
+  for (; i < n; ++i) acc[i] = op.step(acc[i], x[i]);
 }
 
 // ---- shapes --------------------------------------------------------------------------------

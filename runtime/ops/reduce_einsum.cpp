@@ -66,7 +66,8 @@ Equation parse_equation(std::string eq, const std::vector<const Tensor*>& xs) {
     if (e == std::string::npos) break;
     b = e + 1;
   }
-  if (terms.size() != xs.size()) bad_input("equation '{}' has {} operands, the node {} inputs", eq, terms.size(), xs.size());
+  if (terms.size() != xs.size())
+    bad_input("equation '{}' has {} operands, the node {} inputs", eq, terms.size(), xs.size());
   // How many dimensions each ellipsis stands for.
   std::vector<int64_t> ellipsis_rank(terms.size());
   int64_t ellipsis_max = 0;
@@ -79,7 +80,8 @@ Equation parse_equation(std::string eq, const std::vector<const Tensor*>& xs) {
     ellipsis_max = std::max(ellipsis_max, ellipsis_rank[i]);
   }
   Equation r;
-  for (size_t i = 0; i < terms.size(); ++i) r.inputs.push_back(expand_ellipsis(terms[i], ellipsis_rank[i], ellipsis_max));
+  for (size_t i = 0; i < terms.size(); ++i)
+    r.inputs.push_back(expand_ellipsis(terms[i], ellipsis_rank[i], ellipsis_max));
   if (arrow != std::string::npos) {
     r.output = expand_ellipsis(parse_term(eq.substr(arrow + 2), eq), ellipsis_max, ellipsis_max);
   } else {
@@ -189,7 +191,8 @@ void batched_matmul(const T* a, const T* b, T* c, int64_t batch, int64_t M, int6
     if (across) pool->parallel_for(batch, 1, run);
     else run(0, batch);
   } else {
-    pool->parallel_for(batch * M, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, K * N)), [&](int64_t r0, int64_t r1) {
+    // Rows r of all the products, in i-k-j order so that B and C rows stream.
+    auto rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* ar = a + r * K;
         const T* bm = b + (r / M) * K * N;
@@ -198,7 +201,8 @@ void batched_matmul(const T* a, const T* b, T* c, int64_t batch, int64_t M, int6
         for (int64_t k = 0; k < K; ++k)
           for (int64_t n = 0; n < N; ++n) cr[n] += ar[k] * bm[k * N + n];
       }
-    });
+    };
+    pool->parallel_for(batch * M, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, K * N)), rows);
   }
 }
 
@@ -209,7 +213,11 @@ Operand contract(Operand a, Operand b, Needed needed, ThreadPool* pool) {
   a = sum_out(std::move(a), [&](int l) { return needed(l) || has(b.labels, l); }, pool);
   b = sum_out(std::move(b), [&](int l) { return needed(l) || has(a.labels, l); }, pool);
   Labels batch, left, summed, right;
-  for (int l : a.labels) (has(b.labels, l) ? (needed(l) ? batch : summed) : left).push_back(l);
+  for (int l : a.labels) {
+    if (!has(b.labels, l)) left.push_back(l);
+    else if (needed(l)) batch.push_back(l);
+    else summed.push_back(l);
+  }
   for (int l : b.labels)
     if (!has(a.labels, l)) right.push_back(l);
   auto concat = [](std::initializer_list<const Labels*> parts) {
@@ -222,7 +230,8 @@ Operand contract(Operand a, Operand b, Needed needed, ThreadPool* pool) {
   const size_t nb = batch.size(), nl = left.size(), ns = summed.size();
   const std::vector<int64_t>& da = pa.t.dims;
   const std::vector<int64_t>& db = pb.t.dims;
-  const int64_t B = product(da, 0, nb), M = product(da, nb, nb + nl), K = product(da, nb + nl), N = product(db, nb + ns);
+  const int64_t B = product(da, 0, nb), M = product(da, nb, nb + nl);
+  const int64_t K = product(da, nb + nl), N = product(db, nb + ns);
   Operand r;
   r.labels = concat({&batch, &left, &right});
   std::vector<int64_t> dims(da.begin(), da.begin() + nb + nl);

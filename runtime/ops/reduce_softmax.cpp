@@ -9,50 +9,65 @@
 namespace slmops::runtime::ops::reduction {
 namespace {
 
-// exp(x) in place for x <= 0 (softmax inputs minus the row maximum). Floats go four at a
-// time through GCC vector types of the baseline SIMD width (SSE2, NEON):
+// exp(x) in place for x <= 0 (softmax inputs minus the row maximum), a SIMD vector F of
+// floats at a time (GCC vector extensions, so any target gets SIMD code):
 //   exp(x) = 2^n · exp(r),  n = round(x / ln 2),  r = x - n·ln 2 ∈ [-ln2/2, ln2/2],
 // exp(r) from the Cephes expf polynomial (relative error about 2e-7). Inputs below -87.3
 // give 2^-126 instead of underflowing, which no softmax output can tell from 0; NaN stays NaN.
-using f32x4 = float __attribute__((vector_size(16)));
-using i32x4 = int32_t __attribute__((vector_size(16)));
-
-inline f32x4 exp_nonpositive(f32x4 x) {
+template <typename F>
+[[gnu::always_inline]] inline void exp_vector(float* y) {
+  typedef int32_t I __attribute__((vector_size(sizeof(F))));
   constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer held in the low mantissa bits
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo, n·hi exact
   constexpr float kMin = -87.33654f;                                   // ln 2^-126
-  x = x < kMin ? f32x4{} + kMin : x;
-  const f32x4 t = x * kLog2e + kRound;
-  const f32x4 n = t - kRound;
-  const f32x4 r = (x - n * kLn2Hi) - n * kLn2Lo;
-  f32x4 p = f32x4{} + 1.9875691500e-4f;
+  F x;
+  std::memcpy(&x, y, sizeof x);
+  x = x < kMin ? F{} + kMin : x;
+  const F t = x * kLog2e + kRound;
+  const F n = t - kRound;
+  const F r = (x - n * kLn2Hi) - n * kLn2Lo;
+  F p = F{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // 2^n from its exponent bits; n is the integer in t's low mantissa bits.
-  const i32x4 e = std::bit_cast<i32x4>(t) - std::bit_cast<int32_t>(kRound);
-  return p * std::bit_cast<f32x4>((e + 127) << 23);
+  // 2^n from its exponent bits; n is the integer in t's low mantissa bits. (The builtin
+  // bit cast: std::bit_cast would pass AVX vectors by value outside AVX code.)
+  const I e = __builtin_bit_cast(I, t) - std::bit_cast<int32_t>(kRound);
+  x = p * __builtin_bit_cast(F, (e + 127) << 23);
+  std::memcpy(y, &x, sizeof x);
 }
 
-void exp_inplace(float* y, int64_t n) {
-  constexpr int64_t kWidth = 4;
+template <typename F>
+[[gnu::always_inline]] inline void exp_inplace_as(float* y, int64_t n) {
+  constexpr int64_t kWidth = sizeof(F) / sizeof(float);
   int64_t i = 0;
-  f32x4 v;
-  for (; i + kWidth <= n; i += kWidth) {
-    std::memcpy(&v, y + i, sizeof v);
-    v = exp_nonpositive(v);
-    std::memcpy(y + i, &v, sizeof v);
-  }
+  for (; i + kWidth <= n; i += kWidth) exp_vector<F>(y + i);
   if (i < n) {  // the tail, padded with zeros
-    v = f32x4{};
-    std::memcpy(&v, y + i, (n - i) * sizeof(float));
-    v = exp_nonpositive(v);
-    std::memcpy(y + i, &v, (n - i) * sizeof(float));
+    float tail[kWidth] = {};
+    std::memcpy(tail, y + i, (n - i) * sizeof(float));
+    exp_vector<F>(tail);
+    std::memcpy(y + i, tail, (n - i) * sizeof(float));
   }
+}
+
+typedef float f32x4 __attribute__((vector_size(16)));  // baseline SIMD: SSE2, NEON
+
+#if defined(__x86_64__) || defined(__i386__)
+// Eight lanes wide, compiled for (and only called on) CPUs with AVX2 and FMA.
+typedef float f32x8 __attribute__((vector_size(32)));
+__attribute__((target("avx2,fma"))) void exp_inplace_avx2(float* y, int64_t n) { exp_inplace_as<f32x8>(y, n); }
+#endif
+
+void exp_inplace(float* y, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) return exp_inplace_avx2(y, n);
+#endif
+  exp_inplace_as<f32x4>(y, n);
 }
 void exp_inplace(double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(y[i]);
@@ -81,13 +96,12 @@ template <typename C>
 void softmax_columns(const C* x, C* y, int64_t rows, int64_t stride, int64_t len, bool log, C* m, C* s) {
   std::fill(m, m + len, MaxOp<C>{}.init());
   std::fill(s, s + len, C(0));
-  for (int64_t k = 0; k < rows; ++k)
-    for (int64_t i = 0; i < len; ++i) m[i] = MaxOp<C>{}.step(m[i], x[k * stride + i]);
+  for (int64_t k = 0; k < rows; ++k) fold_into(MaxOp<C>{}, m, x + k * stride, len);
   for (int64_t k = 0; k < rows; ++k) {
     C* yr = y + k * stride;
     for (int64_t i = 0; i < len; ++i) yr[i] = x[k * stride + i] - m[i];
     exp_inplace(yr, len);
-    for (int64_t i = 0; i < len; ++i) s[i] += yr[i];
+    fold_into(SumOp<C>{}, s, yr, len);
   }
   if (log) {
     for (int64_t i = 0; i < len; ++i) s[i] = std::log(s[i]);

@@ -16,9 +16,8 @@ const std::vector<Tensor>& sequence_in(const OpContext& ctx, size_t i) {
 }
 
 // The position given by input i, checked against [-size, size - 1] (or [-size, size] when
-// `one_past_end`) and made non-negative; `fallback` when the input is omitted.
-size_t position_in(const OpContext& ctx, size_t i, size_t size, bool one_past_end, size_t fallback) {
-  if (!ctx.has_input(i)) return fallback;
+// `one_past_end`) and made non-negative.
+size_t position_in(const OpContext& ctx, size_t i, size_t size, bool one_past_end) {
   const int64_t n = static_cast<int64_t>(size);
   const int64_t p = read_int64(ctx.in(i), "input 'position'");
   if (p < -n || p > (one_past_end ? n : n - 1))
@@ -50,20 +49,21 @@ void register_sequence_basics() {
     std::vector<Tensor> seq = sequence_in(ctx, 0);
     const Tensor& t = ctx.in(1);
     check_same_type(seq, t);
-    seq.insert(seq.begin() + position_in(ctx, 2, seq.size(), true, seq.size()), t);
+    const size_t at = ctx.has_input(2) ? position_in(ctx, 2, seq.size(), true) : seq.size();
+    seq.insert(seq.begin() + at, t);
     set_sequence(ctx, std::move(seq));
   }));
 
   register_kernel("", "SequenceAt", 11, simple_kernel([](const ir::Node&, OpContext& ctx) {
     const std::vector<Tensor>& seq = sequence_in(ctx, 0);
-    if (!ctx.has_input(1)) bad_input("input 'position' is missing");
-    ctx.set_out(0, seq[position_in(ctx, 1, seq.size(), false, 0)]);
+    ctx.set_out(0, seq[position_in(ctx, 1, seq.size(), false)]);
   }));
 
   register_kernel("", "SequenceErase", 11, simple_kernel([](const ir::Node&, OpContext& ctx) {
     std::vector<Tensor> seq = sequence_in(ctx, 0);
     if (seq.empty()) bad_input("cannot erase from an empty sequence");
-    seq.erase(seq.begin() + position_in(ctx, 1, seq.size(), false, seq.size() - 1));
+    const size_t at = ctx.has_input(1) ? position_in(ctx, 1, seq.size(), false) : seq.size() - 1;
+    seq.erase(seq.begin() + at);
     set_sequence(ctx, std::move(seq));
   }));
 
@@ -115,20 +115,19 @@ class SequenceMapKernel : public Kernel {
     if (body_.input_count() != n.inputs.size() || body_.output_count() != n.outputs.size())
       bad_input("attribute 'body' has {} inputs and {} outputs, but the node has {} and {}", body_.input_count(),
                 body_.output_count(), n.inputs.size(), n.outputs.size());
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (!n.inputs[i]) bad_input("input {} is empty; every input must be given", i);
   }
 
   void run(OpContext& ctx) override {
     const size_t count = sequence_in(ctx, 0).size();
     for (size_t i = 1; i < ctx.input_count(); ++i)
-      if (ctx.inputs[i] && ctx.inputs[i]->kind == RValue::Kind::Sequence && ctx.inputs[i]->sequence.size() != count)
+      if (ctx.inputs[i]->kind == RValue::Kind::Sequence && ctx.inputs[i]->sequence.size() != count)
         bad_input("input {} has {} elements, but input 0 has {}", i, ctx.inputs[i]->sequence.size(), count);
     std::vector<std::vector<Tensor>> results(ctx.output_count());
     for (size_t e = 0; e < count; ++e) {
       std::vector<RValue> in;
-      for (size_t i = 0; i < ctx.input_count(); ++i) {
-        RValue v = input_value(ctx, i);
-        in.push_back(v.kind == RValue::Kind::Sequence ? RValue::of(v.sequence[e]) : std::move(v));
-      }
+      for (const RValue* v : ctx.inputs) in.push_back(v->kind == RValue::Kind::Sequence ? RValue::of(v->sequence[e]) : *v);
       std::vector<RValue> out = body_.run(std::move(in), ctx);
       for (size_t k = 0; k < out.size(); ++k)
         results[k].push_back(expect_tensor(out[k], fmt::format("body output {}", k)));
@@ -150,7 +149,7 @@ void register_optional_ops() {
   }));
 
   register_kernel("", "OptionalHasElement", 15, simple_kernel([](const ir::Node&, OpContext& ctx) {
-    ctx.set_out(0, scalar_bool(ctx.input_count() > 0 && ctx.inputs[0] && ctx.inputs[0]->kind != RValue::Kind::None));
+    ctx.set_out(0, scalar_bool(ctx.has_input(0)));
   }));
 
   register_kernel("", "OptionalGetElement", 15, simple_kernel([](const ir::Node&, OpContext& ctx) {

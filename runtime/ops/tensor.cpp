@@ -13,18 +13,6 @@
 namespace slmops::runtime::ops {
 namespace {
 
-// Element conversions through double (16-bit floats through float).
-template <typename T>
-double to_f64(T v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return to_f32(v);
-  else return static_cast<double>(v);
-}
-template <typename T>
-T from_f64(double v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return from_f32<T>(static_cast<float>(v));
-  else return static_cast<T>(v);
-}
-
 Tensor int64_tensor(std::vector<int64_t> dims, const std::vector<int64_t>& values) {
   return Tensor::from_values("", DType::Int64, std::move(dims), values);
 }
@@ -52,17 +40,17 @@ struct FixedKernel : Kernel {
 // Constant's value: a tensor (value) or a scalar / 1-D list of floats, ints or strings.
 Tensor constant_value(const ir::Node& n) {
   for (const ir::Attribute& a : n.attributes) {
-    const int64_t count = static_cast<int64_t>(a.ints.size() + a.floats.size() + a.strings.size());
+    auto length = [](const auto& list) { return static_cast<int64_t>(list.size()); };
     if (a.name == "value") {
       if (!a.t || !a.t->has_data()) bad_input("attribute value has no data");
       return *a.t;
     }
     if (a.name == "value_float") return Tensor::from_values<float>("", DType::Float, {}, {a.f});
-    if (a.name == "value_floats") return Tensor::from_values("", DType::Float, {count}, a.floats);
+    if (a.name == "value_floats") return Tensor::from_values("", DType::Float, {length(a.floats)}, a.floats);
     if (a.name == "value_int") return int64_tensor({}, {a.i});
-    if (a.name == "value_ints") return int64_tensor({count}, a.ints);
+    if (a.name == "value_ints") return int64_tensor({length(a.ints)}, a.ints);
     if (a.name == "value_string") return string_tensor({}, {a.s});
-    if (a.name == "value_strings") return string_tensor({count}, a.strings);
+    if (a.name == "value_strings") return string_tensor({length(a.strings)}, a.strings);
     if (a.name == "sparse_value") bad_input("attribute sparse_value is not supported");
   }
   bad_input("Constant has no value attribute");
@@ -125,7 +113,7 @@ void reg_constants() {
     dispatch(dt, "EyeLike", [&](auto tag) {
       using T = decltype(tag);
       T* out = y.mutable_values<T>();
-      for (int64_t i = std::max<int64_t>(0, -k); i < rows && i + k < cols; ++i) out[i * cols + i + k] = from_f64<T>(1);
+      for (int64_t i = std::max<int64_t>(0, -k); i < rows && i + k < cols; ++i) out[i * cols + i + k] = cast_value<T>(1);
     });
   }));
 }
@@ -142,27 +130,31 @@ double uniform53(std::mt19937& gen) {
 // Inference returns the input (and a mask of ones). Training keeps each element with
 // probability 1 - ratio and scales it: y = x · keep / (1 - ratio). The keep mask follows
 // ONNX's reference, np.random.seed(seed); keep = np.random.uniform(0, 1, x.shape) >= ratio,
-// so seeded runs reproduce its outputs; without a seed the stream is random.
+// so seeded runs reproduce its outputs; without a seed the stream is random. `mask_type`
+// is the mask's type in inference (training exists from opset 12 on, with a bool mask).
 void dropout(const ir::Node& n, OpContext& ctx, double ratio, bool training, DType mask_type) {
   const Tensor& x = ctx.in(0);
-  const int64_t count = static_cast<int64_t>(x.numel());
-  std::vector<double> keep(count, 1.0);
+  const bool want_mask = ctx.output_count() > 1;
   if (!training || ratio == 0) {
     ctx.set_out(0, x);
-  } else {
-    if (ratio < 0 || ratio >= 1) bad_input("ratio {} is not in [0, 1)", ratio);
-    std::mt19937 gen(n.attr("seed") ? static_cast<uint32_t>(n.attr_int("seed", 0)) : std::random_device{}());
-    for (double& k : keep) k = uniform53(gen) >= ratio ? 1.0 : 0.0;
-    const double scale = 1 / (1 - ratio);
-    Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
-    dispatch<kFloats | kHalfs>(x.dtype, "Dropout", [&](auto tag) {
-      using T = decltype(tag);
-      const T* in = x.values<T>();
-      T* out = y.mutable_values<T>();
-      for (int64_t i = 0; i < count; ++i) out[i] = from_f64<T>(to_f64(in[i]) * keep[i] * scale);
-    });
+    if (want_mask) fill_with(ctx.set_out(1, new_tensor(mask_type, x.dims)), tensor_from_doubles(mask_type, {}, {1}), ctx.pool);
+    return;
   }
-  if (ctx.output_count() > 1) ctx.set_out(1, tensor_from_doubles(mask_type, x.dims, keep));
+  if (ratio < 0 || ratio >= 1) bad_input("ratio {} is not in [0, 1)", ratio);
+  const int64_t count = static_cast<int64_t>(x.numel());
+  Tensor keep = new_tensor(DType::Bool, x.dims);
+  bool* k = keep.mutable_values<bool>();
+  std::mt19937 gen(n.attr("seed") ? static_cast<uint32_t>(n.attr_int("seed", 0)) : std::random_device{}());
+  for (int64_t i = 0; i < count; ++i) k[i] = uniform53(gen) >= ratio;
+  const double scale = 1 / (1 - ratio);
+  Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
+  dispatch<kFloats | kHalfs>(x.dtype, "Dropout", [&](auto tag) {
+    using T = decltype(tag);
+    const T* in = x.values<T>();
+    T* out = y.mutable_values<T>();
+    for (int64_t i = 0; i < count; ++i) out[i] = k[i] ? cast_value<T>(cast_value<double>(in[i]) * scale) : T{};
+  });
+  if (want_mask) ctx.set_out(1, std::move(keep));
 }
 
 void reg_identity_dropout() {
@@ -305,8 +297,8 @@ void reg_shrink() {
       T* out = y.mutable_values<T>();
       ctx.pool->parallel_for(static_cast<int64_t>(x.numel()), 1 << 14, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
-          const double v = to_f64(in[i]);
-          out[i] = from_f64<T>(v < -lambd ? v + bias : v > lambd ? v - bias : 0.0);
+          const double v = cast_value<double>(in[i]);
+          out[i] = cast_value<T>(v < -lambd ? v + bias : v > lambd ? v - bias : 0.0);
         }
       });
     });

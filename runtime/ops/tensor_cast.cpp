@@ -9,19 +9,6 @@
 namespace slmops::runtime::ops {
 namespace {
 
-template <typename T>
-constexpr bool is_half_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
-
-// One value of type From as type To: 16-bit floats go through float, bool is "non-zero".
-template <typename To, typename From>
-To convert(From v) {
-  if constexpr (std::is_same_v<To, From>) return v;
-  else if constexpr (is_half_v<From>) return convert<To>(to_f32(v));
-  else if constexpr (is_half_v<To>) return from_f32<To>(static_cast<float>(v));
-  else if constexpr (std::is_same_v<To, bool>) return v != From(0);
-  else return static_cast<To>(v);
-}
-
 // ---- number -> string (numpy's str() of a scalar) -------------------------------------------
 
 // The shortest "d.ddde±XX" that reads back as v: to_chars for float and double; for 16-bit
@@ -29,7 +16,7 @@ To convert(From v) {
 template <typename T>
 std::string shortest_scientific(T v) {
   char buf[64];
-  if constexpr (is_half_v<T>) {
+  if constexpr (is_16bit_float_v<T>) {
     const float f = to_f32(v);
     for (int precision = 0;; ++precision) {
       const auto end = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific, precision).ptr;
@@ -46,7 +33,7 @@ std::string shortest_scientific(T v) {
 // 1e-4 <= |v| < 1e16 and zero ("0.5", "100.0"), scientific otherwise ("1e-05", "1.5e+16").
 template <typename T>
 std::string float_text(T v) {
-  const double d = convert<double>(v);
+  const double d = cast_value<double>(v);
   const double a = std::fabs(d);
   if (std::isnan(a)) return "nan";
   if (std::isinf(a)) return d > 0 ? "inf" : "-inf";
@@ -101,7 +88,7 @@ T from_text(const std::string& s) {
   const double v = std::is_same_v<T, float> ? std::strtof(begin, &end) : std::strtod(begin, &end);
   while (end && std::isspace(static_cast<unsigned char>(*end))) ++end;
   if (end == begin || *end != '\0') bad_input("cannot read \"{}\" as a number", s);
-  return convert<T>(v);
+  return cast_value<T>(v);
 }
 
 // ---- Cast ----------------------------------------------------------------------------------
@@ -130,7 +117,7 @@ Tensor cast(const Tensor& x, DType to, ThreadPool* pool) {
         const From* in = x.values<From>();
         To* out = y.mutable_values<To>();
         pool->parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) out[i] = convert<To>(in[i]);
+          for (int64_t i = b; i < e; ++i) out[i] = cast_value<To>(in[i]);
         });
       });
     });

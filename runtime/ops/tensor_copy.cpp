@@ -5,18 +5,21 @@
 namespace slmops::runtime::ops {
 namespace {
 
-// Elements per parallel chunk: below this, threading costs more than it saves.
-constexpr int64_t kGrainElements = 1 << 15;
-// Side of the square blocks a transposing copy works in (32x32 elements of up to 8 bytes
-// fit L1 together with their source lines).
-constexpr int64_t kTile = 32;
+// Side of the square blocks a transposing copy works in: rows of at least 32 bytes, and
+// small enough for L1.
+template <typename T>
+constexpr int64_t kTile = sizeof(T) == 1 ? 64 : 32;
+
+void add_axis(StridedCopy& c, int64_t dim, int64_t src_stride, int64_t dst_stride) {
+  c.dims.push_back(dim);
+  c.src_strides.push_back(src_stride);
+  c.dst_strides.push_back(dst_stride);
+}
 
 // Drops unit axes and merges neighbours that are contiguous in both layouts: axes k and
 // k+1 merge when stride[k] == stride[k+1]·dims[k+1] on the source and destination sides.
 StridedCopy simplified(const StridedCopy& c) {
-  StridedCopy s;
-  s.src_offset = c.src_offset;
-  s.dst_offset = c.dst_offset;
+  StridedCopy s{{}, {}, {}, c.src_offset, c.dst_offset};
   for (size_t k = 0; k < c.dims.size(); ++k) {
     if (c.dims[k] == 1) continue;
     if (!s.dims.empty() && s.src_strides.back() == c.src_strides[k] * c.dims[k] &&
@@ -24,26 +27,18 @@ StridedCopy simplified(const StridedCopy& c) {
       s.dims.back() *= c.dims[k];
       s.src_strides.back() = c.src_strides[k];
       s.dst_strides.back() = c.dst_strides[k];
-      continue;
+    } else {
+      add_axis(s, c.dims[k], c.src_strides[k], c.dst_strides[k]);
     }
-    s.dims.push_back(c.dims[k]);
-    s.src_strides.push_back(c.src_strides[k]);
-    s.dst_strides.push_back(c.dst_strides[k]);
   }
   return s;
 }
 
-// The axes of `c` except those in `skip`, as their own copy (the "outer" loop of a kernel).
+// The axes of `c` except those in `skip`, as their own copy (the outer loops of a kernel).
 StridedCopy without_axes(const StridedCopy& c, std::initializer_list<size_t> skip) {
-  StridedCopy o;
-  o.src_offset = c.src_offset;
-  o.dst_offset = c.dst_offset;
-  for (size_t k = 0; k < c.dims.size(); ++k) {
-    if (std::find(skip.begin(), skip.end(), k) != skip.end()) continue;
-    o.dims.push_back(c.dims[k]);
-    o.src_strides.push_back(c.src_strides[k]);
-    o.dst_strides.push_back(c.dst_strides[k]);
-  }
+  StridedCopy o{{}, {}, {}, c.src_offset, c.dst_offset};
+  for (size_t k = 0; k < c.dims.size(); ++k)
+    if (std::find(skip.begin(), skip.end(), k) == skip.end()) add_axis(o, c.dims[k], c.src_strides[k], c.dst_strides[k]);
   return o;
 }
 
@@ -92,36 +87,49 @@ void copy_rows(const T* src, T* dst, const StridedCopy& c, ThreadPool* pool) {
   const size_t last = c.dims.size() - 1;
   const int64_t n = c.dims[last], ss = c.src_strides[last], ds = c.dst_strides[last];
   const StridedCopy outer = without_axes(c, {last});
-  pool->parallel_for(product(outer.dims), std::max<int64_t>(1, kGrainElements / n), [&](int64_t b, int64_t e) {
+  pool->parallel_for(product(outer.dims), std::max<int64_t>(1, kCopyGrainElements / n), [&](int64_t b, int64_t e) {
     Cursor cur(outer, b);
     for (int64_t r = b; r < e; ++r, cur.next()) copy_run(src + cur.src, ss, dst + cur.dst, ds, n);
   });
 }
 
+// Copies the block d[x·ds + y] = s[x + y·ss], x < nx, y < ny (both <= kTile<T>), through a
+// local buffer: rows of s are read and rows of d written contiguously. Walking a column
+// directly would touch one cache line per element, and with power-of-two strides all those
+// lines fall into the same cache set and evict each other.
+template <typename T>
+void transpose_block(const T* s, int64_t ss, T* d, int64_t ds, int64_t nx, int64_t ny) {
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    T buf[kTile<T>][kTile<T>];
+    for (int64_t y = 0; y < ny; ++y) std::copy_n(s + y * ss, nx, buf[y]);
+    for (int64_t x = 0; x < nx; ++x)
+      for (int64_t y = 0; y < ny; ++y) d[x * ds + y] = buf[y][x];
+  } else {
+    for (int64_t x = 0; x < nx; ++x)
+      for (int64_t y = 0; y < ny; ++y) d[x * ds + y] = s[x + y * ss];
+  }
+}
+
 // A transposing copy: axis `a` is contiguous in the source and the last axis is contiguous
-// in the destination, so either side's runs would stride through the other. Copies in
-// kTile x kTile blocks over (a, last) so that both stay in cache.
+// in the destination. Copies kTile x kTile blocks over (a, last).
 template <typename T>
 void copy_tiled(const T* src, T* dst, const StridedCopy& c, size_t a, ThreadPool* pool) {
   const size_t last = c.dims.size() - 1;
   const int64_t na = c.dims[a], nl = c.dims[last];
   const int64_t dst_stride_a = c.dst_strides[a], src_stride_l = c.src_strides[last];
-  const int64_t tiles_l = (nl + kTile - 1) / kTile;
-  const int64_t tiles = (na + kTile - 1) / kTile * tiles_l;  // per index of the outer axes
+  constexpr int64_t tile = kTile<T>;
+  const int64_t tiles_l = (nl + tile - 1) / tile;
+  const int64_t tiles = (na + tile - 1) / tile * tiles_l;  // per index of the outer axes
   const StridedCopy outer = without_axes(c, {a, last});
   const int64_t items = product(outer.dims) * tiles;
-  pool->parallel_for(items, std::max<int64_t>(1, kGrainElements / (kTile * kTile)), [&](int64_t b, int64_t e) {
+  pool->parallel_for(items, std::max<int64_t>(1, kCopyGrainElements / (tile * tile)), [&](int64_t b, int64_t e) {
     int64_t outer_index = b / tiles;
     Cursor cur(outer, outer_index);
     for (int64_t item = b; item < e; ++item) {
       for (; outer_index < item / tiles; ++outer_index) cur.next();
-      const int64_t t = item % tiles;
-      const int64_t a0 = t / tiles_l * kTile, a1 = std::min(na, a0 + kTile);
-      const int64_t l0 = t % tiles_l * kTile, l1 = std::min(nl, l0 + kTile);
-      const T* s = src + cur.src;
-      T* d = dst + cur.dst;
-      for (int64_t x = a0; x < a1; ++x)
-        for (int64_t y = l0; y < l1; ++y) d[x * dst_stride_a + y] = s[x + y * src_stride_l];
+      const int64_t x0 = item % tiles / tiles_l * tile, y0 = item % tiles_l * tile;
+      transpose_block(src + cur.src + x0 + y0 * src_stride_l, src_stride_l, dst + cur.dst + x0 * dst_stride_a + y0,
+                      dst_stride_a, std::min(tile, na - x0), std::min(tile, nl - y0));
     }
   });
 }
@@ -158,13 +166,23 @@ void strided_copy(const Tensor& src, Tensor& dst, const StridedCopy& copy, Threa
   });
 }
 
+Tensor copy_to_new(const Tensor& src, const StridedCopy& copy, const std::vector<int64_t>& dims, ThreadPool* pool) {
+  const StridedCopy c = simplified(copy);
+  const bool unchanged = ir::element_count(dims) == src.numel() && c.src_offset == 0 &&
+                         (c.dims.empty() || (c.dims.size() == 1 && c.src_strides[0] == 1));
+  if (unchanged) return reshaped(src, dims);
+  Tensor dst = new_tensor(src.dtype, dims);
+  strided_copy(src, dst, c, pool);
+  return dst;
+}
+
 void fill_with(Tensor& dst, const Tensor& value, ThreadPool* pool) {
   if (value.numel() < 1) bad_input("the fill value is empty");
   dispatch_width(dst.dtype, "this op", [&](auto tag) {
     using T = decltype(tag);
     const T v = elements<T>(value)[0];
     T* d = mutable_elements<T>(dst);
-    pool->parallel_for(static_cast<int64_t>(dst.numel()), kGrainElements,
+    pool->parallel_for(static_cast<int64_t>(dst.numel()), kCopyGrainElements,
                        [&](int64_t b, int64_t e) { std::fill(d + b, d + e, v); });
   });
 }

@@ -11,6 +11,9 @@
 
 namespace slmops::runtime::ops {
 
+// Elements per parallel chunk of a copy: below this, threading costs more than it saves.
+inline constexpr int64_t kCopyGrainElements = 1 << 15;
+
 // A storage word of W bytes (complex128 and other wide types).
 template <size_t W>
 struct alignas(W) Word {
@@ -62,6 +65,10 @@ struct StridedCopy {
 // Merges axes that are contiguous in both layouts, copies contiguous runs with memcpy and
 // blocks transposes into cache-sized tiles; large copies run on `pool`.
 void strided_copy(const Tensor& src, Tensor& dst, const StridedCopy& c, ThreadPool* pool);
+
+// A new tensor of shape `dims` written by `c` (a copy into contiguous storage, as made by
+// into_contiguous); `src` itself, reshaped, when the copy would reproduce it unchanged.
+Tensor copy_to_new(const Tensor& src, const StridedCopy& c, const std::vector<int64_t>& dims, ThreadPool* pool);
 
 // Sets every element of `dst` to the first element of `value` (same element type).
 void fill_with(Tensor& dst, const Tensor& value, ThreadPool* pool);

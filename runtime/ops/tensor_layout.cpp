@@ -10,7 +10,7 @@
 namespace slmops::runtime::ops {
 namespace {
 
-// [0, 1, ..., count - 1]: the default axes of Slice and Pad.
+// [0, 1, ..., count - 1].
 std::vector<int64_t> all_axes(int64_t count) {
   std::vector<int64_t> axes(count);
   for (int64_t i = 0; i < count; ++i) axes[i] = i;
@@ -23,9 +23,9 @@ void reg_transpose() {
   register_kernel("", "Transpose", 1, simple_kernel([](const ir::Node& n, OpContext& ctx) {
     const Tensor& x = ctx.in(0);
     const size_t rank = x.dims.size();
-    std::vector<int64_t> perm = n.attr_ints("perm");
-    if (!n.attr("perm"))  // default: reverse the axes
-      for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
+    std::vector<int64_t> perm = all_axes(static_cast<int64_t>(rank));
+    if (n.attr("perm")) perm = n.attr_ints("perm");
+    else std::reverse(perm.begin(), perm.end());  // the default
     std::vector<bool> seen(rank, false);
     if (perm.size() != rank) bad_input("perm has {} entries for an input of rank {}", perm.size(), rank);
     for (int64_t& p : perm) {
@@ -40,8 +40,7 @@ void reg_transpose() {
       dims[i] = x.dims[perm[i]];
       strides[i] = in_strides[perm[i]];
     }
-    Tensor& y = ctx.set_out(0, new_tensor(x.dtype, dims));
-    strided_copy(x, y, StridedCopy::into_contiguous(dims, strides), ctx.pool);
+    ctx.set_out(0, copy_to_new(x, StridedCopy::into_contiguous(dims, strides), dims, ctx.pool));
   }));
 }
 
@@ -123,8 +122,7 @@ void reg_split(int since) {
     for (size_t i = 0; i < lengths.size(); ++i) {
       std::vector<int64_t> dims = x.dims;
       dims[axis] = lengths[i];
-      Tensor& y = ctx.set_out(i, new_tensor(x.dtype, dims));
-      strided_copy(x, y, StridedCopy::into_contiguous(dims, in_strides, offset * in_strides[axis]), ctx.pool);
+      ctx.set_out(i, copy_to_new(x, StridedCopy::into_contiguous(dims, in_strides, offset * in_strides[axis]), dims, ctx.pool));
       offset += lengths[i];
     }
   }));
@@ -179,8 +177,7 @@ void reg_slice(int since) {
       if (size > 0) offset += start * in_strides[axis];
       strides[axis] = step * in_strides[axis];
     }
-    Tensor& y = ctx.set_out(0, new_tensor(x.dtype, dims));
-    strided_copy(x, y, StridedCopy::into_contiguous(dims, strides, offset), ctx.pool);
+    ctx.set_out(0, copy_to_new(x, StridedCopy::into_contiguous(dims, strides, offset), dims, ctx.pool));
   }));
 }
 
@@ -190,8 +187,7 @@ void reg_expand() {
   register_kernel("", "Expand", 8, simple_kernel([](const ir::Node&, OpContext& ctx) {
     const Tensor& x = ctx.in(0);
     const auto dims = broadcast_shapes({x.dims, to_int64s(ctx.in(1))});
-    Tensor& y = ctx.set_out(0, new_tensor(x.dtype, dims));
-    strided_copy(x, y, StridedCopy::into_contiguous(dims, broadcast_strides(x.dims, dims)), ctx.pool);
+    ctx.set_out(0, copy_to_new(x, StridedCopy::into_contiguous(dims, broadcast_strides(x.dims, dims)), dims, ctx.pool));
   }));
 }
 
@@ -210,8 +206,7 @@ void tile(OpContext& ctx, const std::vector<int64_t>& repeats) {
     view_dims.insert(view_dims.end(), {repeats[k], x.dims[k]});
     view_strides.insert(view_strides.end(), {0, in_strides[k]});
   }
-  Tensor& y = ctx.set_out(0, new_tensor(x.dtype, dims));
-  strided_copy(x, y, StridedCopy::into_contiguous(view_dims, view_strides), ctx.pool);
+  ctx.set_out(0, copy_to_new(x, StridedCopy::into_contiguous(view_dims, view_strides), dims, ctx.pool));
 }
 
 void reg_tile() {
@@ -303,7 +298,7 @@ void pad_gather(const Tensor& x, Tensor& y, const std::vector<std::vector<int64_
   const auto runs = runs_of(maps[last]);
   const auto in_strides = strides_of(x.dims);
   const int64_t rows = product(y.dims, 0, last);
-  pool->parallel_for(rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(row_len, 1)), [&](int64_t b, int64_t e) {
+  pool->parallel_for(rows, std::max<int64_t>(1, kCopyGrainElements / row_len), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       T* out = dst + r * row_len;
       int64_t base = 0;  // offset of the source row, -1 when the row is padding
@@ -338,6 +333,10 @@ void pad(OpContext& ctx, const std::vector<int64_t>& pads, std::optional<std::ve
     const int64_t axis = normalize_axis((*axes)[i], rank);
     before[axis] = pads[i];
     after[axis] = pads[i + count];
+  }
+  if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) {
+    ctx.set_out(0, x);
+    return;
   }
   std::vector<int64_t> dims(rank);
   std::vector<std::vector<int64_t>> maps(rank);

@@ -1,0 +1,185 @@
+// Integer convolutions: ConvInteger (int32 output) and QLinearConv (requantized output), any
+// number of spatial dimensions, groups, strides, dilations, explicit pads and auto_pad. Each
+// image and group is an im2col (padding with the input zero point, so padded taps contribute
+// nothing) followed by the integer GEMM W[M/g, C/g * k] x col[C/g * k, out pixels] with the
+// weight zero points per output channel.
+#include <algorithm>
+
+#include "runtime/kernels/qgemm.h"
+#include "runtime/ops/quant_common.h"
+
+namespace slmops::runtime::ops::quant {
+namespace {
+
+struct ConvGeom {
+  int64_t batch = 1, C = 1, M = 1, group = 1;
+  std::vector<int64_t> in, k, out, stride, dil, pad_begin;
+  int64_t in_size = 1, out_size = 1, k_size = 1;
+  std::vector<int64_t> out_dims;
+};
+
+ConvGeom conv_geometry(const ir::Node& n, const char* op, const std::vector<int64_t>& x, const std::vector<int64_t>& w) {
+  if (x.size() < 3 || w.size() != x.size()) bad_input("{}: X must be [N, C, ...] and W [M, C/group, ...] of the same rank", op);
+  ConvGeom g;
+  const size_t r = x.size() - 2;
+  g.batch = x[0];
+  g.C = x[1];
+  g.M = w[0];
+  g.group = n.attr_int("group", 1);
+  if (g.group <= 0 || g.C % g.group != 0 || g.M % g.group != 0 || w[1] != g.C / g.group)
+    bad_input("{}: channels {} / weight {} do not match group {}", op, g.C, w[1], g.group);
+  g.in.assign(x.begin() + 2, x.end());
+  g.k.assign(w.begin() + 2, w.end());
+  if (auto ks = n.attr_ints("kernel_shape"); !ks.empty() && ks != g.k) bad_input("{}: kernel_shape differs from W", op);
+  g.stride = n.attr_ints("strides");
+  if (g.stride.empty()) g.stride.assign(r, 1);
+  g.dil = n.attr_ints("dilations");
+  if (g.dil.empty()) g.dil.assign(r, 1);
+  std::vector<int64_t> pads = n.attr_ints("pads");
+  if (pads.empty()) pads.assign(2 * r, 0);
+  if (g.stride.size() != r || g.dil.size() != r || pads.size() != 2 * r) bad_input("{}: attribute ranks differ", op);
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  g.out.resize(r);
+  g.pad_begin.resize(r);
+  for (size_t d = 0; d < r; ++d) {
+    const int64_t ext = (g.k[d] - 1) * g.dil[d] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      g.out[d] = (g.in[d] + g.stride[d] - 1) / g.stride[d];
+      const int64_t total = std::max<int64_t>(0, (g.out[d] - 1) * g.stride[d] + ext - g.in[d]);
+      g.pad_begin[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    } else if (auto_pad == "VALID") {
+      g.out[d] = (g.in[d] - ext) / g.stride[d] + 1;
+      g.pad_begin[d] = 0;
+    } else {
+      g.out[d] = (g.in[d] + pads[d] + pads[d + r] - ext) / g.stride[d] + 1;
+      g.pad_begin[d] = pads[d];
+    }
+    if (g.out[d] < 0) g.out[d] = 0;
+    g.in_size *= g.in[d];
+    g.out_size *= g.out[d];
+    g.k_size *= g.k[d];
+  }
+  g.out_dims = {g.batch, g.M};
+  g.out_dims.insert(g.out_dims.end(), g.out.begin(), g.out.end());
+  return g;
+}
+
+// col[(c * k_size + kk) * P + p] for the Cg channels starting at x (one image, one group).
+void im2col(const ConvGeom& g, const uint8_t* x, int64_t channels, uint8_t pad, uint8_t* col) {
+  const size_t r = g.in.size();
+  const int64_t P = g.out_size;
+  std::vector<int64_t> kidx(r), o(r);
+  for (int64_t c = 0; c < channels; ++c) {
+    const uint8_t* xc = x + c * g.in_size;
+    for (int64_t kk = 0; kk < g.k_size; ++kk) {
+      for (int64_t t = kk, d = static_cast<int64_t>(r) - 1; d >= 0; --d) {
+        kidx[d] = t % g.k[d];
+        t /= g.k[d];
+      }
+      uint8_t* dst = col + (c * g.k_size + kk) * P;
+      std::fill(o.begin(), o.end(), 0);
+      const int64_t inner = g.out[r - 1];
+      for (int64_t p = 0; p < P; p += inner) {
+        // Offset of the row in x and whether the outer coordinates are inside.
+        bool inside = true;
+        int64_t off = 0;
+        for (size_t d = 0; d + 1 < r; ++d) {
+          const int64_t i = o[d] * g.stride[d] - g.pad_begin[d] + kidx[d] * g.dil[d];
+          if (i < 0 || i >= g.in[d]) inside = false;
+          off = off * g.in[d] + i;
+        }
+        const size_t d = r - 1;
+        for (int64_t j = 0; j < inner; ++j) {
+          const int64_t i = j * g.stride[d] - g.pad_begin[d] + kidx[d] * g.dil[d];
+          dst[p + j] = inside && i >= 0 && i < g.in[d] ? xc[off * g.in[d] + i] : pad;
+        }
+        for (int dd = static_cast<int>(r) - 2; dd >= 0; --dd) {
+          if (++o[dd] < g.out[dd]) break;
+          o[dd] = 0;
+        }
+      }
+    }
+  }
+}
+
+// The int32 convolution (without bias) into acc [batch, M, P].
+void conv_integer(OpContext& ctx, const ConvGeom& g, const Tensor& X, const Tensor& W, int32_t x_zp,
+                  const std::vector<int32_t>& w_zp, int32_t* acc) {
+  const bool xs = X.dtype == DType::Int8, ws = W.dtype == DType::Int8;
+  const int64_t cg = g.C / g.group, mg = g.M / g.group, kdim = cg * g.k_size, P = g.out_size;
+  std::vector<uint8_t> col(static_cast<size_t>(kdim * P));
+  const uint8_t* x = X.data.data();
+  const uint8_t* w = W.data.data();
+  const bool per_channel = w_zp.size() > 1;
+  if (per_channel && static_cast<int64_t>(w_zp.size()) != g.M)
+    bad_input("weight zero point has {} values for {} output channels", w_zp.size(), g.M);
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      const uint8_t* xg = x + (b * g.C + gi * cg) * g.in_size;
+      im2col(g, xg, cg, static_cast<uint8_t>(x_zp), col.data());
+      kernels::QZeroPoints za;
+      if (!w_zp.empty()) za = {w_zp.data() + (per_channel ? gi * mg : 0), per_channel};
+      kernels::QZeroPoints zb{&x_zp, false};
+      kernels::qgemm(mg, P, kdim, w + gi * mg * kdim, kdim, ws, za, col.data(), P, xs, zb,
+                     acc + (b * g.M + gi * mg) * P, P, ctx.pool);
+    }
+}
+
+bool int8ish(DType t) { return t == DType::UInt8 || t == DType::Int8; }
+
+void conv_integer_op(const ir::Node& n, OpContext& ctx) {
+  const Tensor& X = ctx.in(0);
+  const Tensor& W = ctx.in(1);
+  if (!int8ish(X.dtype) || !int8ish(W.dtype)) bad_input("ConvInteger supports uint8/int8 inputs");
+  const ConvGeom g = conv_geometry(n, "ConvInteger", X.dims, W.dims);
+  const int32_t x_zp = ctx.has_input(2) ? int_values(ctx.in(2))[0] : 0;
+  const std::vector<int32_t> w_zp = ctx.has_input(3) ? int_values(ctx.in(3)) : std::vector<int32_t>{};
+  Tensor& y = ctx.set_out(0, new_tensor(DType::Int32, g.out_dims));
+  conv_integer(ctx, g, X, W, x_zp, w_zp, y.mutable_values<int32_t>());
+}
+
+void qlinear_conv_op(const ir::Node& n, OpContext& ctx) {
+  const Tensor& X = ctx.in(0);
+  const Tensor& W = ctx.in(3);
+  if (!int8ish(X.dtype) || !int8ish(W.dtype)) bad_input("QLinearConv supports uint8/int8 inputs");
+  const ConvGeom g = conv_geometry(n, "QLinearConv", X.dims, W.dims);
+  const float x_scale = float_values(ctx.in(1))[0];
+  const int32_t x_zp = int_values(ctx.in(2))[0];
+  const auto w_scale = float_values(ctx.in(4));
+  const std::vector<int32_t> w_zp = int_values(ctx.in(5));
+  const float y_scale = float_values(ctx.in(6))[0];
+  const Tensor& yzp_t = ctx.in(7);
+  if (!int8ish(yzp_t.dtype)) unsupported_type(yzp_t.dtype, "QLinearConv output");
+  const int32_t y_zp = int_values(yzp_t)[0];
+  if (w_scale.size() != 1 && static_cast<int64_t>(w_scale.size()) != g.M)
+    bad_input("QLinearConv: w_scale has {} values for {} output channels", w_scale.size(), g.M);
+  std::vector<float> scale(w_scale.size());
+  for (size_t i = 0; i < w_scale.size(); ++i) scale[i] = x_scale * w_scale[i] / y_scale;
+  std::vector<int32_t> bias;
+  if (ctx.has_input(8)) bias = int_values(ctx.in(8));
+  const int64_t P = g.out_size;
+  std::vector<int32_t> acc(static_cast<size_t>(g.batch * g.M * P));
+  conv_integer(ctx, g, X, W, x_zp, w_zp, acc.data());
+  Tensor& y = ctx.set_out(0, new_tensor(yzp_t.dtype, g.out_dims));
+  uint8_t* out = y.mutable_values<uint8_t>();
+  const QRange r = qrange(yzp_t.dtype);
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t m = 0; m < g.M; ++m) {
+      const float s = scale[scale.size() == 1 ? 0 : m];
+      const uint32_t bm = bias.empty() ? 0 : static_cast<uint32_t>(bias[m]);
+      const int64_t base = (b * g.M + m) * P;
+      for (int64_t p = 0; p < P; ++p) {
+        const int32_t v = static_cast<int32_t>(static_cast<uint32_t>(acc[base + p]) + bm);
+        out[base + p] = static_cast<uint8_t>(requantize_value(v, s, y_zp, r));
+      }
+    }
+}
+
+}  // namespace
+
+void register_quant_conv_ops() {
+  register_kernel("", "ConvInteger", 10, simple_kernel(conv_integer_op));
+  register_kernel("", "QLinearConv", 10, simple_kernel(qlinear_conv_op));
+}
+
+}  // namespace slmops::runtime::ops::quant
