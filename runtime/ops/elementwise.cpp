@@ -337,10 +337,17 @@ void reg_clip() {
   register_kernel("", "Clip", 11, simple_kernel([run](const ir::Node& n, OpContext& c) { run(n, c, false); }));
 }
 
+// PRelu: before opset 7 a 1-D slope applies along the channel axis (1); from 7 the slope
+// broadcasts numpy-style against X.
 void reg_prelu() {
-  register_kernel("", "PRelu", 1, simple_kernel([](const ir::Node&, OpContext& ctx) {
+  auto run = [](OpContext& ctx, bool legacy) {
     const Tensor& x = ctx.in(0);
-    const Tensor& s = ctx.in(1);
+    Tensor s = ctx.in(1);
+    if (legacy && s.dims.size() == 1 && x.dims.size() > 2 && s.dims[0] == x.dims[1] && s.dims[0] != 1) {
+      std::vector<int64_t> dims(x.dims.size() - 1, 1);
+      dims[0] = s.dims[0];
+      s = reshaped(s, dims);
+    }
     auto shape = broadcast_shapes({x.dims, s.dims});
     Tensor& y = ctx.set_out(0, new_tensor(x.dtype, shape));
     dispatch<kNumeric>(x.dtype, "PRelu", [&](auto tag) {
@@ -354,7 +361,38 @@ void reg_prelu() {
         }
       });
     });
-  }));
+  };
+  register_kernel("", "PRelu", 1, simple_kernel([run](const ir::Node&, OpContext& ctx) { run(ctx, true); }));
+  register_kernel("", "PRelu", 7, simple_kernel([run](const ir::Node&, OpContext& ctx) { run(ctx, false); }));
+}
+
+// HannWindow / HammingWindow / BlackmanWindow (opset 17): size N (scalar input), periodic by
+// default (denominator N) or symmetric (N - 1); output type from `output_datatype`.
+//   hann:     0.5 - 0.5 cos(2 pi n / D)
+//   hamming:  25/46 - 21/46 cos(2 pi n / D)
+//   blackman: 0.42 - 0.5 cos(2 pi n / D) + 0.08 cos(4 pi n / D)
+void reg_windows() {
+  struct Win {
+    const char* name;
+    double a0, a1, a2;
+  };
+  static const Win wins[] = {{"HannWindow", 0.5, 0.5, 0},
+                             {"HammingWindow", 25.0 / 46, 21.0 / 46, 0},
+                             {"BlackmanWindow", 0.42, 0.5, 0.08}};
+  for (const Win& w : wins)
+    register_kernel("", w.name, 17, simple_kernel([w](const ir::Node& n, OpContext& ctx) {
+      const int64_t size = static_cast<int64_t>(scalar_as_double(ctx.in(0)));
+      if (size < 0) bad_input("window size {} is negative", size);
+      const bool periodic = n.attr_int("periodic", 1) != 0;
+      const double d = periodic ? static_cast<double>(size) : static_cast<double>(size - 1);
+      std::vector<double> v(size);
+      for (int64_t i = 0; i < size; ++i) {
+        double x = d > 0 ? 2 * M_PI * static_cast<double>(i) / d : 0;
+        v[i] = w.a0 - w.a1 * std::cos(x) + w.a2 * std::cos(2 * x);
+      }
+      auto dt = static_cast<DType>(n.attr_int("output_datatype", static_cast<int64_t>(DType::Float)));
+      ctx.set_out(0, tensor_from_doubles(dt, {size}, v));
+    }));
 }
 
 void reg_predicates() {
@@ -499,6 +537,7 @@ void register_elementwise_ops() {
   reg_clip();
   reg_prelu();
   reg_predicates();
+  reg_windows();
 }
 
 }  // namespace slmops::runtime::ops
