@@ -8,6 +8,21 @@
 
 namespace slmops::ir {
 
+TensorType TensorType::of(DType dt, std::vector<Dim> dims) {
+  TensorType t;
+  t.is_tensor = true;
+  t.elem_code = static_cast<int32_t>(dt);
+  t.has_shape = true;
+  t.dims = std::move(dims);
+  return t;
+}
+
+TensorType TensorType::of(DType dt, const std::vector<int64_t>& dims) {
+  std::vector<Dim> d;
+  for (auto x : dims) d.push_back({x, {}});
+  return of(dt, std::move(d));
+}
+
 bool Value::is_graph_output() const {
   if (!graph) return false;
   for (auto& o : graph->outputs)

@@ -38,6 +38,10 @@ struct TensorType {
   std::vector<Dim> dims;
   DType elem() const { return is_known_dtype(elem_code) ? static_cast<DType>(elem_code) : DType::Undefined; }
   bool operator==(const TensorType&) const = default;
+
+  // Builders: a tensor type with known dims, or with Dim entries (symbolic names allowed).
+  static TensorType of(DType dt, const std::vector<int64_t>& dims);
+  static TensorType of(DType dt, std::vector<Dim> dims);
 };
 
 struct Value {

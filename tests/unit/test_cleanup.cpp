@@ -11,14 +11,7 @@ using namespace slmops::ir;
 
 namespace {
 
-TensorType f32(std::vector<int64_t> dims) {
-  TensorType t;
-  t.is_tensor = true;
-  t.elem_code = 1;
-  t.has_shape = true;
-  for (auto d : dims) t.dims.push_back({d, {}});
-  return t;
-}
+TensorType f32(std::vector<int64_t> dims) { return TensorType::of(DType::Float, dims); }
 
 int count_op(const Graph& g, const std::string& op) {
   int n = 0;

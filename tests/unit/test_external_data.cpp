@@ -26,11 +26,7 @@ ir::Model small_model(size_t weight_floats) {
   m.graph = std::make_unique<ir::Graph>();
   auto& g = *m.graph;
   g.name = "g";
-  ir::TensorType t;
-  t.is_tensor = true;
-  t.elem_code = 1;
-  t.has_shape = true;
-  t.dims = {{1, {}}, {static_cast<int64_t>(weight_floats), {}}};
+  auto t = ir::TensorType::of(ir::DType::Float, {1, static_cast<int64_t>(weight_floats)});
   ir::Value* x = g.add_input("x", t);
   std::vector<float> w(weight_floats);
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i) * 0.5f;
@@ -185,11 +181,7 @@ TEST_SUITE("large") {
     m.ir_version = 8;
     m.opsets = {{"", 17}};
     m.graph = std::make_unique<ir::Graph>();
-    ir::TensorType t;
-    t.is_tensor = true;
-    t.elem_code = static_cast<int32_t>(ir::DType::UInt8);
-    t.has_shape = true;
-    t.dims = {{static_cast<int64_t>(n), {}}};
+    auto t = ir::TensorType::of(ir::DType::UInt8, {static_cast<int64_t>(n)});
     ir::Value* w = m.graph->add_initializer(
         ir::Tensor::make("big", ir::DType::UInt8, {static_cast<int64_t>(n)}, mapped->view(0, n)));
     ir::Node* id = m.graph->add_node("Identity", {w}, {"y"});

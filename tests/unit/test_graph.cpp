@@ -8,14 +8,7 @@ using namespace slmops;
 using namespace slmops::ir;
 
 namespace {
-TensorType float_type(std::vector<int64_t> dims) {
-  TensorType t;
-  t.is_tensor = true;
-  t.elem_code = static_cast<int32_t>(DType::Float);
-  t.has_shape = true;
-  for (auto d : dims) t.dims.push_back({d, {}});
-  return t;
-}
+TensorType float_type(std::vector<int64_t> dims) { return TensorType::of(DType::Float, dims); }
 }  // namespace
 
 TEST_CASE("builder records producers and one consumer entry per use") {

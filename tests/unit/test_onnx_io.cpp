@@ -28,11 +28,7 @@ ir::Model model_with_new_fields() {
   m.graph = std::make_unique<ir::Graph>();
   auto& g = *m.graph;
   g.name = "g";
-  ir::TensorType t;
-  t.is_tensor = true;
-  t.elem_code = 1;
-  t.has_shape = true;
-  t.dims = {ir::Dim{-1, "batch"}, ir::Dim{5, {}}};
+  auto t = ir::TensorType::of(ir::DType::Float, {ir::Dim{-1, "batch"}, ir::Dim{5, {}}});
   ir::Value* x = g.add_input("x", t);
   // int4 (ONNX 1.16 type 22): five values packed in three bytes, first value in the low nibble.
   const uint8_t packed[] = {0x21, 0x43, 0x05};
