@@ -8,7 +8,7 @@
 
 namespace slmops::ir {
 
-TensorType TensorType::of(DType dt, std::vector<Dim> dims) {
+TensorType TensorType::of_dims(DType dt, std::vector<Dim> dims) {
   TensorType t;
   t.is_tensor = true;
   t.elem_code = static_cast<int32_t>(dt);
@@ -20,7 +20,7 @@ TensorType TensorType::of(DType dt, std::vector<Dim> dims) {
 TensorType TensorType::of(DType dt, const std::vector<int64_t>& dims) {
   std::vector<Dim> d;
   for (auto x : dims) d.push_back({x, {}});
-  return of(dt, std::move(d));
+  return of_dims(dt, std::move(d));
 }
 
 bool Value::is_graph_output() const {

@@ -41,7 +41,7 @@ struct TensorType {
 
   // Builders: a tensor type with known dims, or with Dim entries (symbolic names allowed).
   static TensorType of(DType dt, const std::vector<int64_t>& dims);
-  static TensorType of(DType dt, std::vector<Dim> dims);
+  static TensorType of_dims(DType dt, std::vector<Dim> dims);
 };
 
 struct Value {

@@ -172,8 +172,10 @@ void gemv(int64_t n, int64_t K, float alpha, const Strided& x, const Strided& W,
   std::vector<float> storage;
   const float* xp = contiguous(x, K, storage);
   std::vector<float> sums(n);
-  // Chunks of at least 64 columns and ~64k multiply-adds.
-  const int64_t grain = std::max<int64_t>(64, (int64_t{1} << 16) / std::max<int64_t>(K, 1));
+  // One chunk per thread (the work is uniform, and the axpy form reads W's rows in longer
+  // runs), of at least 64 outputs and ~64k multiply-adds.
+  const int64_t per_thread = pool ? ceil_div(n, pool->threads()) : n;
+  const int64_t grain = std::max<int64_t>({64, (int64_t{1} << 16) / std::max<int64_t>(K, 1), per_thread});
   run(pool, n, grain, [&](int64_t j0, int64_t j1) {
     if (W.ks == 1) kern.gemv_dot(K, xp, W.p + j0 * W.rs, W.rs, j1 - j0, sums.data() + j0);
     else kern.gemv_axpy(K, xp, W.p + j0 * W.rs, W.ks, j1 - j0, sums.data() + j0);  // W.rs == 1

@@ -59,39 +59,60 @@ NBitsPacked::NBitsPacked(const NBitsSource& src, NBitsMode mode_, bool use_avx2)
   avx2 = use_avx2 && nbits_cpu_avx2() && block_size <= 256;
   chunk = chunk_elems(bits, mode);
   k_padded = round_up(std::max<int64_t>(K, 1), std::max(chunk, block_size));
-  const int64_t kbp = k_padded / block_size;
-  zp_integer = src.zp_float == nullptr;
-  scale.assign(static_cast<size_t>(N * kbp), 0.f);
-  zps.assign(static_cast<size_t>(N * kbp), 0.f);
-  zp.assign(static_cast<size_t>(N * kbp), 0.f);
+  chunks = k_padded / chunk;
+  kbp = k_padded / block_size;
+  groups = (N + kGroup - 1) / kGroup;
+  zp_const = static_cast<float>(1 << (bits - 1));
+  zp_kind = src.zp_float ? Zp::F32 : src.zp_packed ? Zp::U8 : Zp::Const;
+  const size_t per_block = static_cast<size_t>(groups * kbp * kGroup);
+  scale.assign(per_block, 0.f);
+  if (zp_kind == Zp::U8) zp_u8.assign(per_block, 0);
+  if (zp_kind == Zp::F32) zp_f32.assign(per_block, 0.f);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t b = 0; b < k_blocks; ++b) {
-      const float s = src.scales[n * k_blocks + b];
-      const float z = src.zero_point(n, b);
-      scale[n * kbp + b] = s;
-      zps[n * kbp + b] = z * s;
-      zp[n * kbp + b] = z;
+      const size_t i = static_cast<size_t>(((n / kGroup) * kbp + b) * kGroup + n % kGroup);
+      scale[i] = src.scales[n * k_blocks + b];
+      if (zp_kind == Zp::U8) zp_u8[i] = static_cast<uint8_t>(src.zero_point(n, b));
+      if (zp_kind == Zp::F32) zp_f32[i] = src.zp_float[n * k_blocks + b];
     }
-  const int64_t chunks = k_padded / chunk;
-  col_bytes = chunks * 32;
-  q.assign(static_cast<size_t>(N * col_bytes), 0);
+  q.assign(static_cast<size_t>(groups * chunks * 128), 0);
+  // Element k of column n sits at bit k * bits of the column's bytes (blocks are contiguous
+  // and a block holds whole bytes).
+  const int64_t col_src_bytes = k_blocks * src.blob_bytes();
+  const uint32_t mask = (1u << bits) - 1;
+  const int64_t per_byte = 8 / bits;
+  std::vector<uint8_t> col(static_cast<size_t>(chunks * chunk), 0);  // unpacked column, zero padded
   for (int64_t n = 0; n < N; ++n) {
-    uint8_t* col = q.data() + n * col_bytes;
-    for (int64_t k = 0; k < K; ++k) {
-      const uint32_t v = static_cast<uint32_t>(src.q(n, k));
-      const int64_t c = k / chunk, e = k % chunk;
-      uint8_t* ch = col + c * 32;
+    const uint8_t* sb = src.B + n * col_src_bytes;
+    if (bits == 4) {
+      for (int64_t i = 0; i < K / 2; ++i) {
+        col[2 * i] = sb[i] & 0xF;
+        col[2 * i + 1] = sb[i] >> 4;
+      }
+      if (K % 2) col[K - 1] = sb[K / 2] & 0xF;
+    } else if (bits == 8) {
+      std::memcpy(col.data(), sb, static_cast<size_t>(K));
+    } else {
+      for (int64_t k = 0; k < K; ++k)
+        col[k] = static_cast<uint8_t>((sb[k / per_byte] >> ((k % per_byte) * bits)) & mask);
+    }
+    uint8_t* grp = q.data() + (n / kGroup) * chunks * 128 + (n % kGroup) * 32;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const uint8_t* e = col.data() + c * chunk;
+      uint8_t* ch = grp + c * 128;
       if (mode == NBitsMode::Float) {
-        // Lane L = e % 8 holds element e at bit position bits * (e / 8).
-        uint32_t word;
-        std::memcpy(&word, ch + (e % 8) * 4, 4);
-        word |= v << (bits * (e / 8));
-        std::memcpy(ch + (e % 8) * 4, &word, 4);
+        // Lane L holds element 8j + L at bit position bits * j.
+        uint32_t words[8] = {};
+        const int64_t groups_per_chunk = chunk / 8;
+        for (int64_t j = 0; j < groups_per_chunk; ++j) {
+          const int sh = static_cast<int>(bits * j);
+          for (int L = 0; L < 8; ++L) words[L] |= static_cast<uint32_t>(e[8 * j + L]) << sh;
+        }
+        std::memcpy(ch, words, 32);
       } else if (bits == 4) {
-        if (e < 32) ch[e] |= static_cast<uint8_t>(v);
-        else ch[e - 32] |= static_cast<uint8_t>(v << 4);
+        for (int i = 0; i < 32; ++i) ch[i] = static_cast<uint8_t>(e[i] | (e[32 + i] << 4));
       } else {
-        ch[e] = static_cast<uint8_t>(v);
+        std::memcpy(ch, e, 32);
       }
     }
   }
@@ -124,47 +145,48 @@ namespace {
 
 // ---- portable kernels over the packed layouts ----------------------------------------------
 
-void float_gemv_scalar(const NBitsPacked& W, const float* a, const float* asum, int64_t n0, int64_t n1, float* y) {
-  const int64_t kbp = W.k_padded / W.block_size, mask = (1 << W.bits) - 1;
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* col = W.q.data() + n * W.col_bytes;
-    float total = 0.f;
-    for (int64_t b = 0; b < kbp; ++b) {
-      float acc = 0.f;
-      for (int64_t k = b * W.block_size; k < (b + 1) * W.block_size; ++k) {
-        const int64_t c = k / W.chunk, e = k % W.chunk;
-        uint32_t word;
-        std::memcpy(&word, col + c * 32 + (e % 8) * 4, 4);
-        acc += static_cast<float>((word >> (W.bits * (e / 8))) & mask) * a[k];
-      }
-      total += acc * W.scale[n * kbp + b];
-    }
-    for (int64_t b = 0; b < kbp; ++b) total -= W.zps[n * kbp + b] * asum[b];
-    y[n] = total;
+// Element k of column n in the packed layout.
+int packed_q(const NBitsPacked& W, int64_t n, int64_t k) {
+  const uint8_t* ch = W.group_q(n / 4) + (k / W.chunk) * 128 + (n % 4) * 32;
+  const int64_t e = k % W.chunk;
+  if (W.mode == NBitsMode::Float) {
+    uint32_t word;
+    std::memcpy(&word, ch + (e % 8) * 4, 4);
+    return static_cast<int>((word >> (W.bits * (e / 8))) & ((1u << W.bits) - 1));
   }
+  if (W.bits == 4) return e < 32 ? ch[e] & 0xF : ch[e - 32] >> 4;
+  return ch[e];
 }
 
-void int8_gemm_scalar(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
-                      int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  const int64_t kbp = W.k_padded / W.block_size;
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* col = W.q.data() + n * W.col_bytes;
+// Float mode, rows [0, M), unscaled A: y = sum_b s_b * (sum_k q a - zp_b * asum_b).
+void float_gemm_scalar(const NBitsPacked& W, int64_t M, const float* a, int64_t lda, const float* asum, int64_t g0,
+                       int64_t g1, float* Y, int64_t ldy) {
+  for (int64_t n = g0 * 4; n < std::min(W.N, g1 * 4); ++n)
     for (int64_t m = 0; m < M; ++m) {
       float total = 0.f;
-      for (int64_t b = 0; b < kbp; ++b) {
-        int32_t dot = 0;
-        for (int64_t k = b * W.block_size; k < (b + 1) * W.block_size; ++k) {
-          const int64_t c = k / W.chunk, e = k % W.chunk;
-          int qv;
-          if (W.bits == 4) qv = e < 32 ? col[c * 32 + e] & 0xF : col[c * 32 + e - 32] >> 4;
-          else qv = col[c * 32 + e];
-          dot += qv * aq[m * ldq + k];
-        }
-        total += static_cast<float>(dot) * (ascale[m * kbp + b] * W.scale[n * kbp + b]);
+      for (int64_t b = 0; b < W.kbp; ++b) {
+        float acc = 0.f;
+        for (int64_t k = b * W.block_size; k < (b + 1) * W.block_size; ++k)
+          acc += static_cast<float>(packed_q(W, n, k)) * a[m * lda + k];
+        total += (acc - W.zp_at(n, b) * asum[m * W.kbp + b]) * W.scale_at(n, b);
       }
       Y[m * ldy + n] = total;
     }
-  }
+}
+
+void int8_gemm_scalar(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
+                      const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy) {
+  for (int64_t n = g0 * 4; n < std::min(W.N, g1 * 4); ++n)
+    for (int64_t m = 0; m < M; ++m) {
+      float total = 0.f;
+      for (int64_t b = 0; b < W.kbp; ++b) {
+        int32_t dot = 0;
+        for (int64_t k = b * W.block_size; k < (b + 1) * W.block_size; ++k) dot += packed_q(W, n, k) * aq[m * ldq + k];
+        const float sb = W.scale_at(n, b);
+        total += static_cast<float>(dot) * (ascale[m * W.kbp + b] * sb) - W.zp_at(n, b) * sb * ablksum[m * W.kbp + b];
+      }
+      Y[m * ldy + n] = total;
+    }
 }
 
 // Float-mode GEMV for one row: the scaled copy of A the AVX2 kernel reads and the block sums.
@@ -176,14 +198,12 @@ void prepare_float_row(const NBitsPacked& W, const float* a, float* a_scaled, fl
     for (int64_t k = b * W.block_size; k < std::min(W.K, (b + 1) * W.block_size); ++k) s += a[k];
     asum[b] = s;
   }
+  // Exact powers of two: 2^(-bits * j) for group j, 1 for the last group.
+  float factor[16];
+  for (int64_t j = 0; j < groups; ++j) factor[j] = j == groups - 1 ? 1.f : std::ldexp(1.f, static_cast<int>(-W.bits * j));
   for (int64_t k = 0; k < W.k_padded; ++k) {
     const float v = k < W.K ? a[k] : 0.f;
-    if (!W.avx2) {
-      a_scaled[k] = v;
-      continue;
-    }
-    const int64_t j = (k % W.chunk) / 8;
-    a_scaled[k] = j == groups - 1 ? v : std::ldexp(v, static_cast<int>(-W.bits * j));
+    a_scaled[k] = W.avx2 ? v * factor[(k % W.chunk) / 8] : v;
   }
 }
 
@@ -191,17 +211,17 @@ void prepare_float_row(const NBitsPacked& W, const float* a, float* a_scaled, fl
 
 void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, const float* bias, float* Y,
                 int64_t ldy, ThreadPool* pool) {
-  const int64_t N = W.N, K = W.K, kbp = W.k_padded / W.block_size;
+  const int64_t N = W.N, K = W.K, kbp = W.kbp;
   if (M <= 0 || N <= 0) return;
   const int threads = pool ? pool->threads() : 1;
-  auto add_bias = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  auto add_bias = [&](int64_t g0, int64_t g1) {
     if (!bias) return;
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t n = n0; n < n1; ++n) Y[m * ldy + n] += bias[n];
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = g0 * 4; n < std::min(N, g1 * 4); ++n) Y[m * ldy + n] += bias[n];
   };
-  // Column ranges in multiples of 16, about 4 per thread.
-  const int64_t col_grain = 16;
-  const int64_t col_units = (N + col_grain - 1) / col_grain;
+  // Tasks over column groups, about 4 per thread.
+  const int64_t grain = std::max<int64_t>(1, W.groups / (threads * 4));
+  ThreadPool* tp = threads > 1 ? pool : nullptr;
 
   if (W.mode == NBitsMode::Int8) {
     std::vector<int8_t> aq(static_cast<size_t>(M * W.k_padded), 0);
@@ -209,43 +229,24 @@ void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, co
     for (int64_t m = 0; m < M; ++m)
       nbits_quantize_row(A + m * lda, K, W.block_size, aq.data() + m * W.k_padded, ascale.data() + m * kbp,
                          asum.data() + m * kbp);
-    run(threads > 1 ? pool : nullptr, col_units, std::max<int64_t>(1, col_units / (threads * 4)), [&](int64_t u0, int64_t u1) {
-      const int64_t n0 = u0 * col_grain, n1 = std::min(N, u1 * col_grain);
-      if (W.avx2 && W.bits != 2) nbdetail::int8_gemm_avx2(W, M, aq.data(), W.k_padded, ascale.data(), n0, n1, Y, ldy);
-      else int8_gemm_scalar(W, M, aq.data(), W.k_padded, ascale.data(), n0, n1, Y, ldy);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          float corr = 0.f;
-          for (int64_t b = 0; b < kbp; ++b) corr += W.zps[n * kbp + b] * asum[m * kbp + b];
-          Y[m * ldy + n] -= corr;
-        }
-      add_bias(0, M, n0, n1);
+    run(tp, W.groups, grain, [&](int64_t g0, int64_t g1) {
+      if (W.avx2 && W.bits != 2)
+        nbdetail::int8_gemm_avx2(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);
+      else int8_gemm_scalar(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);
+      add_bias(g0, g1);
     });
     return;
   }
 
-  // Float mode: A scaled per group (see nbits.h) and its block sums, per row.
+  // Float mode: A (scaled per group for the AVX2 kernels, see nbits.h) and its block sums.
   std::vector<float> a_scaled(static_cast<size_t>(M * W.k_padded)), asum(static_cast<size_t>(M * kbp));
   for (int64_t m = 0; m < M; ++m)
     prepare_float_row(W, A + m * lda, a_scaled.data() + m * W.k_padded, asum.data() + m * kbp);
-  run(threads > 1 ? pool : nullptr, col_units, std::max<int64_t>(1, col_units / (threads * 4)), [&](int64_t u0, int64_t u1) {
-    const int64_t n0 = u0 * col_grain, n1 = std::min(N, u1 * col_grain);
-    if (M == 1) {
-      if (W.avx2) nbdetail::float_gemv_avx2(W, a_scaled.data(), asum.data(), n0, n1, Y);
-      else float_gemv_scalar(W, a_scaled.data(), asum.data(), n0, n1, Y);
-    } else if (W.avx2) {
-      nbdetail::float_gemm_avx2(W, M, a_scaled.data(), W.k_padded, n0, n1, Y, ldy);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          float corr = 0.f;
-          for (int64_t b = 0; b < kbp; ++b) corr += W.zps[n * kbp + b] * asum[m * kbp + b];
-          Y[m * ldy + n] -= corr;
-        }
-    } else {
-      for (int64_t m = 0; m < M; ++m)
-        float_gemv_scalar(W, a_scaled.data() + m * W.k_padded, asum.data() + m * kbp, n0, n1, Y + m * ldy);
-    }
-    add_bias(0, M, n0, n1);
+  run(tp, W.groups, grain, [&](int64_t g0, int64_t g1) {
+    if (!W.avx2) float_gemm_scalar(W, M, a_scaled.data(), W.k_padded, asum.data(), g0, g1, Y, ldy);
+    else if (M == 1) nbdetail::float_gemv_avx2(W, a_scaled.data(), asum.data(), g0, g1, Y);
+    else nbdetail::float_gemm_avx2(W, M, a_scaled.data(), W.k_padded, asum.data(), g0, g1, Y, ldy);
+    add_bias(g0, g1);
   });
 }
 

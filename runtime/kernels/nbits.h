@@ -20,6 +20,7 @@
 //
 // nbits_gemm_reference computes the same thing with plain loops from the original layout.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -44,22 +45,42 @@ struct NBitsSource {
   float zero_point(int64_t n, int64_t blk) const;  // default 2^(bits-1)
 };
 
+// The packed weights. Columns go in groups of 4 (N padded with zero columns) so that a group
+// is one sequential stream: for each 32-byte chunk of K, the chunks of the 4 columns follow
+// each other (128 bytes); the group's scales (and zero points) are interleaved the same way,
+// [block][4]. Chunk encoding per mode: Float, lane L of the chunk holds element 8j + L at bit
+// bits * j; Int8 4-bit, byte i holds elements i (low nibble) and 32 + i (high nibble); Int8
+// 8-bit and 2-bit, one byte per element.
 class NBitsPacked {
  public:
   NBitsPacked() = default;
   NBitsPacked(const NBitsSource& src, NBitsMode mode, bool use_avx2 = true);
 
+  static constexpr int kGroup = 4;
+  enum class Zp { Const, U8, F32 };
+
   int64_t N = 0, K = 0, bits = 4, block_size = 32, k_blocks = 0;
   NBitsMode mode = NBitsMode::Float;
-  bool avx2 = false;        // the AVX2 kernels run (CPU supports AVX2 + FMA and it was asked)
-  int64_t chunk = 64;       // elements per 32-byte chunk (256 / bits)
-  int64_t k_padded = 0;     // K rounded up to whole chunks and whole blocks
-  int64_t col_bytes = 0;    // packed bytes per column
-  std::vector<uint8_t> q;   // N * col_bytes
-  std::vector<float> scale;  // [N][k_blocks]
-  std::vector<float> zps;    // zero point * scale, [N][k_blocks]
-  std::vector<float> zp;     // zero points, [N][k_blocks]
-  bool zp_integer = true;   // zero points are integers (not float)
+  bool avx2 = false;       // the AVX2 kernels run (CPU supports AVX2 + FMA and it was asked)
+  int64_t chunk = 64;      // elements per 32-byte chunk
+  int64_t k_padded = 0;    // K rounded up to whole chunks and whole blocks
+  int64_t chunks = 0;      // k_padded / chunk
+  int64_t kbp = 0;         // blocks in k_padded (>= k_blocks; the extra ones have scale 0)
+  int64_t groups = 0;      // ceil(N / 4)
+  std::vector<uint8_t> q;  // [groups][chunks][4][32]
+  std::vector<float> scale;  // [groups][kbp][4]
+  Zp zp_kind = Zp::Const;
+  float zp_const = 8.f;          // Zp::Const: 2^(bits - 1)
+  std::vector<uint8_t> zp_u8;    // Zp::U8: [groups][kbp][4]
+  std::vector<float> zp_f32;     // Zp::F32: [groups][kbp][4]
+
+  const uint8_t* group_q(int64_t g) const { return q.data() + g * chunks * 128; }
+  const float* group_scale(int64_t g) const { return scale.data() + g * kbp * 4; }
+  float scale_at(int64_t n, int64_t b) const { return scale[((n / 4) * kbp + b) * 4 + n % 4]; }
+  float zp_at(int64_t n, int64_t b) const {
+    const size_t i = static_cast<size_t>(((n / 4) * kbp + b) * 4 + n % 4);
+    return zp_kind == Zp::Const ? zp_const : zp_kind == Zp::U8 ? static_cast<float>(zp_u8[i]) : zp_f32[i];
+  }
 };
 
 // Y[M, N] (row stride ldy) = A[M, K] (row stride lda) x W^T (+ bias[N] when not null).
@@ -77,15 +98,19 @@ void nbits_quantize_row(const float* a, int64_t K, int64_t bs, int8_t* q, float*
 bool nbits_cpu_avx2();
 
 namespace nbdetail {
-// AVX2 kernels (nbits_avx2.cpp). Y for columns [n0, n1) of rows [0, M).
-void float_gemv_avx2(const NBitsPacked& W, const float* a_scaled, const float* asum, int64_t n0, int64_t n1,
+// AVX2 kernels (nbits_avx2.cpp) over column groups [g0, g1); they write only columns < N.
+// float_gemv: y = A x W^T for one row (zero points included). a_scaled: A with group j of
+// each chunk scaled by 2^(-bits * j) (1 for the last group), k_padded long; asum: its
+// per-block sums of the unscaled A.
+void float_gemv_avx2(const NBitsPacked& W, const float* a_scaled, const float* asum, int64_t g0, int64_t g1,
                      float* y);
-// Rows [0, M) of A pre-scaled like float_gemv_avx2's (row stride lda), columns [n0, n1);
-// without the zero-point term.
-void float_gemm_avx2(const NBitsPacked& W, int64_t M, const float* a_scaled, int64_t lda, int64_t n0, int64_t n1,
-                     float* Y, int64_t ldy);
+// M rows of pre-scaled A (row stride lda; block sums asum[m * kbp + b]).
+void float_gemm_avx2(const NBitsPacked& W, int64_t M, const float* a_scaled, int64_t lda, const float* asum,
+                     int64_t g0, int64_t g1, float* Y, int64_t ldy);
+// M rows of int8 A (row stride ldq) with block scales ascale[m * kbp + b] and scaled block
+// sums ablksum[m * kbp + b] (scale * sum of the int8 values).
 void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
-                    int64_t n0, int64_t n1, float* Y, int64_t ldy);
+                    const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
 }  // namespace nbdetail
 
 }  // namespace slmops::runtime::kernels

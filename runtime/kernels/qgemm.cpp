@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <type_traits>
 
 #include "runtime/thread_pool.h"
 
@@ -87,23 +88,34 @@ QPackedB::QPackedB(int64_t K, int64_t N, const void* B_, int64_t ldb, bool b_sig
   data_.reset(static_cast<uint8_t*>(mem));
   std::memset(data_.get(), 0, bytes);
   colsum_.assign(static_cast<size_t>(N), 0);
-  auto at = [&](int64_t k, int64_t n) { return trans_b ? B[n * ldb + k] : B[k * ldb + n]; };
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t p = n / kQNR, j = n % kQNR;
-    uint32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const int8_t v = canon_b(at(k, n), b_signed);
-      sum += static_cast<uint32_t>(static_cast<int32_t>(v));
-      if (eb == 1) {
-        uint8_t* quad = data_.get() + (p * kp_ + (k / 4) * 4) * kQNR + j * 4;
-        quad[k % 4] = static_cast<uint8_t>(v);
-      } else {
-        int16_t* pair = reinterpret_cast<int16_t*>(data_.get()) + (p * kp_ + (k / 2) * 2) * kQNR + j * 2;
-        pair[k % 2] = v;
+  // Entry (k, j) of panel p is at
+  // p * kp * 16 + (k / per) * per * 16 + j * per + k % per elements (of eb bytes).
+  const int64_t per = eb == 1 ? 4 : 2;  // k values per column entry (quad or pair)
+  std::vector<uint32_t> sums(static_cast<size_t>(N), 0);
+  const uint8_t flip = b_signed ? 0 : 0x80;  // uint8 -> int8 by subtracting 128
+  const int64_t row_step = trans_b ? 1 : ldb, col_step = trans_b ? ldb : 1;
+  // Rows of B in blocks of 64 (in cache while every panel takes its part of them).
+  auto pack = [&](auto* dst) {
+    for (int64_t k0 = 0; k0 < K; k0 += 64) {
+      const int64_t k1 = std::min<int64_t>(K, k0 + 64);
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t n0 = p * kQNR, nr = std::min<int64_t>(kQNR, N - n0);
+        auto* dp = dst + p * kp_ * kQNR;
+        for (int64_t k = k0; k < k1; ++k) {
+          const uint8_t* src = B + k * row_step + n0 * col_step;
+          auto* d = dp + (k / per) * per * kQNR + k % per;
+          for (int64_t j = 0; j < nr; ++j) {
+            const int8_t v = static_cast<int8_t>(src[j * col_step] ^ flip);
+            sums[n0 + j] += static_cast<uint32_t>(static_cast<int32_t>(v));
+            d[j * per] = static_cast<std::remove_reference_t<decltype(*d)>>(v);
+          }
+        }
       }
     }
-    colsum_[n] = static_cast<int32_t>(sum);
-  }
+  };
+  if (eb == 1) pack(reinterpret_cast<int8_t*>(data_.get()));
+  else pack(reinterpret_cast<int16_t*>(data_.get()));
+  for (int64_t n = 0; n < N; ++n) colsum_[n] = static_cast<int32_t>(sums[n]);
 }
 
 void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,

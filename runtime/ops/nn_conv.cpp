@@ -178,12 +178,11 @@ kernels::WindowShape transposed_window(const WindowAttrs& a, const std::vector<i
     const int64_t full = s.strides[i] * (s.out[i] - 1) + output_padding[i] + extent;
     if (!output_shape.empty() || same) {
       // The output size is given (or in * stride for SAME); the padding that takes is split
-      // with the odd element at the end for SAME_UPPER, at the beginning otherwise. The
-      // halves round down: a negative total (a larger output) extends the end.
+      // with the odd element at the end for SAME_UPPER, at the beginning otherwise. An
+      // output larger than `full` (negative padding) gets the extra positions at the end.
       s.in[i] = output_shape.empty() ? s.out[i] * s.strides[i] : output_shape[i];
       const int64_t total = full - s.in[i];
-      const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
-      s.pad_begin[i] = a.auto_pad == "SAME_UPPER" ? half : total - half;
+      s.pad_begin[i] = total <= 0 ? 0 : a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       s.pad_end[i] = total - s.pad_begin[i];
     } else {
       const bool valid = a.auto_pad == "VALID";

@@ -150,11 +150,15 @@ struct Taps {
 Taps make_taps(const ResizeAttrs& r, const Axis& a) {
   Taps taps;
   taps.outside.assign(a.out, 0);
+  // tf_crop_and_resize extrapolates off the input (the other modes clamp instead).
+  auto off_input = [&](double x) {
+    return r.coord == Coord::TfCropAndResize && (x < 0 || x > static_cast<double>(a.in - 1));
+  };
   if (r.mode == Mode::Nearest) {
     taps.n = 1;
     for (int64_t j = 0; j < a.out; ++j) {
       const double x = source_coordinate(r.coord, a, j);
-      taps.outside[j] = r.coord == Coord::TfCropAndResize && (x < 0 || x > static_cast<double>(a.in - 1));
+      taps.outside[j] = off_input(x);
       taps.index.push_back(std::clamp<int64_t>(round_coordinate(r.rounding, x), 0, a.in - 1));
       taps.weight.push_back(1.0f);
     }
@@ -172,7 +176,7 @@ Taps make_taps(const ResizeAttrs& r, const Axis& a) {
   std::vector<double> w(taps.n);
   for (int64_t j = 0; j < a.out; ++j) {
     const double x = source_coordinate(r.coord, a, j);
-    taps.outside[j] = r.coord == Coord::TfCropAndResize && (x < 0 || x > static_cast<double>(a.in - 1));
+    taps.outside[j] = off_input(x);
     const double base = std::floor(x);
     const double frac = x - base;
     double sum = 0, inside_sum = 0;
@@ -207,9 +211,7 @@ void gather_nearest(const Tensor& x, const std::vector<Axis>& axes, const std::v
     using T = decltype(tag);
     const T* px = x.values<T>();
     T* py = y.mutable_values<T>();
-    T fill;
-    if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) fill = from_f32<T>(extrapolation);
-    else fill = static_cast<T>(extrapolation);
+    const T fill = from_f32<T>(extrapolation);
     const Taps& last = taps[rank - 1];
     parallel_range(pool, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(width, 1)), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -318,7 +320,7 @@ const Tensor* nonempty_input(const OpContext& ctx, size_t i) {
 }
 
 // Per-axis geometry from `scales` (floor(in * scale)) or `sizes` of the resized axes (all
-// when `axes_attr` is empty), and the tf_crop_and_resize roi.
+// when the axes attribute is absent), and the tf_crop_and_resize roi.
 std::vector<Axis> resize_axes(const ResizeAttrs& r, const Tensor& x, const Tensor* scales, const Tensor* sizes,
                               const Tensor* roi) {
   const auto rank = static_cast<int64_t>(x.dims.size());

@@ -114,7 +114,9 @@ class GridSampleKernel : public Kernel {
     double v = align_corners_ ? (g + 1) / 2 * (fsize - 1) : ((g + 1) * fsize - 1) / 2;
     const double lo = align_corners_ ? 0.0 : -0.5, hi = align_corners_ ? fsize - 1 : fsize - 0.5;
     if (mode_ == SampleMode::Nearest) v = rank == 3 ? std::round(v) : std::nearbyint(v);  // PyTorch's 3-D rounds half away
-    if (v < lo || v > hi) {
+    // A point off [lo, hi] moves to the border or its mirror image, except in cubic mode:
+    // there, as in PyTorch and ONNX Runtime, only the taps are padded.
+    if ((v < lo || v > hi) && mode_ != SampleMode::Cubic) {
       if (padding_ == Padding::Border) v = std::clamp(v, 0.0, fsize - 1);
       else if (padding_ == Padding::Reflection) v = reflect(v, lo, hi);
     }
@@ -159,8 +161,14 @@ BilinearSample bilinear_sample(double y, double x, int64_t h, int64_t w) {
   x = std::max(x, 0.0);
   auto y_lo = static_cast<int64_t>(y), x_lo = static_cast<int64_t>(x);
   int64_t y_hi = y_lo + 1, x_hi = x_lo + 1;
-  if (y_lo >= h - 1) y = static_cast<double>(y_hi = y_lo = h - 1);
-  if (x_lo >= w - 1) x = static_cast<double>(x_hi = x_lo = w - 1);
+  if (y_lo >= h - 1) {  // on the last row (or past it, within one element): no interpolation
+    y_lo = y_hi = h - 1;
+    y = static_cast<double>(y_lo);
+  }
+  if (x_lo >= w - 1) {
+    x_lo = x_hi = w - 1;
+    x = static_cast<double>(x_lo);
+  }
   const double ly = y - static_cast<double>(y_lo), lx = x - static_cast<double>(x_lo);
   const double hy = 1 - ly, hx = 1 - lx;
   s.offset[0] = y_lo * w + x_lo;

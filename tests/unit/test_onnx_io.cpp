@@ -28,7 +28,7 @@ ir::Model model_with_new_fields() {
   m.graph = std::make_unique<ir::Graph>();
   auto& g = *m.graph;
   g.name = "g";
-  auto t = ir::TensorType::of(ir::DType::Float, {ir::Dim{-1, "batch"}, ir::Dim{5, {}}});
+  auto t = ir::TensorType::of_dims(ir::DType::Float, {ir::Dim{-1, "batch"}, ir::Dim{5, {}}});
   ir::Value* x = g.add_input("x", t);
   // int4 (ONNX 1.16 type 22): five values packed in three bytes, first value in the low nibble.
   const uint8_t packed[] = {0x21, 0x43, 0x05};

@@ -3,15 +3,23 @@
 // tensor / per channel zero points, edge sizes around the 4x16 tile and the depth block, one
 // and two threads; and the MatMulNBits kernels (runtime/kernels/nbits.h) within float
 // tolerance, for 2/4/8 bits, every block size, with and without zero points, accuracy level 0
-// (float) and 4 (int8 activations, exact integer dot products).
+// (float) and 4 (int8 activations, exact integer dot products). Then a few quantization ops
+// through the executor (rounding, int4 blocks, MatMulNBits against DequantizeLinear + MatMul).
+// Equivalence with ONNX Runtime is tested in tests/interop/quant. Benchmarks (skipped by
+// default): slmops_tests --test-suite=bench --no-skip.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "ir/graph.h"
+#include "runtime/executor.h"
 #include "runtime/kernels/nbits.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/thread_pool.h"
@@ -191,11 +199,152 @@ TEST_CASE("MatMulNBits kernels match the reference") {
   }
 }
 
-// ---- benchmarks: slmops_tests --test-suite=bench --no-skip -------------------------------
+// ---- the ops through the executor -------------------------------------------------------
 
-#include <chrono>
-#include <cstdio>
-#include <ctime>
+namespace {
+
+using slmops::ir::DType;
+using slmops::ir::Tensor;
+using slmops::ir::TensorType;
+
+struct OneNodeModel {
+  slmops::ir::Model model;
+  slmops::ir::Graph* g;
+  OneNodeModel(int opset = 21) {
+    model.ir_version = 10;
+    model.opsets = {{"", opset}, {"com.microsoft", 1}};
+    model.graph = std::make_unique<slmops::ir::Graph>();
+    g = model.graph.get();
+  }
+  std::vector<Tensor> run(std::vector<Tensor> feeds, int threads = 1) {
+    Session s(model, threads);
+    std::vector<RValue> in;
+    for (auto& t : feeds) in.push_back(RValue::of(std::move(t)));
+    std::vector<Tensor> out;
+    for (auto& v : s.run(std::move(in))) out.push_back(v.tensor);
+    return out;
+  }
+};
+
+// Int attributes (Attribute is move-only, so no initializer lists).
+std::vector<slmops::ir::Attribute> int_attrs(std::vector<std::pair<const char*, int64_t>> kv) {
+  std::vector<slmops::ir::Attribute> v;
+  for (auto& [k, x] : kv) v.push_back(slmops::ir::Attribute::make_int(k, x));
+  return v;
+}
+
+template <typename T>
+std::vector<T> values_of(const Tensor& t) {
+  return std::vector<T>(t.values<T>(), t.values<T>() + t.numel());
+}
+
+}  // namespace
+
+TEST_CASE("QuantizeLinear rounds half to even and saturates") {
+  OneNodeModel m(13);
+  auto* x = m.g->add_input("x", TensorType::of(DType::Float, std::vector<int64_t>{9}));
+  auto* s = m.g->add_initializer(Tensor::from_values<float>("s", DType::Float, {}, {0.5f}));
+  auto* z = m.g->add_initializer(Tensor::from_values<int8_t>("z", DType::Int8, {}, {0}));
+  m.g->add_output(m.g->add_node("QuantizeLinear", {x, s, z}, {"y"})->outputs[0]);
+  auto y = m.run({Tensor::from_values<float>("x", DType::Float, {9},
+                                             {0.25f, 0.75f, -0.25f, -0.75f, 1.25f, 300.f, -300.f, 2.5f, 63.75f})});
+  CHECK(values_of<int8_t>(y[0]) == std::vector<int8_t>{0, 2, 0, -2, 2, 127, -128, 5, 127});
+}
+
+TEST_CASE("QuantizeLinear / DequantizeLinear blocked int4 round trip") {
+  OneNodeModel m(21);
+  auto* x = m.g->add_input("x", TensorType::of(DType::Float, std::vector<int64_t>{2, 6}));
+  // Blocks of 4 along axis 1: scale [2, 2]; int4 zero points [2, 2] packed low nibble first.
+  auto* s = m.g->add_initializer(Tensor::from_values<float>("s", DType::Float, {2, 2}, {0.5f, 1.f, 0.25f, 2.f}));
+  auto* z = m.g->add_initializer(Tensor::from_values<uint8_t>("z", DType::Int4, {2, 2}, {0xF1, 0x20}));  // 1,-1,0,2
+  auto* q = m.g->add_node("QuantizeLinear", {x, s, z}, {"q"}, int_attrs({{"axis", 1}, {"block_size", 4}}))->outputs[0];
+  m.g->add_output(
+      m.g->add_node("DequantizeLinear", {q, s, z}, {"y"}, int_attrs({{"axis", 1}, {"block_size", 4}}))->outputs[0]);
+  const std::vector<float> in = {0.25f, 1.f, -3.f, 9.f, 0.4f, -20.f, 0.125f, -0.3f, 1.f, 5.f, 3.f, -30.f};
+  auto y = m.run({Tensor::from_values<float>("x", DType::Float, {2, 6}, in)});
+  // q = clamp(round(x / s) + zp, -8, 7); y = (q - zp) * s.
+  const float sc[2][2] = {{0.5f, 1.f}, {0.25f, 2.f}};
+  const int zp[2][2] = {{1, -1}, {0, 2}};
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 6; ++c) {
+      const float s_ = sc[r][c / 4];
+      const int z_ = zp[r][c / 4];
+      const int qv = std::clamp(static_cast<int>(std::nearbyint(in[r * 6 + c] / s_)) + z_, -8, 7);
+      CHECK(y[0].values<float>()[r * 6 + c] == static_cast<float>(qv - z_) * s_);
+    }
+}
+
+TEST_CASE("MatMulNBits equals DequantizeLinear(uint4, blocked) + MatMul") {
+  for (int64_t bs : {16, 32, 64})
+    for (int acc : {0, 4}) {
+      const int64_t K = 96, N = 10, M = 3, kb = (K + bs - 1) / bs;
+      NBitsCase c(N, K, 4, bs, 1, 300 + static_cast<uint32_t>(bs));
+      // MatMulNBits graph.
+      OneNodeModel a(21);
+      auto* xa = a.g->add_input("x", TensorType::of(DType::Float, std::vector<int64_t>{M, K}));
+      auto* B = a.g->add_initializer(Tensor::from_values<uint8_t>("B", DType::UInt8, {N, kb, bs / 2}, c.B));
+      auto* S = a.g->add_initializer(Tensor::from_values<float>("S", DType::Float, {N * kb}, c.scales));
+      std::vector<uint8_t> zp(c.zp8.begin(), c.zp8.begin() + N * ((kb + 1) / 2));
+      auto* Z = a.g->add_initializer(Tensor::from_values<uint8_t>("Z", DType::UInt8, {N * ((kb + 1) / 2)}, zp));
+      auto attrs = int_attrs({{"K", K}, {"N", N}, {"bits", 4}, {"block_size", bs}, {"accuracy_level", acc}});
+      a.g->add_output(
+          a.g->add_node("MatMulNBits", {xa, B, S, Z}, {"y"}, std::move(attrs), "", "com.microsoft")->outputs[0]);
+      // DequantizeLinear + MatMul graph with the same weights as uint4 [K, N].
+      OneNodeModel b(21);
+      auto* xb = b.g->add_input("x", TensorType::of(DType::Float, std::vector<int64_t>{M, K}));
+      NBitsSource src = c.src();
+      src.zp_packed = zp.data();
+      std::vector<uint8_t> w4((K * N + 1) / 2, 0), z4((kb * N + 1) / 2, 0);
+      std::vector<float> sT(kb * N);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t i = k * N + n;
+          w4[i / 2] |= static_cast<uint8_t>(src.q(n, k) << (4 * (i % 2)));
+        }
+      for (int64_t blk = 0; blk < kb; ++blk)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t i = blk * N + n;
+          z4[i / 2] |= static_cast<uint8_t>(static_cast<int>(src.zero_point(n, blk)) << (4 * (i % 2)));
+          sT[i] = src.scales[n * kb + blk];
+        }
+      auto* W = b.g->add_initializer(Tensor::from_values<uint8_t>("W", DType::UInt4, {K, N}, w4));
+      auto* ST = b.g->add_initializer(Tensor::from_values<float>("ST", DType::Float, {kb, N}, sT));
+      auto* ZT = b.g->add_initializer(Tensor::from_values<uint8_t>("ZT", DType::UInt4, {kb, N}, z4));
+      auto* wf =
+          b.g->add_node("DequantizeLinear", {W, ST, ZT}, {"wf"}, int_attrs({{"axis", 0}, {"block_size", bs}}))->outputs[0];
+      b.g->add_output(b.g->add_node("MatMul", {xb, wf}, {"y"})->outputs[0]);
+      auto x = random_floats(M * K, 5);
+      auto ya = a.run({Tensor::from_values<float>("x", DType::Float, {M, K}, x)}, 2);
+      auto yb = b.run({Tensor::from_values<float>("x", DType::Float, {M, K}, x)});
+      REQUIRE(ya[0].dims == std::vector<int64_t>{M, N});
+      for (int64_t i = 0; i < M * N; ++i) {
+        INFO("bs " << bs << " accuracy " << acc << " element " << i);
+        // Accuracy level 4 quantizes A to int8 per block: about 1% of the row's scale.
+        CHECK(std::fabs(ya[0].values<float>()[i] - yb[0].values<float>()[i]) <= (acc ? 0.05 : 1e-4));
+      }
+    }
+}
+
+TEST_CASE("MatMulInteger with per-row A and per-column B zero points") {
+  OneNodeModel m(13);
+  const int64_t M = 3, K = 5, N = 4;
+  auto A = random_bytes(M * K, 1), B = random_bytes(K * N, 2);
+  auto* a = m.g->add_input("a", TensorType::of(DType::UInt8, std::vector<int64_t>{M, K}));
+  auto* b = m.g->add_initializer(Tensor::from_values<uint8_t>("b", DType::Int8, {K, N}, B));
+  auto* za = m.g->add_initializer(Tensor::from_values<uint8_t>("za", DType::UInt8, {M}, {1, 200, 7}));
+  auto* zb = m.g->add_initializer(Tensor::from_values<uint8_t>("zb", DType::Int8, {N}, {0, 0xFF, 5, 0x80}));
+  m.g->add_output(m.g->add_node("MatMulInteger", {a, b, za, zb}, {"y"})->outputs[0]);
+  auto y = m.run({Tensor::from_values<uint8_t>("a", DType::UInt8, {M, K}, A)});
+  const int zav[] = {1, 200, 7}, zbv[] = {0, -1, 5, -128};
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      int32_t want = 0;
+      for (int64_t k = 0; k < K; ++k) want += (A[i * K + k] - zav[i]) * (static_cast<int8_t>(B[k * N + j]) - zbv[j]);
+      CHECK(y[0].values<int32_t>()[i * N + j] == want);
+    }
+}
+
+// ---- benchmarks: slmops_tests --test-suite=bench --no-skip -------------------------------
 
 namespace {
 
