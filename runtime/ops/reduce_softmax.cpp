@@ -13,7 +13,8 @@ namespace {
 // floats at a time (GCC vector extensions, so any target gets SIMD code):
 //   exp(x) = 2^n · exp(r),  n = round(x / ln 2),  r = x - n·ln 2 ∈ [-ln2/2, ln2/2],
 // exp(r) from the Cephes expf polynomial (relative error about 2e-7). Inputs below -87.3
-// give 2^-126 instead of underflowing, which no softmax output can tell from 0; NaN stays NaN.
+// (masked positions: -inf) give exactly 0: a tiny normal here would turn into a denormal
+// after the division by the row sum, and denormals slow the next MatMul ~50x. NaN stays NaN.
 template <typename F>
 [[gnu::always_inline]] inline void exp_vector(float* y) {
   typedef int32_t I __attribute__((vector_size(sizeof(F))));
@@ -21,9 +22,9 @@ template <typename F>
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo, n·hi exact
   constexpr float kMin = -87.33654f;                                   // ln 2^-126
-  F x;
-  std::memcpy(&x, y, sizeof x);
-  x = x < kMin ? F{} + kMin : x;
+  F in;
+  std::memcpy(&in, y, sizeof in);
+  F x = in < kMin ? F{} + kMin : in;
   const F t = x * kLog2e + kRound;
   const F n = t - kRound;
   const F r = (x - n * kLn2Hi) - n * kLn2Lo;
@@ -38,6 +39,7 @@ template <typename F>
   // bit cast: std::bit_cast would pass AVX vectors by value outside AVX code.)
   const I e = __builtin_bit_cast(I, t) - std::bit_cast<int32_t>(kRound);
   x = p * __builtin_bit_cast(F, (e + 127) << 23);
+  x = in < kMin ? F{} : x;
   std::memcpy(y, &x, sizeof x);
 }
 
