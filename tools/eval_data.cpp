@@ -59,6 +59,22 @@ ir::Tensor slice_rows(const ir::Tensor& t, int64_t a, int64_t b) {
   return ir::Tensor::make("", t.dtype, dims, ir::Buffer::copy_of(t.data.data() + a * row, (b - a) * row));
 }
 
+// Cuts samples [begin, end) into batches of at most `size`; fill(batch, a, b) adds the data
+// of samples [a, b).
+template <typename Fill>
+std::vector<Batch> cut_batches(int64_t begin, int64_t end, int64_t size, Fill fill) {
+  std::vector<Batch> out;
+  for (int64_t a = begin; a < end; a += size) {
+    int64_t b = std::min(end, a + size);
+    Batch batch;
+    batch.first = a;
+    batch.count = b - a;
+    fill(batch, a, b);
+    out.push_back(std::move(batch));
+  }
+  return out;
+}
+
 class NpzSource : public DataSource {
  public:
   NpzSource(const fs::path& path, const ir::Model& m, const DataOptions& o) : opts_(o), path_(path.string()) {
@@ -100,12 +116,7 @@ class NpzSource : public DataSource {
   bool has_labels() const override { return labels_ != nullptr; }
   std::string describe() const override { return path_; }
   std::vector<Batch> batches(int64_t begin, int64_t end) const override {
-    std::vector<Batch> out;
-    for (int64_t a = begin; a < end; a += opts_.batch_size) {
-      int64_t b = std::min(end, a + opts_.batch_size);
-      Batch batch;
-      batch.first = a;
-      batch.count = b - a;
+    return cut_batches(begin, end, opts_.batch_size, [&](Batch& batch, int64_t a, int64_t b) {
       for (const ir::Tensor* t : arrays_) batch.feeds.push_back(t ? RValue::of(slice_rows(*t, a, b)) : RValue{});
       if (labels_) {
         ir::Tensor l = slice_rows(*labels_, a, b);
@@ -116,9 +127,7 @@ class NpzSource : public DataSource {
         }
         batch.labels = std::move(l);
       }
-      out.push_back(std::move(batch));
-    }
-    return out;
+    });
   }
 
  private:
@@ -231,12 +240,7 @@ class JsonlSource : public DataSource {
   int64_t samples() const override { return static_cast<int64_t>(rows_.size()); }
   std::string describe() const override { return path_; }
   std::vector<Batch> batches(int64_t begin, int64_t end) const override {
-    std::vector<Batch> out;
-    for (int64_t a = begin; a < end; a += opts_.batch_size) {
-      int64_t b = std::min(end, a + opts_.batch_size);
-      Batch batch;
-      batch.first = a;
-      batch.count = b - a;
+    return cut_batches(begin, end, opts_.batch_size, [&](Batch& batch, int64_t a, int64_t b) {
       for (size_t i = 0; i < inputs_.size(); ++i) {
         if (rows_[a][i].empty()) {
           batch.feeds.emplace_back();
@@ -253,9 +257,7 @@ class JsonlSource : public DataSource {
         }
         batch.feeds.push_back(RValue::of(std::move(t)));
       }
-      out.push_back(std::move(batch));
-    }
-    return out;
+    });
   }
 
  private:
