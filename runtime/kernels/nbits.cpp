@@ -35,6 +35,8 @@ bool nbits_cpu_avx2() {
   return ok;
 }
 
+bool nbits_cpu_avx512() { return nbits_cpu_avx2() && nbdetail::avx512_usable(); }
+
 int NBitsSource::q(int64_t n, int64_t k) const {
   const int64_t blk = k / block_size, i = k % block_size;
   const uint8_t* blob = B + (n * k_blocks() + blk) * blob_bytes();
@@ -52,11 +54,13 @@ float NBitsSource::zero_point(int64_t n, int64_t blk) const {
   return static_cast<float>(1 << (bits - 1));
 }
 
-NBitsPacked::NBitsPacked(const NBitsSource& src, NBitsMode mode_, bool use_avx2)
+NBitsPacked::NBitsPacked(const NBitsSource& src, NBitsMode mode_, bool use_avx2, bool use_avx512)
     : N(src.N), K(src.K), bits(src.bits), block_size(src.block_size), k_blocks(src.k_blocks()), mode(mode_) {
   if (bits != 2 && bits != 4 && bits != 8) throw std::invalid_argument("MatMulNBits: bits must be 2, 4 or 8");
   if (block_size < 16 || (block_size & (block_size - 1))) throw std::invalid_argument("MatMulNBits: bad block_size");
   avx2 = use_avx2 && nbits_cpu_avx2() && block_size <= 256;
+  avx512 = avx2 && use_avx512 && nbdetail::avx512_usable();
+  vnni = avx2 && use_avx512 && nbdetail::int8_vnni_kind() != 0;
   chunk = chunk_elems(bits, mode);
   k_padded = round_up(std::max<int64_t>(K, 1), std::max(chunk, block_size));
   chunks = k_padded / chunk;
@@ -230,7 +234,9 @@ void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, co
       nbits_quantize_row(A + m * lda, K, W.block_size, aq.data() + m * W.k_padded, ascale.data() + m * kbp,
                          asum.data() + m * kbp);
     run(tp, W.groups, grain, [&](int64_t g0, int64_t g1) {
-      if (W.avx2 && W.bits != 2)
+      if (W.vnni && W.bits != 2)
+        nbdetail::int8_gemm_vnni(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);
+      else if (W.avx2 && W.bits != 2)
         nbdetail::int8_gemm_avx2(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);
       else int8_gemm_scalar(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);
       add_bias(g0, g1);

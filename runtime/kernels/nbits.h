@@ -12,11 +12,13 @@
 //     element 8j + L), so a mask and an int->float conversion give 8 values of one group; the
 //     mask keeps the value shifted left by bits * j and A is pre-scaled by 2^(-bits * j) to
 //     match (exact powers of two). Zero points are folded out: sum (q - zp) s a =
-//     s * sum q a - s * zp * sum a. M > 1 dequantizes panels of 16..64 columns and calls sgemm.
+//     s * sum q a - s * zp * sum a. With AVX-512 the GEMV takes two columns per vector. M > 1
+//     decodes and scales each group of 8 once per column and multiplies it into 4 rows.
 //   Int8 (accuracy_level 4): as ONNX Runtime's CompInt8, each row of A is quantized per block
 //     to int8 (scale = max|a| / 127, q = round_half_even(a * 127 / max|a|)), the block dot
-//     products are exact integers (AVX2 vpmaddubsw on q in 0..15 and int8 A cannot saturate:
-//     2 * 15 * 128 < 32767), and Y = sum_blocks sa * sb * dot - sum_blocks zp * sb * sa * sum(a_q).
+//     products are exact integers (vpdpbusd with VNNI; else AVX2 vpmaddubsw, which cannot
+//     saturate on q in 0..15 and int8 A: 2 * 15 * 128 < 32767, 8-bit q split in nibbles), and
+//     Y = sum_blocks sa * sb * dot - sum_blocks zp * sb * sa * sum(a_q).
 //
 // nbits_gemm_reference computes the same thing with plain loops from the original layout.
 #pragma once
@@ -54,7 +56,9 @@ struct NBitsSource {
 class NBitsPacked {
  public:
   NBitsPacked() = default;
-  NBitsPacked(const NBitsSource& src, NBitsMode mode, bool use_avx2 = true);
+  // use_avx2 / use_avx512: allow those kernels when the CPU has them (tests turn them off;
+  // use_avx512 also allows the VNNI int8 kernels).
+  NBitsPacked(const NBitsSource& src, NBitsMode mode, bool use_avx2 = true, bool use_avx512 = true);
 
   static constexpr int kGroup = 4;
   enum class Zp { Const, U8, F32 };
@@ -62,6 +66,8 @@ class NBitsPacked {
   int64_t N = 0, K = 0, bits = 4, block_size = 32, k_blocks = 0;
   NBitsMode mode = NBitsMode::Float;
   bool avx2 = false;       // the AVX2 kernels run (CPU supports AVX2 + FMA and it was asked)
+  bool avx512 = false;     // the float GEMV uses its AVX-512 version (CPU has AVX512F/BW/DQ/VL)
+  bool vnni = false;       // the int8 kernels use vpdpbusd (AVX-VNNI or AVX512-VNNI)
   int64_t chunk = 64;      // elements per 32-byte chunk
   int64_t k_padded = 0;    // K rounded up to whole chunks and whole blocks
   int64_t chunks = 0;      // k_padded / chunk
@@ -96,8 +102,10 @@ void nbits_gemm_reference(int64_t M, const float* A, int64_t lda, const NBitsSou
 void nbits_quantize_row(const float* a, int64_t K, int64_t bs, int8_t* q, float* scale, float* scaled_sum);
 
 bool nbits_cpu_avx2();
+bool nbits_cpu_avx512();  // AVX512F, BW, DQ and VL (checked once)
 
 namespace nbdetail {
+bool avx512_usable();  // the CPU has AVX512F/BW/DQ/VL (checked once; nbits_avx2.cpp)
 // AVX2 kernels (nbits_avx2.cpp) over column groups [g0, g1); they write only columns < N.
 // float_gemv: y = A x W^T for one row (zero points included). a_scaled: A with group j of
 // each chunk scaled by 2^(-bits * j) (1 for the last group), k_padded long; asum: its
@@ -110,6 +118,11 @@ void float_gemm_avx2(const NBitsPacked& W, int64_t M, const float* a_scaled, int
 // M rows of int8 A (row stride ldq) with block scales ascale[m * kbp + b] and scaled block
 // sums ablksum[m * kbp + b] (scale * sum of the int8 values).
 void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
+                    const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
+// The same with vpdpbusd (nbits_vnni_avx2.cpp): AVX-VNNI or AVX512-VNNI, whichever
+// int8_vnni_kind() found (1 and 2; 0: neither, do not call).
+int int8_vnni_kind();
+void int8_gemm_vnni(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
                     const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
 }  // namespace nbdetail
 

@@ -9,58 +9,33 @@
 #include "runtime/kernels/nbits.h"
 
 namespace slmops::runtime::kernels::nbdetail {
+
+// Int8 dot products with vpmaddubsw + vpmaddwd. u8 x s8 pairs only for u8 <= 15, where the
+// int16 sum of two products cannot saturate (2 * 15 * 128 < 32767); `full` splits any u8 in
+// nibbles: v * s = lo * s + 16 * hi * s.
+#define NB_TARGET
 namespace {
-
-constexpr int kPrefetch = 1024;     // bytes ahead in the weight stream
-constexpr int64_t kGroupBlock = 8;  // column groups kept in cache while M > 1 rows pass
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline void prefetch(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
-}
-
-// Zero-point term of the 4 columns of group g: sum over blocks of zp * scale * sums[b].
-__m128 zp_term(const NBitsPacked& W, int64_t g, const float* sums) {
-  const float* sc = W.group_scale(g);
-  const int64_t kbp = W.kbp;
-  __m128 acc = _mm_setzero_ps();
-  switch (W.zp_kind) {
-    case NBitsPacked::Zp::Const:
-      for (int64_t b = 0; b < kbp; ++b) acc = _mm_fmadd_ps(_mm_loadu_ps(sc + 4 * b), _mm_set1_ps(sums[b]), acc);
-      return _mm_mul_ps(acc, _mm_set1_ps(W.zp_const));
-    case NBitsPacked::Zp::U8: {
-      const uint8_t* z = W.zp_u8.data() + g * kbp * 4;
-      for (int64_t b = 0; b < kbp; ++b) {
-        int32_t word;
-        std::memcpy(&word, z + 4 * b, 4);
-        const __m128 zv = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(word)));
-        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(sc + 4 * b), zv), _mm_set1_ps(sums[b]), acc);
-      }
-      return acc;
-    }
-    default: {
-      const float* z = W.zp_f32.data() + g * kbp * 4;
-      for (int64_t b = 0; b < kbp; ++b)
-        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(sc + 4 * b), _mm_loadu_ps(z + 4 * b)), _mm_set1_ps(sums[b]), acc);
-      return acc;
-    }
+struct Int8Dot {
+  static __m256i pair_small(__m256i acc, __m256i lo, __m256i a0, __m256i hi, __m256i a1) {
+    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_maddubs_epi16(hi, a1));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
-}
+  static __m256i small(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  }
+  static __m256i full(__m256i acc, __m256i v, __m256i s) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, s), _mm256_set1_epi16(1));
+    const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, s), _mm256_set1_epi16(16));
+    return _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
+  }
+};
+}  // namespace
+#include "runtime/kernels/nbits_int8_avx2.h"
+#undef NB_TARGET
 
-// Y[row][g * 4 + c] = v[c] - term[c] for the columns that exist.
-inline void store_group(const NBitsPacked& W, int64_t g, const float* v, __m128 term, float* y) {
-  alignas(16) float t[4];
-  _mm_store_ps(t, term);
-  for (int c = 0; c < 4; ++c)
-    if (g * 4 + c < W.N) y[g * 4 + c] = v[c] - t[c];
-}
+namespace {
 
 // ---- float mode, one row ------------------------------------------------------------------
 
@@ -119,16 +94,100 @@ void gemv_group(const NBitsPacked& W, const float* a, const float* asum, int64_t
   store_group(W, g, v4, zp_term(W, g, asum), y);
 }
 
+// The same with AVX-512 (when the CPU has it): one zmm holds the chunks of two neighbouring
+// columns (they are adjacent in the group layout), so each group of 8 elements of A is one
+// broadcast and the decode + FMA work per weight halves. Same arithmetic as gemv_group.
+#define SLMOPS_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+// GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized (their _mm512_undefined_*
+// placeholders) when used under a target attribute.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+SLMOPS_AVX512 inline float hsum256_512(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int BITS, int GPB>
+SLMOPS_AVX512 void gemv_group_512(const NBitsPacked& W, const float* a, const float* asum, int64_t g, float* y) {
+  constexpr int G = 32 / BITS, E = 256 / BITS;
+  const uint8_t* q = W.group_q(g);
+  const float* sc = W.group_scale(g);
+  __m512 total[2], blk[2];
+  for (int c = 0; c < 2; ++c) total[c] = blk[c] = _mm512_setzero_ps();
+  const __m512i m0 = _mm512_set1_epi32((1 << BITS) - 1);
+  // Scale lanes: columns 0,1 (pair 0) and 2,3 (pair 1) of the block's 4 scales.
+  const __m512i idx0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  int64_t b = 0, in_blk = 0;
+  auto flush = [&]() SLMOPS_AVX512 {
+    const __m512 s4 = _mm512_castps128_ps512(_mm_loadu_ps(sc + 4 * b));
+    total[0] = _mm512_fmadd_ps(blk[0], _mm512_permutexvar_ps(idx0, s4), total[0]);
+    total[1] = _mm512_fmadd_ps(blk[1], _mm512_permutexvar_ps(idx1, s4), total[1]);
+    blk[0] = blk[1] = _mm512_setzero_ps();
+    ++b;
+  };
+  for (int64_t ch = 0; ch < W.chunks; ++ch) {
+    const uint8_t* p = q + ch * 128;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
+    const __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 64);
+    const float* ac = a + ch * E;
+    __m512i mask = m0;
+#pragma GCC unroll 16
+    for (int j = 0; j < G; ++j) {
+      const __m512 av = _mm512_broadcast_f32x8(_mm256_loadu_ps(ac + 8 * j));
+      const __m512i q0 = j == G - 1 ? _mm512_srli_epi32(v0, 32 - BITS) : _mm512_and_si512(v0, mask);
+      const __m512i q1 = j == G - 1 ? _mm512_srli_epi32(v1, 32 - BITS) : _mm512_and_si512(v1, mask);
+      blk[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q0), av, blk[0]);
+      blk[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q1), av, blk[1]);
+      mask = _mm512_slli_epi32(mask, BITS);
+      if constexpr (GPB < G) {
+        if ((j + 1) % GPB == 0) flush();
+      }
+    }
+    if constexpr (GPB >= G) {
+      if (++in_blk == GPB / G) {
+        flush();
+        in_blk = 0;
+      }
+    }
+  }
+  float v4[4];
+  for (int c = 0; c < 2; ++c) {
+    v4[2 * c] = hsum256_512(_mm512_castps512_ps256(total[c]));
+    v4[2 * c + 1] = hsum256_512(_mm512_extractf32x8_ps(total[c], 1));
+  }
+  store_group(W, g, v4, zp_term(W, g, asum), y);
+}
+
+#pragma GCC diagnostic pop
+
+bool cpu_has_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+template <int BITS, int GPB>
+void gemv_groups(const NBitsPacked& W, const float* a, const float* asum, int64_t g0, int64_t g1, float* y) {
+  if (W.avx512)
+    for (int64_t g = g0; g < g1; ++g) gemv_group_512<BITS, GPB>(W, a, asum, g, y);
+  else
+    for (int64_t g = g0; g < g1; ++g) gemv_group<BITS, GPB>(W, a, asum, g, y);
+}
+
 template <int BITS>
 void gemv_bits(const NBitsPacked& W, const float* a, const float* asum, int64_t g0, int64_t g1, float* y) {
-  for (int64_t g = g0; g < g1; ++g) {
-    switch (W.block_size) {
-      case 16: gemv_group<BITS, 2>(W, a, asum, g, y); break;
-      case 32: gemv_group<BITS, 4>(W, a, asum, g, y); break;
-      case 64: gemv_group<BITS, 8>(W, a, asum, g, y); break;
-      case 128: gemv_group<BITS, 16>(W, a, asum, g, y); break;
-      default: gemv_group<BITS, 32>(W, a, asum, g, y); break;  // 256 (larger blocks never get here)
-    }
+  switch (W.block_size) {
+    case 16: return gemv_groups<BITS, 2>(W, a, asum, g0, g1, y);
+    case 32: return gemv_groups<BITS, 4>(W, a, asum, g0, g1, y);
+    case 64: return gemv_groups<BITS, 8>(W, a, asum, g0, g1, y);
+    case 128: return gemv_groups<BITS, 16>(W, a, asum, g0, g1, y);
+    default: return gemv_groups<BITS, 32>(W, a, asum, g0, g1, y);  // 256 (larger blocks never get here)
   }
 }
 
@@ -204,159 +263,9 @@ void rows_bits(const NBitsPacked& W, int64_t M, const float* a, int64_t lda, con
   }
 }
 
-// ---- int8 mode ------------------------------------------------------------------------------
-
-// Columns c0 .. c0 + NC - 1 of group g, rows 0 .. R - 1 (raw sums: sum over blocks of
-// float(dot(a_q, q)) * a_scale * b_scale). 4-bit chunks: 64 elements, byte i = q[i] | q[32+i] << 4;
-// vpmaddubsw(q in 0..15, int8 a) cannot saturate (2 * 15 * 128 < 32767).
-template <int R, int NC>
-void int8_4bit(const NBitsPacked& W, const int8_t* aq, int64_t ldq, const float* asc, int64_t g, int c0,
-               float (*out)[4]) {
-  const uint8_t* q = W.group_q(g) + 32 * c0;
-  const float* sb = W.group_scale(g) + c0;
-  const int64_t kbp = W.kbp, bs = W.block_size;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[R][NC];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
-  if (bs >= 64) {
-    const int64_t cpb = bs / 64;
-    for (int64_t b = 0; b < kbp; ++b) {
-      __m256i isum[R][NC];
-      for (int r = 0; r < R; ++r)
-        for (int c = 0; c < NC; ++c) isum[r][c] = _mm256_setzero_si256();
-      for (int64_t ch = b * cpb; ch < (b + 1) * cpb; ++ch) {
-        const uint8_t* p = q + ch * 128;
-        prefetch(p);
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; ++c) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
-          const __m256i lo = _mm256_and_si256(v, low4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-#pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) {
-            const int8_t* ar = aq + r * ldq + ch * 64;
-            const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar));
-            const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + 32));
-            const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_maddubs_epi16(hi, a1));
-            isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(pr, ones));
-          }
-        }
-      }
-      for (int r = 0; r < R; ++r)
-        for (int c = 0; c < NC; ++c)
-          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(asc[r * kbp + b] * sb[4 * b + c]),
-                                      acc[r][c]);
-    }
-  } else {
-    for (int64_t ch = 0; ch < W.chunks; ++ch) {
-      const uint8_t* p = q + ch * 128;
-      prefetch(p);
-#pragma GCC unroll 4
-      for (int c = 0; c < NC; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
-        const __m256i lo = _mm256_and_si256(v, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-          const int8_t* ar = aq + r * ldq + ch * 64;
-          const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar));
-          const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + 32));
-          const __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), ones));
-          const __m256 s1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), ones));
-          const float* as = asc + r * kbp;
-          __m256 f0, f1;
-          if (bs == 32) {
-            f0 = _mm256_set1_ps(as[2 * ch] * sb[4 * (2 * ch) + c]);
-            f1 = _mm256_set1_ps(as[2 * ch + 1] * sb[4 * (2 * ch + 1) + c]);
-          } else {  // 16: each 128-bit half is one block
-            const int64_t b = 4 * ch;
-            f0 = _mm256_set_m128(_mm_set1_ps(as[b + 1] * sb[4 * (b + 1) + c]), _mm_set1_ps(as[b] * sb[4 * b + c]));
-            f1 = _mm256_set_m128(_mm_set1_ps(as[b + 3] * sb[4 * (b + 3) + c]),
-                                 _mm_set1_ps(as[b + 2] * sb[4 * (b + 2) + c]));
-          }
-          acc[r][c] = _mm256_fmadd_ps(s0, f0, acc[r][c]);
-          acc[r][c] = _mm256_fmadd_ps(s1, f1, acc[r][c]);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) out[r][c0 + c] = hsum(acc[r][c]);
-}
-
-// 8-bit (and unpacked 2-bit) chunks: 32 elements, one byte each. q (0..255) is split in
-// nibbles so that vpmaddubsw cannot saturate: q * a = lo * a + 16 * hi * a.
-template <int R, int NC>
-void int8_8bit(const NBitsPacked& W, const int8_t* aq, int64_t ldq, const float* asc, int64_t g, int c0,
-               float (*out)[4]) {
-  const uint8_t* q = W.group_q(g) + 32 * c0;
-  const float* sb = W.group_scale(g) + c0;
-  const int64_t kbp = W.kbp, bs = W.block_size;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
-  __m256 acc[R][NC];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
-  const int64_t cpb = bs >= 32 ? bs / 32 : 1;
-  const int64_t units = W.chunks / cpb;  // blocks (bs >= 32) or chunks of two blocks (bs 16)
-  for (int64_t u = 0; u < units; ++u) {
-    __m256i isum[R][NC];
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < NC; ++c) isum[r][c] = _mm256_setzero_si256();
-    for (int64_t ch = u * cpb; ch < (u + 1) * cpb; ++ch) {
-      const uint8_t* p = q + ch * 128;
-      prefetch(p);
-#pragma GCC unroll 4
-      for (int c = 0; c < NC; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
-        const __m256i lo = _mm256_and_si256(v, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-          const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + r * ldq + ch * 32));
-          const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, av), ones);
-          const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, av), sixteen);
-          isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_add_epi32(plo, phi));
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      const float* as = asc + r * kbp;
-      for (int c = 0; c < NC; ++c) {
-        __m256 f;
-        if (bs >= 32) f = _mm256_set1_ps(as[u] * sb[4 * u + c]);
-        else
-          f = _mm256_set_m128(_mm_set1_ps(as[2 * u + 1] * sb[4 * (2 * u + 1) + c]),
-                              _mm_set1_ps(as[2 * u] * sb[4 * (2 * u) + c]));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), f, acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) out[r][c0 + c] = hsum(acc[r][c]);
-}
-
-// One group for R rows: one row takes the 4 columns together; more rows one column at a time.
-template <int R>
-void int8_group(const NBitsPacked& W, const int8_t* aq, int64_t ldq, const float* asc, const float* ablk,
-                int64_t g, float* Y, int64_t ldy) {
-  float out[R][4];
-  if constexpr (R == 1) {
-    if (W.bits == 4) int8_4bit<R, 4>(W, aq, ldq, asc, g, 0, out);
-    else int8_8bit<R, 4>(W, aq, ldq, asc, g, 0, out);
-  } else {
-    const int valid = static_cast<int>(std::min<int64_t>(4, W.N - g * 4));
-    for (int c = 0; c < valid; ++c) {
-      if (W.bits == 4) int8_4bit<R, 1>(W, aq, ldq, asc, g, c, out);
-      else int8_8bit<R, 1>(W, aq, ldq, asc, g, c, out);
-    }
-  }
-  for (int r = 0; r < R; ++r) store_group(W, g, out[r], zp_term(W, g, ablk + r * W.kbp), Y + r * ldy);
-}
-
 }  // namespace
+
+bool avx512_usable() { return cpu_has_avx512(); }
 
 void float_gemv_avx2(const NBitsPacked& W, const float* a_scaled, const float* asum, int64_t g0, int64_t g1,
                      float* y) {
@@ -378,20 +287,7 @@ void float_gemm_avx2(const NBitsPacked& W, int64_t M, const float* a_scaled, int
 
 void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
                     const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy) {
-  const int64_t kbp = W.kbp;
-  for (int64_t gb = g0; gb < g1; gb += kGroupBlock) {
-    const int64_t ge = std::min(g1, gb + kGroupBlock);
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4)
-      for (int64_t g = gb; g < ge; ++g)
-        int8_group<4>(W, aq + m * ldq, ldq, ascale + m * kbp, ablksum + m * kbp, g, Y + m * ldy, ldy);
-    for (int64_t g = gb; g < ge; ++g) switch (M - m) {
-      case 3: int8_group<3>(W, aq + m * ldq, ldq, ascale + m * kbp, ablksum + m * kbp, g, Y + m * ldy, ldy); break;
-      case 2: int8_group<2>(W, aq + m * ldq, ldq, ascale + m * kbp, ablksum + m * kbp, g, Y + m * ldy, ldy); break;
-      case 1: int8_group<1>(W, aq + m * ldq, ldq, ascale + m * kbp, ablksum + m * kbp, g, Y + m * ldy, ldy); break;
-      default: break;
-    }
-  }
+  int8_gemm_impl(W, M, aq, ldq, ascale, ablksum, g0, g1, Y, ldy);
 }
 
 }  // namespace slmops::runtime::kernels::nbdetail

@@ -158,10 +158,10 @@ struct NBitsCase {
 
 // |fast - reference| against the size of the terms: sum over k of |a_k| * max|w| (bounded
 // by the weight range), times a K-proportional epsilon.
-void check_nbits(const NBitsCase& c, int64_t M, NBitsMode mode, bool avx2, ThreadPool* pool) {
+void check_nbits(const NBitsCase& c, int64_t M, NBitsMode mode, bool avx2, ThreadPool* pool, bool avx512 = false) {
   auto A = random_floats(M * c.K, 77 + M, -1.f, 1.f);
   auto bias = random_floats(c.N, 78);
-  NBitsPacked W(c.src(), mode, avx2);
+  NBitsPacked W(c.src(), mode, avx2, avx512);
   std::vector<float> got(M * c.N), want(M * c.N);
   nbits_gemm(M, A.data(), c.K, W, bias.data(), got.data(), c.N, pool);
   nbits_gemm_reference(M, A.data(), c.K, c.src(), mode, bias.data(), want.data(), c.N);
@@ -174,7 +174,7 @@ void check_nbits(const NBitsCase& c, int64_t M, NBitsMode mode, bool avx2, Threa
       worst = std::max(worst, std::fabs(got[m * c.N + n] - want[m * c.N + n]) / scale);
   }
   INFO("N " << c.N << " K " << c.K << " bits " << c.bits << " bs " << c.bs << " zp " << c.zp_kind << " M " << M
-            << " mode " << int(mode) << " avx2 " << avx2);
+            << " mode " << int(mode) << " avx2 " << avx2 << " avx512 " << W.avx512 << " vnni " << W.vnni);
   CHECK(worst < 2e-6);
 }
 
@@ -183,8 +183,10 @@ void check_nbits(const NBitsCase& c, int64_t M, NBitsMode mode, bool avx2, Threa
 TEST_CASE("MatMulNBits kernels match the reference") {
   ThreadPool pool2(2);
   uint32_t seed = 100;
-  for (bool avx2 : {false, true}) {
+  for (int isa : {0, 1, 2}) {  // portable, AVX2, AVX2 + the AVX-512 GEMV and VNNI int8 kernels
+    const bool avx2 = isa >= 1, avx512 = isa == 2;
     if (avx2 && !nbits_cpu_avx2()) continue;
+    if (avx512 && !nbits_cpu_avx512()) continue;
     for (int64_t bits : {2, 4, 8})
       for (int64_t bs : {16, 32, 64, 128, 256})
         for (int zk : {0, 1, 2})
@@ -194,7 +196,7 @@ TEST_CASE("MatMulNBits kernels match the reference") {
             const int64_t N = (seed % 2) ? 21 : 8;
             NBitsCase c(N, K, bits, bs, zk, seed++);
             for (int64_t M : {1, 2, 3, 5})
-              check_nbits(c, M, mode, avx2, M == 1 ? &pool2 : nullptr);
+              check_nbits(c, M, mode, avx2, M == 1 ? &pool2 : nullptr, avx512);
           }
   }
 }
