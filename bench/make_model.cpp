@@ -153,15 +153,6 @@ std::vector<Attribute> attrs(A&&... a) {
   return v;
 }
 
-TensorType tensor_type(DType t, std::vector<slmops::ir::Dim> dims) {
-  TensorType tt;
-  tt.is_tensor = true;
-  tt.elem_code = static_cast<int32_t>(t);
-  tt.has_shape = true;
-  tt.dims = std::move(dims);
-  return tt;
-}
-
 struct Built {
   slmops::ir::Model model;
   Shape shape;
@@ -188,7 +179,7 @@ Built build(uint64_t target_bytes, uint64_t seed) {
   const float bd = 1.0f / std::sqrt(float(d)), bf = 1.0f / std::sqrt(float(f));
   slmops::ir::Dim batch{-1, "batch"}, seq{-1, "seq"};
 
-  Value* ids = g.add_input("input_ids", tensor_type(DType::Int64, {batch, seq}));
+  Value* ids = g.add_input("input_ids", TensorType::of_dims(DType::Int64, {batch, seq}));
   Value* embed = b.random("embed.weight", {V, d}, 1.0f);
   Value* x = g.add_node("Gather", {embed, ids}, {"embed.out"}, attrs(Attribute::make_int("axis", 0)), "embed")->outputs[0];
   Value* att_scale = b.constant("attn.scale", {}, 1.0f / std::sqrt(float(d)));
@@ -235,7 +226,7 @@ Built build(uint64_t target_bytes, uint64_t seed) {
   Value* hf = layer_norm("final_ln", x);
   Value* head = b.random("lm_head.weight", {d, V}, bd);
   Value* logits = g.add_node("MatMul", {hf, head}, {"logits"}, {}, "lm_head")->outputs[0];
-  logits->type = tensor_type(DType::Float, {batch, seq, {V, {}}});
+  logits->type = TensorType::of_dims(DType::Float, {batch, seq, {V, {}}});
   g.add_output(logits);
 
   res.param_bytes = b.bytes();
