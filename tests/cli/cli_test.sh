@@ -8,19 +8,7 @@ S=$1
 SRC=$2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-cli-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-check() {  # check NAME COMMAND...: the command must succeed
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-  fi
-}
+source "$(dirname "$0")/testlib.sh"
 json_get() {  # json_get FILE JS-EXPRESSION-ON-j
   node -e "const j = JSON.parse(require('fs').readFileSync('$1', 'utf8')); const v = ($2); if (v === undefined || v === false) process.exit(1); console.log(v)"
 }
@@ -77,5 +65,4 @@ check "a recipe with three problems exits 2" test "$rc" -eq 2
 check "... and reports all three, one line each" test "$(grep -c '^slmops: error: ' "$WORK/three.err")" -eq 3
 check "... and writes nothing" test ! -e "$WORK/x.onnx"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -9,13 +9,7 @@ SRC=$2
 FX=$SRC/tests/fixtures
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-eval-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
+source "$(dirname "$0")/testlib.sh"
 js() {  # js 'expression over r (the report) and ref (reference.json)' REPORT
   node -e "const fs = require('fs'); const r = JSON.parse(fs.readFileSync('$2', 'utf8'));
            const ref = JSON.parse(fs.readFileSync('$FX/reference.json', 'utf8'));
@@ -74,5 +68,4 @@ check "a bad --shard is exit 2" test $? -eq 2
 "$S" -q evaluate "$FX/cnn_digits.onnx" --random --samples 3 --json > "$WORK/random.json"
 check "--random inputs give a latency report" js "r.metrics.latency_ms.batches === 3" "$WORK/random.json"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
