@@ -331,3 +331,88 @@ int64_t Model::opset(std::string_view d) const {
 }
 
 }  // namespace slmops::ir
+
+namespace slmops::ir {
+
+std::unique_ptr<Graph> Graph::clone(Graph* parent, Node* owner, std::unordered_map<const Value*, Value*>& map) const {
+  auto g = std::make_unique<Graph>(parent, owner);
+  g->name = name;
+  g->residual = residual;
+  for (auto& v : values_) {
+    Value* c = g->new_value(v->name, v->kind);
+    if (v->initializer) c->initializer = std::make_shared<Tensor>(*v->initializer);
+    c->type = v->type;
+    map[v.get()] = c;
+  }
+  for (auto& v : values_)
+    if (v->outer) map.at(v.get())->outer = map.at(v->outer);
+  auto copy_infos = [&](const std::vector<ValueInfo>& from, std::vector<ValueInfo>& to) {
+    for (auto& vi : from) to.push_back({vi.value ? map.at(vi.value) : nullptr, vi.proto, vi.loaded});
+  };
+  copy_infos(inputs, g->inputs);
+  copy_infos(outputs, g->outputs);
+  copy_infos(value_info, g->value_info);
+  for (Value* v : initializers) g->initializers.push_back(map.at(v));
+  for (auto& n : nodes_) {
+    auto c = std::make_unique<Node>();
+    c->name = n->name;
+    c->op_type = n->op_type;
+    c->domain = n->domain;
+    c->residual = n->residual;
+    c->graph = g.get();
+    for (Value* v : n->inputs) {
+      Value* m = v ? map.at(v) : nullptr;
+      c->inputs.push_back(m);
+      if (m) m->consumers.push_back(c.get());
+    }
+    for (Value* v : n->outputs) {
+      Value* m = v ? map.at(v) : nullptr;
+      c->outputs.push_back(m);
+      if (m) m->producer = c.get();
+    }
+    for (Value* v : n->implicit_inputs) {
+      Value* m = map.at(v);
+      c->implicit_inputs.push_back(m);
+      m->consumers.push_back(c.get());
+    }
+    for (auto& a : n->attributes) {
+      Attribute b;
+      b.name = a.name;
+      b.type = a.type;
+      b.f = a.f;
+      b.i = a.i;
+      b.s = a.s;
+      b.floats = a.floats;
+      b.ints = a.ints;
+      b.strings = a.strings;
+      if (a.t) b.t = std::make_shared<Tensor>(*a.t);
+      b.tensors = a.tensors;
+      b.residual = a.residual;
+      if (a.g) b.g = a.g->clone(g.get(), c.get(), map);
+      for (auto& sg : a.graphs) b.graphs.push_back(sg->clone(g.get(), c.get(), map));
+      c->attributes.push_back(std::move(b));
+    }
+    g->nodes_.push_back(std::move(c));
+  }
+  return g;
+}
+
+Model Model::clone() const {
+  Model m;
+  m.ir_version = ir_version;
+  m.opsets = opsets;
+  m.producer_name = producer_name;
+  m.producer_version = producer_version;
+  m.domain = domain;
+  m.doc_string = doc_string;
+  m.model_version = model_version;
+  m.metadata = metadata;
+  m.residual = residual;
+  m.path = path;
+  m.source_files = source_files;
+  std::unordered_map<const Value*, Value*> map;
+  if (graph) m.graph = graph->clone(nullptr, nullptr, map);
+  return m;
+}
+
+}  // namespace slmops::ir

@@ -159,6 +159,11 @@ class Graph {
   // Every graph nested in this one's node attributes, depth first.
   void for_each_subgraph(const std::function<void(Graph&)>& fn);
 
+  // A deep copy (nodes, values, subgraphs); initializer tensors are copied as Tensor objects
+  // whose Buffers share the same immutable bytes, so weights are not duplicated. `map`
+  // receives old -> new for every value (outer values of captured ones must be in it).
+  std::unique_ptr<Graph> clone(Graph* parent, Node* owner, std::unordered_map<const Value*, Value*>& map) const;
+
  private:
   Graph* parent_;
   Node* owner_;
@@ -185,6 +190,7 @@ struct Model {
   std::string path;  // the file it was loaded from, for messages; empty if built in memory
   std::vector<std::string> source_files;  // every file the model was read from (model + external data)
   int64_t opset(std::string_view domain) const;  // 0 when not imported ("" and "ai.onnx" alike)
+  Model clone() const;  // deep copy of the graph; weight bytes shared (see Graph::clone)
 };
 
 }  // namespace slmops::ir

@@ -83,6 +83,7 @@ nlohmann::json specs_to_json(const std::vector<OptionSpec>& specs) {
     nlohmann::json o = {{"name", s.name}, {"type", option_type_name(s.type)}, {"default", s.default_value},
                         {"help", s.help}};
     if (!s.choices.empty()) o["choices"] = s.choices;
+    if (s.path) o["path"] = true;
     arr.push_back(std::move(o));
   }
   return arr;

@@ -20,6 +20,7 @@ struct OptionSpec {
   nlohmann::json default_value;
   std::string help;
   std::vector<std::string> choices;  // for String: allowed values (empty = any)
+  bool path = false;  // a file path: recipes resolve it against the recipe's folder
 };
 
 // Checks `given` (a JSON object) against `specs`. Returns one message per problem, each
@@ -42,12 +43,13 @@ class OptionTable {
     Member member;
     std::string help;
     std::vector<std::string> choices;
+    bool path = false;
   };
 
   explicit OptionTable(std::vector<Entry> entries) : entries_(std::move(entries)) {
     const T defaults{};
     for (auto& e : entries_) {
-      OptionSpec s{e.name, OptionType::Bool, nullptr, e.help, e.choices};
+      OptionSpec s{e.name, OptionType::Bool, nullptr, e.help, e.choices, e.path};
       std::visit(
           [&](auto m) {
             using V = std::decay_t<decltype(defaults.*m)>;

@@ -9,6 +9,7 @@ const std::vector<PassInfo>& all_passes() {
   static const std::vector<PassInfo> passes = [] {
     std::vector<PassInfo> v;
     v.push_back(cleanup_pass_info());
+    v.push_back(quantize_pass_info());
     v.push_back(evaluate_step_info());
     return v;
   }();

@@ -12,8 +12,11 @@
 
 namespace slmops::passes {
 
+struct DataHooks;  // passes/quant/quantize.h: data readers and the evaluator, from the CLI layer
+
 struct PassContext {
   int threads = 1;
+  const DataHooks* data = nullptr;
   int verbosity = 1;  // 0 quiet, 1 normal, 2 verbose
   nlohmann::json report = nlohmann::json::object();  // what the pass did, for --json
 };
@@ -38,5 +41,6 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
 // lists those functions once.
 PassInfo cleanup_pass_info();
 PassInfo evaluate_step_info();
+PassInfo quantize_pass_info();
 
 }  // namespace slmops::passes

@@ -40,10 +40,16 @@ void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann
   for (const auto& spec : pass.options) {
     std::string help = fmt::format("{} ({}, default {})", spec.help, passes::option_type_name(spec.type),
                                    spec.default_value.dump());
-    cmd->add_option_function<std::string>(
-           "--" + spec.name, [spec, target](const std::string& v) { (*target)[spec.name] = passes::parse_option_text(spec, v); },
-           help)
-        ->type_name(spec.type == passes::OptionType::Bool ? "BOOL" : "VALUE");
+    bool is_bool = spec.type == passes::OptionType::Bool;
+    auto* opt = cmd->add_option_function<std::string>(
+        "--" + spec.name,
+        [spec, target](const std::string& v) {
+          // A bool option given alone (--per-channel) means true; --per-channel false also works.
+          (*target)[spec.name] = passes::parse_option_text(spec, v.empty() && spec.type == passes::OptionType::Bool ? "true" : v);
+        },
+        help);
+    opt->type_name(is_bool ? "[BOOL]" : "VALUE");
+    if (is_bool) opt->expected(0, 1);
   }
 }
 
@@ -69,6 +75,7 @@ int main(int argc, char** argv) {
   register_inspect(app);
   register_passes(app);
   register_convert(app);
+  register_quantize(app);
   register_evaluate(app);
   register_pending(app);
 

@@ -44,7 +44,8 @@ void register_inspect(CLI::App& app);
 void register_passes(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_evaluate(CLI::App& app);
-void register_pending(CLI::App& app);  // distill-data, quantize, prune: not built yet
+void register_quantize(CLI::App& app);
+void register_pending(CLI::App& app);  // distill-data, prune: not built yet
 
 // Entry point used by main() and by tests: returns the exit code.
 int main(int argc, char** argv);

@@ -1,6 +1,7 @@
 // slmops evaluate: one report with accuracy, perplexity, fidelity against a baseline, latency,
 // size and memory, with goals that gate CI (exit 3), shards and merging. `--check` runs ONNX
 // test data and compares with the reference outputs (the conformance runner).
+#include <optional>
 #include <unistd.h>
 
 #include <chrono>
@@ -323,9 +324,8 @@ nlohmann::json merge_reports(const EvalArgs& a) {
   return finish(report, a);
 }
 
-nlohmann::json evaluate(const EvalArgs& a) {
+nlohmann::json evaluate_loaded(const ir::Model& m, const ir::Model* bm, const EvalArgs& a) {
   if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
-  ir::Model m = formats::load_model(a.model);
   DataOptions opts;
   opts.batch_size = a.batch_size > 0 ? a.batch_size : 1;
   opts.labels = a.labels;
@@ -344,7 +344,7 @@ nlohmann::json evaluate(const EvalArgs& a) {
   }
   const ir::Value* out0 = m.graph->outputs.empty() ? nullptr : m.graph->outputs[0].value;
   bool looks_lm = lm_ids >= 0 && out0 && out0->type.has_shape && out0->type.dims.size() == 3;
-  bool has_reference = !a.baseline.empty() || fs::is_directory(a.data);
+  bool has_reference = bm || fs::is_directory(a.data);
   Selected sel = select_metrics(a.metrics, source->has_labels(), looks_lm, has_reference);
   if (sel.lm && lm_ids < 0) bad_input("--metrics perplexity needs a 2-D integer input (token ids)");
   if (a.top_k < 1) bad_input("--top-k must be at least 1");
@@ -377,24 +377,31 @@ nlohmann::json evaluate(const EvalArgs& a) {
                          {"latency", sel.latency},   {"size", sel.size}, {"memory", sel.memory}};
 
   std::vector<ir::Tensor> base_outputs;
-  if (!a.baseline.empty()) {
-    ir::Model bm = formats::load_model(a.baseline);
-    runtime::Session bs_session(bm, effective_threads());
+  if (bm) {
+    runtime::Session bs_session(*bm, effective_threads());
     Selected bsel = sel;
     bsel.fidelity = false;
-    auto br = run_model(bm, bs_session, batches, bsel, lm_ids, a.top_k, a.warmup, nullptr, sel.fidelity, progress,
+    auto br = run_model(*bm, bs_session, batches, bsel, lm_ids, a.top_k, a.warmup, nullptr, sel.fidelity, progress,
                         "baseline");
     base_outputs = std::move(br.primary);
     report["baseline"] = {{"model", a.baseline},
-                          {"metrics", assemble(br.sums, bsel, a.top_k, static_metrics(bm), br.peak_rss)},
+                          {"metrics", assemble(br.sums, bsel, a.top_k, static_metrics(*bm), br.peak_rss)},
                           {"sums", br.sums.to_json()}};
   }
   runtime::Session session(m, effective_threads());
-  auto r = run_model(m, session, batches, sel, lm_ids, a.top_k, a.warmup, a.baseline.empty() ? nullptr : &base_outputs,
+  auto r = run_model(m, session, batches, sel, lm_ids, a.top_k, a.warmup, bm ? &base_outputs : nullptr,
                      false, progress, "evaluate");
   report["metrics"] = assemble(r.sums, sel, a.top_k, static_metrics(m), r.peak_rss);
   report["sums"] = r.sums.to_json();
   return finish(report, a);
+}
+
+nlohmann::json evaluate(const EvalArgs& a) {
+  if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
+  ir::Model m = formats::load_model(a.model);
+  std::optional<ir::Model> bm;
+  if (!a.baseline.empty()) bm = formats::load_model(a.baseline);
+  return evaluate_loaded(m, bm ? &*bm : nullptr, a);
 }
 
 void check(const EvalArgs& a) {
@@ -419,6 +426,9 @@ void check(const EvalArgs& a) {
 }  // namespace
 
 nlohmann::json evaluation_report(const EvalArgs& a) { return evaluate(a); }
+nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* baseline, const EvalArgs& a) {
+  return evaluate_loaded(m, baseline, a);
+}
 
 void print_evaluation(const nlohmann::json& report) { print_table_impl(report); }
 

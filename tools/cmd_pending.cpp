@@ -12,7 +12,6 @@ void register_pending(CLI::App& app) {
   };
   static const Pending pending[] = {
       {"distill-data", "generate distillation data from a teacher model (not built yet)"},
-      {"quantize", "quantize a model: int8 dynamic/static, int4/int8 weight-only (not built yet)"},
       {"prune", "prune a model (not built yet)"},
   };
   for (auto& p : pending) {

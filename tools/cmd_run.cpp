@@ -39,6 +39,7 @@ void register_run(CLI::App& app) {
         }
         enforce_goals(step["report"]);
       }
+    enforce_step_goals(report);
   });
 }
 

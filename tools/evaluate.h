@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ir/graph.h"
 #include "tools/check_data.h"
 
 namespace slmops::cli {
@@ -22,6 +23,8 @@ struct EvalArgs {
 // Runs the evaluation and applies the goals ("goals": [{goal, met, detail}]); writes the
 // Markdown report when asked. Unmet goals are in the report, not thrown.
 nlohmann::json evaluation_report(const EvalArgs& a);
+// The same on models already in memory (a.model / a.baseline only name them in the report).
+nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* baseline, const EvalArgs& a);
 // Prints the report as a table on stdout.
 void print_evaluation(const nlohmann::json& report);
 // Throws Error(GoalNotMet) listing the unmet goals, if any.

@@ -8,6 +8,7 @@
 #include "passes/registry.h"
 #include "tools/evaluate.h"
 #include "tools/cli.h"
+#include "tools/pass_data.h"
 
 namespace slmops::cli {
 namespace {
@@ -150,6 +151,21 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     }
     for (size_t k = 0; k < r.steps.size(); ++k)
       if (!r.steps[k].pass.empty()) check_step(where, k + 1, r.steps[k], problems);
+    // Options that name files are relative to the recipe's folder (unless set by --set).
+    for (size_t k = 0; k < r.steps.size(); ++k) {
+      const auto* p = passes::find_pass(r.steps[k].pass);
+      if (!p || !r.steps[k].options.is_object()) continue;
+      for (auto& spec : p->options) {
+        auto& opts = r.steps[k].options;
+        if (!spec.path || !opts.contains(spec.name) || !opts[spec.name].is_string()) continue;
+        std::string v = opts[spec.name].get<std::string>();
+        std::string set_key = fmt::format("steps.{}.options.{}", k, spec.name);
+        bool from_set = false;
+        for (auto& kv : sets) from_set = from_set || kv.rfind(set_key + "=", 0) == 0;
+        if (v.empty() || from_set || fs::path(v).is_absolute()) continue;
+        opts[spec.name] = (base / v).lexically_normal().string();
+      }
+    }
     if (r.steps.empty()) problems.push_back(where + ": the recipe has no steps");
     // Evaluation steps measure the saved output: they come after every rewriting pass.
     bool seen_eval = false;
@@ -196,7 +212,7 @@ void validate_recipe(const Recipe& r) {
   if (!problems.empty()) throw_problems(problems);
 }
 
-nlohmann::json execute(const Recipe& r) {
+nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann::json&)>& on_step) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
   if (r.create_output_folder && !r.output.parent_path().empty()) {
@@ -213,6 +229,7 @@ nlohmann::json execute(const Recipe& r) {
   passes::PassContext ctx;
   ctx.threads = effective_threads();
   ctx.verbosity = globals().verbosity;
+  ctx.data = &pass_data_hooks();
   std::vector<size_t> evaluations;
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto* p = passes::find_pass(r.steps[i].pass);
@@ -225,9 +242,11 @@ nlohmann::json execute(const Recipe& r) {
     passes::run_pass(*p, model, r.steps[i].options, ctx);
     double sec = std::chrono::duration<double>(clock::now() - ts).count();
     std::string summary;
-    for (auto& [k, v] : ctx.report.items()) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, v.dump());
+    for (auto& [k, v] : ctx.report.items())
+      if (!v.is_structured()) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, v.dump());
     log("step {}/{} {}: {} ({:.2f} s)", i + 1, r.steps.size(), p->name, summary, sec);
     steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
+    if (on_step) on_step(steps.back());
   }
   formats::SaveOptions so;
   so.external = r.external_data;
@@ -263,6 +282,17 @@ nlohmann::json execute(const Recipe& r) {
   report["steps"] = steps;
   report["seconds"] = std::chrono::duration<double>(clock::now() - t0).count();
   return report;
+}
+
+void enforce_step_goals(const nlohmann::json& report) {
+  if (!report.contains("steps")) return;
+  for (auto& st : report["steps"]) {
+    const auto& rep = st["report"];
+    if (rep.is_object() && rep.contains("goal_met") && rep["goal_met"].is_boolean() && !rep["goal_met"].get<bool>())
+      throw Error(ExitCode::GoalNotMet,
+                  fmt::format("step '{}': the accuracy goal was not met (the output was written; see the report)",
+                              st["pass"].get<std::string>()));
+  }
 }
 
 }  // namespace slmops::cli

@@ -3,6 +3,7 @@
 // and the equivalent one-step recipe write byte-identical files.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets);
 void validate_recipe(const Recipe& r);
 
 // Loads the input, runs every step, saves the output. Returns the report (also for --json).
-nlohmann::json execute(const Recipe& r);
+// `on_step` sees each rewriting step's entry ({pass, report, seconds}) as it finishes.
+nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann::json&)>& on_step = {});
+
+// Throws Error(GoalNotMet) when a step reports "goal_met": false (accuracy-aware passes
+// write their output, then the run exits 3).
+void enforce_step_goals(const nlohmann::json& report);
 
 }  // namespace slmops::cli

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Bad input must get: exit code 2, exactly one line on stderr naming the file/option, the
 # input untouched (same bytes), and no output file (nor temporary files) left behind.
-# Usage: bad_input_test.sh SLMOPS_BINARY MODEL.onnx
+# Usage: bad_input_test.sh SLMOPS_BINARY MODEL.onnx SOURCE_DIR
 set -u
 SLMOPS=$1
 MODEL=$2
+FX=$3/tests/fixtures
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-bad-XXXXXX")
 trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
 cases=0
@@ -69,6 +70,13 @@ recipe typo_key.json '{"input": "model.onnx", "output": "out.onnx", "descripton"
 recipe no_steps.json '{"input": "model.onnx", "output": "out.onnx", "steps": []}'
 recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
+recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
+recipe quant_mode.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int3-weight"}}]}'
+# Quantization inputs: the fixture models, one of them already quantized.
+cp "$FX/gpt_bytes.onnx" gpt.onnx
+cp "$FX/cnn_digits_calib.npz" digits.npz
+cp "$FX/lm_calib.npz" lm.npz
+"$SLMOPS" -q quantize gpt.onnx -o gpt_int4.onnx --mode int4-weight >/dev/null || { echo "FAIL setup: quantize"; exit 1; }
 cd - >/dev/null || exit 1
 
 S=$SLMOPS
@@ -103,7 +111,24 @@ expect_bad "external data leaves folder" "$S" inspect ext/escape.onnx
 expect_bad "external data absolute path" "$S" convert ext/absolute.onnx -o out.onnx
 expect_bad "external data file missing" "$S" convert ext/missing.onnx -o out.onnx
 expect_bad "external data past the end" "$S" convert ext/short/m.onnx -o out.onnx
-expect_bad "subcommand not built yet"   "$S" quantize model.onnx -o out.onnx --mode int4-weight
+expect_bad "subcommand not built yet"   "$S" prune model.onnx -o out.onnx
+expect_bad "quantize: no --mode"        "$S" quantize gpt.onnx -o out.onnx
+expect_bad "quantize: unknown mode"     "$S" quantize gpt.onnx -o out.onnx --mode int3-weight
+expect_bad "quantize: already quantized" "$S" quantize gpt_int4.onnx -o out.onnx --mode int8-dynamic
+expect_bad "quantize: block size not 2^n" "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --block-size 48
+expect_bad "quantize: block size 512"   "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --block-size 512
+expect_bad "quantize: block !divide K"  "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --block-size 128
+expect_bad "quantize: calib data of another model" "$S" quantize gpt.onnx -o out.onnx --mode int8-static --calib-data digits.npz
+expect_bad "quantize: calib data missing" "$S" quantize gpt.onnx -o out.onnx --mode int8-static --calib-data nope.npz
+expect_bad "quantize: static without calib" "$S" quantize gpt.onnx -o out.onnx --mode int8-static
+expect_bad "quantize: gptq without calib" "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --algorithm gptq
+expect_bad "quantize: excluded node absent" "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --exclude-nodes /blocks.0/attn/NoSuchMatMul
+expect_bad "quantize: goal without eval data" "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --max-degradation perplexity:1%
+expect_bad "quantize: malformed goal"   "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --max-degradation perplexity --eval-data lm.npz
+expect_bad "quantize: unknown goal metric" "$S" quantize gpt.onnx -o out.onnx --mode int4-weight --max-degradation bleu:1 --eval-data lm.npz
+expect_bad "quantize: recipe option typo" "$S" run quant_typo.json
+expect_bad "quantize: recipe bad mode"  "$S" run quant_mode.json
+expect_bad "quantize: output unwritable" "$S" quantize gpt.onnx -o /proc/out.onnx --mode int4-weight
 expect_bad "no subcommand"              "$S"
 
 echo "$((cases - failed)) passed, $failed failed"

@@ -34,7 +34,13 @@ function ortVersion() {
   return loadOrt().env.versions.node;
 }
 
-/** Creates a CPU inference session for the model file at `modelPath`. */
+/**
+ * Creates a CPU inference session for the model file at `modelPath`. ORT's default graph
+ * optimizations apply unless ORT_GRAPH_OPT names another level ('disabled', 'basic',
+ * 'extended', 'all'): some of ORT's fusions change the arithmetic (DequantizeLinear(int4
+ * blocked) + MatMul becomes MatMulNBits with int8 activations), so tests of a graph's
+ * meaning compare against ORT's basic level and also run the default one.
+ */
 async function createSession(modelPath) {
   const ort = loadOrt();
   if (!fs.existsSync(modelPath)) throw new Error(`model not found: ${modelPath}`);
@@ -42,6 +48,7 @@ async function createSession(modelPath) {
     return await ort.InferenceSession.create(modelPath, {
       executionProviders: ['cpu'],
       logSeverityLevel: ORT_LOG_SEVERITY,
+      ...(process.env.ORT_GRAPH_OPT ? { graphOptimizationLevel: process.env.ORT_GRAPH_OPT } : {}),
     });
   } catch (err) {
     throw new Error(`cannot load model ${modelPath}: ${err.message}`);

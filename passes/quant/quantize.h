@@ -1,0 +1,157 @@
+// quantize: the modes of `slmops quantize` and the recipe pass of the same name.
+//
+//   int8-dynamic    MatMul(X, W)            -> DynamicQuantizeMatMul(X, Wq, sw, zw)
+//   int8-static     Conv/MatMul/Gemm(X, W)  -> DQ(Q(X)) -> op(DQ(Wq), DQ(bias_i32))
+//   int16-static    as int8-static with int16 activations (opset 21 QDQ)
+//   int4-weight     MatMul(X, W)            -> MatMulNBits(X, Bq, scales, zp)  (or DQ blocked)
+//   int8-weight     as int4-weight with bits 8
+// Conditions: the weight is a float initializer (not a graph input); nodes named by
+// --exclude-nodes or typed by --exclude-op-types stay float; a model that already holds
+// quantized ops is refused.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ir/graph.h"
+#include "passes/options.h"
+#include "runtime/value.h"
+
+namespace slmops::passes {
+
+struct QuantizeOptions {
+  std::string mode;  // int8-dynamic | int8-static | int16-static | int4-weight | int8-weight
+  // Which nodes.
+  std::vector<std::string> op_types;          // empty: the mode's default set
+  std::vector<std::string> exclude_nodes;     // names or globs (* and ?)
+  std::vector<std::string> exclude_op_types;
+  bool keep_io_types = true;                  // graph inputs/outputs keep their float type
+  // Weights.
+  bool per_channel = false;                   // dynamic/static: one scale per output channel
+  bool symmetric = false;                     // weight-only: asymmetric (uint zero points) by default
+  int64_t block_size = 32;                    // weight-only: 16..256, a power of two
+  int64_t accuracy_level = 0;                 // MatMulNBits accuracy_level (0 or 4 typical)
+  std::string format = "matmulnbits";         // weight-only: matmulnbits | qdq
+  std::string algorithm = "rtn";              // weight-only: rtn | gptq | hqq
+  bool quantize_embeddings = false;           // weight-only: Gather on a float table too
+  // GPTQ.
+  double gptq_damp = 0.01;                    // damping: fraction of mean(diag(H))
+  bool gptq_act_order = false;                // quantize columns by decreasing diag(H)
+  // HQQ.
+  int64_t hqq_iterations = 20;
+  // Static (and GPTQ) calibration.
+  std::string calib_data;                     // any evaluate data source
+  std::string calib_method = "minmax";        // minmax | entropy | percentile
+  double calib_percentile = 99.999;
+  int64_t calib_samples = 0;                  // 0: all
+  int64_t calib_batch_size = 1;
+  bool symmetric_activations = false;
+  // Accuracy-aware mode.
+  std::string max_degradation;                // METRIC:VALUE, e.g. accuracy:0.01 or perplexity:0.5%
+  std::string eval_data;
+  int64_t max_fallback_steps = 0;             // 0: until the goal is met or nothing is left
+  static const OptionTable<QuantizeOptions>& table();
+};
+
+// Model inputs streamed in batches (a calibration or evaluation set). Feeds are in the
+// order of the model's graph inputs that callers feed (runtime::Session::inputs()).
+class FeedSource {
+ public:
+  virtual ~FeedSource() = default;
+  virtual int64_t samples() const = 0;
+  virtual std::string describe() const = 0;
+  // Calls fn once per batch over the first `limit` samples (all when limit <= 0).
+  virtual void for_each_batch(int64_t limit, const std::function<void(std::vector<runtime::RValue>)>& fn) const = 0;
+};
+
+// What passes that read data need from the CLI layer (which owns the data readers and the
+// evaluator). Set by the recipe runner; tests may provide their own.
+struct DataHooks {
+  // Opens an evaluate data source for `model`; throws Error(BadInput) when it does not fit.
+  std::function<std::unique_ptr<FeedSource>(const std::string& spec, const ir::Model& model, int64_t batch_size)> open;
+  // Evaluates `candidate` against `baseline` on `data` and checks one goal (Olive's form,
+  // METRIC:TYPE:VALUE, e.g. "accuracy:max-degradation:0.01"). Returns {"met": bool,
+  // "value": candidate's metric, "baseline": baseline's metric}.
+  std::function<nlohmann::json(const ir::Model& candidate, const ir::Model& baseline, const std::string& data,
+                               const std::string& goal)>
+      measure;
+};
+
+namespace quant {
+
+// Which nodes a mode may touch: op type in the allowed set, not excluded by name/glob/type.
+class NodeFilter {
+ public:
+  NodeFilter(const QuantizeOptions& o, std::vector<std::string> default_op_types);
+  bool allows(const ir::Node& n) const;
+  // Names from --exclude-nodes that matched no node (a typo); call after the walk.
+  std::vector<std::string> unmatched(const ir::Graph& g) const;
+
+ private:
+  std::vector<std::string> op_types_, exclude_nodes_, exclude_op_types_;
+};
+
+bool glob_match(std::string_view pattern, std::string_view text);
+
+// One line of the per-node summary.
+struct NodeReport {
+  std::string node, op_type, how;  // how: "MatMulNBits int4 block 32 sym", "skipped: ..."
+  int64_t bytes_before = 0, bytes_after = 0;
+};
+
+struct QuantReport {
+  std::vector<NodeReport> nodes;
+  nlohmann::json extra = nlohmann::json::object();  // mode-specific facts (calibration, fallback)
+  nlohmann::json to_json() const;
+};
+
+// The float32 weight behind an input, or nullptr when the input is not a float32 initializer
+// of this graph (or is also a graph input, which callers may override).
+const ir::Tensor* float_initializer(const ir::Graph& g, const ir::Value* v);
+
+// Adds an initializer named uniquely from `prefix`.
+ir::Value* add_initializer(ir::Graph& g, const std::string& prefix, ir::DType dt, std::vector<int64_t> dims,
+                           ir::Buffer data);
+
+// A vector of attributes (ir::Attribute is move-only, so an initializer list cannot hold it):
+// attr_list(ir::Attribute::make_int("axis", 0), ...).
+template <typename... A>
+std::vector<ir::Attribute> attr_list(A&&... a) {
+  std::vector<ir::Attribute> v;
+  (v.push_back(std::forward<A>(a)), ...);
+  return v;
+}
+
+// Replaces `old` by a new node of `op_type` that keeps old's name and writes old's output
+// values (so consumers and graph outputs are untouched). Call sort_nodes() after edits.
+ir::Node* replace_node(ir::Graph& g, ir::Node* old, std::string op_type, std::string domain,
+                       std::vector<ir::Value*> inputs, std::vector<ir::Attribute> attrs);
+// Removes `v` when it is an initializer nothing reads any more.
+void drop_if_unused(ir::Graph& g, ir::Value* v);
+// Tells the kernel that a weight read from a memory-mapped file is no longer needed, so its
+// pages leave the resident set (quantizing a model then never holds the float weights and
+// their quantized form at once). Only file-backed buffers; a no-op for heap memory.
+void release_file_pages(const ir::Tensor& t);
+// Restores a topological node order (the file must list producers first).
+void sort_nodes(ir::Graph& g);
+
+// Makes sure the model imports `domain` at `version` or later. For the default domain this
+// upgrades the graph where opset semantics changed (Reduce* axes attribute -> input at 18).
+void require_opset(ir::Model& m, const std::string& domain, int64_t version);
+
+// Throws Error(BadInput) naming the first node when the model already holds quantized ops.
+void refuse_quantized(const ir::Model& m);
+
+// The modes. Each edits `m` in place and fills `report`.
+void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource* calib,
+                          int threads, QuantReport& report);
+void quantize_dynamic(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, int threads, QuantReport& report);
+void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource& calib,
+                     int threads, QuantReport& report);
+
+}  // namespace quant
+}  // namespace slmops::passes

@@ -1,0 +1,312 @@
+// int4-weight / int8-weight: weight-only block quantization of MatMul (and, opt-in, Gather
+// on an embedding table).
+//
+//   Before: Y = MatMul(A, W[K,N] float)
+//   After (matmulnbits): Y = com.microsoft.MatMulNBits(A, B uint8 [N, K/bs, bs*bits/8],
+//                              scales [N, K/bs], zero_points uint8 [N, ceil(K/bs*bits/8)]?)
+//   After (qdq):         Y = MatMul(A, DequantizeLinear(Wq int4/uint4/int8/uint8 [K,N],
+//                              scale [K/bs, N], zp?, axis=0, block_size=bs))   (opset 21)
+//   Gather(E[V,D], ids) -> Gather(DequantizeLinear(Eq, scale [V, D/bs], axis=1, block_size), ids)
+// Conditions: W is a 2-D float32 initializer of this graph (not a graph input) and bs divides
+// K (a partial last block is refused: name the node, pick a smaller block or exclude it).
+// Symmetric blocks store no zero points (MatMulNBits' default 2^(bits-1); QDQ: signed types
+// with zero point 0). A weight read by several MatMuls is quantized once.
+#include <chrono>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "ir/error.h"
+#include "passes/quant/block_quant.h"
+#include "passes/quant/quantize.h"
+#include "runtime/executor.h"
+#include "runtime/thread_pool.h"
+
+namespace slmops::passes::quant {
+namespace {
+
+struct Target {
+  ir::Node* node;
+  const ir::Tensor* w;
+  int64_t K, N;
+};
+
+// H = sum over rows of A (flattened to [rows, K]) of a a^T, per target, from one streamed
+// pass of the float model over the calibration data (GPTQ's Hessian, up to the factor 2).
+std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, const std::vector<Target>& targets,
+                                                          const FeedSource& calib, int64_t limit,
+                                                          runtime::ThreadPool& pool, int threads, int64_t& samples) {
+  std::map<ir::Node*, std::vector<double>> H;
+  std::vector<std::string> names;
+  std::map<std::string, std::vector<ir::Node*>> by_name;  // one activation may feed several targets
+  for (auto& t : targets) {
+    H[t.node].assign(static_cast<size_t>(t.K * t.K), 0.0);
+    const std::string& a = t.node->inputs[0]->name;
+    if (!by_name.count(a)) names.push_back(a);
+    by_name[a].push_back(t.node);
+  }
+  runtime::RunOptions ro;
+  ro.extra_outputs = names;
+  runtime::Session session(m, threads);
+  size_t n_out = m.graph->outputs.size();
+  samples = 0;
+  calib.for_each_batch(limit, [&](std::vector<runtime::RValue> feeds) {
+    auto outs = session.run(std::move(feeds), ro);
+    ++samples;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto& v = outs[n_out + i];
+      if (!v.is_tensor() || v.tensor.dtype != ir::DType::Float) continue;
+      const float* a = v.tensor.values<float>();
+      for (ir::Node* node : by_name[names[i]]) {
+        auto& h = H[node];
+        int64_t K = static_cast<int64_t>(std::sqrt(static_cast<double>(h.size())) + 0.5);
+        if (v.tensor.dims.empty() || v.tensor.dims.back() != K) continue;
+        int64_t rows = static_cast<int64_t>(v.tensor.numel()) / K;
+        // Rows of H in parallel: H[i, j] += sum_r a[r, i] a[r, j].
+        pool.parallel_for(K, 8, [&](int64_t i0, int64_t i1) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* ar = a + r * K;
+            for (int64_t i = i0; i < i1; ++i) {
+              double ai = ar[i];
+              if (ai == 0) continue;
+              double* hi = h.data() + i * K;
+              for (int64_t j = 0; j < K; ++j) hi[j] += ai * ar[j];
+            }
+          }
+        });
+      }
+    }
+  });
+  return H;
+}
+
+// Packs N-major unpacked integers q[n*K + k] as an ONNX [K, N] tensor of `bits` (4: two per
+// byte, first element in the low nibble), subtracting `offset` (signed types).
+ir::Buffer pack_kn(const BlockQuantized& b, int bits, int offset) {
+  size_t count = static_cast<size_t>(b.K * b.N);
+  size_t bytes = bits == 4 ? (count + 1) / 2 : count;
+  ir::Buffer buf = ir::Buffer::allocate(bytes, true);
+  uint8_t* out = buf.mutable_data();
+  for (int64_t k = 0; k < b.K; ++k)
+    for (int64_t n = 0; n < b.N; ++n) {
+      size_t idx = static_cast<size_t>(k * b.N + n);
+      uint8_t v = static_cast<uint8_t>(int(b.q[n * b.K + k]) - offset);
+      if (bits == 8) out[idx] = v;
+      else out[idx / 2] |= static_cast<uint8_t>((v & 0xF) << ((idx % 2) * 4));
+    }
+  return buf;
+}
+
+// Per-block values laid out [k_blocks, N] (the QDQ form of MatMulNBits' [N, k_blocks]).
+template <typename T, typename F>
+ir::Buffer blocks_kn(const BlockQuantized& b, F value) {
+  ir::Buffer buf = ir::Buffer::allocate(static_cast<size_t>(b.k_blocks * b.N) * sizeof(T));
+  T* out = reinterpret_cast<T*>(buf.mutable_data());
+  for (int64_t kb = 0; kb < b.k_blocks; ++kb)
+    for (int64_t n = 0; n < b.N; ++n) out[kb * b.N + n] = value(n * b.k_blocks + kb);
+  return buf;
+}
+
+ir::Buffer to_buffer(const std::vector<uint8_t>& v) { return ir::Buffer::copy_of(v.data(), v.size()); }
+ir::Buffer to_buffer(const std::vector<float>& v) { return ir::Buffer::copy_of(v.data(), v.size() * sizeof(float)); }
+
+// DequantizeLinear(Wq, scale, zp?, axis, block_size) for a [rows, cols] matrix blocked along
+// `axis`. `b` is the quantization of the matrix seen as W[K, N] with K along `axis`... for
+// axis 0 that is W itself; for axis 1 (embeddings) it is W^T.
+ir::Value* blocked_dequantize(ir::Graph& g, const std::string& base, const BlockQuantized& b, int bits, bool sym,
+                              int64_t bs, int axis) {
+  ir::DType qt = bits == 4 ? (sym ? ir::DType::Int4 : ir::DType::UInt4) : (sym ? ir::DType::Int8 : ir::DType::UInt8);
+  int offset = sym ? (1 << (bits - 1)) : 0;
+  ir::Value *wq, *sc, *zp = nullptr;
+  if (axis == 0) {
+    wq = add_initializer(g, base + "_q", qt, {b.K, b.N}, pack_kn(b, bits, offset));
+    sc = add_initializer(g, base + "_scale", ir::DType::Float, {b.k_blocks, b.N},
+                         blocks_kn<float>(b, [&](int64_t i) { return b.scales[i]; }));
+    if (!sym) {
+      BlockQuantized z;  // zero points as a [k_blocks, N] matrix of `bits`
+      z.K = b.k_blocks;
+      z.N = b.N;
+      z.q.resize(static_cast<size_t>(b.k_blocks * b.N));
+      for (int64_t n = 0; n < b.N; ++n)
+        for (int64_t kb = 0; kb < b.k_blocks; ++kb) z.q[n * b.k_blocks + kb] = b.zero_points[n * b.k_blocks + kb];
+      zp = add_initializer(g, base + "_zero_point", qt, {b.k_blocks, b.N}, pack_kn(z, bits, 0));
+    }
+  } else {
+    // The table E[V, D] was quantized as W = E^T [D, V]: N-major q is already E's row-major order.
+    size_t count = static_cast<size_t>(b.K * b.N);
+    ir::Buffer q = ir::Buffer::allocate(bits == 4 ? (count + 1) / 2 : count, true);
+    for (size_t i = 0; i < count; ++i) {
+      uint8_t v = static_cast<uint8_t>(int(b.q[i]) - offset);
+      if (bits == 8) q.mutable_data()[i] = v;
+      else q.mutable_data()[i / 2] |= static_cast<uint8_t>((v & 0xF) << ((i % 2) * 4));
+    }
+    wq = add_initializer(g, base + "_q", qt, {b.N, b.K}, q);
+    sc = add_initializer(g, base + "_scale", ir::DType::Float, {b.N, b.k_blocks}, to_buffer(b.scales));
+    if (!sym) {
+      size_t zc = b.zero_points.size();
+      ir::Buffer zb = ir::Buffer::allocate(bits == 4 ? (zc + 1) / 2 : zc, true);
+      for (size_t i = 0; i < zc; ++i) {
+        if (bits == 8) zb.mutable_data()[i] = b.zero_points[i];
+        else zb.mutable_data()[i / 2] |= static_cast<uint8_t>((b.zero_points[i] & 0xF) << ((i % 2) * 4));
+      }
+      zp = add_initializer(g, base + "_zero_point", qt, {b.N, b.k_blocks}, zb);
+    }
+  }
+  std::vector<ir::Value*> ins = {wq, sc};
+  if (zp) ins.push_back(zp);
+  ir::Node* dq = g.add_node("DequantizeLinear", ins, {g.unique_name(base + "_dq")},
+                            attr_list(ir::Attribute::make_int("axis", axis), ir::Attribute::make_int("block_size", bs)),
+                            g.unique_name(base + "_DequantizeLinear"));
+  return dq->outputs[0];
+}
+
+std::string describe_how(const char* what, int bits, const QuantizeOptions& o) {
+  return fmt::format("{} int{} block {} {} {}", what, bits, o.block_size, o.symmetric ? "sym" : "asym", o.algorithm);
+}
+
+}  // namespace
+
+void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource* calib,
+                          int threads, QuantReport& report) {
+  ir::Graph& g = *m.graph;
+  const int bits = o.mode == "int4-weight" ? 4 : 8;
+  const int64_t bs = o.block_size;
+  const bool qdq = o.format == "qdq";
+  runtime::ThreadPool pool(threads);
+
+  // Pick the targets first (and refuse bad shapes) before changing anything.
+  std::vector<Target> targets, gathers;
+  for (auto& up : g.nodes()) {
+    ir::Node* n = up.get();
+    if (!f.allows(*n)) continue;
+    NodeReport r{n->name, n->op_type, "", 0, 0};
+    if (n->op_type == "MatMul") {
+      const ir::Tensor* w = n->inputs.size() == 2 ? float_initializer(g, n->inputs[1]) : nullptr;
+      if (!w || w->dims.size() != 2 || !n->inputs[0]) {
+        r.how = "skipped: B is not a constant 2-D float32 weight";
+        report.nodes.push_back(r);
+        continue;
+      }
+      int64_t K = w->dims[0], N = w->dims[1];
+      if (K % bs != 0)
+        bad_input("node '{}': K = {} is not a multiple of --block-size {}; choose a block size that divides it or "
+                  "--exclude-nodes '{}'",
+                  n->name, K, bs, n->name);
+      targets.push_back({n, w, K, N});
+    } else if (n->op_type == "Gather") {
+      const ir::Tensor* w = n->inputs.size() == 2 ? float_initializer(g, n->inputs[0]) : nullptr;
+      if (!w || w->dims.size() != 2 || n->attr_int("axis", 0) != 0) {
+        r.how = "skipped: data is not a constant 2-D float32 table gathered on axis 0";
+        report.nodes.push_back(r);
+        continue;
+      }
+      if (w->dims[1] % bs != 0)
+        bad_input("node '{}': embedding width {} is not a multiple of --block-size {}", n->name, w->dims[1], bs);
+      gathers.push_back({n, w, w->dims[1], w->dims[0]});
+    }
+  }
+
+  std::map<ir::Node*, std::vector<double>> hessians;
+  if (o.algorithm == "gptq" && !targets.empty()) {
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t batches = 0;
+    hessians = collect_hessians(m, targets, *calib, o.calib_samples, pool, threads, batches);
+    report.extra["calibration"] = {{"data", calib->describe()},
+                                   {"batches", batches},
+                                   {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  }
+
+  BlockParams bp{bits, bs, o.symmetric};
+  auto quantize = [&](const float* w, int64_t K, int64_t N, ir::Node* node) {
+    if (o.algorithm == "hqq") return quantize_hqq(w, K, N, bp, static_cast<int>(o.hqq_iterations), &pool);
+    if (o.algorithm == "gptq" && node) {
+      GptqOptions go;
+      go.damp = o.gptq_damp;
+      go.act_order = o.gptq_act_order;
+      return quantize_gptq(w, K, N, hessians.at(node), bp, go, &pool);
+    }
+    return quantize_rtn(w, K, N, bp, &pool);
+  };
+
+  if (qdq || !gathers.empty()) require_opset(m, "", 21);
+  if (!qdq && !targets.empty()) require_opset(m, "com.microsoft", 1);
+
+  // MatMulNBits inputs per weight value, so a shared weight is quantized once (not with GPTQ:
+  // there each consumer has its own Hessian).
+  std::map<ir::Value*, std::vector<ir::Value*>> done;
+  for (auto& t : targets) {
+    ir::Node* n = t.node;
+    const std::string node_name = n->name;
+    ir::Value* wv = n->inputs[1];
+    ir::Value* a = n->inputs[0];
+    std::string base = wv->name;
+    int64_t before = static_cast<int64_t>(t.w->nbytes()), after = 0;
+    std::vector<ir::Value*> extra;
+    auto cached = o.algorithm == "gptq" ? done.end() : done.find(wv);
+    if (cached != done.end()) {
+      extra = cached->second;
+    } else {
+      BlockQuantized b = quantize(t.w->values<float>(), t.K, t.N, n);
+      if (qdq) {
+        extra = {blocked_dequantize(g, base, b, bits, o.symmetric, bs, 0)};
+      } else {
+        auto packed = pack_matmulnbits_b(b, bits, bs);
+        extra.push_back(add_initializer(g, base + "_Q" + std::to_string(bits), ir::DType::UInt8,
+                                        {t.N, b.k_blocks, bs * bits / 8}, to_buffer(packed)));
+        extra.push_back(add_initializer(g, base + "_scales", ir::DType::Float, {t.N, b.k_blocks}, to_buffer(b.scales)));
+        if (!o.symmetric) {
+          auto zp = pack_zero_points(b, bits);
+          int64_t per_row = static_cast<int64_t>(zp.size()) / t.N;
+          extra.push_back(add_initializer(g, base + "_zero_points", ir::DType::UInt8, {t.N, per_row}, to_buffer(zp)));
+        }
+      }
+      done[wv] = extra;
+      for (ir::Value* v : extra)
+        if (v->initializer) after += static_cast<int64_t>(v->initializer->nbytes());
+        else
+          for (ir::Value* in : v->producer->inputs)
+            if (in && in->initializer) after += static_cast<int64_t>(in->initializer->nbytes());
+    }
+    if (qdq) {
+      n->set_input(1, extra[0]);
+    } else {
+      std::vector<ir::Value*> ins = {a};
+      ins.insert(ins.end(), extra.begin(), extra.end());
+      replace_node(g, n, "MatMulNBits", "com.microsoft", ins,
+                   attr_list(ir::Attribute::make_int("K", t.K), ir::Attribute::make_int("N", t.N),
+                             ir::Attribute::make_int("bits", bits), ir::Attribute::make_int("block_size", bs),
+                             ir::Attribute::make_int("accuracy_level", o.accuracy_level)));
+    }
+    if (wv->consumers.empty()) release_file_pages(*t.w);
+    drop_if_unused(g, wv);
+    report.nodes.push_back({node_name, "MatMul",
+                            describe_how(qdq ? "DequantizeLinear+MatMul" : "MatMulNBits", bits, o), before, after});
+  }
+  for (auto& t : gathers) {
+    ir::Node* n = t.node;
+    ir::Value* table = n->inputs[0];
+    // Blocks run along D (axis 1): quantize E^T [D, V] so that K = D.
+    std::vector<float> et(static_cast<size_t>(t.K * t.N));
+    const float* e = t.w->values<float>();
+    for (int64_t v = 0; v < t.N; ++v)
+      for (int64_t d = 0; d < t.K; ++d) et[d * t.N + v] = e[v * t.K + d];
+    BlockQuantized b = o.algorithm == "hqq" ? quantize_hqq(et.data(), t.K, t.N, bp, static_cast<int>(o.hqq_iterations), &pool)
+                                            : quantize_rtn(et.data(), t.K, t.N, bp, &pool);
+    ir::Value* dq = blocked_dequantize(g, table->name, b, bits, o.symmetric, bs, 1);
+    int64_t after = 0;
+    for (ir::Value* in : dq->producer->inputs) after += static_cast<int64_t>(in->initializer->nbytes());
+    int64_t before = static_cast<int64_t>(t.w->nbytes());
+    n->set_input(0, dq);
+    drop_if_unused(g, table);
+    report.nodes.push_back({n->name, "Gather", describe_how("DequantizeLinear+Gather", bits, o), before, after});
+  }
+  sort_nodes(g);
+  report.extra["bits"] = bits;
+  report.extra["block_size"] = bs;
+  report.extra["symmetric"] = o.symmetric;
+  report.extra["format"] = o.format;
+  report.extra["algorithm"] = o.algorithm;
+}
+
+}  // namespace slmops::passes::quant
