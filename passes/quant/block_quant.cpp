@@ -15,6 +15,7 @@
 // of 16 columns x one block (one 64-byte line per row) into a column-major buffer and work on
 // contiguous block values. GPTQ keeps W row-major, as the paper's code does with its [out, in]
 // weight: each row k of our W is one "column" of the paper's, updated for all N at once.
+#include <cstring>
 #include "passes/quant/block_quant.h"
 
 #include <algorithm>
@@ -267,12 +268,12 @@ using v4d = double __attribute__((vector_size(32)));
 }
 
 [[gnu::target("avx2,fma")]] void gemm_acc_avx2(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A,
-                                                int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
+                                               int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
   gemm_acc_body(M, Nc, Kd, alpha, A, lda, B, ldb, C, ldc);
 }
 
-void gemm_acc_generic(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A, int64_t lda,
-                      const double* B, int64_t ldb, double* C, int64_t ldc) {
+void gemm_acc_generic(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A, int64_t lda, const double* B,
+                      int64_t ldb, double* C, int64_t ldc) {
   gemm_acc_body(M, Nc, Kd, alpha, A, lda, B, ldb, C, ldc);
 }
 
@@ -422,11 +423,54 @@ BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockPar
   check_params(p, "rtn");
   BlockQuantized r = make_result(K, N, p.block_size);
   const int64_t bs = p.block_size, kb = r.k_blocks;
-  for_each_block(W, K, N, bs, pool, [&](int64_t n, int64_t b, const float* w, int64_t len) {
-    const BlockScale s = rtn_block(w, len, p.bits, p.symmetric);
-    quantize_block(w, len, s, p.bits, r.q.data() + n * K + b * bs);
-    r.scales[n * kb + b] = s.scale;
-    r.zero_points[n * kb + b] = static_cast<uint8_t>(s.zp);
+  const float qmax = static_cast<float>((1 << p.bits) - 1);
+  // Vectorized across columns: W's rows are contiguous in n, so a tile of kTile columns is
+  // walked row by row (min/max, then codes) and the codes are transposed into the N-major
+  // result through a small buffer. Same arithmetic as rtn_block + quantize_value, branch-free.
+  constexpr int64_t kTile = 64;
+  const int64_t tiles = (N + kTile - 1) / kTile;
+  parallel(pool, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<uint8_t> qt(static_cast<size_t>(kTile * bs));
+    float mn[kTile], mx[kTile], rc[kTile], zf[kTile];
+    uint8_t code[kTile];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * kTile, nc = std::min(kTile, N - n0);
+      for (int64_t b = 0; b < kb; ++b) {
+        const int64_t k0 = b * bs, len = std::min(bs, K - k0);
+        for (int64_t c = 0; c < nc; ++c) {
+          mn[c] = std::numeric_limits<float>::max();
+          mx[c] = -std::numeric_limits<float>::max();
+        }
+        for (int64_t i = 0; i < len; ++i) {
+          const float* __restrict row = W + (k0 + i) * N + n0;
+          for (int64_t c = 0; c < nc; ++c) {
+            mn[c] = std::min(mn[c], row[c]);
+            mx[c] = std::max(mx[c], row[c]);
+          }
+        }
+        for (int64_t c = 0; c < nc; ++c) {
+          const BlockScale s = rtn_scale(mn[c], mx[c], p.bits, p.symmetric);
+          r.scales[(n0 + c) * kb + b] = s.scale;
+          r.zero_points[(n0 + c) * kb + b] = static_cast<uint8_t>(s.zp);
+          rc[c] = s.recip;
+          zf[c] = static_cast<float>(s.zp);
+        }
+        for (int64_t i = 0; i < len; ++i) {
+          const float* __restrict row = W + (k0 + i) * N + n0;
+          for (int64_t c = 0; c < nc; ++c) {
+            // quantize_value without branches: NaN and negatives -> 0, clamp at qmax, round half up.
+            float x = row[c] * rc[c] + zf[c];
+            x = x >= 0.f ? x : 0.f;
+            x = x < qmax ? x : qmax;
+            const int ti = static_cast<int>(x);
+            code[c] = static_cast<uint8_t>(ti + (x - static_cast<float>(ti) >= 0.5f ? 1 : 0));
+          }
+          for (int64_t c = 0; c < nc; ++c) qt[c * bs + i] = code[c];
+        }
+        for (int64_t c = 0; c < nc; ++c)
+          std::memcpy(r.q.data() + (n0 + c) * K + k0, qt.data() + c * bs, static_cast<size_t>(len));
+      }
+    }
   });
   return r;
 }
@@ -504,9 +548,10 @@ BlockQuantized quantize_gptq(const float* W, int64_t K, int64_t N, const std::ve
   for (int attempt = 0;; ++attempt) {
     if (inverse_cholesky_upper(H, perm, damp * mean_diag, U, pool)) break;
     if (attempt == 4)
-      failure("gptq: the Hessian of this [{} x {}] weight is not positive definite even with damp {} (check the "
-              "calibration data for NaN/Inf, or use a larger damp)",
-              K, N, damp);
+      failure(
+          "gptq: the Hessian of this [{} x {}] weight is not positive definite even with damp {} (check the "
+          "calibration data for NaN/Inf, or use a larger damp)",
+          K, N, damp);
     damp = damp > 0 ? damp * 10 : 0.01;
   }
 
@@ -609,11 +654,22 @@ std::vector<uint8_t> pack_matmulnbits_b(const BlockQuantized& b, int bits, int64
   check_packing(b, bits, "pack_matmulnbits_b");
   if (block_size < 1 || (block_size * bits) % 8 != 0 || b.k_blocks != (b.K + block_size - 1) / block_size ||
       b.q.size() != static_cast<size_t>(b.K * b.N))
-    failure("pack_matmulnbits_b: block quantized data of [{}, {}] does not match block_size {}", b.K, b.N,
-            block_size);
+    failure("pack_matmulnbits_b: block quantized data of [{}, {}] does not match block_size {}", b.K, b.N, block_size);
   const int64_t blob = block_size * bits / 8;
   const int mask = (1 << bits) - 1;
   std::vector<uint8_t> out(static_cast<size_t>(b.N * b.k_blocks * blob), 0);
+  if (b.K % block_size == 0 && (bits == 4 || bits == 8)) {
+    // No padding: B is q itself, N-major, packed pairwise (bits 4) or as it is (bits 8).
+    const uint8_t* q = b.q.data();
+    if (bits == 8) {
+      std::memcpy(out.data(), q, out.size());
+    } else {
+      uint8_t* __restrict o = out.data();
+      for (size_t j = 0; j < out.size(); ++j)
+        o[j] = static_cast<uint8_t>((q[2 * j] & 0xF) | ((q[2 * j + 1] & 0xF) << 4));
+    }
+    return out;
+  }
   for (int64_t n = 0; n < b.N; ++n)
     for (int64_t blk = 0; blk < b.k_blocks; ++blk) {
       uint8_t* dst = out.data() + (n * b.k_blocks + blk) * blob;

@@ -60,18 +60,33 @@ struct Int8Weight {
 Int8Weight quantize_symmetric_int8(const float* w, int64_t rows, int64_t cols, bool per_channel, bool channel_is_col,
                                    runtime::ThreadPool& pool) {
   const int64_t channels = !per_channel ? 1 : channel_is_col ? cols : rows;
-  auto channel_of = [&](int64_t r, int64_t c) { return !per_channel ? 0 : channel_is_col ? c : r; };
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, cols));
-  // absmax per channel: each chunk of rows keeps its own maxima, merged under a lock.
+  // absmax per channel: each chunk of rows keeps its own maxima, merged under a lock. The
+  // inner loops are branch-free so that they vectorize.
   std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
   std::mutex mu;
   pool.parallel_for(rows, grain, [&](int64_t b, int64_t e) {
+    const int64_t n = cols;
     std::vector<float> local(static_cast<size_t>(channels), 0.0f);
-    for (int64_t r = b; r < e; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        float& m = local[static_cast<size_t>(channel_of(r, c))];
-        m = std::max(m, std::fabs(w[r * cols + c]));
-      }
+    float* __restrict m = local.data();
+    // max|x| over a row in 8 independent lanes (a single running max does not vectorize).
+    auto row_absmax = [n](const float* __restrict row, float init) {
+      float lane[8] = {init, init, init, init, init, init, init, init};
+      int64_t c = 0;
+      for (; c + 8 <= n; c += 8)
+        for (int j = 0; j < 8; ++j) lane[j] = std::max(lane[j], std::fabs(row[c + j]));
+      for (; c < n; ++c) lane[0] = std::max(lane[0], std::fabs(row[c]));
+      float acc = lane[0];
+      for (int j = 1; j < 8; ++j) acc = std::max(acc, lane[j]);
+      return acc;
+    };
+    for (int64_t r = b; r < e; ++r) {
+      const float* __restrict row = w + r * n;
+      if (!per_channel) m[0] = row_absmax(row, m[0]);
+      else if (channel_is_col)
+        for (int64_t c = 0; c < n; ++c) m[c] = std::max(m[c], std::fabs(row[c]));
+      else m[r] = row_absmax(row, m[r]);
+    }
     std::lock_guard<std::mutex> lk(mu);
     for (int64_t i = 0; i < channels; ++i) absmax[i] = std::max(absmax[i], local[i]);
   });
@@ -80,12 +95,25 @@ Int8Weight quantize_symmetric_int8(const float* w, int64_t rows, int64_t cols, b
   for (int64_t i = 0; i < channels; ++i) out.scales[i] = absmax[i] > 0 ? absmax[i] / kQMax : 1.0f;
   out.q.resize(static_cast<size_t>(rows * cols));
   pool.parallel_for(rows, grain, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        // nearbyint rounds half to even in the default mode, like numpy's round in ORT's tool.
-        const float v = std::nearbyint(w[r * cols + c] / out.scales[static_cast<size_t>(channel_of(r, c))]);
-        out.q[r * cols + c] = static_cast<int8_t>(std::clamp(v, -kQMax, kQMax));
+    // Round half to even without a libm call (baseline x86-64 has no roundps): for |v| <= 2^22,
+    // (v + 1.5 * 2^23) - 1.5 * 2^23 is the integer the FPU's default rounding picks. Without
+    // -ffast-math the compiler keeps both operations, and the loop vectorizes.
+    constexpr float kMagic = 12582912.0f;
+    const int64_t n = cols;
+    const float* __restrict sc = out.scales.data();
+    int8_t* __restrict qall = out.q.data();
+    for (int64_t r = b; r < e; ++r) {
+      const float* __restrict row = w + r * n;
+      int8_t* __restrict q = qall + r * n;
+      if (per_channel && channel_is_col) {
+        for (int64_t c = 0; c < n; ++c)
+          q[c] = static_cast<int8_t>((std::clamp(row[c] / sc[c], -kQMax, kQMax) + kMagic) - kMagic);
+      } else {
+        const float s = sc[per_channel ? r : 0];
+        for (int64_t c = 0; c < n; ++c)
+          q[c] = static_cast<int8_t>((std::clamp(row[c] / s, -kQMax, kQMax) + kMagic) - kMagic);
       }
+    }
   });
   return out;
 }
@@ -191,6 +219,7 @@ class DynamicRewriter {
     } else {
       iw = quantize_symmetric_int8(data, w.dims[0], w.dims[1], o_.per_channel, true, pool_);
     }
+    release_file_pages(w);  // read once; a later reader maps it back in from the file
     const int64_t nscale = static_cast<int64_t>(iw.scales.size());
     if (use == Use::Conv) {
       // ConvInteger: uint8 q + 128 with zero point 128 (the same values as int8 with zero point 0).
