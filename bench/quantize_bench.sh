@@ -57,7 +57,7 @@ for mode in int4-weight int8-dynamic; do
   done
   out_bytes=$(( $(stat -c %s "$WORK/out/model.onnx") + $(stat -c %s "$WORK/out/model.onnx.data" 2>/dev/null || echo 0) ))
   "$SLMOPS" -q inspect "$WORK/out/model.onnx" --json >/dev/null || die "$mode: the output does not load"
-  "$SLMOPS" -q evaluate "$WORK/out/model.onnx" --random --samples 1 --warmup 0 --metrics latency --json >/dev/null \
+  "$SLMOPS" -q evaluate "$WORK/out/model.onnx" --random --shape input_ids=1x16 --samples 1 --warmup 0 --metrics latency --json >/dev/null \
     || die "$mode: the output does not run"
   c=$(median "${cp_t[@]}") s=$(median "${sl_t[@]}") m=$(median "${rss[@]}")
   ratio=$(awk -v a="$s" -v b="$c" 'BEGIN { printf "%.2f", a / b }')

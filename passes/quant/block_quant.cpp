@@ -419,22 +419,26 @@ bool inverse_cholesky_upper(const std::vector<double>& H, const std::vector<int6
 
 }  // namespace
 
-BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockParams& p, ThreadPool* pool) {
-  check_params(p, "rtn");
-  BlockQuantized r = make_result(K, N, p.block_size);
-  const int64_t bs = p.block_size, kb = r.k_blocks;
+namespace {
+
+// RTN over tiles of columns, vectorized across columns: W's rows are contiguous in n, so a
+// tile of kTile columns is walked row by row (min/max, then codes). Same arithmetic as
+// rtn_block + quantize_value, branch-free. For every block of the tile, `sink(n0, nc, b, len,
+// codes)` receives the codes row-major (codes[i * kRtnTile + c] for row b*bs + i, column n0 + c).
+constexpr int64_t kRtnTile = 64;
+
+template <typename Sink>
+void rtn_tiles(const float* W, int64_t K, int64_t N, const BlockParams& p, float* scales, uint8_t* zero_points,
+               ThreadPool* pool, Sink&& sink) {
+  const int64_t bs = p.block_size, kb = (K + bs - 1) / bs;
   const float qmax = static_cast<float>((1 << p.bits) - 1);
-  // Vectorized across columns: W's rows are contiguous in n, so a tile of kTile columns is
-  // walked row by row (min/max, then codes) and the codes are transposed into the N-major
-  // result through a small buffer. Same arithmetic as rtn_block + quantize_value, branch-free.
-  constexpr int64_t kTile = 64;
-  const int64_t tiles = (N + kTile - 1) / kTile;
+  const int64_t tiles = (N + kRtnTile - 1) / kRtnTile;
   parallel(pool, tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<uint8_t> qt(static_cast<size_t>(kTile * bs));
-    float mn[kTile], mx[kTile], rc[kTile], zf[kTile];
-    uint8_t code[kTile];
+    std::vector<uint8_t> qt(static_cast<size_t>(kRtnTile * bs));
+    float mn[kRtnTile], mx[kRtnTile], rc[kRtnTile], zf[kRtnTile];
+    uint8_t code[kRtnTile];
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n0 = t * kTile, nc = std::min(kTile, N - n0);
+      const int64_t n0 = t * kRtnTile, nc = std::min(kRtnTile, N - n0);
       for (int64_t b = 0; b < kb; ++b) {
         const int64_t k0 = b * bs, len = std::min(bs, K - k0);
         for (int64_t c = 0; c < nc; ++c) {
@@ -444,14 +448,16 @@ BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockPar
         for (int64_t i = 0; i < len; ++i) {
           const float* __restrict row = W + (k0 + i) * N + n0;
           for (int64_t c = 0; c < nc; ++c) {
-            mn[c] = std::min(mn[c], row[c]);
-            mx[c] = std::max(mx[c], row[c]);
+            // std::min's semantics written out on values, so that it becomes minps/maxps.
+            const float v = row[c], a = mn[c], z = mx[c];
+            mn[c] = v < a ? v : a;
+            mx[c] = z < v ? v : z;
           }
         }
         for (int64_t c = 0; c < nc; ++c) {
           const BlockScale s = rtn_scale(mn[c], mx[c], p.bits, p.symmetric);
-          r.scales[(n0 + c) * kb + b] = s.scale;
-          r.zero_points[(n0 + c) * kb + b] = static_cast<uint8_t>(s.zp);
+          scales[(n0 + c) * kb + b] = s.scale;
+          zero_points[(n0 + c) * kb + b] = static_cast<uint8_t>(s.zp);
           rc[c] = s.recip;
           zf[c] = static_cast<float>(s.zp);
         }
@@ -465,14 +471,50 @@ BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockPar
             const int ti = static_cast<int>(x);
             code[c] = static_cast<uint8_t>(ti + (x - static_cast<float>(ti) >= 0.5f ? 1 : 0));
           }
-          for (int64_t c = 0; c < nc; ++c) qt[c * bs + i] = code[c];
+          std::memcpy(qt.data() + i * kRtnTile, code, static_cast<size_t>(nc));
         }
-        for (int64_t c = 0; c < nc; ++c)
-          std::memcpy(r.q.data() + (n0 + c) * K + k0, qt.data() + c * bs, static_cast<size_t>(len));
+        sink(n0, nc, b, len, qt.data());
       }
     }
   });
+}
+
+}  // namespace
+
+BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockParams& p, ThreadPool* pool) {
+  check_params(p, "rtn");
+  BlockQuantized r = make_result(K, N, p.block_size);
+  const int64_t bs = p.block_size;
+  rtn_tiles(W, K, N, p, r.scales.data(), r.zero_points.data(), pool,
+            [&](int64_t n0, int64_t nc, int64_t b, int64_t len, const uint8_t* codes) {
+              for (int64_t c = 0; c < nc; ++c) {
+                uint8_t* dst = r.q.data() + (n0 + c) * K + b * bs;
+                for (int64_t i = 0; i < len; ++i) dst[i] = codes[i * kRtnTile + c];
+              }
+            });
   return r;
+}
+
+void quantize_rtn_packed(const float* W, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
+                         uint8_t* zero_points, ThreadPool* pool) {
+  check_params(p, "rtn");
+  const int64_t bs = p.block_size, kb = (K + bs - 1) / bs;
+  if ((p.bits != 4 && p.bits != 8) || K % bs != 0)
+    failure("quantize_rtn_packed: bits {} with K {} and block size {} (needs bits 4 or 8 and whole blocks)", p.bits, K, bs);
+  const int64_t blob = bs * p.bits / 8;
+  const bool four = p.bits == 4;
+  rtn_tiles(W, K, N, p, scales, zero_points, pool,
+            [&](int64_t n0, int64_t nc, int64_t b, int64_t, const uint8_t* codes) {
+              for (int64_t c = 0; c < nc; ++c) {
+                uint8_t* __restrict dst = B + ((n0 + c) * kb + b) * blob;
+                const uint8_t* __restrict q = codes + c;
+                if (four)
+                  for (int64_t j = 0; j < blob; ++j)
+                    dst[j] = static_cast<uint8_t>(q[2 * j * kRtnTile] | (q[(2 * j + 1) * kRtnTile] << 4));
+                else
+                  for (int64_t j = 0; j < bs; ++j) dst[j] = q[j * kRtnTile];
+              }
+            });
 }
 
 BlockQuantized quantize_hqq(const float* W, int64_t K, int64_t N, const BlockParams& p, int iterations,

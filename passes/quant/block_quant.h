@@ -41,6 +41,13 @@ struct BlockQuantized {
 BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockParams& p,
                             runtime::ThreadPool* pool = nullptr);
 
+// The same codes written straight into MatMulNBits' packed B (bits 4 or 8; K must be a
+// multiple of block_size), without the unpacked [N, K] array: B holds N * k_blocks *
+// block_size * bits / 8 bytes; scales and zero_points (unpacked) N * k_blocks each. Equals
+// pack_matmulnbits_b(quantize_rtn(...)) byte for byte.
+void quantize_rtn_packed(const float* W, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
+                         uint8_t* zero_points, runtime::ThreadPool* pool = nullptr);
+
 // HQQ (Badri & Shaji 2023): half-quadratic optimisation, from the asymmetric RTN init, of the
 // lp (p < 1) norm of the dequantization error; no data. The zero point stays an integer (as
 // MatMulNBits stores it), so the quadratic step fits scale and zero point together (with the

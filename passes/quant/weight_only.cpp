@@ -246,6 +246,27 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
     auto cached = o.algorithm == "gptq" ? done.end() : done.find(wv);
     if (cached != done.end()) {
       extra = cached->second;
+    } else if (o.algorithm == "rtn" && !qdq) {
+      // The common case, streamed: codes go straight into the packed B, no unpacked copy.
+      const int64_t kb = t.K / bs, blob = bs * bits / 8;
+      ir::Buffer B = ir::Buffer::allocate(static_cast<size_t>(t.N * kb * blob));
+      ir::Buffer S = ir::Buffer::allocate(static_cast<size_t>(t.N * kb) * sizeof(float));
+      BlockQuantized zp;
+      zp.K = t.K;
+      zp.N = t.N;
+      zp.k_blocks = kb;
+      zp.zero_points.resize(static_cast<size_t>(t.N * kb));
+      quantize_rtn_packed(t.w->values<float>(), t.K, t.N, bp, B.mutable_data(),
+                          reinterpret_cast<float*>(S.mutable_data()), zp.zero_points.data(), &pool);
+      extra.push_back(add_initializer(g, base + "_Q" + std::to_string(bits), ir::DType::UInt8, {t.N, kb, blob}, B));
+      extra.push_back(add_initializer(g, base + "_scales", ir::DType::Float, {t.N, kb}, S));
+      if (!o.symmetric) {
+        auto packed_zp = pack_zero_points(zp, bits);
+        int64_t per_row = static_cast<int64_t>(packed_zp.size()) / t.N;
+        extra.push_back(add_initializer(g, base + "_zero_points", ir::DType::UInt8, {t.N, per_row}, to_buffer(packed_zp)));
+      }
+      done[wv] = extra;
+      for (ir::Value* v : extra) after += static_cast<int64_t>(v->initializer->nbytes());
     } else {
       BlockQuantized b = quantize(t.w->values<float>(), t.K, t.N, n);
       if (qdq) {

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "ir/error.h"
@@ -234,4 +235,25 @@ TEST_CASE("Model::clone is deep: editing the copy leaves the original, weights a
   auto x = random_floats(kRows * kK, 5);
   Model d = m.clone();
   CHECK(run(d, x) == run(m, x));
+}
+
+TEST_CASE("quantize_rtn_packed writes what quantize_rtn + pack_matmulnbits_b would") {
+  for (int bits : {4, 8})
+    for (bool sym : {true, false}) {
+      CAPTURE(bits);
+      CAPTURE(sym);
+      const int64_t K = 128, N = 70;  // N not a multiple of the 64-column tile
+      auto w = random_floats(K * N, 11);
+      w[5] = std::nanf("");  // NaN and infinities follow the same rules in both paths
+      w[9 * N + 3] = 1e30f;
+      quant::BlockParams p{bits, 32, sym};
+      auto ref = quant::quantize_rtn(w.data(), K, N, p);
+      auto packed = quant::pack_matmulnbits_b(ref, bits, 32);
+      std::vector<uint8_t> B(packed.size()), zp(ref.zero_points.size());
+      std::vector<float> sc(ref.scales.size());
+      quant::quantize_rtn_packed(w.data(), K, N, p, B.data(), sc.data(), zp.data());
+      CHECK(B == packed);
+      CHECK(zp == ref.zero_points);
+      CHECK(std::memcmp(sc.data(), ref.scales.data(), sc.size() * sizeof(float)) == 0);
+    }
 }
