@@ -427,51 +427,66 @@ namespace {
 // codes)` receives the codes row-major (codes[i * kRtnTile + c] for row b*bs + i, column n0 + c).
 constexpr int64_t kRtnTile = 64;
 
+// One block of one tile: min/max per column, the RTN scale, then the codes, written row-major
+// to qt (qt[i * kRtnTile + c]). Compiled twice (AVX2 and baseline x86-64), chosen at load time
+// (an ifunc); the AVX2 clone uses no FMA, so both give the same bits.
+__attribute__((target_clones("avx2", "default"))) void rtn_tile_block(
+    const float* W, int64_t N, int64_t n0, int64_t nc, int64_t k0, int64_t len, int bits, bool symmetric,
+    float* scales, uint8_t* zero_points, uint8_t* qt) {
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  float mn[kRtnTile], mx[kRtnTile], rc[kRtnTile], zf[kRtnTile];
+  uint8_t code[kRtnTile];
+  for (int64_t c = 0; c < nc; ++c) {
+    mn[c] = std::numeric_limits<float>::max();
+    mx[c] = -std::numeric_limits<float>::max();
+  }
+  for (int64_t i = 0; i < len; ++i) {
+    const float* __restrict row = W + (k0 + i) * N + n0;
+    for (int64_t c = 0; c < nc; ++c) {
+      // std::min's semantics written out on values, so that it becomes minps/maxps.
+      const float v = row[c], a = mn[c], z = mx[c];
+      mn[c] = v < a ? v : a;
+      mx[c] = z < v ? v : z;
+    }
+  }
+  for (int64_t c = 0; c < nc; ++c) {
+    const BlockScale s = rtn_scale(mn[c], mx[c], bits, symmetric);
+    scales[c] = s.scale;
+    zero_points[c] = static_cast<uint8_t>(s.zp);
+    rc[c] = s.recip;
+    zf[c] = static_cast<float>(s.zp);
+  }
+  for (int64_t i = 0; i < len; ++i) {
+    const float* __restrict row = W + (k0 + i) * N + n0;
+    for (int64_t c = 0; c < nc; ++c) {
+      // quantize_value without branches: NaN and negatives -> 0, clamp at qmax, round half up.
+      float x = row[c] * rc[c] + zf[c];
+      x = x >= 0.f ? x : 0.f;
+      x = x < qmax ? x : qmax;
+      const int ti = static_cast<int>(x);
+      code[c] = static_cast<uint8_t>(ti + (x - static_cast<float>(ti) >= 0.5f ? 1 : 0));
+    }
+    std::memcpy(qt + i * kRtnTile, code, static_cast<size_t>(nc));
+  }
+}
+
 template <typename Sink>
 void rtn_tiles(const float* W, int64_t K, int64_t N, const BlockParams& p, float* scales, uint8_t* zero_points,
                ThreadPool* pool, Sink&& sink) {
   const int64_t bs = p.block_size, kb = (K + bs - 1) / bs;
-  const float qmax = static_cast<float>((1 << p.bits) - 1);
   const int64_t tiles = (N + kRtnTile - 1) / kRtnTile;
   parallel(pool, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<uint8_t> qt(static_cast<size_t>(kRtnTile * bs));
-    float mn[kRtnTile], mx[kRtnTile], rc[kRtnTile], zf[kRtnTile];
-    uint8_t code[kRtnTile];
+    float sc[kRtnTile];
+    uint8_t zp[kRtnTile];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * kRtnTile, nc = std::min(kRtnTile, N - n0);
       for (int64_t b = 0; b < kb; ++b) {
         const int64_t k0 = b * bs, len = std::min(bs, K - k0);
+        rtn_tile_block(W, N, n0, nc, k0, len, p.bits, p.symmetric, sc, zp, qt.data());
         for (int64_t c = 0; c < nc; ++c) {
-          mn[c] = std::numeric_limits<float>::max();
-          mx[c] = -std::numeric_limits<float>::max();
-        }
-        for (int64_t i = 0; i < len; ++i) {
-          const float* __restrict row = W + (k0 + i) * N + n0;
-          for (int64_t c = 0; c < nc; ++c) {
-            // std::min's semantics written out on values, so that it becomes minps/maxps.
-            const float v = row[c], a = mn[c], z = mx[c];
-            mn[c] = v < a ? v : a;
-            mx[c] = z < v ? v : z;
-          }
-        }
-        for (int64_t c = 0; c < nc; ++c) {
-          const BlockScale s = rtn_scale(mn[c], mx[c], p.bits, p.symmetric);
-          scales[(n0 + c) * kb + b] = s.scale;
-          zero_points[(n0 + c) * kb + b] = static_cast<uint8_t>(s.zp);
-          rc[c] = s.recip;
-          zf[c] = static_cast<float>(s.zp);
-        }
-        for (int64_t i = 0; i < len; ++i) {
-          const float* __restrict row = W + (k0 + i) * N + n0;
-          for (int64_t c = 0; c < nc; ++c) {
-            // quantize_value without branches: NaN and negatives -> 0, clamp at qmax, round half up.
-            float x = row[c] * rc[c] + zf[c];
-            x = x >= 0.f ? x : 0.f;
-            x = x < qmax ? x : qmax;
-            const int ti = static_cast<int>(x);
-            code[c] = static_cast<uint8_t>(ti + (x - static_cast<float>(ti) >= 0.5f ? 1 : 0));
-          }
-          std::memcpy(qt.data() + i * kRtnTile, code, static_cast<size_t>(nc));
+          scales[(n0 + c) * kb + b] = sc[c];
+          zero_points[(n0 + c) * kb + b] = zp[c];
         }
         sink(n0, nc, b, len, qt.data());
       }

@@ -53,9 +53,61 @@ constexpr uint8_t kConvZeroPoint = 128;  // Conv weights are stored as uint8 q +
 // Symmetric int8 of a row-major [rows, cols] matrix. The channel axis is cols (MatMul's N)
 // or rows (Conv's M); one scale per channel with per_channel, else one for the tensor.
 struct Int8Weight {
-  std::vector<int8_t> q;
+  ir::Buffer q;  // int8 codes, rows x cols
   std::vector<float> scales;
 };
+
+// The two row loops, compiled for AVX2 and for baseline x86-64 (chosen at load time; no FMA
+// in either, so both give the same bits). Branch-free so that they vectorize.
+__attribute__((target_clones("avx2", "default"))) float row_absmax(const float* __restrict row, int64_t n,
+                                                                  float init) {
+  // max|x| in 8 independent lanes (a single running max does not vectorize).
+  float lane[8] = {init, init, init, init, init, init, init, init};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int j = 0; j < 8; ++j) {
+      const float v = std::fabs(row[c + j]);
+      lane[j] = lane[j] < v ? v : lane[j];
+    }
+  for (; c < n; ++c) lane[0] = std::max(lane[0], std::fabs(row[c]));
+  float acc = lane[0];
+  for (int j = 1; j < 8; ++j) acc = std::max(acc, lane[j]);
+  return acc;
+}
+
+__attribute__((target_clones("avx2", "default"))) void col_absmax(const float* __restrict row, int64_t n,
+                                                                 float* __restrict m) {
+  for (int64_t c = 0; c < n; ++c) {
+    const float v = std::fabs(row[c]);
+    m[c] = m[c] < v ? v : m[c];
+  }
+}
+
+// q = round_half_even(clamp(w / s, -127, 127)) without a libm call (baseline x86-64 has no
+// roundps): for |v| <= 2^22, (v + 1.5 * 2^23) - 1.5 * 2^23 is the integer the FPU's default
+// rounding picks; without -ffast-math the compiler keeps both operations. `per_col`: one
+// scale per column (s[c]), else s[0] for the row.
+__attribute__((target_clones("avx2", "default"))) void quantize_row(const float* __restrict row, int64_t n,
+                                                                   const float* __restrict s, bool per_col,
+                                                                   int8_t* __restrict q) {
+  constexpr float kMagic = 12582912.0f, kMax = 127.0f;
+  if (per_col) {
+    for (int64_t c = 0; c < n; ++c) {
+      float v = row[c] / s[c];
+      v = v < -kMax ? -kMax : v;
+      v = v > kMax ? kMax : v;
+      q[c] = static_cast<int8_t>((v + kMagic) - kMagic);
+    }
+  } else {
+    const float sc = s[0];
+    for (int64_t c = 0; c < n; ++c) {
+      float v = row[c] / sc;
+      v = v < -kMax ? -kMax : v;
+      v = v > kMax ? kMax : v;
+      q[c] = static_cast<int8_t>((v + kMagic) - kMagic);
+    }
+  }
+}
 
 Int8Weight quantize_symmetric_int8(const float* w, int64_t rows, int64_t cols, bool per_channel, bool channel_is_col,
                                    runtime::ThreadPool& pool) {
@@ -66,26 +118,13 @@ Int8Weight quantize_symmetric_int8(const float* w, int64_t rows, int64_t cols, b
   std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
   std::mutex mu;
   pool.parallel_for(rows, grain, [&](int64_t b, int64_t e) {
-    const int64_t n = cols;
     std::vector<float> local(static_cast<size_t>(channels), 0.0f);
-    float* __restrict m = local.data();
-    // max|x| over a row in 8 independent lanes (a single running max does not vectorize).
-    auto row_absmax = [n](const float* __restrict row, float init) {
-      float lane[8] = {init, init, init, init, init, init, init, init};
-      int64_t c = 0;
-      for (; c + 8 <= n; c += 8)
-        for (int j = 0; j < 8; ++j) lane[j] = std::max(lane[j], std::fabs(row[c + j]));
-      for (; c < n; ++c) lane[0] = std::max(lane[0], std::fabs(row[c]));
-      float acc = lane[0];
-      for (int j = 1; j < 8; ++j) acc = std::max(acc, lane[j]);
-      return acc;
-    };
+    float* m = local.data();
     for (int64_t r = b; r < e; ++r) {
-      const float* __restrict row = w + r * n;
-      if (!per_channel) m[0] = row_absmax(row, m[0]);
-      else if (channel_is_col)
-        for (int64_t c = 0; c < n; ++c) m[c] = std::max(m[c], std::fabs(row[c]));
-      else m[r] = row_absmax(row, m[r]);
+      const float* row = w + r * cols;
+      if (!per_channel) m[0] = row_absmax(row, cols, m[0]);
+      else if (channel_is_col) col_absmax(row, cols, m);
+      else m[r] = row_absmax(row, cols, m[r]);
     }
     std::lock_guard<std::mutex> lk(mu);
     for (int64_t i = 0; i < channels; ++i) absmax[i] = std::max(absmax[i], local[i]);
@@ -93,26 +132,13 @@ Int8Weight quantize_symmetric_int8(const float* w, int64_t rows, int64_t cols, b
   Int8Weight out;
   out.scales.resize(static_cast<size_t>(channels));
   for (int64_t i = 0; i < channels; ++i) out.scales[i] = absmax[i] > 0 ? absmax[i] / kQMax : 1.0f;
-  out.q.resize(static_cast<size_t>(rows * cols));
+  out.q = ir::Buffer::allocate(static_cast<size_t>(rows * cols));
+  int8_t* qall = reinterpret_cast<int8_t*>(out.q.mutable_data());
   pool.parallel_for(rows, grain, [&](int64_t b, int64_t e) {
-    // Round half to even without a libm call (baseline x86-64 has no roundps): for |v| <= 2^22,
-    // (v + 1.5 * 2^23) - 1.5 * 2^23 is the integer the FPU's default rounding picks. Without
-    // -ffast-math the compiler keeps both operations, and the loop vectorizes.
-    constexpr float kMagic = 12582912.0f;
-    const int64_t n = cols;
-    const float* __restrict sc = out.scales.data();
-    int8_t* __restrict qall = out.q.data();
     for (int64_t r = b; r < e; ++r) {
-      const float* __restrict row = w + r * n;
-      int8_t* __restrict q = qall + r * n;
-      if (per_channel && channel_is_col) {
-        for (int64_t c = 0; c < n; ++c)
-          q[c] = static_cast<int8_t>((std::clamp(row[c] / sc[c], -kQMax, kQMax) + kMagic) - kMagic);
-      } else {
-        const float s = sc[per_channel ? r : 0];
-        for (int64_t c = 0; c < n; ++c)
-          q[c] = static_cast<int8_t>((std::clamp(row[c] / s, -kQMax, kQMax) + kMagic) - kMagic);
-      }
+      const bool per_col = per_channel && channel_is_col;
+      const float* s = out.scales.data() + (per_channel && !channel_is_col ? r : 0);
+      quantize_row(w + r * cols, cols, s, per_col, qall + r * cols);
     }
   });
   return out;
@@ -226,12 +252,13 @@ class DynamicRewriter {
       // ONNX Runtime 1.30 runs ConvInteger 3-5x faster with uint8 weights than with int8 ones,
       // and takes only a scalar weight zero point; per-channel scales go into the Mul after it.
       std::vector<uint8_t> u(iw.q.size());
-      for (size_t i = 0; i < u.size(); ++i) u[i] = static_cast<uint8_t>(iw.q[i] + kConvZeroPoint);
+      const int8_t* iq = reinterpret_cast<const int8_t*>(iw.q.data());
+      for (size_t i = 0; i < u.size(); ++i) u[i] = static_cast<uint8_t>(iq[i] + kConvZeroPoint);
       qw.q = initializer(base + "_quantized", ir::DType::UInt8, qdims, bytes_of(u));
       qw.zero_point = initializer(base + "_zero_point", ir::DType::UInt8, {},
                                   bytes_of(std::vector<uint8_t>{kConvZeroPoint}));
     } else {
-      qw.q = initializer(base + "_quantized", ir::DType::Int8, qdims, bytes_of(iw.q));
+      qw.q = initializer(base + "_quantized", ir::DType::Int8, qdims, iw.q);
       std::vector<int64_t> sdims = o_.per_channel ? std::vector<int64_t>{nscale} : std::vector<int64_t>{};
       qw.scale = initializer(base + "_scale", ir::DType::Float, sdims, bytes_of(iw.scales));
       qw.zero_point = initializer(base + "_zero_point", ir::DType::Int8, sdims,

@@ -23,7 +23,7 @@ const OptionTable<QuantizeOptions>& QuantizeOptions::table() {
       {"op-types", &Q::op_types, "op types to quantize (default: the mode's set)", {}},
       {"exclude-nodes", &Q::exclude_nodes, "node names or globs (* ?) to keep float", {}},
       {"exclude-op-types", &Q::exclude_op_types, "op types to keep float", {}},
-      {"keep-io-types", &Q::keep_io_types, "graph inputs and outputs keep their float types", {}},
+      {"keep-io-types", &Q::keep_io_types, "graph inputs and outputs keep their float types (every mode does; false is refused)", {}},
       {"per-channel", &Q::per_channel, "dynamic/static: one weight scale per output channel", {}},
       {"symmetric", &Q::symmetric, "weight-only: symmetric blocks (no zero points); default asymmetric (zero points), ORT's quantizer-class default", {}},
       {"block-size", &Q::block_size, "weight-only: values per scale along K (16..256, a power of two)", {}},
@@ -82,6 +82,9 @@ void check_options(const QuantizeOptions& o, const ir::Model& m, const PassConte
     bad_input("--mode {} needs --calib-data (activation ranges come from running the model on it)", o.mode);
   if (is_static(o.mode) && (o.calib_percentile <= 0 || o.calib_percentile > 100))
     bad_input("--calib-percentile {}: must be in (0, 100]", o.calib_percentile);
+  if (!o.keep_io_types)
+    bad_input("--keep-io-types false: no mode changes the graph's input or output types (quantized values stay "
+              "inside the graph); this option exists so that recipes can say so explicitly");
   if (o.calib_samples < 0) bad_input("--calib-samples must be 0 (all) or more");
   if (o.calib_batch_size < 1) bad_input("--calib-batch-size must be at least 1");
   if (!o.max_degradation.empty() && o.eval_data.empty())
