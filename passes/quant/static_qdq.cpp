@@ -236,6 +236,22 @@ NodePlan plan_node(const ir::Graph& g, ir::Node* n, const std::function<bool(con
       p.skip = "skipped: missing inputs";
       return p;
     }
+    // MatMul and Gemm: constant float inputs are weights, the others activations.
+    auto split_ab = [&] {
+      for (int k = 0; k < 2; ++k) {
+        if (is_float_initializer(g, n->inputs[k])) {
+          p.weight_slots.push_back(k);
+        } else {
+          if (!act_ok(n->inputs[k], k == 0 ? "input A" : "input B")) return false;
+          p.acts.push_back(n->inputs[k]);
+        }
+      }
+      if (p.acts.empty()) {
+        p.skip = "skipped: both inputs are constants";
+        return false;
+      }
+      return true;
+    };
     if (op == "Conv") {
       if (!is_float_initializer(g, n->inputs[1])) {
         p.skip = "skipped: the weight is not a float32 initializer";
@@ -246,33 +262,11 @@ NodePlan plan_node(const ir::Graph& g, ir::Node* n, const std::function<bool(con
       p.weight_slots.push_back(1);
       p.weight_axis = 0;
     } else if (op == "MatMul") {
-      for (int k = 0; k < 2; ++k) {
-        if (is_float_initializer(g, n->inputs[k])) {
-          p.weight_slots.push_back(k);
-        } else {
-          if (!act_ok(n->inputs[k], k == 0 ? "input A" : "input B")) return p;
-          p.acts.push_back(n->inputs[k]);
-        }
-      }
-      if (p.acts.empty()) {
-        p.skip = "skipped: both inputs are constants";
-        return p;
-      }
+      if (!split_ab()) return p;
       const ir::Tensor* b = float_initializer(g, n->inputs[1]);
       p.weight_axis = b && b->dims.size() >= 2 ? static_cast<int64_t>(b->dims.size()) - 1 : -1;
     } else {  // Gemm
-      for (int k = 0; k < 2; ++k) {
-        if (is_float_initializer(g, n->inputs[k])) {
-          p.weight_slots.push_back(k);
-        } else {
-          if (!act_ok(n->inputs[k], k == 0 ? "input A" : "input B")) return p;
-          p.acts.push_back(n->inputs[k]);
-        }
-      }
-      if (p.acts.empty()) {
-        p.skip = "skipped: both inputs are constants";
-        return p;
-      }
+      if (!split_ab()) return p;
       p.weight_axis = n->attr_int("transB", 0) ? 0 : 1;
     }
     // Bias: Conv input 2, Gemm C when 1-D; needs one activation input and one weight.
@@ -524,6 +518,9 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
   }
 
   // 4. Rewrite. Opsets first: per-axis DequantizeLinear needs 13, 16-bit QDQ needs 21.
+  // Folded nodes are deleted below: keep every planned node's name and type for the report.
+  std::vector<std::pair<std::string, std::string>> ids;
+  for (const NodePlan& p : plans) ids.emplace_back(p.node->name, p.node->op_type);
   require_opset(m, "", bits16 ? 21 : 13);
   QdqRewriter rw(g, act);
   std::unordered_set<const ir::Value*> dropped;
@@ -540,10 +537,11 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
   for (ir::Value* v : qdq_order) rw.insert(v, params.at(v));
 
   int64_t nodes_done = 0;
-  for (NodePlan& p : plans) {
+  for (size_t pi = 0; pi < plans.size(); ++pi) {
+    NodePlan& p = plans[pi];
     NodeReport nr;
-    nr.node = p.node->name;
-    nr.op_type = p.node->op_type;
+    nr.node = ids[pi].first;
+    nr.op_type = ids[pi].second;
     if (!p.skip.empty()) {
       nr.how = p.skip;
       report.nodes.push_back(std::move(nr));

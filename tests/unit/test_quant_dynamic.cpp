@@ -8,6 +8,7 @@
 #include <random>
 
 #include "ir/graph.h"
+#include "test_util.h"
 #include "passes/quant/quantize.h"
 #include "runtime/executor.h"
 
@@ -31,21 +32,11 @@ Model new_model() {
   return m;
 }
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(gen);
-  return v;
-}
+using test::random_floats;
 
 // Attribute is move-only: no initializer lists.
 template <typename... A>
-std::vector<Attribute> attrs(A... a) {
-  std::vector<Attribute> v;
-  (v.push_back(std::move(a)), ...);
-  return v;
-}
+std::vector<Attribute> attrs(A... a) { return passes::quant::attr_list(std::move(a)...); }
 
 Value* weight(Graph& g, const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
   return g.add_initializer(Tensor::from_values(name, DType::Float, std::move(dims), v));

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ir/graph.h"
+#include "test_util.h"
 #include "passes/quant/quantize.h"
 #include "runtime/executor.h"
 
@@ -23,20 +24,11 @@ namespace {
 constexpr double kMaxRelRms8 = 0.04;
 constexpr double kMaxRelRms16 = 0.02;
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(gen);
-  return v;
-}
+using test::random_floats;
 
+// Attribute is move-only: no initializer lists.
 template <typename... A>
-std::vector<Attribute> attrs(A... a) {
-  std::vector<Attribute> v;
-  (v.push_back(std::move(a)), ...);
-  return v;
-}
+std::vector<Attribute> attrs(A... a) { return passes::quant::attr_list(std::move(a)...); }
 
 // x [N, 2, 4, 4] -> Conv(3x3, pads 1, 3 channels, bias) -> c -> Relu -> r -> MatMul [4, 5] -> out
 Model conv_relu_matmul() {

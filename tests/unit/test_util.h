@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <vector>
 #include <string>
 
 namespace slmops::test {
@@ -37,6 +39,15 @@ inline void write_file(const fs::path& p, const std::string& bytes) {
 inline fs::path onnx_testdata() {
   if (const char* env = std::getenv("SLMOPS_ONNX_TESTDATA")) return env;
   return "/usr/share/libonnx-testdata/data";
+}
+
+// n floats uniform in [lo, hi) from a fixed seed.
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
 }
 
 }  // namespace slmops::test
