@@ -57,7 +57,7 @@ bool is_static(const std::string& mode) { return mode == "int8-static" || mode =
 std::vector<std::string> default_op_types(const QuantizeOptions& o) {
   if (o.mode == "int8-dynamic") return {"MatMul", "Gemm"};
   if (is_static(o.mode)) return {"Conv", "MatMul", "Gemm"};
-  std::vector<std::string> v = {"MatMul"};
+  std::vector<std::string> v = {"MatMul", "Gemm"};
   if (o.quantize_embeddings) v.push_back("Gather");
   return v;
 }

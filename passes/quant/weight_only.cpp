@@ -28,8 +28,11 @@ namespace {
 
 struct Target {
   ir::Node* node;
-  const ir::Tensor* w;
+  const ir::Tensor* w;  // the initializer
   int64_t K, N;
+  std::vector<float> kn;  // Gemm with transB=1: W transposed to [K, N] (else empty)
+  ir::Value* bias = nullptr;  // Gemm's C when it is a [N] vector
+  const float* values() const { return kn.empty() ? w->values<float>() : kn.data(); }
 };
 
 // H = sum over rows of A (flattened to [rows, K]) of a a^T, per target, from one streamed
@@ -193,7 +196,40 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
         bad_input("node '{}': K = {} is not a multiple of --block-size {}; choose a block size that divides it or "
                   "--exclude-nodes '{}'",
                   n->name, K, bs, n->name);
-      targets.push_back({n, w, K, N});
+      targets.push_back({n, w, K, N, {}, nullptr});
+    } else if (n->op_type == "Gemm") {
+      // Y = A B + C with transA 0, alpha 1, beta 1 (or no C), C a [N] vector: a MatMul plus bias.
+      const ir::Tensor* w = n->inputs.size() >= 2 ? float_initializer(g, n->inputs[1]) : nullptr;
+      ir::Value* c = n->inputs.size() >= 3 ? n->inputs[2] : nullptr;
+      bool trans_b = n->attr_int("transB", 0) != 0;
+      int64_t N = w && w->dims.size() == 2 ? w->dims[trans_b ? 0 : 1] : 0;
+      // C must be a float [N] vector: from its initializer, else from its declared type.
+      bool c_is_vector = false;
+      if (c && c->initializer)
+        c_is_vector = c->initializer->dtype == ir::DType::Float && c->initializer->dims == std::vector<int64_t>{N};
+      else if (c)
+        c_is_vector = c->type.has_shape && c->type.dims.size() == 1 && c->type.dims[0].value == N &&
+                      c->type.elem() == ir::DType::Float;
+      bool plain = n->attr_int("transA", 0) == 0 && n->attr_float("alpha", 1.f) == 1.f &&
+                   (!c || (n->attr_float("beta", 1.f) == 1.f && c_is_vector));
+      if (!w || w->dims.size() != 2 || !n->inputs[0] || !plain) {
+        r.how = "skipped: not A x B (+ C[N]) with a constant 2-D float32 B, transA 0, alpha and beta 1";
+        report.nodes.push_back(r);
+        continue;
+      }
+      int64_t K = w->dims[trans_b ? 1 : 0];
+      if (K % bs != 0)
+        bad_input("node '{}': K = {} is not a multiple of --block-size {}; choose a block size that divides it or "
+                  "--exclude-nodes '{}'",
+                  n->name, K, bs, n->name);
+      Target t{n, w, K, N, {}, c};
+      if (trans_b) {
+        t.kn.resize(static_cast<size_t>(K * N));
+        const float* src = w->values<float>();
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t k = 0; k < K; ++k) t.kn[k * N + i] = src[i * K + k];
+      }
+      targets.push_back(std::move(t));
     } else if (n->op_type == "Gather") {
       const ir::Tensor* w = n->inputs.size() == 2 ? float_initializer(g, n->inputs[0]) : nullptr;
       if (!w || w->dims.size() != 2 || n->attr_int("axis", 0) != 0) {
@@ -203,7 +239,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
       }
       if (w->dims[1] % bs != 0)
         bad_input("node '{}': embedding width {} is not a multiple of --block-size {}", n->name, w->dims[1], bs);
-      gathers.push_back({n, w, w->dims[1], w->dims[0]});
+      gathers.push_back({n, w, w->dims[1], w->dims[0], {}, nullptr});
     }
   }
 
@@ -237,7 +273,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
   std::map<ir::Value*, std::vector<ir::Value*>> done;
   for (auto& t : targets) {
     ir::Node* n = t.node;
-    const std::string node_name = n->name;
+    const std::string node_name = n->name, node_op = n->op_type;
     ir::Value* wv = n->inputs[1];
     ir::Value* a = n->inputs[0];
     std::string base = wv->name;
@@ -256,7 +292,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
       zp.N = t.N;
       zp.k_blocks = kb;
       zp.zero_points.resize(static_cast<size_t>(t.N * kb));
-      quantize_rtn_packed(t.w->values<float>(), t.K, t.N, bp, B.mutable_data(),
+      quantize_rtn_packed(t.values(), t.K, t.N, bp, B.mutable_data(),
                           reinterpret_cast<float*>(S.mutable_data()), zp.zero_points.data(), &pool);
       extra.push_back(add_initializer(g, base + "_Q" + std::to_string(bits), ir::DType::UInt8, {t.N, kb, blob}, B));
       extra.push_back(add_initializer(g, base + "_scales", ir::DType::Float, {t.N, kb}, S));
@@ -268,7 +304,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
       done[wv] = extra;
       for (ir::Value* v : extra) after += static_cast<int64_t>(v->initializer->nbytes());
     } else {
-      BlockQuantized b = quantize(t.w->values<float>(), t.K, t.N, n);
+      BlockQuantized b = quantize(t.values(), t.K, t.N, n);
       if (qdq) {
         extra = {blocked_dequantize(g, base, b, bits, o.symmetric, bs, 0)};
       } else {
@@ -290,10 +326,15 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
             if (in && in->initializer) after += static_cast<int64_t>(in->initializer->nbytes());
     }
     if (qdq) {
-      n->set_input(1, extra[0]);
+      n->set_input(1, extra[0]);  // [K, N]
+      if (auto* tb = n->attr("transB")) tb->i = 0;
     } else {
       std::vector<ir::Value*> ins = {a};
       ins.insert(ins.end(), extra.begin(), extra.end());
+      if (t.bias) {
+        ins.resize(5, nullptr);  // A, B, scales, zero_points?, g_idx (unused), bias
+        ins.push_back(t.bias);
+      }
       replace_node(g, n, "MatMulNBits", "com.microsoft", ins,
                    attr_list(ir::Attribute::make_int("K", t.K), ir::Attribute::make_int("N", t.N),
                              ir::Attribute::make_int("bits", bits), ir::Attribute::make_int("block_size", bs),
@@ -301,8 +342,8 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
     }
     if (wv->consumers.empty()) release_file_pages(*t.w);
     drop_if_unused(g, wv);
-    report.nodes.push_back({node_name, "MatMul",
-                            describe_how(qdq ? "DequantizeLinear+MatMul" : "MatMulNBits", bits, o), before, after});
+    report.nodes.push_back({node_name, node_op,
+                            describe_how(qdq ? ("DequantizeLinear+" + node_op).c_str() : "MatMulNBits", bits, o), before, after});
   }
   for (auto& t : gathers) {
     ir::Node* n = t.node;

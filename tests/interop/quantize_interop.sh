@@ -63,6 +63,10 @@ case_ cnn_int8_static_minmax cnn_digits cnn_digits_test.npz --mode int8-static -
 case_ cnn_int8_static_entropy_pc cnn_digits cnn_digits_test.npz --mode int8-static --calib-data "$CC" --calib-method entropy --per-channel
 case_ cnn_int8_static_percentile_sym cnn_digits cnn_digits_test.npz --mode int8-static --calib-data "$CC" --calib-method percentile --symmetric-activations
 case_ cnn_int16_static cnn_digits cnn_digits_test.npz --mode int16-static --calib-data "$CC"
+# Weight-only on the CNN quantizes its Gemm head (transB=1, with bias).
+case_ cnn_int4_weight cnn_digits cnn_digits_test.npz --mode int4-weight --block-size 16
+case_ cnn_int8_weight_sym cnn_digits cnn_digits_test.npz --mode int8-weight --symmetric
+DEFAULT_BAR=3e-2 case_ cnn_int4_qdq cnn_digits cnn_digits_test.npz --mode int4-weight --format qdq
 for lm in gpt_bytes llama_bytes; do
   case_ ${lm}_int8_dynamic $lm lm_eval.npz --mode int8-dynamic
   case_ ${lm}_int8_dynamic_pc $lm lm_eval.npz --mode int8-dynamic --per-channel

@@ -75,7 +75,7 @@ QuantizeOptions weight_opts(const std::string& mode, bool sym, const std::string
 }
 
 void quantize(Model& m, const QuantizeOptions& o, quant::QuantReport& rep) {
-  quant::NodeFilter f(o, {"MatMul"});
+  quant::NodeFilter f(o, {"MatMul", "Gemm"});
   quant::quantize_weight_only(m, o, f, nullptr, 1, rep);
 }
 
@@ -256,4 +256,50 @@ TEST_CASE("quantize_rtn_packed writes what quantize_rtn + pack_matmulnbits_b wou
       CHECK(zp == ref.zero_points);
       CHECK(std::memcmp(sc.data(), ref.scales.data(), sc.size() * sizeof(float)) == 0);
     }
+}
+
+TEST_CASE("int4-weight quantizes Gemm(A, B^T, C) into MatMulNBits with the bias, or DQ + Gemm transB 0") {
+  for (const char* format : {"matmulnbits", "qdq"}) {
+    CAPTURE(format);
+    Model m;
+    m.ir_version = 8;
+    m.opsets = {{"", 17}};
+    m.graph = std::make_unique<Graph>();
+    Graph& g = *m.graph;
+    Value* x = g.add_input("x", TensorType::of(DType::Float, {kRows, kK}));
+    auto wt = random_floats(kN * kK, 9, 0.05f);  // [N, K]: transB = 1
+    Value* w = g.add_initializer(Tensor::from_values("Wt", DType::Float, {kN, kK}, wt));
+    Value* c = g.add_initializer(Tensor::from_values("C", DType::Float, {kN}, random_floats(kN, 4)));
+    Node* gemm = g.add_node("Gemm", {x, w, c}, {"y"}, quant::attr_list(Attribute::make_int("transB", 1)), "gemm");
+    g.add_output(gemm->outputs[0]);
+    quant::QuantReport rep;
+    quantize(m, weight_opts("int4-weight", false, format), rep);
+    REQUIRE(rep.nodes.size() == 1);
+    CHECK(rep.nodes[0].op_type == "Gemm");
+    if (std::string(format) == "matmulnbits") {
+      const Node* nb = find_op(*m.graph, "MatMulNBits");
+      REQUIRE(nb);
+      REQUIRE(nb->inputs.size() == 6);
+      CHECK(nb->inputs[5] == c);
+    } else {
+      const Node* gm = find_op(*m.graph, "Gemm");
+      REQUIRE(gm);
+      CHECK(gm->attr_int("transB", 1) == 0);
+      CHECK(gm->inputs[1]->producer->op_type == "DequantizeLinear");
+    }
+    // Against x * dequant(W^T) + C computed here.
+    std::vector<float> kn(kK * kN);
+    for (int64_t n = 0; n < kN; ++n)
+      for (int64_t k = 0; k < kK; ++k) kn[k * kN + n] = wt[n * kK + k];
+    auto dq = quant::dequantize(quant::quantize_rtn(kn.data(), kK, kN, {4, 32, false}), 32);
+    auto xin = random_floats(kRows * kK, 3);
+    auto y = run(m, xin);
+    const float* cv = c->initializer->values<float>();
+    for (int64_t r = 0; r < kRows; ++r)
+      for (int64_t n = 0; n < kN; ++n) {
+        double want = cv[n];
+        for (int64_t k = 0; k < kK; ++k) want += double(xin[r * kK + k]) * dq[k * kN + n];
+        CHECK(y[r * kN + n] == doctest::Approx(want).epsilon(1e-4).scale(1.0));
+      }
+  }
 }
