@@ -11,7 +11,9 @@
 // op type (summed over nodes, median over runs), the T slowest nodes and the nodes whose
 // float outputs hold denormals. Also prints the median process CPU time of a run, which on a
 // busy machine is the better measure of the work done (wall time then includes waiting for a
-// core). --latency-only prints just {"wall_ms_p50", "cpu_ms_p50"} as JSON (for
+// core). Also prints how many nodes the plan folded into constants and the session's peak
+// live activation bytes (Session::peak_activation_bytes). --latency-only prints just
+// {"wall_ms_p50", "cpu_ms_p50", "peak_activation_bytes", "folded_nodes"} as JSON (for
 // executor_bench.sh). --ftz sets MXCSR FTZ|DAZ first (an experiment; slmops does not).
 #include <algorithm>
 #include <chrono>
@@ -123,8 +125,10 @@ int main(int argc, char** argv) {
     plain_cpu.push_back(process_cpu_ms() - c0);
   }
   if (latency_only) {
-    std::printf("{\"wall_ms_p50\":%.6f,\"cpu_ms_p50\":%.6f,\"runs\":%d,\"threads\":%d}\n", median(plain),
-                median(plain_cpu), runs, threads);
+    std::printf("{\"wall_ms_p50\":%.6f,\"cpu_ms_p50\":%.6f,\"runs\":%d,\"threads\":%d,"
+                "\"peak_activation_bytes\":%zu,\"folded_nodes\":%zu}\n",
+                median(plain), median(plain_cpu), runs, threads, session.peak_activation_bytes(),
+                session.folded_nodes());
     return 0;
   }
 
@@ -181,6 +185,8 @@ int main(int argc, char** argv) {
   }
   std::sort(rows.rbegin(), rows.rend());
   std::printf("model %s, threads %d, %d runs\n", path.c_str(), threads, runs);
+  std::printf("plan: %zu nodes folded into constants; peak live activations %.3f MiB (Session::peak_activation_bytes)\n",
+              session.folded_nodes(), session.peak_activation_bytes() / 1048576.0);
   std::printf("session.run p50: %.4f ms plain (process CPU time %.4f ms), %.4f ms with the per-node callback\n\n",
               median(plain), median(plain_cpu), median(totals));
   std::printf("%-22s %6s %10s %7s\n", "op type", "nodes", "ms/run", "share");

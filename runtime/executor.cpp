@@ -10,40 +10,89 @@ namespace slmops::runtime {
 struct GraphRunner::Step {
   const ir::Node* node;
   std::unique_ptr<Kernel> kernel;
-  std::vector<int> in_slots;   // -1: omitted
-  std::vector<int> out_slots;  // -1: omitted
-  std::vector<int> free_after; // slots whose last reader is this step
+  std::vector<int> in_refs;     // see GraphRunner::resolve
+  std::vector<int> out_slots;   // -1: omitted
+  std::vector<int> free_after;  // slots whose last reader is this step
+  // Folded at plan time: the outputs (also as constants), for RunOptions::on_node.
+  bool folded = false;
+  std::vector<RValue> folded_outputs;
 };
 
 static std::string node_label(const ir::Node& n) {
   return n.name.empty() ? fmt::format("({} node)", n.op_type) : fmt::format("'{}'", n.name);
 }
 
+// Ops whose result is not a function of their inputs alone.
+static bool nondeterministic(const ir::Node& n) {
+  static const std::unordered_set<std::string> ops = {"RandomNormal", "RandomUniform", "RandomNormalLike",
+                                                      "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"};
+  return ops.count(n.op_type) > 0;
+}
+
+bool GraphRunner::try_fold(Step& step, ThreadPool& pool) {
+  const ir::Node& n = *step.node;
+  if (n.has_subgraphs() || !n.implicit_inputs.empty() || nondeterministic(n) || n.outputs.empty()) return false;
+  for (int r : step.in_refs)
+    if (r >= 0) return false;
+  OpContext ctx;
+  ctx.pool = &pool;
+  ctx.node = &n;
+  for (int r : step.in_refs) ctx.inputs.push_back(resolve(r, {}));
+  std::vector<RValue> outs(n.outputs.size());
+  ctx.outputs = &outs;
+  try {
+    step.kernel->run(ctx);
+  } catch (const std::exception&) {
+    return false;  // left to fail at run time, with the run's message
+  }
+  for (const RValue& v : outs)
+    if (!v.is_tensor() || v.optional || v.tensor.nbytes() > kMaxFoldedBytes) return false;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const ir::Value* v = n.outputs[k];
+    if (!v) continue;
+    ref_[v] = kConst - static_cast<int>(constants_.size());
+    constants_.push_back(outs[k]);
+  }
+  step.folded = true;
+  step.folded_outputs = std::move(outs);
+  ++folded_count_;
+  return true;
+}
+
 GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) {
   auto slot_for = [&](const ir::Value* v) {
-    auto [it, inserted] = slot_.try_emplace(v, slot_count_);
+    auto [it, inserted] = ref_.try_emplace(v, slot_count_);
     if (inserted) ++slot_count_;
     return it->second;
   };
   for (auto& vi : g.inputs)
     if (vi.value) input_slots_.push_back(slot_for(vi.value));
-  for (const ir::Value* v : g.initializers) constants_.emplace_back(slot_for(v), v);
+  for (const ir::Value* v : g.initializers) {
+    if (ref_.count(v)) {  // a graph input with a default: fed or not, per run
+      defaults_.emplace_back(ref_.at(v), v);
+    } else if (v->kind == ir::Value::Kind::Initializer) {
+      ref_[v] = kConst - static_cast<int>(constants_.size());
+      constants_.push_back(RValue::of(*v->initializer));
+    } else {
+      defaults_.emplace_back(slot_for(v), v);
+    }
+  }
 
+  ThreadPool fold_pool(1);
   auto order = g.topological_order();
   for (const ir::Node* n : order) {
     auto step = std::make_unique<Step>();
     step->node = n;
     for (const ir::Value* v : n->inputs) {
       if (!v) {
-        step->in_slots.push_back(-1);
+        step->in_refs.push_back(kOmitted);
         continue;
       }
       if (v->kind == ir::Value::Kind::Undefined)
         bad_input("node {} ({}) reads '{}', which nothing in the graph defines", node_label(*n), n->op_type, v->name);
-      if (v->kind == ir::Value::Kind::Captured && !slot_.count(v)) captured_.emplace_back(slot_for(v), v);
-      step->in_slots.push_back(slot_for(v));
+      if (v->kind == ir::Value::Kind::Captured && !ref_.count(v)) captured_.emplace_back(slot_for(v), v);
+      step->in_refs.push_back(slot_for(v));
     }
-    for (const ir::Value* v : n->outputs) step->out_slots.push_back(v ? slot_for(v) : -1);
     PlanContext npc = pc;
     npc.opset = static_cast<int>(pc.model->opset(n->domain));
     const KernelFactory* make = find_kernel(n->domain, n->op_type, npc.opset);
@@ -55,35 +104,35 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
     } catch (const Error& e) {
       throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*n), n->op_type, e.what()));
     }
+    if (!try_fold(*step, fold_pool))
+      for (const ir::Value* v : n->outputs) step->out_slots.push_back(v ? slot_for(v) : -1);
     steps_.push_back(std::move(step));
   }
   for (auto& vi : g.outputs) {
     if (!vi.value) continue;
-    if (vi.value->kind == ir::Value::Kind::Captured && !slot_.count(vi.value))
+    if (vi.value->kind == ir::Value::Kind::Captured && !ref_.count(vi.value))
       captured_.emplace_back(slot_for(vi.value), vi.value);
-    if (!slot_.count(vi.value))
-      bad_input("graph '{}': output '{}' is never produced", g.name, vi.value->name);
-    output_slots_.push_back(slot_.at(vi.value));
+    if (!ref_.count(vi.value)) bad_input("graph '{}': output '{}' is never produced", g.name, vi.value->name);
+    output_refs_.push_back(ref_.at(vi.value));
   }
 
-  // Lifetimes: a value dies after its last reader unless it is a graph output, a constant or
-  // read by a subgraph (implicit input: kept until the owning node has run).
-  std::unordered_set<int> keep(output_slots_.begin(), output_slots_.end());
-  for (auto& c : constants_) keep.insert(c.first);
+  // Lifetimes: a value dies after its last reader unless it is a graph output or read by a
+  // subgraph (implicit input: kept until the owning node has run). Constants never die.
+  std::unordered_set<int> keep(output_refs_.begin(), output_refs_.end());
+  for (auto& d : defaults_) keep.insert(d.first);
   std::vector<int> last(slot_count_, -1);
   for (size_t i = 0; i < steps_.size(); ++i) {
-    for (int s : steps_[i]->in_slots)
+    if (steps_[i]->folded) continue;
+    for (int s : steps_[i]->in_refs)
       if (s >= 0) last[s] = static_cast<int>(i);
     for (const ir::Value* v : steps_[i]->node->implicit_inputs) {
-      auto it = slot_.find(v);
-      if (it != slot_.end()) last[it->second] = static_cast<int>(i);
+      auto it = ref_.find(v);
+      if (it != ref_.end() && it->second >= 0) last[it->second] = static_cast<int>(i);
     }
     // An output nobody reads dies right after it is made.
     for (int s : steps_[i]->out_slots)
       if (s >= 0 && last[s] < static_cast<int>(i)) last[s] = static_cast<int>(i);
   }
-  // Values read by subgraphs of this graph's nodes are found by lookup; pin them until the
-  // owning node has run (computed above through implicit_inputs).
   for (int s = 0; s < slot_count_; ++s)
     if (last[s] >= 0 && !keep.count(s)) steps_[last[s]]->free_after.push_back(s);
 }
@@ -91,10 +140,10 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
 GraphRunner::~GraphRunner() = default;
 
 const RValue* Frame::lookup(const ir::Value* v) const {
-  auto it = runner_.slot_.find(v);
-  if (it != runner_.slot_.end()) {
-    const RValue& r = slots_[it->second];
-    if (r.kind != RValue::Kind::None || r.optional) return &r;
+  auto it = runner_.ref_.find(v);
+  if (it != runner_.ref_.end()) {
+    const RValue* r = runner_.resolve(it->second, slots_);
+    if (r && (r->kind != RValue::Kind::None || r->optional)) return r;
   }
   return parent_ ? parent_->lookup(v) : nullptr;
 }
@@ -102,7 +151,7 @@ const RValue* Frame::lookup(const ir::Value* v) const {
 std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& pool, const Frame* parent,
                                      const RunOptions* opts) const {
   std::vector<RValue> slots(slot_count_);
-  for (auto& [s, v] : constants_) slots[s] = RValue::of(*v->initializer);
+  for (auto& [s, v] : defaults_) slots[s] = RValue::of(*v->initializer);
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
     if (inputs[i].kind != RValue::Kind::None || inputs[i].optional) slots[input_slots_[i]] = std::move(inputs[i]);
   Frame frame(*this, parent, slots);
@@ -112,25 +161,30 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
     slots[s] = *outer;
   }
   std::unordered_set<int> extra_keep;
-  std::vector<int> extra_slots;
+  std::vector<int> extra_refs;
   if (opts)
     for (auto& name : opts->extra_outputs) {
       const ir::Value* v = graph_.find_value(name);
-      auto it = v ? slot_.find(v) : slot_.end();
-      if (it == slot_.end()) bad_input("no value named '{}' in graph '{}'", name, graph_.name);
-      extra_slots.push_back(it->second);
+      auto it = v ? ref_.find(v) : ref_.end();
+      if (it == ref_.end()) bad_input("no value named '{}' in graph '{}'", name, graph_.name);
+      extra_refs.push_back(it->second);
       extra_keep.insert(it->second);
     }
+  const bool on_node = opts && opts->on_node;
 
   std::vector<RValue> outs;
   OpContext ctx;
   ctx.pool = &pool;
   ctx.frame = &frame;
   for (auto& step : steps_) {
+    if (step->folded) {
+      if (on_node) opts->on_node(*step->node, step->folded_outputs);
+      continue;
+    }
     ctx.node = step->node;
     ctx.inputs.clear();
-    for (int s : step->in_slots) ctx.inputs.push_back(s >= 0 ? &slots[s] : nullptr);
-    outs.assign(step->out_slots.size(), RValue{});
+    for (int r : step->in_refs) ctx.inputs.push_back(resolve(r, slots));
+    outs.resize(step->out_slots.size());
     ctx.outputs = &outs;
     try {
       step->kernel->run(ctx);
@@ -138,22 +192,30 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
       if (std::string(e.what()).rfind("node ", 0) == 0) throw;
       throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
     }
-    if (opts && opts->on_node) opts->on_node(*step->node, outs);
-    for (size_t k = 0; k < outs.size(); ++k)
+    if (on_node) opts->on_node(*step->node, outs);
+    for (size_t k = 0; k < outs.size(); ++k) {
       if (step->out_slots[k] >= 0) slots[step->out_slots[k]] = std::move(outs[k]);
+      outs[k] = RValue{};
+    }
     for (int s : step->free_after)
-      if (!extra_keep.count(s)) slots[s] = RValue{};
+      if (extra_keep.empty() || !extra_keep.count(s)) slots[s] = RValue{};
   }
   std::vector<RValue> result;
-  for (int s : output_slots_) result.push_back(slots[s]);
-  for (int s : extra_slots) result.push_back(slots[s]);
+  result.reserve(output_refs_.size() + extra_refs.size());
+  for (int r : output_refs_) result.push_back(*resolve(r, slots));
+  for (int r : extra_refs) result.push_back(*resolve(r, slots));
   return result;
 }
 
 Session::Session(const ir::Model& model, int threads) : model_(model) {
   ensure_kernels_registered();
   pool_ = std::make_unique<ThreadPool>(std::max(1, threads));
-  PlanContext pc{0, &model, std::max(1, threads)};
+  tensors_ = std::make_unique<TensorPool>();
+  int64_t weight_bytes = 0;
+  for (const ir::Value* v : model.graph->initializers)
+    if (v->initializer) weight_bytes += static_cast<int64_t>(v->initializer->data.size());
+  pack_budget_ = std::max(kMinPackBudget, weight_bytes / kPackBudgetDivisor);
+  PlanContext pc{0, &model, std::max(1, threads), &pack_budget_};
   main_ = std::make_unique<GraphRunner>(*model.graph, pc);
   for (auto& vi : model.graph->inputs)
     if (vi.value) inputs_.push_back(vi.value);
@@ -168,6 +230,7 @@ std::vector<std::string> Session::output_names() const {
 }
 
 std::vector<RValue> Session::run(std::vector<RValue> feeds, const RunOptions& opts) const {
+  TensorPool::Scope scope(*tensors_);
   return main_->run(std::move(feeds), *pool_, nullptr, &opts);
 }
 

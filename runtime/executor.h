@@ -24,8 +24,16 @@ struct RunOptions {
 
 class Frame;
 
+// The plan of one graph. Values that cannot change between runs are constants held by the
+// plan, never copied per run: true initializers (not graph inputs with a default, which a
+// caller may feed) and the outputs of nodes folded at plan time. A node is folded when every
+// input is such a constant, it has no subgraph, is deterministic, and its outputs are
+// tensors of at most kMaxFoldedBytes each (Constant nodes, the exported shape arithmetic on
+// constants, masks built from constants). The ir::Graph itself is not changed.
 class GraphRunner {
  public:
+  static constexpr size_t kMaxFoldedBytes = size_t{1} << 20;
+
   GraphRunner(const ir::Graph& g, const PlanContext& pc);
   ~GraphRunner();
   const ir::Graph& graph() const { return graph_; }
@@ -34,15 +42,28 @@ class GraphRunner {
   std::vector<RValue> run(std::vector<RValue> inputs, ThreadPool& pool, const Frame* parent,
                           const RunOptions* opts = nullptr) const;
 
+  size_t folded_count() const { return folded_count_; }  // nodes folded into constants
+
  private:
   struct Step;
+  // A step's reference to a value: a slot of the run (>= 0), a plan constant (kConst - k
+  // for constants_[k]) or an omitted value (kOmitted).
+  static constexpr int kOmitted = -1, kConst = -2;
+  const RValue* resolve(int ref, const std::vector<RValue>& slots) const {
+    return ref >= 0 ? &slots[ref] : ref == kOmitted ? nullptr : &constants_[kConst - ref];
+  }
+  // Folds the step when it qualifies (see the class comment); true when it did.
+  bool try_fold(Step& step, ThreadPool& pool);
+
   const ir::Graph& graph_;
   std::vector<std::unique_ptr<Step>> steps_;
-  std::unordered_map<const ir::Value*, int> slot_;
+  std::unordered_map<const ir::Value*, int> ref_;  // every value's reference (slot or constant)
   int slot_count_ = 0;
-  std::vector<std::pair<int, const ir::Value*>> constants_;  // slot, initializer value
-  std::vector<std::pair<int, const ir::Value*>> captured_;   // slot, captured value
-  std::vector<int> input_slots_, output_slots_;
+  std::vector<RValue> constants_;
+  size_t folded_count_ = 0;
+  std::vector<std::pair<int, const ir::Value*>> defaults_;  // slot, graph input with a default
+  std::vector<std::pair<int, const ir::Value*>> captured_;  // slot, captured value
+  std::vector<int> input_slots_, output_refs_;
   friend class Frame;
 };
 
@@ -61,6 +82,13 @@ class Frame {
 
 class Session {
  public:
+  // Plan-time copies of weights (pre-packed GEMM operands) get at most this share of the
+  // model's weight bytes, or kMinPackBudget when that is more: packing speeds up products
+  // on small weights the most, but every packed byte sits next to the model's own copy, and
+  // packing all of a 200 MiB decoder took its peak RSS to 2.06x its weights.
+  static constexpr int64_t kPackBudgetDivisor = 4;
+  static constexpr int64_t kMinPackBudget = int64_t{16} << 20;
+
   // Plans the model; throws Error(BadInput) naming the first node whose op has no kernel.
   explicit Session(const ir::Model& model, int threads = 1);
   ~Session();
@@ -74,9 +102,20 @@ class Session {
 
   ThreadPool& pool() const { return *pool_; }
 
+  // Nodes of the main graph folded into constants when the session was planned.
+  size_t folded_nodes() const { return main_->folded_count(); }
+  // The most bytes of tensors made by this session's runs that were alive at once, over all
+  // runs so far: activations, outputs not yet released and kernel scratch tensors, each
+  // rounded up to 64 bytes; tensors that share storage (Reshape) count once. Weights and
+  // folded constants are not included. It is measured, not derived from the plan (dims are
+  // symbolic until a run), so it covers the shapes that were actually run.
+  size_t peak_activation_bytes() const { return tensors_->peak_bytes(); }
+
  private:
   const ir::Model& model_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<TensorPool> tensors_;  // recycles activation buffers across runs
+  int64_t pack_budget_ = 0;              // see kPackBudgetDivisor
   std::unique_ptr<GraphRunner> main_;
   std::vector<const ir::Value*> inputs_;
 };

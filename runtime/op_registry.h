@@ -40,6 +40,17 @@ struct PlanContext {
   int opset;                  // the model's opset for the node's domain
   const ir::Model* model;
   int threads;
+  // Bytes that kernels may still spend on plan-time copies of weights (pre-packed GEMM
+  // operands), shared by every node of a session; null: no limit. See Session.
+  int64_t* pack_budget = nullptr;
+
+  // Whether a plan-time copy of `bytes` fits the budget; if so, the bytes are taken from it.
+  bool take_pack_budget(int64_t bytes) const {
+    if (!pack_budget) return true;
+    if (bytes > *pack_budget) return false;
+    *pack_budget -= bytes;
+    return true;
+  }
 };
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const ir::Node&, const PlanContext&)>;

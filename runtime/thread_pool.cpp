@@ -17,10 +17,14 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+// A worker joins the current job when it wakes and chunks are left; the caller waits only
+// for workers that are inside a chunk (running_), never for one that has not woken yet: on
+// a busy machine that wake-up can take longer than the whole loop, which the caller then
+// finishes alone. A worker that wakes after the job is done finds no chunks (n_ == 0).
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
+  std::unique_lock<std::mutex> lk(mu_);
   while (true) {
-    std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
     if (stop_) return;
     seen = generation_;
@@ -29,11 +33,13 @@ void ThreadPool::worker_loop() {
       int64_t e = std::min(n_, b + chunk_);
       next_ = e;
       auto* job = job_;
+      ++running_;
       lk.unlock();
       (*job)(b, e);
       lk.lock();
+      --running_;
     }
-    if (--pending_ == 0) done_cv_.notify_all();
+    if (running_ == 0) done_cv_.notify_all();
   }
 }
 
@@ -54,7 +60,6 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     // About 4 chunks per thread balances uneven work without much locking.
     chunk_ = std::max(grain, (n + nthreads * 4 - 1) / (nthreads * 4));
     next_ = 0;
-    pending_ = static_cast<int>(workers_.size());
     ++generation_;
   }
   cv_.notify_all();
@@ -67,9 +72,10 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     fn(b, e);
     lk.lock();
   }
-  done_cv_.wait(lk, [&] { return pending_ == 0; });
+  done_cv_.wait(lk, [&] { return running_ == 0; });
   job_ = nullptr;
   n_ = 0;
+  next_ = 0;
   busy_ = false;
 }
 

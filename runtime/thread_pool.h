@@ -29,7 +29,7 @@ class ThreadPool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t n_ = 0, chunk_ = 0, next_ = 0;
-  int pending_ = 0;
+  int running_ = 0;  // workers inside a chunk of the current job
   uint64_t generation_ = 0;
   bool stop_ = false;
   bool busy_ = false;

@@ -26,8 +26,17 @@ struct Line {
 template <typename Visit>
 void for_each_line(const WindowShape& s, int64_t k, int64_t j_begin, int64_t j_end, Visit&& visit) {
   const size_t last = s.rank() - 1;
-  // The kernel offset and the first output position as multi-indices.
-  std::vector<int64_t> koff(s.rank()), o(s.rank());
+  // The kernel offset and the first output position as multi-indices (on the stack for the
+  // usual ranks: this runs once per channel and kernel offset, thousands of times a Conv).
+  constexpr size_t kStackRank = 8;
+  int64_t stack[2 * kStackRank];
+  std::vector<int64_t> heap;
+  int64_t* koff = stack;
+  if (s.rank() > kStackRank) {
+    heap.resize(2 * s.rank());
+    koff = heap.data();
+  }
+  int64_t* o = koff + std::max(s.rank(), kStackRank);
   int64_t rest_k = k, rest_j = j_begin;
   for (size_t d = s.rank(); d-- > 0;) {
     koff[d] = rest_k % s.kernel[d];
@@ -77,10 +86,74 @@ bool WindowShape::pointwise() const {
   return true;
 }
 
+// im2col of whole 2-D planes (the usual case), without the per-line bookkeeping of
+// for_each_line: for kernel offset (ky, kx), output (oy, ox) reads input
+//   (oy * sh - ph + ky * dh,  ox * sw - pw + kx * dw),
+// and the ox where that column is inside the input form one range [lo, hi) per offset.
+static void im2col_2d_planes(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end, float* col,
+                      int64_t ldcol) {
+  const int64_t H = s.in[0], W = s.in[1], OH = s.out[0], OW = s.out[1];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  const int64_t sh = s.strides[0], sw = s.strides[1], dh = s.dilations[0], dw = s.dilations[1];
+  const int64_t ph = s.pad_begin[0], pw = s.pad_begin[1];
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const float* src = x + c * H * W;
+    for (int64_t ky = 0; ky < KH; ++ky)
+      for (int64_t kx = 0; kx < KW; ++kx) {
+        float* row = col + ((c * KH + ky) * KW + kx) * ldcol;
+        const int64_t x0 = kx * dw - pw;  // input column of ox = 0
+        // 0 <= x0 + ox * sw < W  <=>  lo <= ox < hi
+        const int64_t lo = std::min(OW, x0 >= 0 ? int64_t{0} : (-x0 + sw - 1) / sw);
+        const int64_t hi = std::clamp(x0 >= W ? int64_t{0} : (W - 1 - x0) / sw + 1, lo, OW);
+        if (sh == 1 && sw == 1 && OW == W) {
+          // Stride 1 and rows as wide as the input ("same" padding): output position j reads
+          // input element j + delta, one shift for the whole plane. Copy the span from the
+          // first to the last valid element at once, then zero what lies in the padding (the
+          // columns outside [lo, hi), which the span filled from the neighbouring rows, and
+          // the rows outside [oy_lo, oy_hi)).
+          const int64_t y0 = ky * dh - ph;  // input row of oy = 0
+          const int64_t oy_lo = std::clamp(-y0, int64_t{0}, OH), oy_hi = std::clamp(H - y0, oy_lo, OH);
+          std::fill(row, row + oy_lo * OW, 0.0f);
+          std::fill(row + oy_hi * OW, row + OH * OW, 0.0f);
+          if (oy_lo == oy_hi || lo == hi) {
+            std::fill(row + oy_lo * OW, row + oy_hi * OW, 0.0f);
+            continue;
+          }
+          const int64_t first = oy_lo * OW + lo, end = (oy_hi - 1) * OW + hi, delta = y0 * W + x0;
+          std::copy(src + first + delta, src + end + delta, row + first);
+          if (lo > 0 || hi < OW)
+            for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
+              float* r = row + oy * OW;
+              for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+              for (int64_t ox = hi; ox < OW; ++ox) r[ox] = 0.0f;
+            }
+          continue;
+        }
+        for (int64_t oy = 0; oy < OH; ++oy) {
+          float* dst = row + oy * OW;
+          const int64_t iy = oy * sh - ph + ky * dh;
+          if (iy < 0 || iy >= H) {
+            for (int64_t ox = 0; ox < OW; ++ox) dst[ox] = 0.0f;
+            continue;
+          }
+          const float* in = src + iy * W;
+          for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = 0.0f;
+          if (sw == 1) {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = in[x0 + ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = in[x0 + ox * sw];
+          }
+          for (int64_t ox = hi; ox < OW; ++ox) dst[ox] = 0.0f;
+        }
+      }
+  }
+}
+
 void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
             float* col, int64_t ldcol) {
   const int64_t ksize = s.kernel_size();
   const int64_t plane = s.in_size();
+  if (s.rank() == 2 && j_begin == 0 && j_end == s.out_size()) return im2col_2d_planes(x, s, c_begin, c_end, col, ldcol);
   for (int64_t c = c_begin; c < c_end; ++c) {
     const float* src = x + c * plane;
     for (int64_t k = 0; k < ksize; ++k) {

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <functional>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "runtime/kernels/gemm_kernels.h"
@@ -72,10 +73,15 @@ void gemv_strips_portable(int64_t kc, const float* x, const float* strips, int64
       for (int j = 0; j < kNR; ++j) y[s * kNR + j] += x[k] * strips[(s * kc + k) * kNR + j];
 }
 
+// SLMOPS_GEMM_ISA=avx2 (or portable) caps the choice, to compare the sets on one machine.
 const detail::GemmKernels& best_kernels() {
-  static const detail::GemmKernels& k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                                            ? detail::avx2_kernels()
-                                            : detail::portable_kernels();
+  static const detail::GemmKernels& k = [] () -> const detail::GemmKernels& {
+    const char* cap = std::getenv("SLMOPS_GEMM_ISA");
+    const std::string limit = cap ? cap : "";
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && limit != "portable";
+    if (avx2 && __builtin_cpu_supports("avx512f") && limit != "avx2") return detail::avx512_kernels();
+    return avx2 ? detail::avx2_kernels() : detail::portable_kernels();
+  }();
   return k;
 }
 

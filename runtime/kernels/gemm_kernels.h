@@ -29,6 +29,9 @@ struct GemmKernels {
 // Plain C++ (any x86-64); and the AVX2+FMA set, to call only when the CPU supports both.
 const GemmKernels& portable_kernels();
 const GemmKernels& avx2_kernels();
+// The AVX2 set with an AVX-512F micro-kernel (gemm_avx512.cpp); only when the CPU has
+// AVX-512F as well as AVX2 and FMA.
+const GemmKernels& avx512_kernels();
 
 // alpha * sum + beta * c, where beta == 0 ignores c (which may be garbage, even NaN).
 inline float scale_add(float alpha, float sum, float beta, float c) {

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 
+#include "runtime/kernels/unary_math.h"
 #include "runtime/ops/common.h"
 
 namespace slmops::runtime::ops {
@@ -32,25 +34,47 @@ void unary_float(const Tensor& x, Tensor& y, ThreadPool* pool, F f) {
 
 using UnaryFn = std::function<double(double)>;
 
-// Registers an op whose output is f(x) element-wise; `attrs` reads attributes once.
-void reg_unary(const char* name, int since, std::function<UnaryFn(const ir::Node&)> make) {
-  register_kernel("", name, since, [make](const ir::Node& n, const PlanContext&) {
+// Elements per parallel chunk of the transcendental float32 kernels (about 1 ns each): large
+// enough that a chunk costs far more than waking a thread.
+constexpr int64_t kFloatGrain = int64_t{1} << 14;
+// Elements per parallel chunk of the memory-bound loops (binary arithmetic, x*x, sqrt: a
+// fraction of a ns each). Waking the pool's worker costs tens of microseconds on a busy
+// machine, and a second core adds little bandwidth: with 16K-element chunks, the Llama
+// fixture at batch 8 ran its 48 Add/Mul/Pow nodes 4x slower on 2 threads than on 1.
+constexpr int64_t kStreamGrain = int64_t{1} << 18;
+
+// Registers an op whose output is f(x) element-wise; `make` reads attributes once. With
+// `fast`, float32 tensors run on the vectorized kernels::unary_f32 instead (within 2 ulp of
+// f, see unary_math.h); the other types keep f in double.
+void reg_unary(const char* name, int since, std::function<UnaryFn(const ir::Node&)> make,
+               std::optional<kernels::UnaryOp> fast = std::nullopt) {
+  register_kernel("", name, since, [make, fast](const ir::Node& n, const PlanContext&) {
     struct K : Kernel {
       UnaryFn f;
+      std::optional<kernels::UnaryOp> fast;
       void run(OpContext& ctx) override {
         const Tensor& x = ctx.in(0);
         Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
+        if (fast && x.dtype == DType::Float) {
+          const float* in = x.values<float>();
+          float* out = y.mutable_values<float>();
+          const kernels::UnaryOp op = *fast;
+          ctx.pool->parallel_for(static_cast<int64_t>(x.numel()), kFloatGrain,
+                                 [&](int64_t b, int64_t e) { kernels::unary_f32(op, in + b, out + b, e - b); });
+          return;
+        }
         unary_float(x, y, ctx.pool, f);
       }
     };
     auto k = std::make_unique<K>();
     k->f = make(n);
+    k->fast = fast;
     return k;
   });
 }
 
-void reg_unary(const char* name, int since, UnaryFn f) {
-  reg_unary(name, since, [f](const ir::Node&) { return f; });
+void reg_unary(const char* name, int since, UnaryFn f, std::optional<kernels::UnaryOp> fast = std::nullopt) {
+  reg_unary(name, since, [f](const ir::Node&) { return f; }, fast);
 }
 
 // Ops defined for signed/unsigned integers as well as floats.
@@ -78,6 +102,55 @@ double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp
 
 // ---- binary --------------------------------------------------------------------------------
 
+// A broadcast of a and b to out as runs: out is `runs` consecutive stretches of `inner`
+// elements; in each, input a advances by a_inner (0 or 1) per element and starts at
+// sum_d i_d * a_stride[d] for the run's index (i_d) over the outer dims (b alike). Adjacent
+// dims that both inputs walk alike are merged first, so that [B,S,D] + [D] is B*S runs of D,
+// [B,S,D] * [B,S,1] is B*S*D runs with b repeating, and [B,H,S,S] + [1,1,S,S] is B*H runs
+// of S*S.
+struct BroadcastRuns {
+  int64_t inner = 1, a_inner = 1, b_inner = 1;
+  std::vector<int64_t> outer, outer_div, a_stride, b_stride;
+};
+
+BroadcastRuns broadcast_runs(const std::vector<int64_t>& a, const std::vector<int64_t>& b,
+                             const std::vector<int64_t>& out) {
+  const std::vector<int64_t> sa = broadcast_strides(a, out), sb = broadcast_strides(b, out);
+  // Merged dims, innermost first: size and the two strides.
+  std::vector<std::array<int64_t, 3>> dims;
+  for (size_t d = out.size(); d-- > 0;) {
+    if (out[d] == 1) continue;
+    if (!dims.empty()) {
+      auto& m = dims.back();
+      if (sa[d] == m[1] * m[0] && sb[d] == m[2] * m[0]) {
+        m[0] *= out[d];
+        continue;
+      }
+    }
+    dims.push_back({out[d], sa[d], sb[d]});
+  }
+  BroadcastRuns r;
+  if (dims.empty()) return r;  // one element
+  // The innermost merged dim is the run when it has a unit or zero stride on both sides.
+  if ((dims[0][1] == 0 || dims[0][1] == 1) && (dims[0][2] == 0 || dims[0][2] == 1)) {
+    r.inner = dims[0][0];
+    r.a_inner = dims[0][1];
+    r.b_inner = dims[0][2];
+    dims.erase(dims.begin());
+  } else {
+    r.a_inner = r.b_inner = 0;  // runs of one element
+  }
+  int64_t div = 1;
+  for (auto& m : dims) {  // innermost first: build outer_div from the inside out
+    r.outer.insert(r.outer.begin(), m[0]);
+    r.outer_div.insert(r.outer_div.begin(), div);
+    r.a_stride.insert(r.a_stride.begin(), m[1]);
+    r.b_stride.insert(r.b_stride.begin(), m[2]);
+    div *= m[0];
+  }
+  return r;
+}
+
 // Output of `In` type -> `Out` type with broadcasting. fn(a, b) -> Out.
 template <typename In, typename Out, typename F>
 void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, F f) {
@@ -86,27 +159,48 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, 
   Out* py = y.mutable_values<Out>();
   const int64_t n = static_cast<int64_t>(y.numel());
   if (a.dims == b.dims) {
-    pool->parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+    pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) py[i] = f(pa[i], pb[i]);
     });
     return;
   }
   if (b.numel() == 1 && a.dims == y.dims) {
     const In bv = pb[0];
-    pool->parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+    pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) py[i] = f(pa[i], bv);
     });
     return;
   }
   if (a.numel() == 1 && b.dims == y.dims) {
     const In av = pa[0];
-    pool->parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+    pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) py[i] = f(av, pb[i]);
     });
     return;
   }
-  std::array<std::vector<int64_t>, 2> st = {broadcast_strides(a.dims, y.dims), broadcast_strides(b.dims, y.dims)};
-  for_each_broadcast<2>(y.dims, st, [&](int64_t o, const std::array<int64_t, 2>& off) { py[o] = f(pa[off[0]], pb[off[1]]); });
+  if (n == 0) return;
+  const BroadcastRuns r = broadcast_runs(a.dims, b.dims, y.dims);
+  const int64_t runs = n / r.inner;
+  // Each run is a contiguous stretch of y where each input either advances with y or
+  // repeats one element: the three loops below vectorize.
+  auto run = [&](const In* x, const In* z, Out* out, int64_t len, int64_t sx, int64_t sz) {
+    if (sx && sz) for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[i]);
+    else if (sx) for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[0]);
+    else if (sz) for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[i]);
+    else for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[0]);
+  };
+  pool->parallel_for(runs, std::max<int64_t>(1, kStreamGrain / r.inner), [&](int64_t r0, int64_t r1) {
+    for (int64_t k = r0; k < r1; ++k) {
+      int64_t oa = 0, ob = 0, rest = k;
+      for (size_t d = 0; d < r.outer.size(); ++d) {
+        const int64_t i = rest / r.outer_div[d];
+        rest %= r.outer_div[d];
+        oa += i * r.a_stride[d];
+        ob += i * r.b_stride[d];
+      }
+      run(pa + oa, pb + ob, py + k * r.inner, r.inner, r.a_inner, r.b_inner);
+    }
+  });
 }
 
 enum class BinKind { Arith, Compare, Logic };
@@ -189,12 +283,40 @@ void reg_mod() {
   }));
 }
 
+// Pow of float32 x by one exponent e (RMSNorm's x^2, x^0.5): the same values as the generic
+// path (std::pow in double, rounded), faster. x^2 and x^0.5 are exact in double before the
+// rounding, so float x*x and the correctly rounded float sqrt give the same bits; sqrt only
+// differs from pow at -0 (pow gives +0) and -inf (pow gives +inf).
+void pow_scalar_f32(const float* x, double e, float* y, int64_t n, ThreadPool* pool) {
+  const bool streaming = e == 2.0 || e == 1.0 || e == 0.5;
+  pool->parallel_for(n, streaming ? kStreamGrain : kFloatGrain, [&](int64_t b, int64_t end) {
+    if (e == 2.0) return kernels::unary_f32(kernels::UnaryOp::Square, x + b, y + b, end - b);
+    if (e == 1.0) return static_cast<void>(std::copy(x + b, x + end, y + b));
+    if (e == 0.5) {
+      kernels::unary_f32(kernels::UnaryOp::Sqrt, x + b, y + b, end - b);
+      for (int64_t i = b; i < end; ++i) {
+        if (x[i] == 0.0f) y[i] = 0.0f;
+        if (x[i] == -std::numeric_limits<float>::infinity()) y[i] = std::numeric_limits<float>::infinity();
+      }
+      return;
+    }
+    for (int64_t i = b; i < end; ++i) y[i] = static_cast<float>(std::pow(static_cast<double>(x[i]), e));
+  });
+}
+
 // Pow: base and exponent may have different types; the output has the base's type.
 void reg_pow() {
   register_kernel("", "Pow", 1, simple_kernel([](const ir::Node&, OpContext& ctx) {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
     auto shape = broadcast_shapes({a.dims, b.dims});
+    if (a.dtype == DType::Float && b.numel() == 1 && b.dtype != DType::String && b.dtype != DType::Bool &&
+        shape == a.dims) {
+      Tensor& y = ctx.set_out(0, new_tensor(a.dtype, shape));
+      pow_scalar_f32(a.values<float>(), scalar_as_double(b), y.mutable_values<float>(),
+                     static_cast<int64_t>(a.numel()), ctx.pool);
+      return;
+    }
     Tensor bd = b;
     if (b.dtype != DType::Double) bd = tensor_from_doubles(DType::Double, b.dims, to_doubles(b));
     Tensor& y = ctx.set_out(0, new_tensor(a.dtype, shape));
@@ -434,9 +556,9 @@ void reg_predicates() {
 
 void register_elementwise_ops() {
   // Unary math (ONNX defines these on floats).
-  reg_unary("Exp", 1, [](double x) { return std::exp(x); });
+  reg_unary("Exp", 1, [](double x) { return std::exp(x); }, kernels::UnaryOp::Exp);
   reg_unary("Log", 1, [](double x) { return std::log(x); });
-  reg_unary("Sqrt", 1, [](double x) { return std::sqrt(x); });
+  reg_unary("Sqrt", 1, [](double x) { return std::sqrt(x); }, kernels::UnaryOp::Sqrt);
   reg_unary("Reciprocal", 1, [](double x) { return 1.0 / x; });
   reg_unary("Floor", 1, [](double x) { return std::floor(x); });
   reg_unary("Ceil", 1, [](double x) { return std::ceil(x); });
@@ -449,12 +571,12 @@ void register_elementwise_ops() {
   reg_unary("Atan", 7, [](double x) { return std::atan(x); });
   reg_unary("Sinh", 9, [](double x) { return std::sinh(x); });
   reg_unary("Cosh", 9, [](double x) { return std::cosh(x); });
-  reg_unary("Tanh", 1, [](double x) { return std::tanh(x); });
+  reg_unary("Tanh", 1, [](double x) { return std::tanh(x); }, kernels::UnaryOp::Tanh);
   reg_unary("Asinh", 9, [](double x) { return std::asinh(x); });
   reg_unary("Acosh", 9, [](double x) { return std::acosh(x); });
   reg_unary("Atanh", 9, [](double x) { return std::atanh(x); });
-  reg_unary("Erf", 9, erf_);
-  reg_unary("Sigmoid", 1, sigmoid);
+  reg_unary("Erf", 9, erf_, kernels::UnaryOp::Erf);
+  reg_unary("Sigmoid", 1, sigmoid, kernels::UnaryOp::Sigmoid);
   reg_unary("Softplus", 1, [](double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); });
   reg_unary("Softsign", 1, [](double x) { return x / (1 + std::fabs(x)); });
   reg_unary("Mish", 18, [](double x) { return x * std::tanh(x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x))); });

@@ -22,12 +22,14 @@ void split(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(
 bool runs_on_sgemm(DType dt) { return dt == DType::Float || dt == DType::Float16 || dt == DType::BFloat16; }
 
 // B packed for sgemm at plan time when it is a 2-D float initializer (a graph input with a
-// default could be fed something else, so only true initializers count); nullptr otherwise.
-std::shared_ptr<const kernels::PackedB> pack_constant_b(const ir::Node& n, bool trans_b) {
+// default could be fed something else, so only true initializers count) and the session's
+// packing budget has room for it (PlanContext::pack_budget); nullptr otherwise.
+std::shared_ptr<const kernels::PackedB> pack_constant_b(const ir::Node& n, bool trans_b, const PlanContext& pc) {
   const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
   if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
   const Tensor& b = *v->initializer;
   if (b.dims.size() != 2 || !runs_on_sgemm(b.dtype) || !b.has_data()) return nullptr;
+  if (!pc.take_pack_budget(static_cast<int64_t>(b.numel() * sizeof(float)))) return nullptr;
   const Tensor f = to_float_tensor(b);
   const int64_t K = trans_b ? b.dims[1] : b.dims[0], N = trans_b ? b.dims[0] : b.dims[1];
   return std::make_shared<kernels::PackedB>(trans_b, K, N, f.values<float>(), b.dims[1]);
@@ -110,7 +112,7 @@ void for_each_matrix(int64_t count, int64_t work_per_matrix, ThreadPool* pool,
 
 class MatMul : public Kernel {
  public:
-  explicit MatMul(const ir::Node& n) : packed_b_(pack_constant_b(n, false)) {}
+  MatMul(const ir::Node& n, const PlanContext& pc) : packed_b_(pack_constant_b(n, false, pc)) {}
 
   void run(OpContext& ctx) override {
     const Tensor& a = ctx.in(0);
@@ -181,13 +183,13 @@ bool broadcasts_to(const std::vector<int64_t>& dims, const std::vector<int64_t>&
 // Before opset 7, C broadcasts only with the attribute broadcast=1.
 class Gemm : public Kernel {
  public:
-  Gemm(const ir::Node& n, bool legacy_broadcast)
+  Gemm(const ir::Node& n, const PlanContext& pc, bool legacy_broadcast)
       : trans_a_(n.attr_int("transA", 0) != 0),
         trans_b_(n.attr_int("transB", 0) != 0),
         alpha_(n.attr_float("alpha", 1.f)),
         beta_(n.attr_float("beta", 1.f)),
         c_must_match_(legacy_broadcast && n.attr_int("broadcast", 0) == 0),
-        packed_b_(pack_constant_b(n, trans_b_)) {}
+        packed_b_(pack_constant_b(n, trans_b_, pc)) {}
 
   void run(OpContext& ctx) override {
     const Tensor& a = ctx.in(0);
@@ -266,12 +268,13 @@ namespace slmops::runtime {
 
 void register_matmul_ops() {
   // MatMul-9 and -13 only add element types.
-  register_kernel("", "MatMul", 1, [](const ir::Node& n, const PlanContext&) { return std::make_unique<ops::MatMul>(n); });
+  register_kernel("", "MatMul", 1,
+                  [](const ir::Node& n, const PlanContext& pc) { return std::make_unique<ops::MatMul>(n, pc); });
   // Gemm-7 drops the broadcast attribute (C always broadcasts); -9, -11, -13 add types and
   // make C optional, which this kernel accepts in every version.
   for (int since : {1, 7})
-    register_kernel("", "Gemm", since, [since](const ir::Node& n, const PlanContext&) {
-      return std::make_unique<ops::Gemm>(n, since < 7);
+    register_kernel("", "Gemm", since, [since](const ir::Node& n, const PlanContext& pc) {
+      return std::make_unique<ops::Gemm>(n, pc, since < 7);
     });
 }
 

@@ -121,6 +121,49 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
   });
 }
 
+// Most floats in the column matrix of a whole batch (8 MiB) for conv_gemm_batched.
+constexpr int64_t kBatchColBudget = int64_t{1} << 21;
+
+// Whether conv_gemm_batched takes the convolution: one group, a real window (a pointwise
+// convolution multiplies X in place, without a column matrix) and the batch's column
+// matrix within budget.
+bool batched_gemm_fits(const ConvDims& d, const kernels::WindowShape& s) {
+  const int64_t depth = d.in_channels * s.kernel_size(), cols = d.batch * s.out_size();
+  return d.group == 1 && !s.pointwise() && cols > 0 && depth * cols <= kBatchColBudget &&
+         d.out_channels * cols <= kBatchColBudget;
+}
+
+// A group-1 convolution of the whole batch as one GEMM, for small images where a GEMM per
+// image costs more in packing and calls than in arithmetic (8x8 digits: N = 64 per image):
+//   T[M, B*P] = W[M, K] * [im2col(X[0]) | ... | im2col(X[B-1])],  K = C * kernel_size,
+//   Y[n, m, :] = T[m, n*P : (n+1)*P] + bias[m],                   P = out_size.
+// The column matrix and T are pooled tensors (see TensorPool), reused run after run.
+void conv_gemm_batched(const float* x, const float* w, const float* bias, const ConvDims& d,
+                       const kernels::WindowShape& s, float* y, ThreadPool* pool) {
+  const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), N = d.batch * P, M = d.out_channels;
+  const int64_t in_size = s.in_size();
+  Tensor col = new_tensor(DType::Float, {K, N});
+  float* pc = col.mutable_values<float>();
+  parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
+                 [&](int64_t n0, int64_t n1) {
+                   for (int64_t n = n0; n < n1; ++n)
+                     kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, pc + n * P, N);
+                 });
+  Tensor t = new_tensor(DType::Float, {M, N});
+  const float* pt = t.values<float>();
+  kernels::sgemm(false, false, M, N, K, 1.0f, w, K, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
+  parallel_range(pool, d.batch * M, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(P, 1)),
+                 [&](int64_t p0, int64_t p1) {
+                   for (int64_t p = p0; p < p1; ++p) {
+                     const int64_t n = p / M, m = p % M;
+                     const float* src = pt + m * N + n * P;
+                     float* dst = y + p * P;
+                     const float b = bias ? bias[m] : 0.0f;
+                     for (int64_t j = 0; j < P; ++j) dst[j] = src[j] + b;
+                   }
+                 });
+}
+
 class ConvKernel : public Kernel {
  public:
   explicit ConvKernel(const ir::Node& n) : attrs_(n), group_(n.attr_int("group", 1)) {}
@@ -136,9 +179,11 @@ class ConvKernel : public Kernel {
     std::vector<int64_t> y_dims = {d.batch, d.out_channels};
     y_dims.insert(y_dims.end(), s.out.begin(), s.out.end());
     Tensor y = new_tensor(DType::Float, y_dims);
-    const bool depthwise = d.in_channels == d.group && !s.pointwise();
-    (depthwise ? conv_depthwise : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
-                                             ctx.pool);
+    const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
+    (batched_gemm_fits(d, s) ? conv_gemm_batched
+     : depthwise             ? conv_depthwise
+                             : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
+                                          ctx.pool);
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }
 

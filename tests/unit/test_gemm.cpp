@@ -1,6 +1,6 @@
 // SGEMM (runtime/kernels/gemm.h) against the plain reference loop: edge sizes around the
 // register tile and cache blocks, transposes, alpha/beta, padded leading dimensions, one and
-// two threads, the pre-packed B path, and both kernel sets (portable and AVX2). Then the
+// two threads, the pre-packed B path, and every kernel set (portable, AVX2, AVX-512). Then the
 // MatMul and Gemm ops against their definitions, on what the conformance data leaves out.
 #include <doctest/doctest.h>
 
@@ -172,10 +172,13 @@ TEST_CASE("sgemm degenerate products") {
   }
 }
 
-TEST_CASE("portable and AVX2 kernel sets agree") {
+TEST_CASE("portable, AVX2 and AVX-512 kernel sets agree") {
   using namespace kernels::detail;
   std::vector<const GemmKernels*> sets = {&portable_kernels()};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(&avx2_kernels());
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    sets.push_back(&avx2_kernels());
+    if (__builtin_cpu_supports("avx512f")) sets.push_back(&avx512_kernels());
+  }
   const int64_t K = 37;
   // Packed panels must be 32-byte aligned (as the driver's buffers are).
   alignas(64) float a[K * kMR], b[K * kNR];

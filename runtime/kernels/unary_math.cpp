@@ -1,0 +1,23 @@
+// Portable build of the unary_math.h kernels (4-lane vectors, baseline x86-64) and the
+// dispatch between it and the AVX2+FMA build.
+#include "runtime/kernels/unary_math.h"
+
+#include "runtime/kernels/unary_math_impl.h"
+
+namespace slmops::runtime::kernels {
+namespace detail {
+
+typedef float f32x4 __attribute__((vector_size(16)));
+
+UnaryF32 unary_portable() { return &unary_as<f32x4>; }
+
+}  // namespace detail
+
+void unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
+  static const detail::UnaryF32 best = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                                           ? detail::unary_avx2()
+                                           : detail::unary_portable();
+  best(op, x, y, n);
+}
+
+}  // namespace slmops::runtime::kernels

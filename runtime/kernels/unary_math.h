@@ -1,0 +1,35 @@
+// Element-wise float32 math on arrays: exp, erf, sigmoid, tanh, sqrt, square. Plain
+// functions on pointers (they never see the IR), in a portable version (unary_math.cpp,
+// 4-lane GCC vectors) and an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes), chosen once by
+// CPU features as in gemm.cpp.
+//
+// The transcendental ones are float polynomials, not libm: within 2 ulp of the correctly
+// rounded result over the whole float range (tests/unit/test_unary_math.cpp measures it
+// against the double-precision libm functions), with libm's values at the edges: exp gives
+// denormals down to -103.97 and inf above 88.72, NaN stays NaN, erf/tanh/sigmoid saturate to
+// exactly +-1 / 0 / 1.
+#pragma once
+#include <cstdint>
+
+namespace slmops::runtime::kernels {
+
+enum class UnaryOp : uint8_t {
+  Exp,      // e^x
+  Erf,      // erf(x)
+  Sigmoid,  // 1 / (1 + e^-x)
+  Tanh,     // tanh(x)
+  Sqrt,     // sqrt(x) (correctly rounded: the instruction)
+  Square,   // x * x
+};
+
+// y[i] = op(x[i]) for i < n. x and y may be the same array.
+void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+
+namespace detail {
+using UnaryF32 = void (*)(UnaryOp, const float*, float*, int64_t);
+// Plain C++ (any x86-64) and AVX2+FMA (only when the CPU has both). For tests.
+UnaryF32 unary_portable();
+UnaryF32 unary_avx2();
+}  // namespace detail
+
+}  // namespace slmops::runtime::kernels
