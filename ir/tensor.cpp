@@ -4,6 +4,9 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace slmops::ir {
 
 Buffer Buffer::from_vector(std::vector<uint8_t> bytes) {
@@ -40,6 +43,14 @@ Buffer Buffer::allocate(size_t size, bool zero) {
   b.size_ = size;
   b.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   return b;
+}
+
+void Buffer::release_resident_pages() const {
+  if (!source_ || size_ == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(data_) + page - 1) & ~(page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data_) + size_) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 Buffer Buffer::view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,

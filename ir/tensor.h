@@ -38,6 +38,10 @@ class Buffer {
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const FileSource* source() const { return source_.get(); }
+  // For a view into a memory-mapped file (source() set): tells the kernel the pages wholly
+  // inside this buffer are not needed now, so they leave the resident set; a later read maps
+  // them in again from the file. A no-op for heap memory (whose contents that would lose).
+  void release_resident_pages() const;
   uint64_t file_offset() const { return file_offset_; }
 
   template <typename T>

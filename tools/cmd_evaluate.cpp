@@ -1,6 +1,7 @@
 // slmops evaluate: one report with accuracy, perplexity, fidelity against a baseline, latency,
 // size and memory, with goals that gate CI (exit 3), shards and merging. `--check` runs ONNX
 // test data and compares with the reference outputs (the conformance runner).
+#include <cstring>
 #include <optional>
 #include <unistd.h>
 
@@ -31,13 +32,15 @@ void reset_peak_rss() {
   std::ofstream f("/proc/self/clear_refs");
   f << "5";
 }
-uint64_t peak_rss_bytes() {
+uint64_t status_bytes(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(std::strlen(key))) * 1024;
   return 0;
 }
+uint64_t peak_rss_bytes() { return status_bytes("VmHWM:"); }
+uint64_t current_rss_bytes() { return status_bytes("VmRSS:"); }
 
 struct Selected {
   bool accuracy = false, lm = false, fidelity = false, latency = true, size = true, memory = true;
@@ -108,6 +111,7 @@ class Progress {
 struct RunResult {
   MetricSums sums;
   uint64_t peak_rss = 0;
+  uint64_t peak_activations = 0;  // the session's largest live set of tensors
   std::vector<ir::Tensor> primary;  // kept only when another run compares against them
 };
 
@@ -145,6 +149,7 @@ RunResult run_model(const ir::Model& m, const runtime::Session& session, const s
   }
   r.sums.run_seconds = std::chrono::duration<double>(clock_type::now() - t_all).count();
   r.peak_rss = peak_rss_bytes();
+  r.peak_activations = session.peak_activation_bytes();
   return r;
 }
 
@@ -171,12 +176,43 @@ nlohmann::json static_metrics(const ir::Model& m) {
   return {{"size_bytes", size}, {"parameters", params}, {"parameter_bytes", by_dtype}};
 }
 
+uint64_t weight_bytes(const ir::Model& m) {
+  uint64_t total = 0;
+  std::function<void(const ir::Graph&)> visit = [&](const ir::Graph& g) {
+    for (const ir::Value* v : g.initializers) total += v->initializer->nbytes();
+    for (auto& n : g.nodes())
+      for (auto& a : n->attributes) {
+        if (a.g) visit(*a.g);
+        for (auto& sg : a.graphs) visit(*sg);
+      }
+  };
+  visit(*m.graph);
+  return total;
+}
+
 nlohmann::json assemble(const MetricSums& s, const Selected& sel, int top_k, const nlohmann::json& statics,
                         uint64_t rss) {
   nlohmann::json m = finish_metrics(s, sel.accuracy, sel.lm, sel.fidelity, top_k);
   if (sel.latency) m.update(timing_metrics(s));
   if (sel.size) m.update(statics);
   if (sel.memory && rss) m["peak_rss_bytes"] = rss;
+  return m;
+}
+
+// What a run's peak RSS is made of. The bound the executor keeps:
+// peak RSS - RSS before the model was loaded <= 1.5 x (weights + largest live activations).
+nlohmann::json assemble(const MetricSums& s, const Selected& sel, int top_k, const nlohmann::json& statics,
+                        const RunResult& r, const ir::Model& model, uint64_t base_rss) {
+  nlohmann::json m = assemble(s, sel, top_k, statics, r.peak_rss);
+  if (!sel.memory || !r.peak_rss) return m;
+  const uint64_t w = weight_bytes(model), act = r.peak_activations;
+  nlohmann::json mem = {{"weight_bytes", w}, {"peak_activation_bytes", act}};
+  if (base_rss) {
+    mem["base_rss_bytes"] = base_rss;
+    const double added = r.peak_rss > base_rss ? double(r.peak_rss - base_rss) : 0.0;
+    mem["rss_over_weights_and_activations"] = w + act ? added / double(w + act) : 0.0;
+  }
+  m["memory"] = mem;
   return m;
 }
 
@@ -385,19 +421,21 @@ nlohmann::json evaluate_loaded(const ir::Model& m, const ir::Model* bm, const Ev
                         "baseline");
     base_outputs = std::move(br.primary);
     report["baseline"] = {{"model", a.baseline},
-                          {"metrics", assemble(br.sums, bsel, a.top_k, static_metrics(*bm), br.peak_rss)},
+                          {"metrics", assemble(br.sums, bsel, a.top_k, static_metrics(*bm), br, *bm, a.base_rss)},
                           {"sums", br.sums.to_json()}};
   }
   runtime::Session session(m, effective_threads());
   auto r = run_model(m, session, batches, sel, lm_ids, a.top_k, a.warmup, bm ? &base_outputs : nullptr,
                      false, progress, "evaluate");
-  report["metrics"] = assemble(r.sums, sel, a.top_k, static_metrics(m), r.peak_rss);
+  report["metrics"] = assemble(r.sums, sel, a.top_k, static_metrics(m), r, m, a.base_rss);
   report["sums"] = r.sums.to_json();
   return finish(report, a);
 }
 
-nlohmann::json evaluate(const EvalArgs& a) {
-  if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
+nlohmann::json evaluate(const EvalArgs& args) {
+  if (args.data.empty() && !args.random) bad_input("evaluate needs --data DATA (or --random)");
+  EvalArgs a = args;
+  a.base_rss = current_rss_bytes();  // before the model's weights are mapped
   ir::Model m = formats::load_model(a.model);
   std::optional<ir::Model> bm;
   if (!a.baseline.empty()) bm = formats::load_model(a.baseline);

@@ -18,6 +18,7 @@ struct EvalArgs {
   int top_k = 1;
   std::string labels;
   Tolerance tol;
+  uint64_t base_rss = 0;  // RSS before the model was loaded (set by evaluate; 0: not measured)
 };
 
 // Runs the evaluation and applies the goals ("goals": [{goal, met, detail}]); writes the

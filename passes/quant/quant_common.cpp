@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <set>
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "ir/error.h"
 #include "passes/quant/quantize.h"
@@ -117,14 +115,7 @@ void drop_if_unused(ir::Graph& g, ir::Value* v) {
   g.remove_initializer(v);
 }
 
-void release_file_pages(const ir::Tensor& t) {
-  if (!t.data.source() || t.data.size() == 0) return;
-  // Whole pages inside the buffer only: neighbours may still be in use.
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data.data()) + page - 1) & ~(page - 1);
-  uintptr_t end = (reinterpret_cast<uintptr_t>(t.data.data()) + t.data.size()) & ~(page - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
+void release_file_pages(const ir::Tensor& t) { t.data.release_resident_pages(); }
 
 void sort_nodes(ir::Graph& g) { g.set_node_order(g.topological_order()); }
 

@@ -29,10 +29,16 @@ std::shared_ptr<const kernels::PackedB> pack_constant_b(const ir::Node& n, bool 
   if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
   const Tensor& b = *v->initializer;
   if (b.dims.size() != 2 || !runs_on_sgemm(b.dtype) || !b.has_data()) return nullptr;
-  if (!pc.take_pack_budget(static_cast<int64_t>(b.numel() * sizeof(float)))) return nullptr;
+  // A float32 weight mapped from the model file is replaced in memory by its packed copy:
+  // its pages are released after packing (the kernel reads only the copy), so packing it
+  // costs no memory and needs no budget. Other weights would be held twice: budgeted.
+  const bool replaced = b.dtype == DType::Float && b.data.source();
+  if (!replaced && !pc.take_pack_budget(static_cast<int64_t>(b.numel() * sizeof(float)))) return nullptr;
   const Tensor f = to_float_tensor(b);
   const int64_t K = trans_b ? b.dims[1] : b.dims[0], N = trans_b ? b.dims[0] : b.dims[1];
-  return std::make_shared<kernels::PackedB>(trans_b, K, N, f.values<float>(), b.dims[1]);
+  auto packed = std::make_shared<kernels::PackedB>(trans_b, K, N, f.values<float>(), b.dims[1]);
+  if (replaced) b.data.release_resident_pages();
+  return packed;
 }
 
 // C[M,N] = op(A) * op(B) for double and integer types, in a wider accumulator (integers wrap

@@ -58,7 +58,7 @@ done
   --baseline "$FX/cnn_digits.onnx" --json > "$WORK/single.json"
 strip() {  # metrics without timings and memory
   node -e "const r = JSON.parse(require('fs').readFileSync('$1', 'utf8')); const m = r.metrics;
-           delete m.latency_ms; delete m.throughput; delete m.peak_rss_bytes; console.log(JSON.stringify(m))"
+           delete m.latency_ms; delete m.throughput; delete m.peak_rss_bytes; delete m.memory; console.log(JSON.stringify(m))"
 }
 check "3 merged shards equal one run (metrics without timings)" test "$(strip "$WORK/merged.json")" = "$(strip "$WORK/single.json")"
 check "... and the shards were disjoint and non-empty" \
