@@ -416,3 +416,23 @@ Model Model::clone() const {
 }
 
 }  // namespace slmops::ir
+
+namespace slmops::ir {
+
+static void align_graph(Graph& g) {
+  for (Value* v : g.initializers)
+    if (v->initializer && !v->initializer->aligned()) v->initializer->make_aligned();
+  for (auto& n : g.nodes())
+    for (auto& a : n->attributes) {
+      if (a.t && !a.t->aligned()) a.t->make_aligned();
+      for (auto& t : a.tensors) t.make_aligned();
+      if (a.g) align_graph(*a.g);
+      for (auto& sg : a.graphs) align_graph(*sg);
+    }
+}
+
+void align_initializers(Model& m) {
+  if (m.graph) align_graph(*m.graph);
+}
+
+}  // namespace slmops::ir

@@ -193,4 +193,9 @@ struct Model {
   Model clone() const;  // deep copy of the graph; weight bytes shared (see Graph::clone)
 };
 
+// Copies every initializer (and tensor attribute) whose data is not aligned to its element
+// size (see Tensor::aligned), in every graph. Call before reading weights as typed values
+// (the executor, quantization); model IO alone does not need it and keeps the mapping.
+void align_initializers(Model& m);
+
 }  // namespace slmops::ir

@@ -1,5 +1,6 @@
 #include "ir/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -51,6 +52,15 @@ void Buffer::release_resident_pages() const {
   uintptr_t begin = (reinterpret_cast<uintptr_t>(data_) + page - 1) & ~(page - 1);
   uintptr_t end = (reinterpret_cast<uintptr_t>(data_) + size_) & ~(page - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+bool Tensor::aligned() const {
+  const size_t align = dtype == DType::Undefined ? 1 : std::max<size_t>(1, traits(dtype).bits / 8);
+  return reinterpret_cast<uintptr_t>(data.data()) % align == 0;
+}
+
+void Tensor::make_aligned() {
+  if (!aligned()) data = Buffer::copy_of(data.data(), data.size());
 }
 
 Buffer Buffer::view(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,

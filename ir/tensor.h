@@ -70,6 +70,12 @@ struct Tensor {
   std::string residual;  // serialized fields the IR does not model (doc_string, metadata, ...)
 
   uint64_t numel() const;
+  // Whether data() is a multiple of the element size. Views into model files need not be:
+  // protobuf and other writers put raw_data / external data at any byte offset, and reading a
+  // misaligned float* is undefined behaviour. make_aligned() copies such data (the copy no
+  // longer points into the file); code that reads typed values calls it first.
+  bool aligned() const;
+  void make_aligned();
   size_t nbytes() const { return storage_bytes(dtype, numel()); }
   bool has_data() const { return storage != Storage::Opaque; }
 

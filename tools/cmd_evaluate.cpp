@@ -437,14 +437,19 @@ nlohmann::json evaluate(const EvalArgs& args) {
   EvalArgs a = args;
   a.base_rss = current_rss_bytes();  // before the model's weights are mapped
   ir::Model m = formats::load_model(a.model);
+  ir::align_initializers(m);  // the executor reads weights as typed values
   std::optional<ir::Model> bm;
-  if (!a.baseline.empty()) bm = formats::load_model(a.baseline);
+  if (!a.baseline.empty()) {
+    bm = formats::load_model(a.baseline);
+    ir::align_initializers(*bm);
+  }
   return evaluate_loaded(m, bm ? &*bm : nullptr, a);
 }
 
 void check(const EvalArgs& a) {
   auto sets = data_set_folders(a.data);
   ir::Model m = formats::load_model(a.model);
+  ir::align_initializers(m);
   runtime::Session session(m, effective_threads());
   nlohmann::json results = nlohmann::json::array();
   int matched = 0;

@@ -196,6 +196,7 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   auto t0 = std::chrono::steady_clock::now();
   QuantizeOptions o = QuantizeOptions::table().from_json(j);
   check_options(o, m, ctx);
+  ir::align_initializers(m);  // weights are read as float*; mapped ones may sit at odd offsets
   std::unique_ptr<FeedSource> calib;
   if (!o.calib_data.empty()) calib = ctx.data->open(o.calib_data, m, o.calib_batch_size);
   int threads = std::max(1, ctx.threads);

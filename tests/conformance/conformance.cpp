@@ -35,6 +35,7 @@ static CaseResult run_case(const fs::path& root, const fs::path& dir) {
   r.name = dir.filename().string();
   try {
     ir::Model m = formats::load_model(dir / "model.onnx");
+    ir::align_initializers(m);
     runtime::Session s(m, 1);
     auto sets = cli::data_set_folders(dir);
     for (auto& set : sets) {
