@@ -4,9 +4,9 @@
 // ONNX Runtime side of bench/executor_bench.sh. Two commands:
 //
 //   node bench/ort_latency.js time MODEL --shape NAME=DxDxD... [--shape ...]
-//        [--threads N] [--samples K] [--warmup W] [--seed S]
+//        [--threads N] [--samples K] [--warmup W] [--seed S] [--opt LEVEL]
 //     Creates a CPU session (intraOpNumThreads N, interOpNumThreads 1, sequential execution,
-//     graphOptimizationLevel 'all'), feeds random inputs of the given shapes (float inputs
+//     graphOptimizationLevel LEVEL: 'all' unless --opt or $ORT_GRAPH_OPT says otherwise), feeds random inputs of the given shapes (float inputs
 //     uniform in [0,1), integer inputs in [0,100), like `slmops evaluate --random`), runs W
 //     untimed warm-up runs, then K timed runs, and prints one JSON line:
 //       {"latency_ms":{"p50":..,"p90":..,"p99":..,"mean":..,"batches":K},"cpu_ms":{"p50":..},
@@ -20,7 +20,7 @@
 //     falls back to the public API and says so ("timing":"public-await").
 //
 //   node bench/ort_latency.js reference MODEL OUT_DIR (--npz FILE | --shape NAME=D..)
-//        [--threads N] [--seed S] [--rtol R] [--atol A]
+//        [--threads N] [--seed S] [--rtol R] [--atol A] [--opt LEVEL]
 //     Writes a test_data_set folder: OUT_DIR/input_K.pb (the model inputs, by name from the
 //     .npz, or random from --shape) and OUT_DIR/output_K.pb (ORT's outputs with the same
 //     session options), for `slmops evaluate MODEL --check --data OUT_DIR`. With --npz, an
@@ -53,13 +53,19 @@ function loadOrt() {
   return ort;
 }
 
-function sessionOptions(threads) {
+// graphOptimizationLevel: 'all' (what users deploy) unless --opt or the ORT_GRAPH_OPT
+// environment variable (as tests/interop/lib/ort_runner.js) names another level. The bench
+// writes its references for quantized models at 'basic': at 'all' ORT fuses QDQ groups and
+// may quantize activations differently, which is not the graph's arithmetic.
+const OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'];
+
+function sessionOptions(threads, opt) {
   return {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: opt,
     logSeverityLevel: 4,
   };
 }
@@ -67,7 +73,8 @@ function sessionOptions(threads) {
 // ---- arguments -------------------------------------------------------------------------
 
 function parseArgs(argv, positionalCount) {
-  const a = { pos: [], shapes: [], threads: 1, samples: 50, warmup: 5, seed: 1, rtol: 1e-4, atol: 1e-5, npz: null };
+  const a = { pos: [], shapes: [], threads: 1, samples: 50, warmup: 5, seed: 1, rtol: 1e-4, atol: 1e-5, npz: null,
+    opt: process.env.ORT_GRAPH_OPT || 'all' };
   const num = (flag, v, int) => {
     const x = Number(v);
     if (v === undefined || !Number.isFinite(x) || (int && (!Number.isInteger(x) || x < 0))) die(`${flag}: bad value '${v}'`);
@@ -87,11 +94,13 @@ function parseArgs(argv, positionalCount) {
     else if (f === '--rtol') a.rtol = num(f, argv[++i], false);
     else if (f === '--atol') a.atol = num(f, argv[++i], false);
     else if (f === '--npz') a.npz = argv[++i];
+    else if (f === '--opt') a.opt = argv[++i];
     else if (f.startsWith('--')) die(`unknown option ${f}`);
     else a.pos.push(f);
   }
   if (a.pos.length !== positionalCount) die(`expected ${positionalCount} positional argument(s), got ${a.pos.length}`);
   if (a.threads < 1) die('--threads must be at least 1');
+  if (!OPT_LEVELS.includes(a.opt)) die(`graph optimization level '${a.opt}' (--opt or ORT_GRAPH_OPT): expected one of ${OPT_LEVELS.join(', ')}`);
   return a;
 }
 
@@ -234,7 +243,7 @@ async function cmdTime(argv) {
   const ort = loadOrt();
   const model = a.pos[0];
   if (!fs.existsSync(model)) die(`model not found: ${model}`);
-  const opts = sessionOptions(a.threads);
+  const opts = sessionOptions(a.threads, a.opt);
   const session = await ort.InferenceSession.create(model, opts);
   const feeds = randomFeeds(ort, session, a.shapes, a.seed);
 
@@ -268,7 +277,7 @@ async function cmdTime(argv) {
   ms.sort((x, y) => x - y);
   cpu.sort((x, y) => x - y);
   const out = {
-    model, ort: ort.env.versions.node, timing, threads: a.threads,
+    model, ort: ort.env.versions.node, timing, threads: a.threads, graph_optimization_level: a.opt,
     shapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.dims])),
     latency_ms: { p50: percentile(ms, 50), p90: percentile(ms, 90), p99: percentile(ms, 99), mean, batches: ms.length },
     cpu_ms: { p50: percentile(cpu, 50) },
@@ -294,7 +303,7 @@ async function cmdReference(argv) {
   const ort = loadOrt();
   const [model, outDir] = a.pos;
   if (!fs.existsSync(model)) die(`model not found: ${model}`);
-  const session = await ort.InferenceSession.create(model, sessionOptions(a.threads));
+  const session = await ort.InferenceSession.create(model, sessionOptions(a.threads, a.opt));
   let feeds, npz = null;
   if (a.npz) {
     npz = readNpz(a.npz);
@@ -310,7 +319,7 @@ async function cmdReference(argv) {
   fs.mkdirSync(outDir, { recursive: true });
   session.inputNames.forEach((n, i) => fs.writeFileSync(path.join(outDir, `input_${i}.pb`), toProto(n, feeds[n])));
   session.outputNames.forEach((n, i) => fs.writeFileSync(path.join(outDir, `output_${i}.pb`), toProto(n, results[n])));
-  const summary = { model, inputs: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.dims])) };
+  const summary = { model, graph_optimization_level: a.opt, inputs: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.dims])) };
   if (npz) {
     // ORT against the PyTorch reference stored next to the inputs.
     summary.vs_npz = {};

@@ -13,6 +13,7 @@
 #include "runtime/kernels/gemm.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <cstdlib>
 #include <functional>
 #include <new>
@@ -300,6 +301,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 // deep); inside it, strip s (kc deep) at s * kc * kNR, as pack_b_strips writes it.
 PackedB::PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb)
     : k_(K), n_(N), n_padded_(round_up(N, kNR)), data_(aligned_floats(static_cast<size_t>(K * n_padded_))) {
+  base_ = data_.get();
   const Strided bt = view_b(trans_b, B, ldb);
   for (int64_t k0 = 0; k0 < K; k0 += kKC)
     pack_b_strips(bt, N, 0, n_padded_ / kNR, k0, std::min(kKC, K - k0), data_.get() + k0 * n_padded_);
@@ -307,8 +309,20 @@ PackedB::PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb
 
 void PackedB::Free::operator()(float* p) const { std::free(p); }
 
+static_assert(PackedB::kStrip == kNR && PackedB::kWrapMaxK <= kKC, "PackedB::wrap's layout is one depth block");
+
+PackedB PackedB::wrap(int64_t K, int64_t N, float* memory) {
+  if (K > kWrapMaxK) throw std::invalid_argument("PackedB::wrap: K above one depth block");
+  PackedB b;
+  b.k_ = K;
+  b.n_ = N;
+  b.n_padded_ = round_up(N, kNR);
+  b.base_ = memory;
+  return b;
+}
+
 const float* PackedB::block(int64_t k0, int64_t n0) const {
-  return data_.get() + k0 * n_padded_ + n0 * std::min(kKC, k_ - k0);
+  return base_ + k0 * n_padded_ + n0 * std::min(kKC, k_ - k0);
 }
 
 void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,

@@ -27,6 +27,17 @@ class PackedB {
   PackedB() = default;
   PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
 
+  // A K x N operand (K <= kWrapMaxK, one depth block) whose packed layout the caller writes,
+  // in `memory`: at least packed_floats(K, N) floats, 64-byte aligned, owned by the caller
+  // and alive while this is used. The layout is strips of kStrip columns, one after another,
+  // each K rows of kStrip floats: element (k, n) at (n / kStrip) * K * kStrip + k * kStrip +
+  // n % kStrip. Columns N .. round_up(N, kStrip) - 1 must be written as zeros. Conv writes
+  // its im2col rows this way instead of a column matrix that sgemm would pack again.
+  static constexpr int64_t kStrip = 16;
+  static constexpr int64_t kWrapMaxK = 256;
+  static PackedB wrap(int64_t K, int64_t N, float* memory);
+  static int64_t packed_floats(int64_t K, int64_t N) { return K * ((N + kStrip - 1) / kStrip * kStrip); }
+
   int64_t rows() const { return k_; }  // K
   int64_t cols() const { return n_; }  // N
   // The packed rows [k0, k0 + KC) (a depth block of the driver) from column n0 on; n0 is a
@@ -40,6 +51,7 @@ class PackedB {
   int64_t k_ = 0, n_ = 0;
   int64_t n_padded_ = 0;  // N rounded up to whole strips
   std::unique_ptr<float[], Free> data_;
+  float* base_ = nullptr;  // data_.get(), or the caller's memory of wrap()
 };
 
 // sgemm with op(B) pre-packed: C[M,N] = alpha * op(A)[M,K] * B + beta * C, K and N from B.

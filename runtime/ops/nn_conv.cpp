@@ -142,16 +142,41 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
                        const kernels::WindowShape& s, float* y, ThreadPool* pool) {
   const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), N = d.batch * P, M = d.out_channels;
   const int64_t in_size = s.in_size();
-  Tensor col = new_tensor(DType::Float, {K, N});
-  float* pc = col.mutable_values<float>();
-  parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
-                 [&](int64_t n0, int64_t n1) {
-                   for (int64_t n = n0; n < n1; ++n)
-                     kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, pc + n * P, N);
-                 });
   Tensor t = new_tensor(DType::Float, {M, N});
   const float* pt = t.values<float>();
-  kernels::sgemm(false, false, M, N, K, 1.0f, w, K, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
+  constexpr int64_t S = kernels::PackedB::kStrip;
+  if (K <= kernels::PackedB::kWrapMaxK && P % S == 0) {
+    // Each image's im2col (K x P, in cache) goes straight into sgemm's packed strips, strip
+    // by strip (each strip one contiguous K x 16 block), so sgemm_packed skips its own pass
+    // over the whole K x B*P column matrix.
+    Tensor packed_t = new_tensor(DType::Float, {kernels::PackedB::packed_floats(K, N)});
+    float* pk = packed_t.mutable_values<float>();
+    parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
+                   [&](int64_t n0, int64_t n1) {
+                     thread_local std::vector<float> img;
+                     img.resize(static_cast<size_t>(K * P));
+                     for (int64_t n = n0; n < n1; ++n) {
+                       kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, img.data(), P);
+                       for (int64_t j0 = 0; j0 < P; j0 += S) {
+                         float* dst = pk + (n * P + j0) * K;  // strip (n * P + j0) / S
+                         const float* src = img.data() + j0;
+                         for (int64_t k = 0; k < K; ++k, dst += S, src += P)
+                           for (int64_t i = 0; i < S; ++i) dst[i] = src[i];
+                       }
+                     }
+                   });
+    const kernels::PackedB packed = kernels::PackedB::wrap(K, N, pk);
+    kernels::sgemm_packed(false, M, 1.0f, w, K, packed, 0.0f, t.mutable_values<float>(), N, pool);
+  } else {
+    Tensor col = new_tensor(DType::Float, {K, N});
+    float* pc = col.mutable_values<float>();
+    parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
+                   [&](int64_t n0, int64_t n1) {
+                     for (int64_t n = n0; n < n1; ++n)
+                       kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, pc + n * P, N);
+                   });
+    kernels::sgemm(false, false, M, N, K, 1.0f, w, K, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
+  }
   parallel_range(pool, d.batch * M, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(P, 1)),
                  [&](int64_t p0, int64_t p1) {
                    for (int64_t p = p0; p < p1; ++p) {

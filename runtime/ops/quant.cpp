@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/kernels/qdq.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/ops/quant_common.h"
 
@@ -144,9 +145,22 @@ void quantize_linear(const ir::Node& n, OpContext& ctx) {
   const auto sc = float_values(scale);
   const std::vector<int32_t> zps = zp ? int_values(*zp) : std::vector<int32_t>(sc.size(), 0);
   const QRange r = qrange(out_t);
+  const int64_t count = static_cast<int64_t>(x.numel());
+  if (x.dtype == DType::Float && l.mode == QdqLayout::PerTensor && (out_t == DType::UInt8 || out_t == DType::Int8)) {
+    // The QDQ models' case: vectorized, the same values as quantize_value.
+    Tensor& y = ctx.set_out(0, new_tensor(out_t, x.dims));
+    const float* in = x.values<float>();
+    uint8_t* out = y.mutable_values<uint8_t>();
+    const float s = sc[0];
+    const int32_t z = zps[0];
+    ctx.pool->parallel_for(count, 1 << 16, [&](int64_t b, int64_t e) {
+      if (out_t == DType::UInt8) kernels::quantize_f32_u8(in + b, e - b, s, z, out + b);
+      else kernels::quantize_f32_s8(in + b, e - b, s, z, reinterpret_cast<int8_t*>(out) + b);
+    });
+    return;
+  }
   Tensor& y = ctx.set_out(0, new_zero_tensor(out_t, x.dims));
   uint8_t* out = y.mutable_values<uint8_t>();
-  const int64_t count = static_cast<int64_t>(x.numel());
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const T* in = x.values<T>();
@@ -187,6 +201,16 @@ void dequantize_linear(const ir::Node& n, OpContext& ctx) {
   Tensor& y = ctx.set_out(0, new_tensor(out_t, x.dims));
   const uint8_t* in = x.data.data();
   const int64_t count = static_cast<int64_t>(x.numel());
+  if (out_t == DType::Float && l.mode == QdqLayout::PerTensor && (x.dtype == DType::UInt8 || x.dtype == DType::Int8)) {
+    float* out = y.mutable_values<float>();
+    const float s = sc[0];
+    const int32_t z = zps[0];
+    ctx.pool->parallel_for(count, 1 << 16, [&](int64_t b, int64_t e) {
+      if (x.dtype == DType::UInt8) kernels::dequantize_u8_f32(in + b, e - b, s, z, out + b);
+      else kernels::dequantize_s8_f32(reinterpret_cast<const int8_t*>(in) + b, e - b, s, z, out + b);
+    });
+    return;
+  }
   dispatch<kFloats | kHalfs>(out_t, "DequantizeLinear output", [&](auto tag) {
     using T = decltype(tag);
     T* out = y.mutable_values<T>();
@@ -210,13 +234,7 @@ void dequantize_linear(const ir::Node& n, OpContext& ctx) {
 // (1 when the range is empty), zero point = round(clamp(0 - min / scale, 0, 255)).
 void dynamic_params(const float* x, int64_t n, float& scale, uint8_t& zp) {
   float mn = 0.f, mx = 0.f;
-  if (n > 0) {
-    mn = mx = x[0];
-    for (int64_t i = 1; i < n; ++i) {
-      mn = std::min(mn, x[i]);
-      mx = std::max(mx, x[i]);
-    }
-  }
+  if (n > 0) kernels::min_max_f32(x, n, mn, mx);
   mn = std::min(mn, 0.f);
   mx = std::max(mx, 0.f);
   scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
@@ -234,9 +252,8 @@ void dynamic_quantize_linear(const ir::Node&, OpContext& ctx) {
   dynamic_params(in, n, scale, zp);
   Tensor& y = ctx.set_out(0, new_tensor(DType::UInt8, x.dims));
   uint8_t* out = y.mutable_values<uint8_t>();
-  const QRange r{0, 255};
-  ctx.pool->parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = static_cast<uint8_t>(quantize_value(in[i], scale, zp, r));
+  ctx.pool->parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+    kernels::quantize_f32_u8(in + b, e - b, scale, zp, out + b);
   });
   if (ctx.output_count() > 1) ctx.set_out(1, Tensor::from_values<float>("", DType::Float, {}, {scale}));
   if (ctx.output_count() > 2) ctx.set_out(2, Tensor::from_values<uint8_t>("", DType::UInt8, {}, {zp}));

@@ -8,6 +8,7 @@
 
 #include "runtime/kernels/gemm.h"
 #include "runtime/kernels/nbits.h"
+#include "runtime/kernels/qdq.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/ops/quant_common.h"
 
@@ -20,6 +21,13 @@ struct MatMulNBitsKernel : Kernel {
   int64_t K = 0, N = 0, bits = 4, block_size = 32, accuracy = 0;
   std::unique_ptr<kernels::NBitsPacked> packed;  // when B, scales and zero points are constant
   const Tensor* packed_from = nullptr;
+  // Float mode with constant weights: W dequantized once at plan time into sgemm's packed
+  // layout, if the pack budget has room. Products of kDenseMinRows rows or more use it, as
+  // ONNX Runtime's CompFp32 path dequantizes B and runs SGEMM when M > 1; the values are
+  // the same, (q - zp) * scale in float, so only the summation order differs. Single rows
+  // (decoding) keep the 4-bit GEMV, which reads a quarter of the bytes.
+  std::shared_ptr<const kernels::PackedB> dense;
+  static constexpr int64_t kDenseMinRows = 2;
 
   kernels::NBitsMode mode_for(bool float_zp, bool g_idx) const {
     return accuracy == 4 && !float_zp && !g_idx ? kernels::NBitsMode::Int8 : kernels::NBitsMode::Float;
@@ -98,6 +106,14 @@ struct MatMulNBitsKernel : Kernel {
       for (int64_t m = 0; m < M && !bias.empty(); ++m)
         for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
     } else {
+      if (dense && M >= kDenseMinRows && ctx.in(1).data.data() == packed_from->data.data()) {
+        kernels::sgemm_packed(false, M, 1.f, a32.values<float>(), K, *dense, 0.f, y, N, ctx.pool);
+        if (!bias.empty())
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+        ctx.set_out(0, A.dtype == DType::Float ? std::move(y32) : from_float_tensor(y32, A.dtype));
+        return;
+      }
       const kernels::NBitsPacked* W = packed.get();
       std::unique_ptr<kernels::NBitsPacked> local;
       if (!W || ctx.in(1).data.data() != packed_from->data.data()) {
@@ -112,7 +128,7 @@ struct MatMulNBitsKernel : Kernel {
 };
 
 KernelFactory matmul_nbits_factory() {
-  return [](const ir::Node& n, const PlanContext&) -> std::unique_ptr<Kernel> {
+  return [](const ir::Node& n, const PlanContext& pc) -> std::unique_ptr<Kernel> {
     auto k = std::make_unique<MatMulNBitsKernel>();
     k->K = n.attr_int("K", -1);
     k->N = n.attr_int("N", -1);
@@ -131,8 +147,20 @@ KernelFactory matmul_nbits_factory() {
     if (B && S && (!has_zp || Z) && !has_gidx) {
       std::vector<float> ks, kz;
       const kernels::NBitsSource s = k->source(*B, *S, Z, ks, kz);
-      k->packed = std::make_unique<kernels::NBitsPacked>(s, k->mode_for(s.zp_float != nullptr, false));
+      const kernels::NBitsMode mode = k->mode_for(s.zp_float != nullptr, false);
+      k->packed = std::make_unique<kernels::NBitsPacked>(s, mode);
       k->packed_from = B;
+      if (mode == kernels::NBitsMode::Float && pc.take_pack_budget(k->N * k->K * int64_t{sizeof(float)})) {
+        // W[n, k] = (q - zp) * scale, as the Float GEMV and ONNX Runtime's CompFp32 dequantize.
+        const int64_t kb = s.k_blocks();
+        std::vector<float> w(static_cast<size_t>(k->N * k->K));
+        for (int64_t nn = 0; nn < k->N; ++nn)
+          for (int64_t kk = 0; kk < k->K; ++kk) {
+            const int64_t b = kk / k->block_size;
+            w[nn * k->K + kk] = (static_cast<float>(s.q(nn, kk)) - s.zero_point(nn, b)) * s.scales[nn * kb + b];
+          }
+        k->dense = std::make_shared<kernels::PackedB>(true, k->K, k->N, w.data(), k->K);
+      }
     }
     return k;
   };
@@ -152,7 +180,7 @@ struct IntegerToFloatKernel : Kernel {
     if (B.dtype != DType::UInt8 && B.dtype != DType::Int8) unsupported_type(B.dtype, op);
     const MatMulShape s = matmul_shape(A.dims, B.dims);
     // Quantized A (uint8 or int8), its scale and zero point.
-    std::vector<uint8_t> aq_store;
+    Tensor aq_store;  // pooled: above the mmap threshold a std::vector faults in every page
     const uint8_t* aq;
     bool a_signed = false;
     float a_scale;
@@ -165,13 +193,13 @@ struct IntegerToFloatKernel : Kernel {
       uint8_t zp8;
       dynamic_quantize_params(A.values<float>(), n, a_scale, zp8);
       a_zp = zp8;
-      aq_store.resize(static_cast<size_t>(n));
+      aq_store = new_tensor(DType::UInt8, {n});
+      uint8_t* q = aq_store.mutable_values<uint8_t>();
       const float* x = A.values<float>();
-      const QRange r{0, 255};
-      ctx.pool->parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) aq_store[i] = static_cast<uint8_t>(quantize_value(x[i], a_scale, a_zp, r));
+      ctx.pool->parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+        kernels::quantize_f32_u8(x + b, e - b, a_scale, a_zp, q + b);
       });
-      aq = aq_store.data();
+      aq = q;
       b_scale = float_values(ctx.in(2));
       bzp_input = 3;
       bias_input = 4;
@@ -199,7 +227,8 @@ struct IntegerToFloatKernel : Kernel {
     Tensor& y = ctx.set_out(0, new_tensor(DType::Float, s.out_dims));
     float* out = y.mutable_values<float>();
     const int64_t mats = static_cast<int64_t>(s.a_batch.size());
-    std::vector<int32_t> acc(static_cast<size_t>(s.M * s.N));
+    Tensor acc_t = new_tensor(DType::Int32, {s.M, s.N});
+    int32_t* acc = acc_t.mutable_values<int32_t>();
     const kernels::QPackedB* pb =
         packed && B.data.data() == packed_from->data.data() && B.dims == packed_from->dims ? packed.get() : nullptr;
     for (int64_t t = 0; t < mats; ++t) {
@@ -209,19 +238,25 @@ struct IntegerToFloatKernel : Kernel {
       kernels::QZeroPoints zb;
       if (bzp.size() == 1) zb = {bzp.data(), false};
       else if (!bzp.empty()) zb = {bzp.data() + (bmat % (static_cast<int64_t>(bzp.size()) / s.N)) * s.N, true};
-      if (pb) kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc.data(), s.N, ctx.pool);
+      if (pb) kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc, s.N, ctx.pool);
       else
         kernels::qgemm(s.M, s.N, s.K, am, s.K, a_signed, za, B.data.data() + bmat * s.K * s.N, s.N,
-                       B.dtype == DType::Int8, zb, acc.data(), s.N, ctx.pool);
+                       B.dtype == DType::Int8, zb, acc, s.N, ctx.pool);
       const float* mu = mult.size() == 1 ? mult.data()
                                          : mult.data() + (bmat % (static_cast<int64_t>(mult.size()) / s.N)) * s.N;
       float* o = out + t * s.M * s.N;
-      for (int64_t i = 0; i < s.M; ++i)
-        for (int64_t j = 0; j < s.N; ++j) {
-          float v = static_cast<float>(acc[i * s.N + j]) * mu[mult.size() == 1 ? 0 : j];
-          if (!bias.empty()) v += bias[j];
-          o[i * s.N + j] = v;
-        }
+      const bool per_col = mult.size() != 1;
+      const float* bi = bias.empty() ? nullptr : bias.data();
+      for (int64_t i = 0; i < s.M; ++i) {
+        const int32_t* ar = acc + i * s.N;
+        float* orow = o + i * s.N;
+        if (per_col)
+          for (int64_t j = 0; j < s.N; ++j) orow[j] = static_cast<float>(ar[j]) * mu[j];
+        else
+          for (int64_t j = 0; j < s.N; ++j) orow[j] = static_cast<float>(ar[j]) * mu[0];
+        if (bi)
+          for (int64_t j = 0; j < s.N; ++j) orow[j] += bi[j];
+      }
     }
   }
 };

@@ -64,9 +64,42 @@ ConvGeom conv_geometry(const ir::Node& n, const char* op, const std::vector<int6
   return g;
 }
 
-// col[(c * k_size + kk) * P + p] for the Cg channels starting at x (one image, one group).
-void im2col(const ConvGeom& g, const uint8_t* x, int64_t channels, uint8_t pad, uint8_t* col) {
+// col[(c * k_size + kk) * ld + p] for the Cg channels starting at x (one image, one group);
+// ld >= P (a wider row holds several images side by side).
+void im2col(const ConvGeom& g, const uint8_t* x, int64_t channels, uint8_t pad, uint8_t* col, int64_t ld) {
   const size_t r = g.in.size();
+  if (r == 2) {
+    // 2-D: per output row, the valid span of columns is one range (a copy when the stride is
+    // 1), padding on either side; rows outside the input are all padding.
+    const int64_t H = g.in[0], Wd = g.in[1], OH = g.out[0], OW = g.out[1];
+    const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dil[0], dw = g.dil[1];
+    const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1], KH = g.k[0], KW = g.k[1];
+    for (int64_t c = 0; c < channels; ++c) {
+      const uint8_t* xc = x + c * H * Wd;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          uint8_t* dst = col + ((c * KH + kh) * KW + kw) * ld;
+          const int64_t off = kw * dw - pw;  // iw = ow * sw + off
+          // Valid ow: 0 <= ow * sw + off < Wd.
+          const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, OW);
+          const int64_t hi = std::clamp<int64_t>(Wd - off > 0 ? (Wd - off + sw - 1) / sw : 0, lo, OW);
+          for (int64_t oh = 0; oh < OH; ++oh, dst += OW) {
+            const int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) {
+              std::fill_n(dst, OW, pad);
+              continue;
+            }
+            const uint8_t* xr = xc + ih * Wd;
+            std::fill_n(dst, lo, pad);
+            if (sw == 1) std::copy_n(xr + lo + off, hi - lo, dst + lo);
+            else
+              for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xr[ow * sw + off];
+            std::fill_n(dst + hi, OW - hi, pad);
+          }
+        }
+    }
+    return;
+  }
   const int64_t P = g.out_size;
   std::vector<int64_t> kidx(r), o(r);
   for (int64_t c = 0; c < channels; ++c) {
@@ -76,7 +109,7 @@ void im2col(const ConvGeom& g, const uint8_t* x, int64_t channels, uint8_t pad, 
         kidx[d] = t % g.k[d];
         t /= g.k[d];
       }
-      uint8_t* dst = col + (c * g.k_size + kk) * P;
+      uint8_t* dst = col + (c * g.k_size + kk) * ld;
       std::fill(o.begin(), o.end(), 0);
       const int64_t inner = g.out[r - 1];
       for (int64_t p = 0; p < P; p += inner) {
@@ -107,19 +140,36 @@ void conv_integer(OpContext& ctx, const ConvGeom& g, const Tensor& X, const Tens
                   const std::vector<int32_t>& w_zp, int32_t* acc) {
   const bool xs = X.dtype == DType::Int8, ws = W.dtype == DType::Int8;
   const int64_t cg = g.C / g.group, mg = g.M / g.group, kdim = cg * g.k_size, P = g.out_size;
-  std::vector<uint8_t> col(static_cast<size_t>(kdim * P));
   const uint8_t* x = X.data.data();
   const uint8_t* w = W.data.data();
   const bool per_channel = w_zp.size() > 1;
   if (per_channel && static_cast<int64_t>(w_zp.size()) != g.M)
     bad_input("weight zero point has {} values for {} output channels", w_zp.size(), g.M);
+  kernels::QZeroPoints zb{&x_zp, false};
+  if (g.group == 1 && g.batch > 1 && kdim * P * g.batch <= (int64_t{8} << 20)) {
+    // All images in one GEMM, N = batch * P: one packing of W's rows and one call instead of
+    // batch small products (the CNN fixture: 32 products of 32 x 144 x 64). The result is
+    // [M, batch * P]; acc wants [batch, M, P].
+    const int64_t NP = g.batch * P;
+    Tensor colt = new_tensor(DType::UInt8, {kdim, NP});
+    Tensor tmpt = new_tensor(DType::Int32, {g.M, NP});
+    uint8_t* cb = colt.mutable_values<uint8_t>();
+    int32_t* tmp = tmpt.mutable_values<int32_t>();
+    for (int64_t b = 0; b < g.batch; ++b) im2col(g, x + b * g.C * g.in_size, g.C, static_cast<uint8_t>(x_zp), cb + b * P, NP);
+    kernels::QZeroPoints za;
+    if (!w_zp.empty()) za = {w_zp.data(), per_channel};
+    kernels::qgemm(g.M, NP, kdim, w, kdim, ws, za, cb, NP, xs, zb, tmp, NP, ctx.pool);
+    for (int64_t b = 0; b < g.batch; ++b)
+      for (int64_t m = 0; m < g.M; ++m) std::copy_n(tmp + m * NP + b * P, P, acc + (b * g.M + m) * P);
+    return;
+  }
+  std::vector<uint8_t> col(static_cast<size_t>(kdim * P));
   for (int64_t b = 0; b < g.batch; ++b)
     for (int64_t gi = 0; gi < g.group; ++gi) {
       const uint8_t* xg = x + (b * g.C + gi * cg) * g.in_size;
-      im2col(g, xg, cg, static_cast<uint8_t>(x_zp), col.data());
+      im2col(g, xg, cg, static_cast<uint8_t>(x_zp), col.data(), P);
       kernels::QZeroPoints za;
       if (!w_zp.empty()) za = {w_zp.data() + (per_channel ? gi * mg : 0), per_channel};
-      kernels::QZeroPoints zb{&x_zp, false};
       kernels::qgemm(mg, P, kdim, w + gi * mg * kdim, kdim, ws, za, col.data(), P, xs, zb,
                      acc + (b * g.M + gi * mg) * P, P, ctx.pool);
     }

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,7 +22,9 @@
 #include "ir/graph.h"
 #include "runtime/executor.h"
 #include "runtime/kernels/nbits.h"
+#include "runtime/kernels/qdq.h"
 #include "runtime/kernels/qgemm.h"
+#include "runtime/ops/quant_common.h"
 #include "runtime/thread_pool.h"
 
 using namespace slmops::runtime;
@@ -455,5 +458,47 @@ TEST_CASE("bench: int4 MatMulNBits GEMV and int8 GEMM" * doctest::test_suite("be
                     qgemm_isa_name(isa), (long long)M, (long long)N, (long long)K, threads, t * 1e3,
                     2.0 * M * N * K / t / 1e9, cpu * 1e3, 2.0 * M * N * K / cpu / 1e9);
       }
+  }
+}
+
+// The vectorized per-tensor QuantizeLinear / DequantizeLinear loops (runtime/kernels/qdq.h)
+// against the scalar definition the other layouts use (quant::quantize_value), bit for bit:
+// exact ties (rounding half to even), saturation, NaN and infinities, several zero points.
+TEST_CASE("qdq kernels equal quantize_value and the dequantize formula") {
+  std::vector<float> x = random_floats(4099, 21, -3.f, 3.f);
+  const float scale = 0.0125f;
+  for (int k = -300; k <= 300; ++k) x.push_back((static_cast<float>(k) + 0.5f) * scale);  // ties
+  for (float v : {0.f, -0.f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()})
+    x.push_back(v);
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (int32_t zp : {0, 3, 128, 255}) {
+    std::vector<uint8_t> y(x.size());
+    quantize_f32_u8(x.data(), n, scale, zp, y.data());
+    for (int64_t i = 0; i < n; ++i)
+      REQUIRE(static_cast<int32_t>(y[i]) == ops::quant::quantize_value(x[i], scale, zp, {0, 255}));
+    std::vector<float> back(x.size());
+    dequantize_u8_f32(y.data(), n, scale, zp, back.data());
+    for (int64_t i = 0; i < n; ++i) REQUIRE(back[i] == static_cast<float>(static_cast<int32_t>(y[i]) - zp) * scale);
+  }
+  for (int32_t zp : {-128, -5, 0, 127}) {
+    std::vector<int8_t> y(x.size());
+    quantize_f32_s8(x.data(), n, scale, zp, y.data());
+    for (int64_t i = 0; i < n; ++i)
+      REQUIRE(static_cast<int32_t>(y[i]) == ops::quant::quantize_value(x[i], scale, zp, {-128, 127}));
+    std::vector<float> back(x.size());
+    dequantize_s8_f32(y.data(), n, scale, zp, back.data());
+    for (int64_t i = 0; i < n; ++i) REQUIRE(back[i] == static_cast<float>(static_cast<int32_t>(y[i]) - zp) * scale);
+  }
+  // min_max_f32 skips NaN like std::min / std::max folded from the first element.
+  for (int64_t len : {1, 15, 16, 17, 100}) {
+    std::vector<float> v(x.begin(), x.begin() + len);
+    if (len > 3) v[2] = std::numeric_limits<float>::quiet_NaN();
+    float mn, mx;
+    min_max_f32(v.data(), len, mn, mx);
+    float rmn = v[0], rmx = v[0];
+    for (float e : v) rmn = std::min(rmn, e), rmx = std::max(rmx, e);
+    CHECK(mn == rmn);
+    CHECK(mx == rmx);
   }
 }

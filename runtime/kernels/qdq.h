@@ -1,0 +1,22 @@
+// Per-tensor QuantizeLinear / DequantizeLinear of float32 to and from 8-bit integers, the
+// loops the QDQ models run around every float op (ONNX Runtime's MlasQuantizeLinear /
+// dequantize). Plain loops written so that the compiler vectorizes them:
+//
+//   quantize:   y = clamp(rne(x / scale), lo - zp, hi - zp) + zp     (NaN -> lo - zp)
+//   dequantize: y = float(int32(q) - zp) * scale
+//
+// rne (round half to even) is (v + 1.5 * 2^23) - 1.5 * 2^23 in the default rounding mode,
+// exact for |v| < 2^22; v is clamped to [-255, 255] first, so this equals nearbyintf(v).
+#pragma once
+#include <cstdint>
+
+namespace slmops::runtime::kernels {
+
+void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zp, uint8_t* y);
+void quantize_f32_s8(const float* x, int64_t n, float scale, int32_t zp, int8_t* y);
+void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zp, float* y);
+void dequantize_s8_f32(const int8_t* q, int64_t n, float scale, int32_t zp, float* y);
+// Smallest and largest of x[0..n) with NaN skipped (std::min / std::max order); n >= 1.
+void min_max_f32(const float* x, int64_t n, float& mn, float& mx);
+
+}  // namespace slmops::runtime::kernels
