@@ -37,6 +37,17 @@ struct WindowShape {
 void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,
             float* col, int64_t ldcol);
 
+// The column matrix of one image written straight in PackedB's strip layout (gemm.h): strip
+// t (output positions 16t .. 16t + 15) is K x 16 floats at col + t * K * 16, row k = (c,
+// kernel offset) as above. Only for 2-D windows of stride 1 whose output rows are as wide as
+// the input rows ("same" width, any dilation and padding) and out_size a multiple of 16:
+// then output position j reads input element j + delta(kernel offset) of its channel plane or
+// lies in the padding, and each strip row is one masked 16-wide load. strips_supported()
+// tells whether im2col_strips applies. It uses AVX-512 masked loads where the CPU has them,
+// plain code otherwise or when allow_avx512 is false (the tests compare the two).
+bool im2col_strips_supported(const WindowShape& s);
+void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, bool allow_avx512 = true);
+
 // col2im adds the same rows and columns of `col` into the input-shaped `y` (the inverse
 // scatter of im2col); columns that land in the padding are dropped. Different channels
 // touch disjoint parts of `y`, so channel ranges may run in parallel.

@@ -246,13 +246,18 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
           for (int64_t p = 0; p < panels; ++p)
             pack_panel<kMR>(a, m0 + p * kMR, std::min<int64_t>(kMR, rows - p * kMR), k0, kc, a_block + p * kc * kMR);
           const int64_t s_begin = strips * (t % splits) / splits, s_end = strips * (t % splits + 1) / splits;
-          for (int64_t s = s_begin; s < s_end; ++s) {
+          for (int64_t s = s_begin; s < s_end;) {
+            // Two full strips at once where the set has a wide tile (more accumulators than
+            // one strip fills hide the FMA latency).
+            const bool wide = kern.micro_wide && s + 1 < s_end && (s + 2) * kNR <= nc;
             const int nr = static_cast<int>(std::min<int64_t>(kNR, nc - s * kNR));
             for (int64_t p = 0; p < panels; ++p) {
               const int mr = static_cast<int>(std::min<int64_t>(kMR, rows - p * kMR));
-              kern.micro(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, C + (m0 + p * kMR) * ldc + n0 + s * kNR,
-                         ldc, alpha, beta_k, mr, nr);
+              float* c_tile = C + (m0 + p * kMR) * ldc + n0 + s * kNR;
+              if (wide) kern.micro_wide(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr);
+              else kern.micro(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr, nr);
             }
+            s += wide ? 2 : 1;
           }
         }
       });
@@ -264,7 +269,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
 
 namespace detail {
 const GemmKernels& portable_kernels() {
-  static const GemmKernels k{micro_portable, gemv_dot_portable, gemv_axpy_portable, gemv_strips_portable};
+  static const GemmKernels k{micro_portable, nullptr, gemv_dot_portable, gemv_axpy_portable, gemv_strips_portable};
   return k;
 }
 }  // namespace detail

@@ -40,10 +40,55 @@ __attribute__((target("avx512f,avx2,fma"))) void micro(int64_t kc, const float* 
   }
 }
 
+// A kMR x 2*kNR tile: R rows of the A panel against two consecutive B strips, 2R zmm
+// accumulators (12 for a full panel). With 2 FMA ports of 4 cycles' latency a k step needs at
+// least 8 independent FMAs in flight; the single-strip tile above has 6. Per k step: two B
+// loads, R broadcasts, 2R FMAs.
+template <int R>
+__attribute__((target("avx512f,avx2,fma"))) void micro_wide_rows(int64_t kc, const float* a, const float* b,
+                                                                 float* c, int64_t ldc, float alpha, float beta) {
+  const float* b2 = b + kc * kNR;
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR, b2 += kNR) {
+    const __m512 bv0 = _mm512_loadu_ps(b), bv1 = _mm512_loadu_ps(b2);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc0[r] = _mm512_fmadd_ps(av, bv0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, bv1, acc1[r]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    float* out = c + r * ldc;
+    __m512 v0 = _mm512_mul_ps(va, acc0[r]), v1 = _mm512_mul_ps(va, acc1[r]);
+    if (beta != 0.f) {  // beta == 0 never reads C
+      v0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out + kNR), v1);
+    }
+    _mm512_storeu_ps(out, v0);
+    _mm512_storeu_ps(out + kNR, v1);
+  }
+}
+
+void micro_wide(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr) {
+  switch (mr) {
+    case 1: return micro_wide_rows<1>(kc, a, b, c, ldc, alpha, beta);
+    case 2: return micro_wide_rows<2>(kc, a, b, c, ldc, alpha, beta);
+    case 3: return micro_wide_rows<3>(kc, a, b, c, ldc, alpha, beta);
+    case 4: return micro_wide_rows<4>(kc, a, b, c, ldc, alpha, beta);
+    case 5: return micro_wide_rows<5>(kc, a, b, c, ldc, alpha, beta);
+    default: return micro_wide_rows<6>(kc, a, b, c, ldc, alpha, beta);
+  }
+}
+
 }  // namespace
 
 const GemmKernels& avx512_kernels() {
-  static const GemmKernels k{micro, avx2_kernels().gemv_dot, avx2_kernels().gemv_axpy, avx2_kernels().gemv_strips};
+  static const GemmKernels k{micro, micro_wide, avx2_kernels().gemv_dot, avx2_kernels().gemv_axpy, avx2_kernels().gemv_strips};
   return k;
 }
 

@@ -17,6 +17,11 @@ struct GemmKernels {
   // mr <= kMR and nr <= kNR give the valid part of the tile at the edges of C.
   void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
                 int nr);
+  // The same over two full-width strips side by side (a kMR x 2*kNR tile, all 2*kNR columns
+  // valid): the strip at b and the one after it, at b + kc * kNR. nullptr where the set has
+  // none (the driver then calls micro twice).
+  void (*micro_wide)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
+                     int mr);
   // y[j] = sum_k x[k] * W[j * ldw + k] for j < n (W rows are dot-product operands).
   void (*gemv_dot)(int64_t K, const float* x, const float* W, int64_t ldw, int64_t n, float* y);
   // y[j] = sum_k x[k] * W[k * ldw + j] for j < n (W rows are scaled and summed).

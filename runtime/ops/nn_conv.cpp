@@ -146,17 +146,24 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
   const float* pt = t.values<float>();
   constexpr int64_t S = kernels::PackedB::kStrip;
   if (K <= kernels::PackedB::kWrapMaxK && P % S == 0) {
-    // Each image's im2col (K x P, in cache) goes straight into sgemm's packed strips, strip
-    // by strip (each strip one contiguous K x 16 block), so sgemm_packed skips its own pass
-    // over the whole K x B*P column matrix.
+    // Each image's column matrix goes straight into sgemm's packed strips (each strip one
+    // contiguous K x 16 block), so sgemm_packed skips its own pass over the whole K x B*P
+    // matrix: in one pass of masked loads for stride-1 "same"-width windows, else through
+    // an im2col of the image (in cache) copied strip by strip.
     Tensor packed_t = new_tensor(DType::Float, {kernels::PackedB::packed_floats(K, N)});
     float* pk = packed_t.mutable_values<float>();
+    const bool direct = kernels::im2col_strips_supported(s);
     parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
                    [&](int64_t n0, int64_t n1) {
                      thread_local std::vector<float> img;
-                     img.resize(static_cast<size_t>(K * P));
+                     if (!direct) img.resize(static_cast<size_t>(K * P));
                      for (int64_t n = n0; n < n1; ++n) {
-                       kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, img.data(), P);
+                       const float* xn = x + n * d.in_channels * in_size;
+                       if (direct) {
+                         kernels::im2col_strips(xn, s, d.in_channels, pk + n * P * K);
+                         continue;
+                       }
+                       kernels::im2col(xn, s, 0, d.in_channels, 0, P, img.data(), P);
                        for (int64_t j0 = 0; j0 < P; j0 += S) {
                          float* dst = pk + (n * P + j0) * K;  // strip (n * P + j0) / S
                          const float* src = img.data() + j0;

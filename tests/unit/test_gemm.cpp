@@ -11,6 +11,7 @@
 
 #include "ir/graph.h"
 #include "runtime/executor.h"
+#include "runtime/kernels/conv.h"
 #include "runtime/kernels/gemm.h"
 #include "runtime/kernels/gemm_kernels.h"
 #include "runtime/ops/common.h"
@@ -196,6 +197,29 @@ TEST_CASE("portable, AVX2 and AVX-512 kernel sets agree") {
         want[r * 20 + j] = static_cast<float>(2 * s + 0.5);
       }
     for (size_t i = 0; i < c.size(); ++i) CHECK(c[i] == doctest::Approx(want[i]).epsilon(kRelTol * 10));
+
+    // micro_wide: two strips side by side (b2 follows b), every row count, with and
+    // without beta, in a C of 40 columns; columns past 32 must stay untouched.
+    if (kern->micro_wide) {
+      alignas(64) float b2[2 * K * kNR];
+      const auto rb2 = random_floats(2 * K * kNR, 7);
+      std::copy(rb2.begin(), rb2.end(), b2);
+      for (int mr = 1; mr <= kMR; ++mr)
+        for (float beta : {0.f, 0.5f}) {
+          std::vector<float> cw(kMR * 40, 1.f);
+          kern->micro_wide(K, a, b2, cw.data(), 40, 2.f, beta, mr);
+          for (int r = 0; r < kMR; ++r)
+            for (int j = 0; j < 40; ++j) {
+              double want_w = 1;
+              if (r < mr && j < 2 * kNR) {
+                double s = 0;
+                for (int64_t k = 0; k < K; ++k) s += double(a[k * kMR + r]) * b2[(j / kNR) * K * kNR + k * kNR + j % kNR];
+                want_w = 2 * s + beta;
+              }
+              CHECK(cw[r * 40 + j] == doctest::Approx(want_w).epsilon(kRelTol * 10));
+            }
+        }
+    }
 
     // The GEMV kernels with b seen as W: 15 rows of K for gemv_dot (ldw = K); K rows of 15
     // for gemv_axpy (ldw = kNR), which is also what gemv_strips sums over all 16 columns
@@ -389,4 +413,52 @@ TEST_CASE("Gemm: transposes, alpha/beta, C broadcast, constant B, legacy broadca
   CHECK(run_node("Gemm", 6, {{a, false}, {b, false}, {c, false}}, attrs(slmops::ir::Attribute::make_int("broadcast", 1)))
             .dims == std::vector<int64_t>{2, 2});
   CHECK_THROWS_WITH(run_node("Gemm", 13, {{a, false}, {a, false}}), doctest::Contains("inner dimensions differ"));
+}
+
+TEST_CASE("im2col_strips equals im2col in PackedB's strip layout") {
+  using kernels::WindowShape;
+  struct Geo {
+    int64_t C, H, W, KH, KW, dil, pad_top, pad_left;
+  };
+  // Stride 1, output rows as wide as the input: 3x3 "same" (the digits CNN), 5x5, a dilated
+  // 3x3, an asymmetric pad (all padding after the input), 1x3 on a taller image, 1x1.
+  const std::vector<Geo> geos = {{16, 8, 8, 3, 3, 1, 1, 1}, {3, 4, 8, 5, 5, 1, 2, 2}, {2, 8, 4, 3, 3, 2, 2, 2},
+                                 {2, 4, 4, 3, 3, 1, 0, 0},  {1, 16, 2, 1, 3, 1, 0, 1}, {5, 4, 4, 1, 1, 1, 0, 0}};
+  for (const Geo& g : geos) {
+    WindowShape s;
+    s.in = {g.H, g.W};
+    s.kernel = {g.KH, g.KW};
+    s.strides = {1, 1};
+    s.dilations = {g.dil, g.dil};
+    s.pad_begin = {g.pad_top, g.pad_left};
+    const int64_t extent_y = (g.KH - 1) * g.dil, extent_x = (g.KW - 1) * g.dil;
+    s.pad_end = {extent_y - g.pad_top, extent_x - g.pad_left};
+    s.out = {g.H, g.W};  // in + pads - extent
+    CAPTURE(g.C);
+    CAPTURE(g.H);
+    CAPTURE(g.KH);
+    CAPTURE(g.dil);
+    REQUIRE(kernels::im2col_strips_supported(s));
+    const int64_t K = g.C * s.kernel_size(), P = s.out_size();
+    const auto x = random_floats(g.C * g.H * g.W, 11);
+    std::vector<float> col(K * P);
+    kernels::im2col(x.data(), s, 0, g.C, 0, P, col.data(), P);
+    for (bool avx512 : {false, true}) {
+      std::vector<float> strips(K * P, -7.f);
+      kernels::im2col_strips(x.data(), s, g.C, strips.data(), avx512);
+      int64_t wrong = 0;
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < P; ++j) wrong += strips[(j / 16) * K * 16 + k * 16 + j % 16] != col[k * P + j];
+      CHECK(wrong == 0);
+    }
+  }
+  WindowShape strided;
+  strided.in = {8, 8};
+  strided.out = {4, 4};
+  strided.kernel = {3, 3};
+  strided.strides = {2, 2};
+  strided.dilations = {1, 1};
+  strided.pad_begin = {1, 1};
+  strided.pad_end = {0, 0};
+  CHECK_FALSE(kernels::im2col_strips_supported(strided));
 }
