@@ -216,10 +216,9 @@ inline const float* element_at(const float* base, int64_t offset) {
 }
 
 void im2col_strips_portable(const float* x, const StripMasks& m, int64_t channels, int64_t ksize, int64_t plane,
-                            float* col) {
-  const int64_t K = channels * ksize;
+                            float* col, int64_t strip_rows) {
   for (int64_t t = 0; t < m.strips; ++t) {
-    float* dst = col + t * K * 16;
+    float* dst = col + t * strip_rows * 16;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
         const uint16_t mask = m.mask[k * m.strips + t];
@@ -230,10 +229,10 @@ void im2col_strips_portable(const float* x, const StripMasks& m, int64_t channel
 }
 
 __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, const StripMasks& m, int64_t channels,
-                                                              int64_t ksize, int64_t plane, float* col) {
-  const int64_t K = channels * ksize;
+                                                              int64_t ksize, int64_t plane, float* col,
+                                                              int64_t strip_rows) {
   for (int64_t t = 0; t < m.strips; ++t) {
-    float* dst = col + t * K * 16;
+    float* dst = col + t * strip_rows * 16;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
         // Masked-off lanes are not read (no fault even past the plane's ends) and load as 0.
@@ -245,7 +244,9 @@ __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, con
 
 }  // namespace
 
-void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, bool allow_avx512) {
+void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, int64_t strip_rows,
+                   bool allow_avx512) {
+  if (strip_rows == 0) strip_rows = channels * s.kernel_size();
   // The masks depend on the geometry only; a thread keeps the last one's.
   thread_local WindowShape last;
   thread_local StripMasks masks;
@@ -255,8 +256,8 @@ void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float
     last = s;
   }
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && allow_avx512) im2col_strips_avx512(x, masks, channels, s.kernel_size(), s.in_size(), col);
-  else im2col_strips_portable(x, masks, channels, s.kernel_size(), s.in_size(), col);
+  if (avx512 && allow_avx512) im2col_strips_avx512(x, masks, channels, s.kernel_size(), s.in_size(), col, strip_rows);
+  else im2col_strips_portable(x, masks, channels, s.kernel_size(), s.in_size(), col, strip_rows);
 }
 
 void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,

@@ -46,7 +46,10 @@ void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end
 // tells whether im2col_strips applies. It uses AVX-512 masked loads where the CPU has them,
 // plain code otherwise or when allow_avx512 is false (the tests compare the two).
 bool im2col_strips_supported(const WindowShape& s);
-void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, bool allow_avx512 = true);
+// `strip_rows` (>= K; 0 means K) is the row count of each strip in `col`: rows K and up are
+// left as they are (a caller may keep a row of ones there to add a bias in the GEMM).
+void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, int64_t strip_rows = 0,
+                   bool allow_avx512 = true);
 
 // col2im adds the same rows and columns of `col` into the input-shaped `y` (the inverse
 // scatter of im2col); columns that land in the padding are dropped. Different channels

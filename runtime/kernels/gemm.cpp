@@ -136,6 +136,13 @@ void pack_panel(const Strided& v, int64_t r0, int64_t rows, int64_t k0, int64_t 
       for (int r = 0; r < W; ++r) dst[k * W + r] = src[k * v.ks + r];
     return;
   }
+  if (rows == W && v.ks == 1) {  // W contiguous rows: a W-row transpose, k innermost per row
+    for (int r = 0; r < W; ++r) {
+      const float* row = src + r * v.rs;
+      for (int64_t k = 0; k < kc; ++k) dst[k * W + r] = row[k];
+    }
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k) {
     for (int64_t r = 0; r < rows; ++r) dst[k * W + r] = src[r * v.rs + k * v.ks];
     for (int64_t r = rows; r < W; ++r) dst[k * W + r] = 0.f;
@@ -207,9 +214,11 @@ void gemv_packed(float alpha, const Strided& x, const PackedB& B, float beta, fl
   });
 }
 
-// The blocked product (see the top of the file). `packed` replaces `bt` when B is pre-packed.
+// The blocked product (see the top of the file). `packed` replaces `bt` when B is pre-packed,
+// `packed_a` replaces `a` when A is.
 void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a, const Strided& bt,
-                  const PackedB* packed, float beta, float* C, int64_t ldc, ThreadPool* pool) {
+                  const PackedB* packed, float beta, float* C, int64_t ldc, ThreadPool* pool,
+                  const PackedA* packed_a = nullptr) {
   const auto& kern = best_kernels();
   const int64_t threads = pool ? pool->threads() : 1;
   // Equal row blocks of at most kMC rows; as many as a multiple of the thread count so that
@@ -242,9 +251,15 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t m0 = (t / splits) * mc, rows = std::min(mc, M - m0);
           const int64_t panels = ceil_div(rows, kMR);
-          float* a_block = a_scratch.get(panels * kc * kMR);
-          for (int64_t p = 0; p < panels; ++p)
-            pack_panel<kMR>(a, m0 + p * kMR, std::min<int64_t>(kMR, rows - p * kMR), k0, kc, a_block + p * kc * kMR);
+          const float* a_block;
+          if (packed_a) {
+            a_block = packed_a->block(k0, m0);
+          } else {
+            float* dst = a_scratch.get(panels * kc * kMR);
+            for (int64_t p = 0; p < panels; ++p)
+              pack_panel<kMR>(a, m0 + p * kMR, std::min<int64_t>(kMR, rows - p * kMR), k0, kc, dst + p * kc * kMR);
+            a_block = dst;
+          }
           const int64_t s_begin = strips * (t % splits) / splits, s_end = strips * (t % splits + 1) / splits;
           for (int64_t s = s_begin; s < s_end;) {
             // Two full strips at once where the set has a wide tile (more accumulators than
@@ -314,6 +329,24 @@ PackedB::PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb
 
 void PackedB::Free::operator()(float* p) const { std::free(p); }
 
+// Layout: as PackedB's with rows for columns: the depth block at k0 sits at k0 * m_padded;
+// inside it, panel p (kc deep) at p * kc * kMR, as gemm_blocked packs its A blocks.
+PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda)
+    : m_(M), k_(K), m_padded_(round_up(M, kMR)), data_(aligned_floats(static_cast<size_t>(K * m_padded_))) {
+  const Strided a = view_a(trans_a, A, lda);
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    for (int64_t p = 0; p * kMR < M; ++p)
+      pack_panel<kMR>(a, p * kMR, std::min<int64_t>(kMR, M - p * kMR), k0, kc, data_.get() + k0 * m_padded_ + p * kc * kMR);
+  }
+}
+
+void PackedA::Free::operator()(float* p) const { std::free(p); }
+
+const float* PackedA::block(int64_t k0, int64_t m0) const {
+  return data_.get() + k0 * m_padded_ + m0 * std::min(kKC, k_ - k0);
+}
+
 static_assert(PackedB::kStrip == kNR && PackedB::kWrapMaxK <= kKC, "PackedB::wrap's layout is one depth block");
 
 PackedB PackedB::wrap(int64_t K, int64_t N, float* memory) {
@@ -339,6 +372,16 @@ void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t 
   const Strided a = view_a(trans_a, A, lda);
   if (M == 1) return gemv_packed(alpha, a, B, beta, C, pool);
   gemm_blocked(M, N, K, alpha, a, Strided{}, &B, beta, C, ldc, pool);
+}
+
+void sgemm_packed_ab(const PackedA& A, const PackedB& B, float alpha, float beta, float* C, int64_t ldc,
+                     ThreadPool* pool) {
+  const int64_t M = A.rows(), N = B.cols(), K = B.rows();
+  if (A.depth() != K) throw std::invalid_argument("sgemm_packed_ab: A's depth differs from B's rows");
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (M * N * K < kMinParallelWork) pool = nullptr;
+  gemm_blocked(M, N, K, alpha, Strided{}, Strided{}, &B, beta, C, ldc, pool, &A);
 }
 
 }  // namespace slmops::runtime::kernels

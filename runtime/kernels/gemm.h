@@ -54,8 +54,32 @@ class PackedB {
   float* base_ = nullptr;  // data_.get(), or the caller's memory of wrap()
 };
 
+// op(A)[M,K] copied once into the panel layout sgemm's inner kernel reads (kMR rows
+// interleaved by depth), for a left operand used in many products (a convolution's weights
+// against each image's columns): sgemm_packed_ab then skips packing A on every call.
+class PackedA {
+ public:
+  PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda);
+  int64_t rows() const { return m_; }   // M
+  int64_t depth() const { return k_; }  // K
+  // The panels of rows [m0, ...) for the depth block starting at k0 (m0 a multiple of the
+  // panel height, k0 of the driver's depth block). For the driver in gemm.cpp.
+  const float* block(int64_t k0, int64_t m0) const;
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  int64_t m_ = 0, k_ = 0, m_padded_ = 0;
+  std::unique_ptr<float[], Free> data_;
+};
+
 // sgemm with op(B) pre-packed: C[M,N] = alpha * op(A)[M,K] * B + beta * C, K and N from B.
 void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
                   float* C, int64_t ldc, ThreadPool* pool);
+
+// Both operands pre-packed: C[M,N] = alpha * A * B + beta * C, A.depth() == B.rows().
+void sgemm_packed_ab(const PackedA& A, const PackedB& B, float alpha, float beta, float* C, int64_t ldc,
+                     ThreadPool* pool);
 
 }  // namespace slmops::runtime::kernels

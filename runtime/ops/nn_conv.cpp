@@ -121,6 +121,55 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
   });
 }
 
+// A 64-byte aligned float buffer of one thread, grown to the largest size asked for.
+float* thread_scratch(size_t n) {
+  thread_local std::vector<float> v;
+  if (v.size() < n + 16) v.resize(n + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+  return v.data() + ((64 - p % 64) % 64) / sizeof(float);
+}
+
+// Whether conv_direct_strips takes the convolution: one group, a stride-1 window whose
+// column matrix kernels::im2col_strips writes (2-D, output rows as wide as the input's,
+// positions a multiple of 16) and K (+ 1 for the bias) within one GEMM depth block.
+bool direct_strips_fit(const ConvDims& d, const kernels::WindowShape& s) {
+  return d.group == 1 && !s.pointwise() && kernels::im2col_strips_supported(s) &&
+         d.in_channels * s.kernel_size() + 1 <= kernels::PackedB::kWrapMaxK;
+}
+
+// Per image: its column matrix goes straight into sgemm's packed strip layout in one pass of
+// masked loads (K x P floats: in L1/L2 for the small images this is for), and the GEMM with
+// the weights, packed once per call, writes Y[n] = W [M, K] x cols [K, P] in place (Y[n] is
+// M x P, row-major). The bias rides in the GEMM as one more depth step: a column of biases
+// after W's K columns times a row of ones under the columns. No column matrix of the batch,
+// no scatter, no pass over Y for the bias.
+void conv_direct_strips(const float* x, const float* w, const float* bias, const ConvDims& d,
+                        const kernels::WindowShape& s, float* y, ThreadPool* pool) {
+  const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), M = d.out_channels;
+  const int64_t depth = bias ? K + 1 : K;
+  const int64_t in_size = s.in_size();
+  std::vector<float> wb;
+  if (bias) {
+    wb.resize(static_cast<size_t>(M * depth));
+    for (int64_t m = 0; m < M; ++m) {
+      std::copy(w + m * K, w + (m + 1) * K, wb.begin() + m * depth);
+      wb[m * depth + K] = bias[m];
+    }
+  }
+  const kernels::PackedA wa(false, M, depth, bias ? wb.data() : w, depth);
+  constexpr int64_t S = kernels::PackedB::kStrip;
+  parallel_range(pool, d.batch, 1, [&](int64_t n0, int64_t n1) {
+    float* cols = thread_scratch(static_cast<size_t>(kernels::PackedB::packed_floats(depth, P)));
+    const kernels::PackedB packed = kernels::PackedB::wrap(depth, P, cols);
+    if (bias)
+      for (int64_t t = 0; t < P / S; ++t) std::fill_n(cols + (t * depth + K) * S, S, 1.0f);
+    for (int64_t n = n0; n < n1; ++n) {
+      kernels::im2col_strips(x + n * d.in_channels * in_size, s, d.in_channels, cols, depth);
+      kernels::sgemm_packed_ab(wa, packed, 1.0f, 0.0f, y + n * M * P, P, nullptr);
+    }
+  });
+}
+
 // Most floats in the column matrix of a whole batch (8 MiB) for conv_gemm_batched.
 constexpr int64_t kBatchColBudget = int64_t{1} << 21;
 
@@ -146,24 +195,17 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
   const float* pt = t.values<float>();
   constexpr int64_t S = kernels::PackedB::kStrip;
   if (K <= kernels::PackedB::kWrapMaxK && P % S == 0) {
-    // Each image's column matrix goes straight into sgemm's packed strips (each strip one
-    // contiguous K x 16 block), so sgemm_packed skips its own pass over the whole K x B*P
-    // matrix: in one pass of masked loads for stride-1 "same"-width windows, else through
-    // an im2col of the image (in cache) copied strip by strip.
+    // Each image's im2col (K x P, in cache) goes straight into sgemm's packed strips, strip
+    // by strip (each strip one contiguous K x 16 block), so sgemm_packed skips its own pass
+    // over the whole K x B*P column matrix.
     Tensor packed_t = new_tensor(DType::Float, {kernels::PackedB::packed_floats(K, N)});
     float* pk = packed_t.mutable_values<float>();
-    const bool direct = kernels::im2col_strips_supported(s);
     parallel_range(pool, d.batch, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(K * P, 1)),
                    [&](int64_t n0, int64_t n1) {
                      thread_local std::vector<float> img;
-                     if (!direct) img.resize(static_cast<size_t>(K * P));
+                     img.resize(static_cast<size_t>(K * P));
                      for (int64_t n = n0; n < n1; ++n) {
-                       const float* xn = x + n * d.in_channels * in_size;
-                       if (direct) {
-                         kernels::im2col_strips(xn, s, d.in_channels, pk + n * P * K);
-                         continue;
-                       }
-                       kernels::im2col(xn, s, 0, d.in_channels, 0, P, img.data(), P);
+                       kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, img.data(), P);
                        for (int64_t j0 = 0; j0 < P; j0 += S) {
                          float* dst = pk + (n * P + j0) * K;  // strip (n * P + j0) / S
                          const float* src = img.data() + j0;
@@ -212,9 +254,10 @@ class ConvKernel : public Kernel {
     y_dims.insert(y_dims.end(), s.out.begin(), s.out.end());
     Tensor y = new_tensor(DType::Float, y_dims);
     const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
-    (batched_gemm_fits(d, s) ? conv_gemm_batched
-     : depthwise             ? conv_depthwise
-                             : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
+    (direct_strips_fit(d, s)   ? conv_direct_strips
+     : batched_gemm_fits(d, s) ? conv_gemm_batched
+     : depthwise               ? conv_depthwise
+                               : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
                                           ctx.pool);
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }

@@ -89,6 +89,15 @@ std::vector<float> run_packed(const Case& cs, ThreadPool* pool) {
   return c;
 }
 
+std::vector<float> run_packed_ab(const Case& cs, ThreadPool* pool) {
+  const auto a = cs.a(), b = cs.b();
+  auto c = cs.c();
+  const kernels::PackedA pa(cs.ta, cs.M, cs.K, a.data(), cs.lda());
+  const kernels::PackedB pb(cs.tb, cs.K, cs.N, b.data(), cs.ldb());
+  kernels::sgemm_packed_ab(pa, pb, cs.alpha, cs.beta, c.data(), cs.ldc(), pool);
+  return c;
+}
+
 // Runs sgemm and sgemm_packed on 1 and 2 threads and compares the valid part of C with the
 // reference; padding columns must be untouched.
 void check_case(const Case& cs, ThreadPool& two) {
@@ -100,6 +109,8 @@ void check_case(const Case& cs, ThreadPool& two) {
       {"sgemm, 2 threads", run_sgemm(cs, &two)},
       {"sgemm_packed, 1 thread", run_packed(cs, nullptr)},
       {"sgemm_packed, 2 threads", run_packed(cs, &two)},
+      {"sgemm_packed_ab, 1 thread", run_packed_ab(cs, nullptr)},
+      {"sgemm_packed_ab, 2 threads", run_packed_ab(cs, &two)},
   };
   for (const auto& [what, got] : runs) {
     int bad = 0;
@@ -445,7 +456,7 @@ TEST_CASE("im2col_strips equals im2col in PackedB's strip layout") {
     kernels::im2col(x.data(), s, 0, g.C, 0, P, col.data(), P);
     for (bool avx512 : {false, true}) {
       std::vector<float> strips(K * P, -7.f);
-      kernels::im2col_strips(x.data(), s, g.C, strips.data(), avx512);
+      kernels::im2col_strips(x.data(), s, g.C, strips.data(), 0, avx512);
       int64_t wrong = 0;
       for (int64_t k = 0; k < K; ++k)
         for (int64_t j = 0; j < P; ++j) wrong += strips[(j / 16) * K * 16 + k * 16 + j % 16] != col[k * P + j];
