@@ -81,6 +81,7 @@ void register_sequence_ops();
 void register_rnn_ops();
 void register_misc_ops();
 void register_contrib_ops();
+void register_gradient_ops();
 
 void ensure_kernels_registered() {
   static std::once_flag once;
@@ -96,6 +97,7 @@ void ensure_kernels_registered() {
     register_rnn_ops();
     register_misc_ops();
     register_contrib_ops();
+    register_gradient_ops();
   });
 }
 
