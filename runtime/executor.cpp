@@ -16,6 +16,11 @@ struct GraphRunner::Step {
   // Folded at plan time: the outputs (also as constants), for RunOptions::on_node.
   bool folded = false;
   std::vector<RValue> folded_outputs;
+  // Relu fusion (see OpContext::fused_relu): on the producer, the index of the Relu step it
+  // can do the work of; on that Relu step, true. Done in runs without on_node and without the
+  // producer's output among the extra outputs; otherwise both steps run as planned.
+  int relu_step = -1;
+  bool relu_of_fusable = false;
 };
 
 static std::string node_label(const ir::Node& n) {
@@ -135,6 +140,32 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
   }
   for (int s = 0; s < slot_count_; ++s)
     if (last[s] >= 0 && !keep.count(s)) steps_[last[s]]->free_after.push_back(s);
+  plan_relu_fusion(keep);
+}
+
+// Pairs a step whose kernel fuses Relu with the Relu step that is the only reader of its
+// output 0, where that output is not kept (graph output, default) and no subgraph reads it.
+void GraphRunner::plan_relu_fusion(const std::unordered_set<int>& keep) {
+  std::unordered_map<const ir::Node*, int> index;
+  std::unordered_set<const ir::Value*> implicit;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    index[steps_[i]->node] = static_cast<int>(i);
+    for (const ir::Value* v : steps_[i]->node->implicit_inputs) implicit.insert(v);
+  }
+  for (auto& step : steps_) {
+    if (step->folded || step->out_slots.empty() || step->out_slots[0] < 0 || !step->kernel->fuses_relu()) continue;
+    const ir::Value* v = step->node->outputs[0];
+    if (!v || v->consumers.size() != 1 || implicit.count(v) || keep.count(step->out_slots[0])) continue;
+    const ir::Node* reader = v->consumers[0];
+    auto it = index.find(reader);
+    if (reader->op_type != "Relu" || !reader->domain.empty() || it == index.end() || reader->inputs.size() != 1 ||
+        reader->outputs.size() != 1 || !reader->outputs[0])
+      continue;
+    Step& relu = *steps_[it->second];
+    if (relu.folded || relu.out_slots.size() != 1 || relu.out_slots[0] < 0) continue;
+    step->relu_step = it->second;
+    relu.relu_of_fusable = true;
+  }
 }
 
 GraphRunner::~GraphRunner() = default;
@@ -176,10 +207,24 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
   OpContext ctx;
   ctx.pool = &pool;
   ctx.frame = &frame;
-  for (auto& step : steps_) {
+  std::vector<char> relu_done;  // per step: its Relu was done by the producer (this run)
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const auto& step = steps_[i];
     if (step->folded) {
       if (on_node) opts->on_node(*step->node, step->folded_outputs);
       continue;
+    }
+    if (step->relu_of_fusable && !relu_done.empty() && relu_done[i]) {
+      // The producer applied Relu already: pass its output through (it dies here).
+      slots[step->out_slots[0]] = *resolve(step->in_refs[0], slots);
+      for (int s : step->free_after)
+        if (extra_keep.empty() || !extra_keep.count(s)) slots[s] = RValue{};
+      continue;
+    }
+    ctx.fused_relu = step->relu_step >= 0 && !on_node && !extra_keep.count(step->out_slots[0]);
+    if (ctx.fused_relu) {
+      if (relu_done.empty()) relu_done.assign(steps_.size(), 0);
+      relu_done[step->relu_step] = 1;
     }
     ctx.node = step->node;
     ctx.inputs.clear();

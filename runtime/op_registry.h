@@ -28,12 +28,18 @@ struct OpContext {
   Tensor& set_out(size_t i, Tensor t);
   size_t output_count() const { return outputs->size(); }
   const ir::Node* node = nullptr;
+  // Set by the executor for a kernel whose fuses_relu() is true when its output 0 is read by
+  // one Relu node only: the kernel applies Relu (x > 0 ? x : 0, as the Relu kernel does) to
+  // output 0 itself and the executor skips that Relu node, passing the value through.
+  bool fused_relu = false;
 };
 
 class Kernel {
  public:
   virtual ~Kernel() = default;
   virtual void run(OpContext& ctx) = 0;
+  // Whether run() honours OpContext::fused_relu.
+  virtual bool fuses_relu() const { return false; }
 };
 
 struct PlanContext {

@@ -32,7 +32,7 @@ using detail::scale_add;
 namespace {
 
 constexpr int64_t kKC = 256;   // depth of a block
-constexpr int64_t kMC = 144;   // most rows of op(A) in a packed block (a multiple of kMR)
+constexpr int64_t kMC = 144;   // most rows of op(A) in a packed block (a multiple of 6 and 8)
 constexpr int64_t kNC = 3072;  // columns of op(B) in a packed block (a multiple of kNR)
 constexpr size_t kAlign = 64;  // packed buffers start on a cache line
 
@@ -149,6 +149,12 @@ void pack_panel(const Strided& v, int64_t r0, int64_t rows, int64_t k0, int64_t 
   }
 }
 
+// pack_panel for the panel height of the kernel set in use (6 or 8 rows).
+void pack_a_panel(int mr, const Strided& v, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
+  if (mr == 8) pack_panel<8>(v, r0, rows, k0, kc, dst);
+  else pack_panel<kMR>(v, r0, rows, k0, kc, dst);
+}
+
 // Packs `strips` B strips from column n0 (kc deep from k0): strip j at dst + j * kc * kNR.
 void pack_b_strips(const Strided& bt, int64_t N, int64_t n0, int64_t strips, int64_t k0, int64_t kc, float* dst) {
   for (int64_t j = 0; j < strips; ++j) {
@@ -226,7 +232,8 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
   // split the B strips instead (each packs the same A block).
   int64_t blocks = ceil_div(M, kMC);
   if (blocks >= threads) blocks = round_up(blocks, threads);
-  const int64_t mc = round_up(ceil_div(M, blocks), kMR);
+  const int64_t MR = kern.mr;
+  const int64_t mc = round_up(ceil_div(M, blocks), MR);
   blocks = ceil_div(M, mc);
   const int64_t splits = blocks >= threads ? 1 : threads;
 
@@ -250,14 +257,14 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
       run(pool, blocks * splits, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t m0 = (t / splits) * mc, rows = std::min(mc, M - m0);
-          const int64_t panels = ceil_div(rows, kMR);
+          const int64_t panels = ceil_div(rows, MR);
           const float* a_block;
           if (packed_a) {
             a_block = packed_a->block(k0, m0);
           } else {
-            float* dst = a_scratch.get(panels * kc * kMR);
+            float* dst = a_scratch.get(panels * kc * MR);
             for (int64_t p = 0; p < panels; ++p)
-              pack_panel<kMR>(a, m0 + p * kMR, std::min<int64_t>(kMR, rows - p * kMR), k0, kc, dst + p * kc * kMR);
+              pack_a_panel(static_cast<int>(MR), a, m0 + p * MR, std::min<int64_t>(MR, rows - p * MR), k0, kc, dst + p * kc * MR);
             a_block = dst;
           }
           const int64_t s_begin = strips * (t % splits) / splits, s_end = strips * (t % splits + 1) / splits;
@@ -267,10 +274,10 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
             const bool wide = kern.micro_wide && s + 1 < s_end && (s + 2) * kNR <= nc;
             const int nr = static_cast<int>(std::min<int64_t>(kNR, nc - s * kNR));
             for (int64_t p = 0; p < panels; ++p) {
-              const int mr = static_cast<int>(std::min<int64_t>(kMR, rows - p * kMR));
-              float* c_tile = C + (m0 + p * kMR) * ldc + n0 + s * kNR;
-              if (wide) kern.micro_wide(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr);
-              else kern.micro(kc, a_block + p * kc * kMR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr, nr);
+              const int mr = static_cast<int>(std::min<int64_t>(MR, rows - p * MR));
+              float* c_tile = C + (m0 + p * MR) * ldc + n0 + s * kNR;
+              if (wide) kern.micro_wide(kc, a_block + p * kc * MR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr);
+              else kern.micro(kc, a_block + p * kc * MR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr, nr);
             }
             s += wide ? 2 : 1;
           }
@@ -284,7 +291,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
 
 namespace detail {
 const GemmKernels& portable_kernels() {
-  static const GemmKernels k{micro_portable, nullptr, gemv_dot_portable, gemv_axpy_portable, gemv_strips_portable};
+  static const GemmKernels k{kMR, micro_portable, nullptr, gemv_dot_portable, gemv_axpy_portable, gemv_strips_portable};
   return k;
 }
 }  // namespace detail
@@ -330,14 +337,16 @@ PackedB::PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb
 void PackedB::Free::operator()(float* p) const { std::free(p); }
 
 // Layout: as PackedB's with rows for columns: the depth block at k0 sits at k0 * m_padded;
-// inside it, panel p (kc deep) at p * kc * kMR, as gemm_blocked packs its A blocks.
+// inside it, panel p (kc deep) at p * kc * mr, as gemm_blocked packs its A blocks (mr: the
+// panel height of the kernel set in use).
 PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda)
-    : m_(M), k_(K), m_padded_(round_up(M, kMR)), data_(aligned_floats(static_cast<size_t>(K * m_padded_))) {
+    : m_(M), k_(K), m_padded_(round_up(M, best_kernels().mr)), data_(aligned_floats(static_cast<size_t>(K * m_padded_))) {
   const Strided a = view_a(trans_a, A, lda);
+  const int mr = best_kernels().mr;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
-    for (int64_t p = 0; p * kMR < M; ++p)
-      pack_panel<kMR>(a, p * kMR, std::min<int64_t>(kMR, M - p * kMR), k0, kc, data_.get() + k0 * m_padded_ + p * kc * kMR);
+    for (int64_t p = 0; p * mr < M; ++p)
+      pack_a_panel(mr, a, p * mr, std::min<int64_t>(mr, M - p * mr), k0, kc, data_.get() + k0 * m_padded_ + p * kc * mr);
   }
 }
 

@@ -138,7 +138,7 @@ void gemv_strips(int64_t kc, const float* x, const float* strips, int64_t count,
 }  // namespace
 
 const GemmKernels& avx2_kernels() {
-  static const GemmKernels k{micro, nullptr, gemv_dot, gemv_axpy, gemv_strips};
+  static const GemmKernels k{kMR, micro, nullptr, gemv_dot, gemv_axpy, gemv_strips};
   return k;
 }
 

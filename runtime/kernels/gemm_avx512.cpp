@@ -1,8 +1,11 @@
-// AVX-512F micro-kernel of the SGEMM driver: the same 6x16 tile and packed layouts as the
-// AVX2 set (gemm_kernels.h), with one 16-float zmm accumulator per row. Per k step that is
-// one B load, six broadcasts and six FMAs, where the AVX2 kernel needs two loads and twelve
-// 8-wide FMAs for the same 96 multiply-adds, so the tile is bound by the loads (3.5 cycles)
-// instead of the FMAs (6 cycles). The GEMV kernels are the AVX2 ones (memory-bound).
+// AVX-512F micro-kernels of the SGEMM driver. The packed B strips are the AVX2 set's (16
+// columns, gemm_kernels.h); the A panels are 8 rows high (GemmKernels::mr = 8), so that a
+// tile has enough independent accumulators: with 2 FMA ports of 4 cycles' latency a k step
+// needs at least 8 FMAs in flight.
+//   micro:      8 x 16, one zmm accumulator per row: one B load, 8 broadcasts, 8 FMAs per k.
+//   micro_wide: 8 x 32 over two consecutive strips, 16 accumulators: two B loads, 8
+//               broadcasts, 16 FMAs per k (bound by the FMAs, not the loads).
+// The GEMV kernels are the AVX2 ones (memory-bound).
 //
 // The build compiles only *_avx2.cpp files for a wider ISA; this file asks for AVX-512 per
 // function (target attribute), and gemm.cpp calls it only after checking the CPU.
@@ -13,82 +16,80 @@
 namespace slmops::runtime::kernels::detail {
 namespace {
 
-static_assert(kMR == 6 && kNR == 16, "the AVX-512 micro-kernel is written for a 6x16 tile");
+constexpr int kRows = 8;  // this set's panel height
+static_assert(kRows <= kMaxMR && kNR == 16, "the AVX-512 tiles are 8 rows by 16-float strips");
 
-__attribute__((target("avx512f,avx2,fma"))) void micro(int64_t kc, const float* a, const float* b, float* c,
-                                                       int64_t ldc, float alpha, float beta, int mr, int nr) {
-  for (int r = 0; r < mr; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-  // Every loop over acc is unrolled fully, or GCC keeps the accumulators in memory.
-  __m512 acc[kMR];
-#pragma GCC unroll 6
-  for (auto& v : acc) v = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
-    const __m512 bv = _mm512_loadu_ps(b);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), bv, acc[r]);
+#define SLMOPS_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+// R rows (R <= kRows: the valid rows of the panel) times W strips (1 or 2); `cols` masks the
+// valid columns of the last strip (all 16 when it is full). beta == 0 never reads C.
+template <int R, int W>
+SLMOPS_AVX512 void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
+                        __mmask16 cols) {
+  const float* b2 = b + kc * kNR;  // the second strip (W == 2)
+  __m512 acc[W][R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int w = 0; w < W; ++w) acc[w][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += kRows, b += kNR, b2 += kNR) {
+    const __m512 bv0 = _mm512_loadu_ps(b);
+    const __m512 bv1 = W == 2 ? _mm512_loadu_ps(b2) : bv0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc[0][r] = _mm512_fmadd_ps(av, bv0, acc[0][r]);
+      if (W == 2) acc[W - 1][r] = _mm512_fmadd_ps(av, bv1, acc[W - 1][r]);
+    }
   }
-  // The valid columns of the tile; beta == 0 never reads C (it may hold garbage, even NaN).
-  const __mmask16 cols = nr >= kNR ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nr) - 1);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    if (r >= mr) break;
-    float* out = c + r * ldc;
-    __m512 v = _mm512_mul_ps(va, acc[r]);
-    if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cols, out), v);
-    _mm512_mask_storeu_ps(out, cols, v);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int w = 0; w < W; ++w) {
+      float* out = c + r * ldc + w * kNR;
+      const __mmask16 m = w == W - 1 ? cols : static_cast<__mmask16>(0xffff);
+      __m512 v = _mm512_mul_ps(va, acc[w][r]);
+      if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, out), v);
+      _mm512_mask_storeu_ps(out, m, v);
+    }
   }
 }
 
-// A kMR x 2*kNR tile: R rows of the A panel against two consecutive B strips, 2R zmm
-// accumulators (12 for a full panel). With 2 FMA ports of 4 cycles' latency a k step needs at
-// least 8 independent FMAs in flight; the single-strip tile above has 6. Per k step: two B
-// loads, R broadcasts, 2R FMAs.
-template <int R>
-__attribute__((target("avx512f,avx2,fma"))) void micro_wide_rows(int64_t kc, const float* a, const float* b,
-                                                                 float* c, int64_t ldc, float alpha, float beta) {
-  const float* b2 = b + kc * kNR;
-  __m512 acc0[R], acc1[R];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR, b2 += kNR) {
-    const __m512 bv0 = _mm512_loadu_ps(b), bv1 = _mm512_loadu_ps(b2);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      acc0[r] = _mm512_fmadd_ps(av, bv0, acc0[r]);
-      acc1[r] = _mm512_fmadd_ps(av, bv1, acc1[r]);
-    }
+template <int W>
+void tile_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+               __mmask16 cols) {
+  switch (mr) {
+    case 1: return tile<1, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 2: return tile<2, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 3: return tile<3, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 4: return tile<4, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 5: return tile<5, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 6: return tile<6, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    case 7: return tile<7, W>(kc, a, b, c, ldc, alpha, beta, cols);
+    default: return tile<8, W>(kc, a, b, c, ldc, alpha, beta, cols);
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    float* out = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(va, acc0[r]), v1 = _mm512_mul_ps(va, acc1[r]);
-    if (beta != 0.f) {  // beta == 0 never reads C
-      v0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out + kNR), v1);
-    }
-    _mm512_storeu_ps(out, v0);
-    _mm512_storeu_ps(out + kNR, v1);
-  }
+}
+
+void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+           int nr) {
+  const __mmask16 cols = nr >= kNR ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nr) - 1);
+  tile_rows<1>(kc, a, b, c, ldc, alpha, beta, mr, cols);
 }
 
 void micro_wide(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr) {
-  switch (mr) {
-    case 1: return micro_wide_rows<1>(kc, a, b, c, ldc, alpha, beta);
-    case 2: return micro_wide_rows<2>(kc, a, b, c, ldc, alpha, beta);
-    case 3: return micro_wide_rows<3>(kc, a, b, c, ldc, alpha, beta);
-    case 4: return micro_wide_rows<4>(kc, a, b, c, ldc, alpha, beta);
-    case 5: return micro_wide_rows<5>(kc, a, b, c, ldc, alpha, beta);
-    default: return micro_wide_rows<6>(kc, a, b, c, ldc, alpha, beta);
-  }
+  tile_rows<2>(kc, a, b, c, ldc, alpha, beta, mr, static_cast<__mmask16>(0xffff));
 }
 
 }  // namespace
 
 const GemmKernels& avx512_kernels() {
-  static const GemmKernels k{micro, micro_wide, avx2_kernels().gemv_dot, avx2_kernels().gemv_axpy, avx2_kernels().gemv_strips};
+  static const GemmKernels k{kRows,
+                             micro,
+                             micro_wide,
+                             avx2_kernels().gemv_dot,
+                             avx2_kernels().gemv_axpy,
+                             avx2_kernels().gemv_strips};
   return k;
 }
 

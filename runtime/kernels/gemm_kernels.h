@@ -9,10 +9,14 @@
 
 namespace slmops::runtime::kernels::detail {
 
-inline constexpr int kMR = 6;   // rows of the register tile
-inline constexpr int kNR = 16;  // columns of the register tile (two 8-float vectors)
+inline constexpr int kMR = 6;     // rows of the register tile (portable and AVX2 sets)
+inline constexpr int kMaxMR = 8;  // the most rows of any set's tile (AVX-512: 8)
+inline constexpr int kNR = 16;    // columns of the register tile (two 8-float vectors)
 
 struct GemmKernels {
+  // Rows of this set's register tile and of its packed A panels (kMR, or 8 for AVX-512):
+  // "kMR" in the layouts above and below means this value for the set in use.
+  int mr;
   // C[mr, nr] = alpha * (A panel x B strip over kc) + beta * C; beta == 0 never reads C.
   // mr <= kMR and nr <= kNR give the valid part of the tile at the edges of C.
   void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,

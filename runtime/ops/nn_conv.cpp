@@ -121,6 +121,11 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
   });
 }
 
+// Relu as the Relu kernel computes it (x > 0 ? x : 0), for a fused Relu (OpContext::fused_relu).
+void relu_in_place(float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 // A 64-byte aligned float buffer of one thread, grown to the largest size asked for.
 float* thread_scratch(size_t n) {
   thread_local std::vector<float> v;
@@ -144,7 +149,7 @@ bool direct_strips_fit(const ConvDims& d, const kernels::WindowShape& s) {
 // after W's K columns times a row of ones under the columns. No column matrix of the batch,
 // no scatter, no pass over Y for the bias.
 void conv_direct_strips(const float* x, const float* w, const float* bias, const ConvDims& d,
-                        const kernels::WindowShape& s, float* y, ThreadPool* pool) {
+                        const kernels::WindowShape& s, float* y, ThreadPool* pool, bool relu) {
   const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), M = d.out_channels;
   const int64_t depth = bias ? K + 1 : K;
   const int64_t in_size = s.in_size();
@@ -166,6 +171,7 @@ void conv_direct_strips(const float* x, const float* w, const float* bias, const
     for (int64_t n = n0; n < n1; ++n) {
       kernels::im2col_strips(x + n * d.in_channels * in_size, s, d.in_channels, cols, depth);
       kernels::sgemm_packed_ab(wa, packed, 1.0f, 0.0f, y + n * M * P, P, nullptr);
+      if (relu) relu_in_place(y + n * M * P, M * P);  // while Y[n] is in L1
     }
   });
 }
@@ -254,13 +260,19 @@ class ConvKernel : public Kernel {
     y_dims.insert(y_dims.end(), s.out.begin(), s.out.end());
     Tensor y = new_tensor(DType::Float, y_dims);
     const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
-    (direct_strips_fit(d, s)   ? conv_direct_strips
-     : batched_gemm_fits(d, s) ? conv_gemm_batched
-     : depthwise               ? conv_depthwise
-                               : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, y.mutable_values<float>(),
-                                          ctx.pool);
+    float* py = y.mutable_values<float>();
+    if (direct_strips_fit(d, s)) {
+      conv_direct_strips(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, ctx.fused_relu);
+    } else {
+      (batched_gemm_fits(d, s) ? conv_gemm_batched
+       : depthwise             ? conv_depthwise
+                               : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool);
+      if (ctx.fused_relu) relu_in_place(py, static_cast<int64_t>(y.numel()));
+    }
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }
+
+  bool fuses_relu() const override { return true; }
 
  private:
   WindowAttrs attrs_;

@@ -4,6 +4,7 @@
 // activation accounting of Session::peak_activation_bytes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ir/graph.h"
@@ -116,4 +117,74 @@ TEST_CASE("peak_activation_bytes counts the tensors a run had alive at once") {
   out.clear();
   s.run({RValue::of(floats({1000, 3}, ones))});
   CHECK(s.peak_activation_bytes() == 12032);
+}
+
+namespace {
+
+// x [1,1,4,4] -> Conv 3x3 pad 1 (2 maps, weights of both signs) -> Relu -> y; with
+// `conv_is_output` the Conv's output is a graph output too (then it must not be fused).
+std::unique_ptr<ir::Model> conv_relu_model(bool conv_is_output) {
+  auto m = std::make_unique<ir::Model>();
+  m->ir_version = 8;
+  m->opsets = {{"", 17}};
+  m->graph = std::make_unique<ir::Graph>();
+  ir::Graph& g = *m->graph;
+  ir::Value* x = g.add_input("x", ir::TensorType::of(ir::DType::Float, {1, 1, 4, 4}));
+  ir::Tensor wt = floats({2, 1, 3, 3}, {1, -2, 1, 0, 3, 0, -1, 2, -1, -1, 0, 1, 2, -3, 2, 1, 0, -1});
+  wt.name = std::string(1, 'w');
+  ir::Value* w = g.add_initializer(wt);
+  ir::Tensor bt = floats({2}, {-0.5f, 0.25f});
+  bt.name = std::string(1, 'b');
+  ir::Value* b = g.add_initializer(bt);
+  std::vector<ir::Attribute> attrs;
+  attrs.push_back(ir::Attribute::make_ints("pads", {1, 1, 1, 1}));
+  ir::Node* conv = g.add_node("Conv", {x, w, b}, {"conv"}, std::move(attrs));
+  ir::Node* relu = g.add_node("Relu", {conv->outputs[0]}, {"y"});
+  g.add_output(relu->outputs[0]);
+  if (conv_is_output) g.add_output(conv->outputs[0]);
+  return m;
+}
+
+std::vector<float> values_of(const RValue& v) {
+  const float* p = v.tensor.values<float>();
+  return std::vector<float>(p, p + v.tensor.numel());
+}
+
+}  // namespace
+
+TEST_CASE("Conv -> Relu: the fused run equals Relu run separately, and intermediates stay pre-Relu") {
+  std::vector<float> xv(16);
+  for (int i = 0; i < 16; ++i) xv[i] = static_cast<float>((i * 7) % 11) - 5.0f;
+  const std::vector<RValue> feeds = {RValue::of(floats({1, 1, 4, 4}, xv))};
+
+  // Reference: the Conv's output as a graph output disables fusion; Relu by hand.
+  auto ref_model = conv_relu_model(true);
+  Session ref(*ref_model, 1);
+  auto ref_out = ref.run(feeds);
+  REQUIRE(ref_out.size() == 2);
+  const std::vector<float> conv = values_of(ref_out[1]);
+  std::vector<float> want(conv.size());
+  for (size_t i = 0; i < conv.size(); ++i) want[i] = conv[i] > 0 ? conv[i] : 0;
+  CHECK(values_of(ref_out[0]) == want);
+  CHECK(std::count_if(conv.begin(), conv.end(), [](float v) { return v < 0; }) > 0);  // Relu matters here
+
+  auto m = conv_relu_model(false);
+  Session s(*m, 1);
+  CHECK(values_of(s.run(feeds)[0]) == want);  // fused
+  // With the Conv's output asked for, it comes back before Relu, and y is unchanged.
+  runtime::RunOptions extra;
+  extra.extra_outputs = {"conv"};
+  auto with_extra = s.run(feeds, extra);
+  REQUIRE(with_extra.size() == 2);
+  CHECK(values_of(with_extra[0]) == want);
+  CHECK(values_of(with_extra[1]) == conv);
+  // on_node sees both nodes, the Conv's output before Relu.
+  runtime::RunOptions watch;
+  std::vector<std::string> seen;
+  watch.on_node = [&](const ir::Node& n, const std::vector<RValue>& outs) {
+    seen.push_back(n.op_type);
+    if (n.op_type == "Conv") CHECK(values_of(outs[0]) == conv);
+  };
+  CHECK(values_of(s.run(feeds, watch)[0]) == want);
+  CHECK(seen == std::vector<std::string>{"Conv", "Relu"});
 }

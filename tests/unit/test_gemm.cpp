@@ -193,21 +193,25 @@ TEST_CASE("portable, AVX2 and AVX-512 kernel sets agree") {
   }
   const int64_t K = 37;
   // Packed panels must be 32-byte aligned (as the driver's buffers are).
-  alignas(64) float a[K * kMR], b[K * kNR];
-  const auto ra = random_floats(K * kMR, 4), rb = random_floats(K * kNR, 5), x = random_floats(K, 6);
+  alignas(64) float a[K * kMaxMR], b[K * kNR];
+  const auto ra = random_floats(K * kMaxMR, 4), rb = random_floats(K * kNR, 5), x = random_floats(K, 6);
   std::copy(ra.begin(), ra.end(), a);
   std::copy(rb.begin(), rb.end(), b);
   for (const GemmKernels* kern : sets) {
-    // micro: a partial 5 x 13 tile with beta, in a C of 20 columns.
-    std::vector<float> c(kMR * 20, 1.f), want(kMR * 20, 1.f);
-    kern->micro(K, a, b, c.data(), 20, 2.f, 0.5f, 5, 13);
-    for (int r = 0; r < 5; ++r)
-      for (int j = 0; j < 13; ++j) {
-        double s = 0;
-        for (int64_t k = 0; k < K; ++k) s += double(a[k * kMR + r]) * b[k * kNR + j];
-        want[r * 20 + j] = static_cast<float>(2 * s + 0.5);
-      }
-    for (size_t i = 0; i < c.size(); ++i) CHECK(c[i] == doctest::Approx(want[i]).epsilon(kRelTol * 10));
+    const int MR = kern->mr;  // this set's panel height: a[k * MR + r]
+    REQUIRE(MR <= kMaxMR);
+    // micro: a partial (MR - 1) x 13 tile with beta, in a C of 20 columns, and a full one.
+    for (const auto& [mr, nr] : {std::pair{MR - 1, 13}, std::pair{MR, int{kNR}}}) {
+      std::vector<float> c(MR * 20, 1.f), want(MR * 20, 1.f);
+      kern->micro(K, a, b, c.data(), 20, 2.f, 0.5f, mr, nr);
+      for (int r = 0; r < mr; ++r)
+        for (int j = 0; j < nr; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k) s += double(a[k * MR + r]) * b[k * kNR + j];
+          want[r * 20 + j] = static_cast<float>(2 * s + 0.5);
+        }
+      for (size_t i = 0; i < c.size(); ++i) CHECK(c[i] == doctest::Approx(want[i]).epsilon(kRelTol * 10));
+    }
 
     // micro_wide: two strips side by side (b2 follows b), every row count, with and
     // without beta, in a C of 40 columns; columns past 32 must stay untouched.
@@ -215,16 +219,16 @@ TEST_CASE("portable, AVX2 and AVX-512 kernel sets agree") {
       alignas(64) float b2[2 * K * kNR];
       const auto rb2 = random_floats(2 * K * kNR, 7);
       std::copy(rb2.begin(), rb2.end(), b2);
-      for (int mr = 1; mr <= kMR; ++mr)
+      for (int mr = 1; mr <= MR; ++mr)
         for (float beta : {0.f, 0.5f}) {
-          std::vector<float> cw(kMR * 40, 1.f);
+          std::vector<float> cw(MR * 40, 1.f);
           kern->micro_wide(K, a, b2, cw.data(), 40, 2.f, beta, mr);
-          for (int r = 0; r < kMR; ++r)
+          for (int r = 0; r < MR; ++r)
             for (int j = 0; j < 40; ++j) {
               double want_w = 1;
               if (r < mr && j < 2 * kNR) {
                 double s = 0;
-                for (int64_t k = 0; k < K; ++k) s += double(a[k * kMR + r]) * b2[(j / kNR) * K * kNR + k * kNR + j % kNR];
+                for (int64_t k = 0; k < K; ++k) s += double(a[k * MR + r]) * b2[(j / kNR) * K * kNR + k * kNR + j % kNR];
                 want_w = 2 * s + beta;
               }
               CHECK(cw[r * 40 + j] == doctest::Approx(want_w).epsilon(kRelTol * 10));
