@@ -186,24 +186,24 @@ namespace {
 // 16-bit mask of its positions that read inside the input.
 struct StripMasks {
   std::vector<int64_t> delta;     // [kernel offset]
-  std::vector<uint16_t> mask;     // [kernel offset * strips + strip]
+  std::vector<uint16_t> mask;     // [strip * kernel_size + kernel offset]
   int64_t strips = 0;
 };
 
 StripMasks strip_masks(const WindowShape& s) {
   const int64_t H = s.in[0], W = s.in[1], OH = s.out[0];
-  const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1], ksize = KH * KW;
   StripMasks m;
   m.strips = OH * W / 16;
-  m.delta.resize(KH * KW);
-  m.mask.assign(KH * KW * m.strips, 0);
+  m.delta.resize(ksize);
+  m.mask.assign(ksize * m.strips, 0);
   for (int64_t ky = 0; ky < KH; ++ky)
     for (int64_t kx = 0; kx < KW; ++kx) {
       const int64_t k = ky * KW + kx, dy = ky * s.dilations[0] - s.pad_begin[0], dx = kx * s.dilations[1] - s.pad_begin[1];
       m.delta[k] = dy * W + dx;
       for (int64_t j = 0; j < OH * W; ++j) {
         const int64_t iy = j / W + dy, ix = j % W + dx;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) m.mask[k * m.strips + j / 16] |= uint16_t(1u << (j % 16));
+        if (iy >= 0 && iy < H && ix >= 0 && ix < W) m.mask[(j / 16) * ksize + k] |= uint16_t(1u << (j % 16));
       }
     }
   return m;
@@ -215,14 +215,19 @@ inline const float* element_at(const float* base, int64_t offset) {
   return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
 }
 
+// Both versions read the masks through local pointers: through the (thread_local) struct,
+// every store to col would make the compiler load them again.
 void im2col_strips_portable(const float* x, const StripMasks& m, int64_t channels, int64_t ksize, int64_t plane,
                             float* col, int64_t strip_rows) {
-  for (int64_t t = 0; t < m.strips; ++t) {
+  const int64_t strips = m.strips;
+  const int64_t* delta = m.delta.data();
+  for (int64_t t = 0; t < strips; ++t) {
     float* dst = col + t * strip_rows * 16;
+    const uint16_t* masks = m.mask.data() + t * ksize;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
-        const uint16_t mask = m.mask[k * m.strips + t];
-        const int64_t first = c * plane + t * 16 + m.delta[k];
+        const uint16_t mask = masks[k];
+        const int64_t first = c * plane + t * 16 + delta[k];
         for (int i = 0; i < 16; ++i) dst[i] = (mask >> i) & 1 ? x[first + i] : 0.0f;
       }
   }
@@ -231,14 +236,18 @@ void im2col_strips_portable(const float* x, const StripMasks& m, int64_t channel
 __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, const StripMasks& m, int64_t channels,
                                                               int64_t ksize, int64_t plane, float* col,
                                                               int64_t strip_rows) {
-  for (int64_t t = 0; t < m.strips; ++t) {
+  const int64_t strips = m.strips;
+  const int64_t* delta = m.delta.data();
+  for (int64_t t = 0; t < strips; ++t) {
     float* dst = col + t * strip_rows * 16;
-    for (int64_t c = 0; c < channels; ++c)
+    const uint16_t* masks = m.mask.data() + t * ksize;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* src = element_at(x, c * plane + t * 16);
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
         // Masked-off lanes are not read (no fault even past the plane's ends) and load as 0.
-        const __m512 v = _mm512_maskz_loadu_ps(m.mask[k * m.strips + t], element_at(x, c * plane + t * 16 + m.delta[k]));
-        _mm512_storeu_ps(dst, v);
+        _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(masks[k], element_at(src, delta[k])));
       }
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// Element-wise float32 math on arrays: exp, erf, sigmoid, tanh, sqrt, square. Plain
+// Element-wise float32 math on arrays: exp, erf, sigmoid, tanh, sqrt, square, relu. Plain
 // functions on pointers (they never see the IR), in a portable version (unary_math.cpp,
 // 4-lane GCC vectors) and an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes), chosen once by
 // CPU features as in gemm.cpp.
@@ -20,6 +20,7 @@ enum class UnaryOp : uint8_t {
   Tanh,     // tanh(x)
   Sqrt,     // sqrt(x) (correctly rounded: the instruction)
   Square,   // x * x
+  Relu,     // x > 0 ? x : 0 (NaN and -0 give +0, as the Relu kernel for other types)
 };
 
 // y[i] = op(x[i]) for i < n. x and y may be the same array.

@@ -195,6 +195,7 @@ void unary_as(UnaryOp op, const float* x, float* y, int64_t n) {
     case UnaryOp::Tanh: return map_v<F>(x, y, n, [](F v) { return tanh_v(v); });
     case UnaryOp::Sqrt: return map_v<F>(x, y, n, [](F v) { return sqrt_v(v); });
     case UnaryOp::Square: return map_v<F>(x, y, n, [](F v) { return v * v; });
+    case UnaryOp::Relu: return map_v<F>(x, y, n, [](F v) { const F zero = {}; return v > zero ? v : zero; });
   }
 }
 

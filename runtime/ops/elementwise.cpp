@@ -78,12 +78,19 @@ void reg_unary(const char* name, int since, UnaryFn f, std::optional<kernels::Un
 }
 
 // Ops defined for signed/unsigned integers as well as floats.
+// `fast`: the vectorized kernel for float32 (the same values as op).
 template <typename Op>
-void unary_numeric(const char* name, Op op, unsigned mask_extra = 0) {
-  register_kernel("", name, 1, simple_kernel([op, name](const ir::Node&, OpContext& ctx) {
+void unary_numeric(const char* name, Op op, std::optional<kernels::UnaryOp> fast = std::nullopt) {
+  register_kernel("", name, 1, simple_kernel([op, name, fast](const ir::Node&, OpContext& ctx) {
     const Tensor& x = ctx.in(0);
     Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
     const int64_t n = static_cast<int64_t>(x.numel());
+    if (fast && x.dtype == DType::Float) {
+      const float* in = x.values<float>();
+      float* out = y.mutable_values<float>();
+      ctx.pool->parallel_for(n, kFloatGrain, [&](int64_t b, int64_t e) { kernels::unary_f32(*fast, in + b, out + b, e - b); });
+      return;
+    }
     dispatch<kNumeric>(x.dtype, name, [&](auto tag) {
       using T = decltype(tag);
       const T* in = x.values<T>();
@@ -622,7 +629,8 @@ void register_elementwise_ops() {
     using T = decltype(x);
     return static_cast<T>((T(0) < x) - (x < T(0)));
   });
-  unary_numeric("Relu", [](auto x) -> decltype(x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  unary_numeric("Relu", [](auto x) -> decltype(x) { return x > decltype(x)(0) ? x : decltype(x)(0); },
+                kernels::UnaryOp::Relu);
 
   // Binary arithmetic.
   reg_binary<kNumeric, BinKind::Arith>("Add", 1, [](auto a, auto b) { return a + b; });

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "runtime/kernels/gemm.h"
+#include "runtime/kernels/unary_math.h"
 #include "runtime/ops/nn_common.h"
 
 namespace slmops::runtime::ops {
@@ -122,9 +123,7 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
 }
 
 // Relu as the Relu kernel computes it (x > 0 ? x : 0), for a fused Relu (OpContext::fused_relu).
-void relu_in_place(float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-}
+void relu_in_place(float* y, int64_t n) { kernels::unary_f32(kernels::UnaryOp::Relu, y, y, n); }
 
 // A 64-byte aligned float buffer of one thread, grown to the largest size asked for.
 float* thread_scratch(size_t n) {

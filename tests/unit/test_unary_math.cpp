@@ -45,6 +45,7 @@ double reference(UnaryOp op, double x) {
     case UnaryOp::Tanh: return std::tanh(x);
     case UnaryOp::Sqrt: return std::sqrt(x);
     case UnaryOp::Square: return x * x;
+    case UnaryOp::Relu: return x > 0 ? x : 0.0;
   }
   return 0;
 }
@@ -88,7 +89,8 @@ TEST_CASE("unary_math kernels stay within kMaxUlp of libm, both kernel sets") {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(kernels::detail::unary_avx2());
   const std::vector<float> x = sweep();
   for (auto fn : sets)
-    for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Erf, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Square}) {
+    for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Erf, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Square,
+                       UnaryOp::Relu}) {
       float worst = 0;
       const int64_t m = max_ulp(fn, op, x, &worst);
       INFO("op " << static_cast<int>(op) << " worst at x = " << worst);
