@@ -1,6 +1,7 @@
 // A small fixed pool for data-parallel loops. Kernels call parallel_for; with one thread
 // (or a small range) the loop runs inline.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -29,9 +30,10 @@ class ThreadPool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t n_ = 0, chunk_ = 0, next_ = 0;
-  int running_ = 0;  // workers inside a chunk of the current job
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  // Changed under mu_; atomic so that spinning threads can read them without it.
+  std::atomic<int> running_{0};  // workers inside a chunk of the current job
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
   bool busy_ = false;
 };
 
