@@ -160,9 +160,14 @@ QPackedB::QPackedB(int64_t K, int64_t N, const void* B_, int64_t ldb, bool b_sig
 }
 
 void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,
-                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool) {
+                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done) {
   const int64_t N = B.cols(), K = B.rows(), kp = B.padded_k();
   if (M <= 0 || N <= 0) return;
+  if (K == 0) {  // an empty sum: zeros
+    for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0);
+    if (block_done) (*block_done)(0, M, 0, N);
+    return;
+  }
   const uint8_t* A = static_cast<const uint8_t*>(A_);
   const QGemmIsa isa = B.isa();
   const QMicroFn micro = micro_for(isa);
@@ -237,8 +242,11 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
         }
       }
     }
-    if (!need_rows && !need_cols) return;
     const int64_t n0 = p0 * kQNR, n1 = std::min(N, p1 * kQNR);
+    if (!need_rows && !need_cols) {
+      if (block_done) (*block_done)(m0, m1, n0, n1);
+      return;
+    }
     const uint32_t kk = static_cast<uint32_t>(K);
     for (int64_t m = m0; m < m1; ++m) {
       const uint32_t zam = za(m);
@@ -253,6 +261,7 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
         c[n] = static_cast<int32_t>(v);
       }
     }
+    if (block_done) (*block_done)(m0, m1, n0, n1);
   };
   if (!pool || tasks == 1 || work < (1 << 16)) {
     for (int64_t t = 0; t < tasks; ++t) task(t);
@@ -261,8 +270,6 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
       for (int64_t t = b; t < e; ++t) task(t);
     });
   }
-  if (K == 0)
-    for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0);
 }
 
 void qgemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp,

@@ -18,6 +18,7 @@
 // qgemm_reference is the plain loop the tests compare against.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -69,9 +70,14 @@ struct QZeroPoints {
   int32_t at(int64_t i) const { return values ? values[per_channel ? i : 0] : 0; }
 };
 
+// Called on the thread that computed them, once the block C[m0:m1, n0:n1] is final: a
+// caller that turns the int32 results into something else (a rescale to float) does it
+// there, while the block is in that core's cache, instead of in a pass over all of C after.
+using QBlockDone = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
+
 // C[M, N] (row stride ldc) from A[M, K] (row stride lda) and a packed B.
 void qgemm_packed(int64_t M, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,
-                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool);
+                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done = nullptr);
 
 // The same with B packed on the fly (B[K, N] row-major, row stride ldb).
 void qgemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp,

@@ -238,24 +238,30 @@ struct IntegerToFloatKernel : Kernel {
       kernels::QZeroPoints zb;
       if (bzp.size() == 1) zb = {bzp.data(), false};
       else if (!bzp.empty()) zb = {bzp.data() + (bmat % (static_cast<int64_t>(bzp.size()) / s.N)) * s.N, true};
-      if (pb) kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc, s.N, ctx.pool);
-      else
-        kernels::qgemm(s.M, s.N, s.K, am, s.K, a_signed, za, B.data.data() + bmat * s.K * s.N, s.N,
-                       B.dtype == DType::Int8, zb, acc, s.N, ctx.pool);
       const float* mu = mult.size() == 1 ? mult.data()
                                          : mult.data() + (bmat % (static_cast<int64_t>(mult.size()) / s.N)) * s.N;
       float* o = out + t * s.M * s.N;
       const bool per_col = mult.size() != 1;
       const float* bi = bias.empty() ? nullptr : bias.data();
-      for (int64_t i = 0; i < s.M; ++i) {
-        const int32_t* ar = acc + i * s.N;
-        float* orow = o + i * s.N;
-        if (per_col)
-          for (int64_t j = 0; j < s.N; ++j) orow[j] = static_cast<float>(ar[j]) * mu[j];
-        else
-          for (int64_t j = 0; j < s.N; ++j) orow[j] = static_cast<float>(ar[j]) * mu[0];
-        if (bi)
-          for (int64_t j = 0; j < s.N; ++j) orow[j] += bi[j];
+      // int32 -> float (scale, bias) of a block of rows and columns, on the thread that made it.
+      const kernels::QBlockDone rescale = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+        for (int64_t i = m0; i < m1; ++i) {
+          const int32_t* ar = acc + i * s.N;
+          float* orow = o + i * s.N;
+          if (per_col)
+            for (int64_t j = n0; j < n1; ++j) orow[j] = static_cast<float>(ar[j]) * mu[j];
+          else
+            for (int64_t j = n0; j < n1; ++j) orow[j] = static_cast<float>(ar[j]) * mu[0];
+          if (bi)
+            for (int64_t j = n0; j < n1; ++j) orow[j] += bi[j];
+        }
+      };
+      if (pb) {
+        kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc, s.N, ctx.pool, &rescale);
+      } else {
+        kernels::qgemm(s.M, s.N, s.K, am, s.K, a_signed, za, B.data.data() + bmat * s.K * s.N, s.N,
+                       B.dtype == DType::Int8, zb, acc, s.N, ctx.pool);
+        rescale(0, s.M, 0, s.N);
       }
     }
   }
