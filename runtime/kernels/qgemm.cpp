@@ -171,6 +171,7 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
   const uint8_t* A = static_cast<const uint8_t*>(A_);
   const QGemmIsa isa = B.isa();
   const QMicroFn micro = micro_for(isa);
+  const QMicro4Fn micro4 = isa == QGemmIsa::Vnni ? vnni_micro4() : nullptr;
   const int eb = elem_bytes(isa);
   const int64_t panels = (N + kQNR - 1) / kQNR;
 
@@ -236,7 +237,12 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
             for (int64_t k = 0; k < kreal; ++k) d[k] = canon_a(src[k], a_signed);
           }
         }
-        for (int64_t p = p0; p < p1; ++p) {
+        int64_t p = p0;
+        if (micro4)  // four full panels at a time
+          for (; p + 4 <= p1 && (p + 4) * kQNR <= N; p += 4)
+            micro4(kc, abuf.data(), B.data() + (p * kp + k0) * kQNR * eb, kp * kQNR * eb, C + r0 * ldc + p * kQNR, ldc,
+                   mr, k0 > 0);
+        for (; p < p1; ++p) {
           const int nr = static_cast<int>(std::min<int64_t>(kQNR, N - p * kQNR));
           micro(kc, abuf.data(), B.data() + (p * kp + k0) * kQNR * eb, C + r0 * ldc + p * kQNR, ldc, mr, nr, k0 > 0);
         }
@@ -248,17 +254,44 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
       return;
     }
     const uint32_t kk = static_cast<uint32_t>(K);
-    for (int64_t m = m0; m < m1; ++m) {
-      const uint32_t zam = za(m);
-      const uint32_t ra = need_rows ? row_sums[m] : 0;
-      int32_t* c = C + m * ldc;
+    if (!a_zp.per_channel) {
+      // One zero point for A (the usual case): the column terms are the same for every row,
+      // so the correction is two vectorizable loops (same wrapping uint32 arithmetic).
+      //   C[m][n] -= zb[n] * rowsum[m] + za * colsum[n] - K * za * zb[n]
+      const uint32_t zam = za(0);
+      thread_local std::vector<uint32_t> colterm, zbcol;
+      colterm.resize(static_cast<size_t>(n1 - n0));
+      zbcol.resize(static_cast<size_t>(n1 - n0));
       for (int64_t n = n0; n < n1; ++n) {
         const uint32_t zbn = zb(n);
-        uint32_t v = static_cast<uint32_t>(c[n]);
-        v -= zbn * ra;
-        v -= zam * static_cast<uint32_t>(col_sums[n]);
-        v += kk * zam * zbn;
-        c[n] = static_cast<int32_t>(v);
+        zbcol[n - n0] = zbn;
+        colterm[n - n0] = zam * static_cast<uint32_t>(col_sums[n]) - kk * zam * zbn;
+      }
+      const uint32_t* ct = colterm.data();
+      const uint32_t* zc = zbcol.data();
+      for (int64_t m = m0; m < m1; ++m) {
+        uint32_t* c = reinterpret_cast<uint32_t*>(C + m * ldc + n0);
+        const int64_t w = n1 - n0;
+        if (need_rows) {
+          const uint32_t ra = row_sums[m];
+          for (int64_t j = 0; j < w; ++j) c[j] -= zc[j] * ra + ct[j];
+        } else {
+          for (int64_t j = 0; j < w; ++j) c[j] -= ct[j];
+        }
+      }
+    } else {
+      for (int64_t m = m0; m < m1; ++m) {
+        const uint32_t zam = za(m);
+        const uint32_t ra = need_rows ? row_sums[m] : 0;
+        int32_t* c = C + m * ldc;
+        for (int64_t n = n0; n < n1; ++n) {
+          const uint32_t zbn = zb(n);
+          uint32_t v = static_cast<uint32_t>(c[n]);
+          v -= zbn * ra;
+          v -= zam * static_cast<uint32_t>(col_sums[n]);
+          v += kk * zam * zbn;
+          c[n] = static_cast<int32_t>(v);
+        }
       }
     }
     if (block_done) (*block_done)(m0, m1, n0, n1);

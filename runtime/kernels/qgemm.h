@@ -104,6 +104,11 @@ using QMicroFn = void (*)(int64_t kc, const void* a, const uint8_t* b, int32_t* 
                           bool acc);
 QMicroFn avx2_micro();
 QMicroFn vnni_micro();  // nullptr when the compiler cannot build it
+// The VNNI tile over kQMR rows and four full panels side by side (64 columns, panel j at
+// b + j * panel_stride bytes), 16 zmm accumulators (AVX-512 VNNI); nullptr without it.
+using QMicro4Fn = void (*)(int64_t kc, const void* a, const uint8_t* b, int64_t panel_stride, int32_t* c,
+                           int64_t ldc, int mr, bool acc);
+QMicro4Fn vnni_micro4();
 bool cpu_has_avx2();
 bool cpu_has_vnni();
 }  // namespace qdetail

@@ -94,7 +94,50 @@ __attribute__((target("avx512vnni,avx512vl"))) void micro_avx512vnni(int64_t kc,
   SLMOPS_VNNI_BODY(_mm256_dpbusd_epi32)
 }
 
+// kQMR rows x 4 panels: per k quad four 64-byte B loads, kQMR broadcasts and 16 dot
+// products into zmm accumulators (the ymm tile above has 8, two per row).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void micro4_avx512vnni(int64_t kc, const void* a_,
+                                                                                const uint8_t* b, int64_t panel_stride,
+                                                                                int32_t* c, int64_t ldc, int mr,
+                                                                                bool accumulate) {
+  const uint8_t* a = static_cast<const uint8_t*>(a_);
+  __m512i acc[kQMR][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < kQMR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_si512();
+  const int64_t quads = kc / 4;
+  for (int64_t q = 0; q < quads; ++q, b += 64) {
+    __m512i bv[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) bv[j] = _mm512_loadu_si512(b + j * panel_stride);
+#pragma GCC unroll 4
+    for (int r = 0; r < kQMR; ++r) {
+      const __m512i av = _mm512_set1_epi32(load_i32(a + r * kc + 4 * q));
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, bv[j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < kQMR; ++r) {
+    if (r >= mr) break;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      int32_t* out = c + r * ldc + j * kQNR;
+      __m512i v = acc[r][j];
+      if (accumulate) v = _mm512_add_epi32(v, _mm512_loadu_si512(out));  // wraps, as the uint32 sums
+      _mm512_storeu_si512(out, v);
+    }
+  }
+}
+
 }  // namespace
+
+QMicro4Fn vnni_micro4() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vnni");
+  return ok ? micro4_avx512vnni : nullptr;
+}
 
 bool cpu_has_avx2() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

@@ -60,7 +60,7 @@ std::vector<QGemmIsa> isas() {
 TEST_CASE("qgemm matches the reference bit for bit") {
   ThreadPool pool2(2);
   const std::vector<int64_t> ms = {1, 2, 3, 4, 5, 9, 33};
-  const std::vector<int64_t> ns = {1, 7, 16, 17, 40};
+  const std::vector<int64_t> ns = {1, 7, 16, 17, 40, 64, 80, 130};  // 64 and up: the 4-panel VNNI tile
   const std::vector<int64_t> ks = {1, 3, 4, 5, 63, 300, 1030};
   uint32_t seed = 1;
   int cases = 0;
