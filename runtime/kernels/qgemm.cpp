@@ -200,7 +200,8 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
   const int64_t mblocks = (M + mb - 1) / mb;
   int64_t want_groups = std::max<int64_t>(1, (threads * 4 + mblocks - 1) / mblocks);
   if (threads == 1) want_groups = 1;
-  const int64_t pg = std::max<int64_t>(1, (panels + want_groups - 1) / want_groups);
+  int64_t pg = std::max<int64_t>(1, (panels + want_groups - 1) / want_groups);
+  if (micro4 && panels >= 4) pg = (pg + 3) / 4 * 4;  // whole 4-panel tiles per task
   const int64_t pgroups = (panels + pg - 1) / pg;
   const int64_t tasks = mblocks * pgroups;
   const int64_t work = M * N * K;

@@ -178,7 +178,16 @@ struct IntegerToFloatKernel : Kernel {
     const Tensor& A = ctx.in(0);
     const Tensor& B = ctx.in(1);
     if (B.dtype != DType::UInt8 && B.dtype != DType::Int8) unsupported_type(B.dtype, op);
-    const MatMulShape s = matmul_shape(A.dims, B.dims);
+    MatMulShape s = matmul_shape(A.dims, B.dims);
+    // A 2-D B (weights) under a batched A: one product of all A's rows (batch x M) instead of
+    // one per batch matrix; the zero points and scales are the same for every batch.
+    bool stacked = B.dims.size() == 2 && s.a_batch.size() > 1;
+    for (size_t t = 0; stacked && t < s.a_batch.size(); ++t) stacked = s.a_batch[t] == static_cast<int64_t>(t);
+    if (stacked) {
+      s.M *= static_cast<int64_t>(s.a_batch.size());
+      s.a_batch = {0};
+      s.b_batch = {0};
+    }
     // Quantized A (uint8 or int8), its scale and zero point.
     Tensor aq_store;  // pooled: above the mmap threshold a std::vector faults in every page
     const uint8_t* aq;
