@@ -313,6 +313,16 @@ void integer_matmul(OpContext& ctx, const Tensor& A, const Tensor& B, const MatM
   const uint8_t* a = A.data.data();
   const uint8_t* b = B.data.data();
   const kernels::QPackedB* packed = pw.for_input(B);
+  // A 2-D B under a batched A with per-tensor A zero point: one product of all A's rows
+  // (the output blocks are consecutive), not one per batch matrix.
+  bool stacked = B.dims.size() == 2 && s.a_batch.size() > 1 && za.per == 1 && za.matrices == 1 && zb.matrices == 1;
+  for (size_t t = 0; stacked && t < s.a_batch.size(); ++t) stacked = s.a_batch[t] == static_cast<int64_t>(t);
+  if (stacked) {
+    const int64_t rows = static_cast<int64_t>(s.a_batch.size()) * s.M;
+    if (packed) kernels::qgemm_packed(rows, a, s.K, as, za.get(0), *packed, zb.get(0), acc, s.N, ctx.pool);
+    else kernels::qgemm(rows, s.N, s.K, a, s.K, as, za.get(0), b, s.N, bs, zb.get(0), acc, s.N, ctx.pool);
+    return;
+  }
   for (size_t t = 0; t < s.a_batch.size(); ++t) {
     const uint8_t* am = a + s.a_batch[t] * s.M * s.K;
     int32_t* c = acc + static_cast<int64_t>(t) * s.M * s.N;

@@ -358,6 +358,8 @@ function integerMatmulCases() {
     ['u8s8_batched_a', T.UINT8, T.INT8, [2, 3, 31], [31, 18], 'none'],
     ['u8u8_batched_b', T.UINT8, T.UINT8, [3, 12], [2, 12, 7], 'scalar'],
     ['u8s8_extreme', T.UINT8, T.INT8, [4, 300], [300, 20], 'extreme'],
+    // Batched A with zero points: one product over all rows; N > 64 reaches the 4-panel tile.
+    ['u8u8_batched_a_zp', T.UINT8, T.UINT8, [3, 4, 70], [70, 66], 'column'],
   ];
   for (const [nm, ta, tb, da, db, zpm] of mm) {
     const N = db[db.length - 1], M = da[da.length - 2];
