@@ -1,6 +1,7 @@
 // Conv and ConvTranspose over any number of spatial dims, as GEMMs on im2col / col2im
 // matrices (runtime/kernels/conv.h). float16, bfloat16 and double compute in float32.
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -147,25 +148,28 @@ bool direct_strips_fit(const ConvDims& d, const kernels::WindowShape& s) {
 // M x P, row-major). The bias rides in the GEMM as one more depth step: a column of biases
 // after W's K columns times a row of ones under the columns. No column matrix of the batch,
 // no scatter, no pass over Y for the bias.
-void conv_direct_strips(const float* x, const float* w, const float* bias, const ConvDims& d,
+// W [M, K] with the bias as column K (when there is one), packed as the GEMM's left operand
+// of conv_direct_strips.
+kernels::PackedA pack_conv_weights(const float* w, const float* bias, int64_t M, int64_t K) {
+  if (!bias) return kernels::PackedA(false, M, K, w, K);
+  std::vector<float> wb(static_cast<size_t>(M * (K + 1)));
+  for (int64_t m = 0; m < M; ++m) {
+    std::copy(w + m * K, w + (m + 1) * K, wb.begin() + m * (K + 1));
+    wb[m * (K + 1) + K] = bias[m];
+  }
+  return kernels::PackedA(false, M, K + 1, wb.data(), K + 1);
+}
+
+void conv_direct_strips(const float* x, const kernels::PackedA& wa, bool has_bias, const ConvDims& d,
                         const kernels::WindowShape& s, float* y, ThreadPool* pool, bool relu) {
   const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), M = d.out_channels;
-  const int64_t depth = bias ? K + 1 : K;
+  const int64_t depth = has_bias ? K + 1 : K;
   const int64_t in_size = s.in_size();
-  std::vector<float> wb;
-  if (bias) {
-    wb.resize(static_cast<size_t>(M * depth));
-    for (int64_t m = 0; m < M; ++m) {
-      std::copy(w + m * K, w + (m + 1) * K, wb.begin() + m * depth);
-      wb[m * depth + K] = bias[m];
-    }
-  }
-  const kernels::PackedA wa(false, M, depth, bias ? wb.data() : w, depth);
   constexpr int64_t S = kernels::PackedB::kStrip;
   parallel_range(pool, d.batch, 1, [&](int64_t n0, int64_t n1) {
     float* cols = thread_scratch(static_cast<size_t>(kernels::PackedB::packed_floats(depth, P)));
     const kernels::PackedB packed = kernels::PackedB::wrap(depth, P, cols);
-    if (bias)
+    if (has_bias)
       for (int64_t t = 0; t < P / S; ++t) std::fill_n(cols + (t * depth + K) * S, S, 1.0f);
     for (int64_t n = n0; n < n1; ++n) {
       kernels::im2col_strips(x + n * d.in_channels * in_size, s, d.in_channels, cols, depth);
@@ -245,7 +249,21 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
 
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(const ir::Node& n) : attrs_(n), group_(n.attr_int("group", 1)) {}
+  // Float weights (and bias) that are initializers are packed for conv_direct_strips here,
+  // once, instead of on every run (within the session's pack budget).
+  ConvKernel(const ir::Node& n, const PlanContext& pc) : attrs_(n), group_(n.attr_int("group", 1)) {
+    const Tensor* w = constant_float(n, 1);
+    const Tensor* b = n.inputs.size() > 2 && n.inputs[2] ? constant_float(n, 2) : nullptr;
+    if (!w || group_ != 1 || w->dims.size() < 3 || (n.inputs.size() > 2 && n.inputs[2] && !b)) return;
+    const int64_t M = w->dims[0], K = static_cast<int64_t>(w->numel()) / std::max<int64_t>(M, 1);
+    if (M <= 0 || (b && static_cast<int64_t>(b->numel()) != M) || K + (b ? 1 : 0) > kernels::PackedB::kWrapMaxK)
+      return;
+    if (!pc.take_pack_budget(M * (K + 1) * static_cast<int64_t>(sizeof(float)))) return;
+    packed_ = std::make_unique<kernels::PackedA>(
+        pack_conv_weights(w->values<float>(), b ? b->values<float>() : nullptr, M, K));
+    packed_w_ = w->data.data();
+    packed_b_ = b ? b->data.data() : nullptr;
+  }
 
   void run(OpContext& ctx) override {
     const Tensor& x_in = ctx.in(0);
@@ -261,7 +279,14 @@ class ConvKernel : public Kernel {
     const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
     float* py = y.mutable_values<float>();
     if (direct_strips_fit(d, s)) {
-      conv_direct_strips(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, ctx.fused_relu);
+      // The plan's packing when the run's W and B are the initializers it was made from.
+      const bool same = packed_ && ctx.in(1).data.data() == packed_w_ &&
+                        (ctx.has_input(2) ? ctx.in(2).data.data() == packed_b_ : packed_b_ == nullptr);
+      std::optional<kernels::PackedA> local;
+      if (!same) local.emplace(pack_conv_weights(w.values<float>(), bias, d.out_channels,
+                                                 d.in_channels * s.kernel_size()));
+      conv_direct_strips(x.values<float>(), same ? *packed_ : *local, bias != nullptr, d, s, py, ctx.pool,
+                         ctx.fused_relu);
     } else {
       (batched_gemm_fits(d, s) ? conv_gemm_batched
        : depthwise             ? conv_depthwise
@@ -274,8 +299,20 @@ class ConvKernel : public Kernel {
   bool fuses_relu() const override { return true; }
 
  private:
+  // Input i when it is a float32 initializer with data (a graph input with a default could be
+  // fed something else at run time).
+  static const Tensor* constant_float(const ir::Node& n, size_t i) {
+    const ir::Value* v = i < n.inputs.size() ? n.inputs[i] : nullptr;
+    if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
+    const Tensor& t = *v->initializer;
+    return t.dtype == DType::Float && t.has_data() && t.aligned() ? &t : nullptr;
+  }
+
   WindowAttrs attrs_;
   int64_t group_;
+  std::unique_ptr<kernels::PackedA> packed_;
+  const uint8_t* packed_w_ = nullptr;  // the initializers packed_ was made from
+  const uint8_t* packed_b_ = nullptr;
 };
 
 // ---- ConvTranspose -------------------------------------------------------------------------
@@ -391,7 +428,9 @@ class ConvTransposeKernel : public Kernel {
 }  // namespace
 
 void register_conv_ops() {
-  register_kernel("", "Conv", 1, node_kernel<ConvKernel>());
+  register_kernel("", "Conv", 1, [](const ir::Node& n, const PlanContext& pc) -> std::unique_ptr<Kernel> {
+    return std::make_unique<ConvKernel>(n, pc);
+  });
   register_kernel("", "ConvTranspose", 1, node_kernel<ConvTransposeKernel>());
 }
 
