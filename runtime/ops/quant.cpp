@@ -37,6 +37,13 @@ std::vector<int32_t> int_values(const Tensor& t) {
   return v;
 }
 
+bool stacks_into_one(const MatMulShape& s, size_t b_rank) {
+  if (b_rank != 2 || s.a_batch.size() < 2) return false;
+  for (size_t t = 0; t < s.a_batch.size(); ++t)
+    if (s.a_batch[t] != static_cast<int64_t>(t)) return false;
+  return true;
+}
+
 MatMulShape matmul_shape(const std::vector<int64_t>& a_in, const std::vector<int64_t>& b_in) {
   if (a_in.empty() || b_in.empty()) bad_input("MatMul inputs must have rank >= 1");
   std::vector<int64_t> a = a_in, b = b_in;
@@ -315,9 +322,7 @@ void integer_matmul(OpContext& ctx, const Tensor& A, const Tensor& B, const MatM
   const kernels::QPackedB* packed = pw.for_input(B);
   // A 2-D B under a batched A with per-tensor A zero point: one product of all A's rows
   // (the output blocks are consecutive), not one per batch matrix.
-  bool stacked = B.dims.size() == 2 && s.a_batch.size() > 1 && za.per == 1 && za.matrices == 1 && zb.matrices == 1;
-  for (size_t t = 0; stacked && t < s.a_batch.size(); ++t) stacked = s.a_batch[t] == static_cast<int64_t>(t);
-  if (stacked) {
+  if (stacks_into_one(s, B.dims.size()) && za.per == 1 && za.matrices == 1 && zb.matrices == 1) {
     const int64_t rows = static_cast<int64_t>(s.a_batch.size()) * s.M;
     if (packed) kernels::qgemm_packed(rows, a, s.K, as, za.get(0), *packed, zb.get(0), acc, s.N, ctx.pool);
     else kernels::qgemm(rows, s.N, s.K, a, s.K, as, za.get(0), b, s.N, bs, zb.get(0), acc, s.N, ctx.pool);

@@ -105,6 +105,9 @@ struct MatMulShape {
   std::vector<int64_t> a_batch, b_batch;
 };
 MatMulShape matmul_shape(const std::vector<int64_t>& a, const std::vector<int64_t>& b);
+// Whether the products of s are one tall product: B is 2-D (the same for every output matrix)
+// and A's matrices are consecutive, so the output is A's (batch x M) rows times B.
+bool stacks_into_one(const MatMulShape& s, size_t b_rank);
 
 // True when the node input is a constant initializer (its value can be used at plan time).
 inline const Tensor* constant_input(const ir::Node& n, size_t i) {

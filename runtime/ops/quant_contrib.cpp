@@ -181,9 +181,7 @@ struct IntegerToFloatKernel : Kernel {
     MatMulShape s = matmul_shape(A.dims, B.dims);
     // A 2-D B (weights) under a batched A: one product of all A's rows (batch x M) instead of
     // one per batch matrix; the zero points and scales are the same for every batch.
-    bool stacked = B.dims.size() == 2 && s.a_batch.size() > 1;
-    for (size_t t = 0; stacked && t < s.a_batch.size(); ++t) stacked = s.a_batch[t] == static_cast<int64_t>(t);
-    if (stacked) {
+    if (stacks_into_one(s, B.dims.size())) {
       s.M *= static_cast<int64_t>(s.a_batch.size());
       s.a_batch = {0};
       s.b_batch = {0};
