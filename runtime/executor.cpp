@@ -16,11 +16,11 @@ struct GraphRunner::Step {
   // Folded at plan time: the outputs (also as constants), for RunOptions::on_node.
   bool folded = false;
   std::vector<RValue> folded_outputs;
-  // Relu fusion (see OpContext::fused_relu): on the producer, the index of the Relu step it
-  // can do the work of; on that Relu step, true. Done in runs without on_node and without the
-  // producer's output among the extra outputs; otherwise both steps run as planned.
-  int relu_step = -1;
-  bool relu_of_fusable = false;
+  // Relu fusion (see OpContext::fused_relu): the producer has fuses_relu; on the Relu step
+  // that is its output's only reader, the producer's index. Done in runs without on_node and
+  // without the producer's output among the extra outputs; otherwise both steps run as planned.
+  bool fuses_relu = false;
+  int relu_producer = -1;
 };
 
 static std::string node_label(const ir::Node& n) {
@@ -163,8 +163,8 @@ void GraphRunner::plan_relu_fusion(const std::unordered_set<int>& keep) {
       continue;
     Step& relu = *steps_[it->second];
     if (relu.folded || relu.out_slots.size() != 1 || relu.out_slots[0] < 0) continue;
-    step->relu_step = it->second;
-    relu.relu_of_fusable = true;
+    step->fuses_relu = true;
+    relu.relu_producer = static_cast<int>(&step - steps_.data());
   }
 }
 
@@ -207,37 +207,30 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
   OpContext ctx;
   ctx.pool = &pool;
   ctx.frame = &frame;
-  std::vector<char> relu_done;  // per step: its Relu was done by the producer (this run)
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    const auto& step = steps_[i];
+  // Whether this run lets a fusing step apply the Relu that reads its output.
+  auto relu_fused = [&](const Step& producer) { return !on_node && !extra_keep.count(producer.out_slots[0]); };
+  for (auto& step : steps_) {
     if (step->folded) {
       if (on_node) opts->on_node(*step->node, step->folded_outputs);
       continue;
     }
-    if (step->relu_of_fusable && !relu_done.empty() && relu_done[i]) {
-      // The producer applied Relu already: pass its output through (it dies here).
-      slots[step->out_slots[0]] = *resolve(step->in_refs[0], slots);
-      for (int s : step->free_after)
-        if (extra_keep.empty() || !extra_keep.count(s)) slots[s] = RValue{};
-      continue;
-    }
-    ctx.fused_relu = step->relu_step >= 0 && !on_node && !extra_keep.count(step->out_slots[0]);
-    if (ctx.fused_relu) {
-      if (relu_done.empty()) relu_done.assign(steps_.size(), 0);
-      relu_done[step->relu_step] = 1;
-    }
-    ctx.node = step->node;
-    ctx.inputs.clear();
-    for (int r : step->in_refs) ctx.inputs.push_back(resolve(r, slots));
     outs.resize(step->out_slots.size());
-    ctx.outputs = &outs;
-    try {
-      step->kernel->run(ctx);
-    } catch (const Error& e) {
-      if (std::string(e.what()).rfind("node ", 0) == 0) throw;
-      throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
+    if (step->relu_producer >= 0 && relu_fused(*steps_[step->relu_producer])) {
+      outs[0] = *resolve(step->in_refs[0], slots);  // the producer applied this Relu already
+    } else {
+      ctx.fused_relu = step->fuses_relu && relu_fused(*step);
+      ctx.node = step->node;
+      ctx.inputs.clear();
+      for (int r : step->in_refs) ctx.inputs.push_back(resolve(r, slots));
+      ctx.outputs = &outs;
+      try {
+        step->kernel->run(ctx);
+      } catch (const Error& e) {
+        if (std::string(e.what()).rfind("node ", 0) == 0) throw;
+        throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
+      }
+      if (on_node) opts->on_node(*step->node, outs);
     }
-    if (on_node) opts->on_node(*step->node, outs);
     for (size_t k = 0; k < outs.size(); ++k) {
       if (step->out_slots[k] >= 0) slots[step->out_slots[k]] = std::move(outs[k]);
       outs[k] = RValue{};
