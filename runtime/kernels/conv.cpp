@@ -175,39 +175,31 @@ void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end
   }
 }
 
-bool im2col_strips_supported(const WindowShape& s) {
+bool Im2colStrips::supported(const WindowShape& s) {
   return s.rank() == 2 && s.strides[0] == 1 && s.strides[1] == 1 && s.out[1] == s.in[1] && s.out_size() > 0 &&
          s.out_size() % 16 == 0;
 }
 
-namespace {
-
-// Per kernel offset: the shift from output position to input element, and per strip the
-// 16-bit mask of its positions that read inside the input.
-struct StripMasks {
-  std::vector<int64_t> delta;     // [kernel offset]
-  std::vector<uint16_t> mask;     // [strip * kernel_size + kernel offset]
-  int64_t strips = 0;
-};
-
-StripMasks strip_masks(const WindowShape& s) {
+Im2colStrips::Im2colStrips(const WindowShape& s) {
   const int64_t H = s.in[0], W = s.in[1], OH = s.out[0];
-  const int64_t KH = s.kernel[0], KW = s.kernel[1], ksize = KH * KW;
-  StripMasks m;
-  m.strips = OH * W / 16;
-  m.delta.resize(ksize);
-  m.mask.assign(ksize * m.strips, 0);
+  const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  ksize_ = KH * KW;
+  plane_ = s.in_size();
+  strips_ = OH * W / 16;
+  delta_.resize(ksize_);
+  mask_.assign(ksize_ * strips_, 0);
   for (int64_t ky = 0; ky < KH; ++ky)
     for (int64_t kx = 0; kx < KW; ++kx) {
       const int64_t k = ky * KW + kx, dy = ky * s.dilations[0] - s.pad_begin[0], dx = kx * s.dilations[1] - s.pad_begin[1];
-      m.delta[k] = dy * W + dx;
+      delta_[k] = dy * W + dx;
       for (int64_t j = 0; j < OH * W; ++j) {
         const int64_t iy = j / W + dy, ix = j % W + dx;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) m.mask[(j / 16) * ksize + k] |= uint16_t(1u << (j % 16));
+        if (iy >= 0 && iy < H && ix >= 0 && ix < W) mask_[(j / 16) * ksize_ + k] |= uint16_t(1u << (j % 16));
       }
     }
-  return m;
 }
+
+namespace {
 
 // The address of element `offset` of `base`, which may lie outside the plane (its lanes are
 // then masked off): computed as an integer, not as out-of-range pointer arithmetic.
@@ -215,32 +207,26 @@ inline const float* element_at(const float* base, int64_t offset) {
   return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
 }
 
-// Both versions read the masks through local pointers: through the (thread_local) struct,
-// every store to col would make the compiler load them again.
-void im2col_strips_portable(const float* x, const StripMasks& m, int64_t channels, int64_t ksize, int64_t plane,
-                            float* col, int64_t strip_rows) {
-  const int64_t strips = m.strips;
-  const int64_t* delta = m.delta.data();
+void im2col_strips_portable(const float* x, const int64_t* delta, const uint16_t* mask, int64_t strips,
+                            int64_t channels, int64_t ksize, int64_t plane, float* col, int64_t strip_rows) {
   for (int64_t t = 0; t < strips; ++t) {
     float* dst = col + t * strip_rows * 16;
-    const uint16_t* masks = m.mask.data() + t * ksize;
+    const uint16_t* masks = mask + t * ksize;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
-        const uint16_t mask = masks[k];
         const int64_t first = c * plane + t * 16 + delta[k];
-        for (int i = 0; i < 16; ++i) dst[i] = (mask >> i) & 1 ? x[first + i] : 0.0f;
+        for (int i = 0; i < 16; ++i) dst[i] = (masks[k] >> i) & 1 ? x[first + i] : 0.0f;
       }
   }
 }
 
-__attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, const StripMasks& m, int64_t channels,
+__attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, const int64_t* delta,
+                                                              const uint16_t* mask, int64_t strips, int64_t channels,
                                                               int64_t ksize, int64_t plane, float* col,
                                                               int64_t strip_rows) {
-  const int64_t strips = m.strips;
-  const int64_t* delta = m.delta.data();
   for (int64_t t = 0; t < strips; ++t) {
     float* dst = col + t * strip_rows * 16;
-    const uint16_t* masks = m.mask.data() + t * ksize;
+    const uint16_t* masks = mask + t * ksize;
     for (int64_t c = 0; c < channels; ++c) {
       const float* src = element_at(x, c * plane + t * 16);
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
@@ -253,20 +239,14 @@ __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, con
 
 }  // namespace
 
-void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, int64_t strip_rows,
-                   bool allow_avx512) {
-  if (strip_rows == 0) strip_rows = channels * s.kernel_size();
-  // The masks depend on the geometry only; a thread keeps the last one's.
-  thread_local WindowShape last;
-  thread_local StripMasks masks;
-  if (last.in != s.in || last.out != s.out || last.kernel != s.kernel || last.dilations != s.dilations ||
-      last.pad_begin != s.pad_begin || last.strides != s.strides) {
-    masks = strip_masks(s);
-    last = s;
-  }
+void Im2colStrips::run(const float* x, int64_t channels, float* col, int64_t strip_rows, bool allow_avx512) const {
+  if (strip_rows == 0) strip_rows = channels * ksize_;
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && allow_avx512) im2col_strips_avx512(x, masks, channels, s.kernel_size(), s.in_size(), col, strip_rows);
-  else im2col_strips_portable(x, masks, channels, s.kernel_size(), s.in_size(), col, strip_rows);
+  // Plain pointers: through the members, every store to col would make the compiler reload them.
+  const int64_t* delta = delta_.data();
+  const uint16_t* mask = mask_.data();
+  if (avx512 && allow_avx512) im2col_strips_avx512(x, delta, mask, strips_, channels, ksize_, plane_, col, strip_rows);
+  else im2col_strips_portable(x, delta, mask, strips_, channels, ksize_, plane_, col, strip_rows);
 }
 
 void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,

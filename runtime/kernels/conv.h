@@ -42,14 +42,23 @@ void im2col(const float* x, const WindowShape& s, int64_t c_begin, int64_t c_end
 // kernel offset) as above. Only for 2-D windows of stride 1 whose output rows are as wide as
 // the input rows ("same" width, any dilation and padding) and out_size a multiple of 16:
 // then output position j reads input element j + delta(kernel offset) of its channel plane or
-// lies in the padding, and each strip row is one masked 16-wide load. strips_supported()
-// tells whether im2col_strips applies. It uses AVX-512 masked loads where the CPU has them,
-// plain code otherwise or when allow_avx512 is false (the tests compare the two).
-bool im2col_strips_supported(const WindowShape& s);
-// `strip_rows` (>= K; 0 means K) is the row count of each strip in `col`: rows K and up are
-// left as they are (a caller may keep a row of ones there to add a bias in the GEMM).
-void im2col_strips(const float* x, const WindowShape& s, int64_t channels, float* col, int64_t strip_rows = 0,
-                   bool allow_avx512 = true);
+// lies in the padding, and each strip row is one masked 16-wide load. supported() tells
+// whether a geometry qualifies; the constructor works out the shifts and masks once (per Conv
+// call), run() writes one image. It uses AVX-512 masked loads where the CPU has them, plain
+// code otherwise or when allow_avx512 is false (the tests compare the two).
+class Im2colStrips {
+ public:
+  static bool supported(const WindowShape& s);
+  explicit Im2colStrips(const WindowShape& s);
+  // `strip_rows` (>= K; 0 means K) is the row count of each strip in `col`: rows K and up are
+  // left as they are (a caller may keep a row of ones there to add a bias in the GEMM).
+  void run(const float* x, int64_t channels, float* col, int64_t strip_rows = 0, bool allow_avx512 = true) const;
+
+ private:
+  int64_t ksize_ = 0, plane_ = 0, strips_ = 0;
+  std::vector<int64_t> delta_;    // [kernel offset]: input element of output position 0
+  std::vector<uint16_t> mask_;    // [strip * ksize + kernel offset]: positions inside the input
+};
 
 // col2im adds the same rows and columns of `col` into the input-shaped `y` (the inverse
 // scatter of im2col); columns that land in the padding are dropped. Different channels

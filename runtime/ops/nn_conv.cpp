@@ -135,10 +135,10 @@ float* thread_scratch(size_t n) {
 }
 
 // Whether conv_direct_strips takes the convolution: one group, a stride-1 window whose
-// column matrix kernels::im2col_strips writes (2-D, output rows as wide as the input's,
+// column matrix kernels::Im2colStrips writes (2-D, output rows as wide as the input's,
 // positions a multiple of 16) and K (+ 1 for the bias) within one GEMM depth block.
 bool direct_strips_fit(const ConvDims& d, const kernels::WindowShape& s) {
-  return d.group == 1 && !s.pointwise() && kernels::im2col_strips_supported(s) &&
+  return d.group == 1 && !s.pointwise() && kernels::Im2colStrips::supported(s) &&
          d.in_channels * s.kernel_size() + 1 <= kernels::PackedB::kWrapMaxK;
 }
 
@@ -166,13 +166,14 @@ void conv_direct_strips(const float* x, const kernels::PackedA& wa, bool has_bia
   const int64_t depth = has_bias ? K + 1 : K;
   const int64_t in_size = s.in_size();
   constexpr int64_t S = kernels::PackedB::kStrip;
+  const kernels::Im2colStrips im2col(s);
   parallel_range(pool, d.batch, 1, [&](int64_t n0, int64_t n1) {
     float* cols = thread_scratch(static_cast<size_t>(kernels::PackedB::packed_floats(depth, P)));
     const kernels::PackedB packed = kernels::PackedB::wrap(depth, P, cols);
     if (has_bias)
       for (int64_t t = 0; t < P / S; ++t) std::fill_n(cols + (t * depth + K) * S, S, 1.0f);
     for (int64_t n = n0; n < n1; ++n) {
-      kernels::im2col_strips(x + n * d.in_channels * in_size, s, d.in_channels, cols, depth);
+      im2col.run(x + n * d.in_channels * in_size, d.in_channels, cols, depth);
       kernels::sgemm_packed_ab(wa, packed, 1.0f, 0.0f, y + n * M * P, P, nullptr);
       if (relu) relu_in_place(y + n * M * P, M * P);  // while Y[n] is in L1
     }

@@ -430,7 +430,7 @@ TEST_CASE("Gemm: transposes, alpha/beta, C broadcast, constant B, legacy broadca
   CHECK_THROWS_WITH(run_node("Gemm", 13, {{a, false}, {a, false}}), doctest::Contains("inner dimensions differ"));
 }
 
-TEST_CASE("im2col_strips equals im2col in PackedB's strip layout") {
+TEST_CASE("Im2colStrips equals im2col in PackedB's strip layout") {
   using kernels::WindowShape;
   struct Geo {
     int64_t C, H, W, KH, KW, dil, pad_top, pad_left;
@@ -453,14 +453,15 @@ TEST_CASE("im2col_strips equals im2col in PackedB's strip layout") {
     CAPTURE(g.H);
     CAPTURE(g.KH);
     CAPTURE(g.dil);
-    REQUIRE(kernels::im2col_strips_supported(s));
+    REQUIRE(kernels::Im2colStrips::supported(s));
+    const kernels::Im2colStrips strips_of(s);
     const int64_t K = g.C * s.kernel_size(), P = s.out_size();
     const auto x = random_floats(g.C * g.H * g.W, 11);
     std::vector<float> col(K * P);
     kernels::im2col(x.data(), s, 0, g.C, 0, P, col.data(), P);
     for (bool avx512 : {false, true}) {
       std::vector<float> strips(K * P, -7.f);
-      kernels::im2col_strips(x.data(), s, g.C, strips.data(), 0, avx512);
+      strips_of.run(x.data(), g.C, strips.data(), 0, avx512);
       int64_t wrong = 0;
       for (int64_t k = 0; k < K; ++k)
         for (int64_t j = 0; j < P; ++j) wrong += strips[(j / 16) * K * 16 + k * 16 + j % 16] != col[k * P + j];
@@ -475,5 +476,5 @@ TEST_CASE("im2col_strips equals im2col in PackedB's strip layout") {
   strided.dilations = {1, 1};
   strided.pad_begin = {1, 1};
   strided.pad_end = {0, 0};
-  CHECK_FALSE(kernels::im2col_strips_supported(strided));
+  CHECK_FALSE(kernels::Im2colStrips::supported(strided));
 }
