@@ -23,7 +23,7 @@ struct GraphRunner::Step {
   int relu_producer = -1;
 };
 
-static std::string node_label(const ir::Node& n) {
+std::string node_label(const ir::Node& n) {
   return n.name.empty() ? fmt::format("({} node)", n.op_type) : fmt::format("'{}'", n.name);
 }
 

@@ -122,6 +122,9 @@ class Session {
   std::vector<const ir::Value*> inputs_;
 };
 
+// How errors name a node: 'its name', or (OpType node) when it has none.
+std::string node_label(const ir::Node& n);
+
 // Names every node whose op has no kernel (for reports), recursing into subgraphs.
 std::vector<std::string> unsupported_ops(const ir::Model& model);
 

@@ -65,10 +65,6 @@ std::string rule_list() {
   return s;
 }
 
-std::string node_label(const ir::Node& n) {
-  return n.name.empty() ? fmt::format("({} node)", n.op_type) : fmt::format("'{}'", n.name);
-}
-
 // ---- tensor arithmetic for the rules (T is float or double) ---------------------------------
 
 template <typename T>

@@ -9,6 +9,7 @@
 #include "runtime/kernels/gemm.h"
 #include "runtime/kernels/unary_math.h"
 #include "runtime/ops/nn_common.h"
+#include "runtime/ops/quant_common.h"
 
 namespace slmops::runtime::ops {
 namespace {
@@ -300,13 +301,10 @@ class ConvKernel : public Kernel {
   bool fuses_relu() const override { return true; }
 
  private:
-  // Input i when it is a float32 initializer with data (a graph input with a default could be
-  // fed something else at run time).
+  // Input i when it is a float32 initializer with data, readable as float*.
   static const Tensor* constant_float(const ir::Node& n, size_t i) {
-    const ir::Value* v = i < n.inputs.size() ? n.inputs[i] : nullptr;
-    if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
-    const Tensor& t = *v->initializer;
-    return t.dtype == DType::Float && t.has_data() && t.aligned() ? &t : nullptr;
+    const Tensor* t = quant::constant_input(n, i);
+    return t && t->dtype == DType::Float && t->aligned() ? t : nullptr;
   }
 
   WindowAttrs attrs_;
