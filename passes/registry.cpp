@@ -22,8 +22,14 @@ const PassInfo* find_pass(std::string_view name) {
   return nullptr;
 }
 
+std::vector<std::string> check_pass_options(const PassInfo& pass, const nlohmann::json& options, Naming naming) {
+  auto problems = validate_options(pass.name, pass.options, options, naming);
+  if (problems.empty() && pass.check) problems = pass.check(with_defaults(pass.options, options), naming);
+  return problems;
+}
+
 void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx) {
-  auto problems = validate_options(pass.name, pass.options, options);
+  auto problems = check_pass_options(pass, options, Naming::Cli);
   if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
   if (!pass.implemented) bad_input("pass '{}' is not built yet", pass.name);
   if (!pass.run) bad_input("'{}' is a recipe step, not a pass that rewrites a model", pass.name);
@@ -39,10 +45,11 @@ const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
       {"data", &EvaluateStepOptions::data, ".npz, .jsonl or test_data_set folder (relative to the recipe)", {}},
       {"baseline", &EvaluateStepOptions::baseline,
        "\"input\" (the recipe's input model), a model path, or \"\" for none", {}},
-      {"metrics", &EvaluateStepOptions::metrics, "accuracy, perplexity, fidelity, latency, size, memory (default: all that apply)", {}},
+      {"metrics", &EvaluateStepOptions::metrics, "what to measure (default: all that the data and model allow)",
+       {"accuracy", "perplexity", "fidelity", "latency", "size", "memory"}},
       {"labels", &EvaluateStepOptions::labels, "the .npz array holding labels", {}},
-      {"batch-size", &EvaluateStepOptions::batch_size, "samples per run", {}},
-      {"top-k", &EvaluateStepOptions::top_k, "also report top-k accuracy", {}},
+      {"batch-size", &EvaluateStepOptions::batch_size, "samples per run", {}, false, {1, 65536}},
+      {"top-k", &EvaluateStepOptions::top_k, "also report top-k accuracy", {}, false, {1, 1000}},
       {"goals", &EvaluateStepOptions::goals, "METRIC:TYPE:VALUE goals; the run exits 3 when one is unmet", {}},
       {"report", &EvaluateStepOptions::report, "also write a Markdown report (relative to the recipe)", {}},
   });

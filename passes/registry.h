@@ -14,10 +14,13 @@ namespace slmops::passes {
 
 struct DataHooks;  // passes/quant/quantize.h: data readers and the evaluator, from the CLI layer
 
+class Progress;  // passes/progress.h
+
 struct PassContext {
   int threads = 1;
   const DataHooks* data = nullptr;
   int verbosity = 1;  // 0 quiet, 1 normal, 2 verbose
+  Progress* progress = nullptr;  // where long steps report progress (nullptr: nowhere)
   nlohmann::json report = nlohmann::json::object();  // what the pass did, for --json
 };
 
@@ -27,12 +30,20 @@ struct PassInfo {
   std::vector<OptionSpec> options;
   // Runs on a model; `options` has passed validation and has every default filled in.
   std::function<void(ir::Model&, const nlohmann::json& options, PassContext&)> run;
+  // Checks between options that need no model (a mode that needs calib-data, a block size
+  // that is a power of two), on the options with defaults filled in; one message per
+  // problem, naming options as `naming` says. Run by recipe validation and --dry-run too.
+  std::function<std::vector<std::string>(const nlohmann::json& options, Naming naming)> check;
   bool implemented = true;  // false: listed so recipes can name it, but refuses to run yet
   bool evaluation = false;  // a measurement step (evaluate) that the recipe runner carries out
 };
 
 const std::vector<PassInfo>& all_passes();
 const PassInfo* find_pass(std::string_view name);
+
+// validate_options plus the pass's own check (on the options with defaults).
+std::vector<std::string> check_pass_options(const PassInfo& pass, const nlohmann::json& options,
+                                            Naming naming = Naming::Recipe);
 
 // Runs a pass by name after validating its options. Throws Error(BadInput) on bad options.
 void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx);

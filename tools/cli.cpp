@@ -2,18 +2,27 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <new>
 #include <thread>
 
 #include "ir/error.h"
+#include "ir/size.h"
 #include "passes/registry.h"
+#include <fmt/ranges.h>
 
 namespace slmops::cli {
 
 Globals& globals() {
   static Globals g;
   return g;
+}
+
+ProgressReporter& progress() {
+  static ProgressReporter p;
+  p.set_style(ProgressReporter::style_for(globals().verbosity));
+  return p;
 }
 
 void print_json(const nlohmann::json& j) { fmt::print("{}\n", j.dump(2)); }
@@ -36,20 +45,40 @@ void add_external_data_flag(CLI::App* cmd, formats::ExternalData* target) {
       ->type_name("MODE");
 }
 
-void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target) {
+std::string spec_type_name(const passes::OptionSpec& spec) {
+  using passes::OptionType;
+  if (!spec.choices.empty() && spec.type == OptionType::String) return fmt::format("{{{}}}", fmt::join(spec.choices, "|"));
+  switch (spec.type) {
+    case OptionType::Bool: return "[BOOL]";
+    case OptionType::Int: return "INT";
+    case OptionType::Float: return "FLOAT";
+    case OptionType::String: return spec.path ? "PATH" : "TEXT";
+    case OptionType::StringList: return spec.choices.empty() ? "LIST" : fmt::format("LIST of {}", fmt::join(spec.choices, "|"));
+  }
+  return "VALUE";
+}
+
+CLI::Option* add_spec_option(CLI::App* cmd, const passes::OptionSpec& spec,
+                             std::function<void(const nlohmann::json&)> set) {
+  std::string help = fmt::format("{} ({})", spec.help, passes::describe_values(spec));
+  bool is_bool = spec.type == passes::OptionType::Bool;
+  auto* opt = cmd->add_option_function<std::string>(
+      "--" + spec.name,
+      [spec, set](const std::string& v) {
+        // A bool option given alone (--per-channel) means true; --per-channel false also works.
+        set(passes::parse_option_text(spec, v.empty() && spec.type == passes::OptionType::Bool ? "true" : v));
+      },
+      help);
+  opt->type_name(spec_type_name(spec));
+  if (is_bool) opt->expected(0, 1);
+  return opt;
+}
+
+void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target,
+                           const std::vector<std::string>& only) {
   for (const auto& spec : pass.options) {
-    std::string help = fmt::format("{} ({}, default {})", spec.help, passes::option_type_name(spec.type),
-                                   spec.default_value.dump());
-    bool is_bool = spec.type == passes::OptionType::Bool;
-    auto* opt = cmd->add_option_function<std::string>(
-        "--" + spec.name,
-        [spec, target](const std::string& v) {
-          // A bool option given alone (--per-channel) means true; --per-channel false also works.
-          (*target)[spec.name] = passes::parse_option_text(spec, v.empty() && spec.type == passes::OptionType::Bool ? "true" : v);
-        },
-        help);
-    opt->type_name(is_bool ? "[BOOL]" : "VALUE");
-    if (is_bool) opt->expected(0, 1);
+    if (!only.empty() && std::find(only.begin(), only.end(), spec.name) == only.end()) continue;
+    add_spec_option(cmd, spec, [name = spec.name, target](const nlohmann::json& v) { (*target)[name] = v; });
   }
 }
 
@@ -58,6 +87,52 @@ static std::string one_line(std::string s) {
     if (c == '\n' || c == '\r') c = ' ';
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
+}
+
+// The first word that is not a global option must be a subcommand: say which word is not
+// one, and the nearest that is ("quantise" -> quantize), instead of "A subcommand is required".
+static void check_subcommand_name(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> names;
+  for (auto* sc : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sc->get_name());
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h" || a == "--version") return;
+    if (a.rfind("-", 0) == 0) {
+      if ((a == "--threads" || a == "--max-memory") && i + 1 < argc) ++i;
+      continue;
+    }
+    if (std::find(names.begin(), names.end(), a) != names.end()) return;
+    auto near = passes::nearest_name(a, names);
+    bad_input("'{}' is not a command{} (commands: {})", a, near.empty() ? "" : fmt::format("; did you mean '{}'?", near),
+              fmt::join(names, ", "));
+  }
+}
+
+// "The following arguments were not expected: --mod int8-dynamic" -> which option of which
+// command was not recognised, and the nearest one that exists.
+static std::string unexpected_arguments(CLI::App& app, const CLI::ExtrasError& e) {
+  CLI::App* cmd = &app;
+  for (auto* sc : app.get_subcommands()) cmd = sc;
+  std::vector<std::string> extras = cmd->remaining(true);
+  if (extras.empty()) extras = app.remaining(true);
+  std::vector<std::string> names;
+  for (auto* o : cmd->get_options())
+    for (auto& l : o->get_lnames()) names.push_back("--" + l);
+  if (cmd != &app)
+    for (auto* o : app.get_options())
+      for (auto& l : o->get_lnames()) names.push_back("--" + l);
+  std::string where = cmd == &app ? "slmops" : cmd->get_name();
+  for (auto& x : extras) {
+    if (x.rfind("--", 0) != 0) continue;
+    std::string flag = x.substr(0, x.find('='));
+    auto near = passes::nearest_name(flag, names);
+    return fmt::format("{}: unknown option {}{} (see slmops {} --help)", where, flag,
+                       near.empty() ? "" : fmt::format("; did you mean {}?", near), cmd == &app ? "" : where);
+  }
+  if (!extras.empty())
+    return fmt::format("{}: unexpected argument '{}' (see slmops {} --help)", where, extras.front(),
+                       cmd == &app ? "" : where);
+  return one_line(e.what());
 }
 
 int main(int argc, char** argv) {
@@ -69,7 +144,22 @@ int main(int argc, char** argv) {
   auto& g = globals();
   app.add_flag_callback("-v,--verbose", [&] { g.verbosity = 2; }, "more log lines on stderr");
   app.add_flag_callback("-q,--quiet", [&] { g.verbosity = 0; }, "only errors on stderr");
-  app.add_option("--threads", g.threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  // More threads than cores only slows the kernels down (they spin and contend).
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  add_spec_option(&app,
+                  {"threads", passes::OptionType::Int, 0, "worker threads (0: all cores)", {}, false,
+                   {0, static_cast<double>(cores)}},
+                  [&](const nlohmann::json& v) { g.threads = v.get<int>(); });
+  app.add_option_function<std::string>(
+         "--max-memory",
+         [](const std::string& s) {
+           auto v = ir::parse_byte_size(s);
+           if (!v || *v == 0) bad_input("--max-memory must be a byte size such as 512M or 16G, got '{}'", s);
+           ir::set_allocation_limit(*v);
+         },
+         "largest single tensor or buffer that a file may make slmops allocate, e.g. 512M, 16G "
+         "(default: physical memory, or SLMOPS_MAX_MEMORY)")
+      ->type_name("SIZE");
 
   register_run(app);
   register_inspect(app);
@@ -80,6 +170,7 @@ int main(int argc, char** argv) {
   register_pending(app);
 
   try {
+    check_subcommand_name(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -87,6 +178,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
+  } catch (const CLI::ExtrasError& e) {
+    fmt::print(stderr, "slmops: error: {}\n", unexpected_arguments(app, e));
+    return static_cast<int>(ExitCode::BadInput);
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "slmops: error: {} (see slmops --help)\n", one_line(e.what()));
     return static_cast<int>(ExitCode::BadInput);

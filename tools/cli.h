@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/onnx_io.h"
+#include "passes/options.h"
+#include "tools/progress.h"
 
 namespace slmops::cli {
 
@@ -20,6 +22,8 @@ struct Globals {
 };
 
 Globals& globals();
+// The one progress reporter of the process (style set from -q / the terminal in main).
+ProgressReporter& progress();
 
 template <typename... Args>
 void log(fmt::format_string<Args...> f, Args&&... args) {
@@ -57,5 +61,13 @@ struct PassInfo;
 }
 namespace slmops::cli {
 // Adds one --<option> VALUE flag per declared option of `pass`; values land in *target.
-void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target);
+// `only`: the subset of options to add (empty: all).
+void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target,
+                           const std::vector<std::string>& only = {});
+// Adds --<spec.name> from a declaration: help shows type, choices or range and default; the
+// value is parsed and range-checked (one-line error naming the flag) before `set` sees it.
+CLI::Option* add_spec_option(CLI::App* cmd, const passes::OptionSpec& spec,
+                             std::function<void(const nlohmann::json&)> set);
+// The --help type name of a declared option: INT, FLOAT, [BOOL], TEXT, LIST or {a|b|c}.
+std::string spec_type_name(const passes::OptionSpec& spec);
 }  // namespace slmops::cli

@@ -17,6 +17,8 @@
 #include "tools/eval_data.h"
 #include "tools/eval_metrics.h"
 #include "tools/evaluate.h"
+#include "passes/progress.h"
+#include "passes/registry.h"
 
 namespace slmops::cli {
 
@@ -89,25 +91,6 @@ ir::Tensor lm_targets(const Batch& b, int input_ids_index) {
   return ir::Tensor::from_values("", ir::DType::Int64, {rows, t}, tg);
 }
 
-class Progress {
- public:
-  Progress(bool on, int64_t total, std::string label) : on_(on), total_(total), label_(std::move(label)) {}
-  void update(int64_t done) {
-    if (!on_) return;
-    double secs = std::chrono::duration<double>(clock_type::now() - start_).count();
-    double rate = secs > 0 ? done / secs : 0;
-    double eta = rate > 0 ? (total_ - done) / rate : 0;
-    fmt::print(stderr, "\r{}: {}/{} samples, {:.1f} samples/s, ETA {:.0f} s   ", label_, done, total_, rate, eta);
-    if (done == total_) fmt::print(stderr, "\n");
-  }
-
- private:
-  bool on_;
-  int64_t total_;
-  std::string label_;
-  clock_type::time_point start_ = clock_type::now();
-};
-
 struct RunResult {
   MetricSums sums;
   uint64_t peak_rss = 0;
@@ -119,14 +102,15 @@ struct RunResult {
 // (fidelity), or empty.
 RunResult run_model(const ir::Model& m, const runtime::Session& session, const std::vector<Batch>& batches,
                     const Selected& sel, int lm_ids, int top_k, int64_t warmup,
-                    const std::vector<ir::Tensor>* reference, bool keep_primary, bool progress,
+                    const std::vector<ir::Tensor>* reference, bool keep_primary, passes::Progress* progress,
                     const std::string& label) {
   RunResult r;
   reset_peak_rss();
   if (!batches.empty())
     for (int64_t w = 0; w < warmup; ++w) session.run(batches[0].feeds);
-  Progress bar(progress, batches.empty() ? 0 : batches.back().first + batches.back().count - batches.front().first,
-               label);
+  passes::ProgressStage bar(
+      progress, label, batches.empty() ? 0 : batches.back().first + batches.back().count - batches.front().first,
+      "samples");
   int64_t done = 0;
   auto t_all = clock_type::now();
   for (size_t k = 0; k < batches.size(); ++k) {
@@ -360,8 +344,60 @@ nlohmann::json merge_reports(const EvalArgs& a) {
   return finish(report, a);
 }
 
+std::string input_list(const ir::Model& m) {
+  std::string s;
+  for (auto& in : m.graph->inputs)
+    if (in.value && !in.value->initializer) s += (s.empty() ? "" : ", ") + in.value->name;
+  return s;
+}
+
+// A baseline is run on the model's batches: its inputs must be the model's (names, types).
+void check_baseline_inputs(const ir::Model& m, const ir::Model& bm, const EvalArgs& a) {
+  for (auto& in : m.graph->inputs) {
+    const ir::Value* v = in.value;
+    if (!v || v->initializer) continue;
+    const ir::Value* bv = bm.graph->find_value(v->name);
+    bool is_input = false;
+    for (auto& bin : bm.graph->inputs) is_input = is_input || bin.value == bv;
+    if (!bv || !is_input)
+      bad_input("--baseline {}: the baseline has no input '{}' (its inputs: {}; the model's: {})", a.baseline, v->name,
+                input_list(bm), input_list(m));
+    if (v->type.is_tensor && bv->type.is_tensor && v->type.elem() != bv->type.elem())
+      bad_input("--baseline {}: the baseline's input '{}' is {}, the model's is {}; the baseline must take the same "
+                "inputs", a.baseline, v->name, ir::dtype_name(bv->type.elem()), ir::dtype_name(v->type.elem()));
+  }
+}
+
+// Goals whose metric the selected measurements do not produce: refused before any run.
+void check_goal_families(const std::vector<std::string>& goals, const Selected& sel, bool random) {
+  for (auto& text : goals) {
+    Goal g = parse_goal(text);
+    std::string family = goal_metric_family(g.metric);
+    bool on = family == "accuracy" ? sel.accuracy
+              : family == "perplexity" ? sel.lm
+              : family == "fidelity"   ? sel.fidelity
+              : family == "latency"    ? sel.latency && (g.metric != "tokens_per_s" || sel.lm)
+              : family == "size"       ? sel.size
+                                       : sel.memory;
+    if (!on)
+      bad_input("--goal '{}': this run does not measure {} ({})", text, g.metric,
+                random ? "--random measures latency, size and memory only"
+                       : family == "accuracy"   ? "accuracy needs labels in the data and a classifier's 2-D output"
+                       : family == "perplexity" || g.metric == "tokens_per_s"
+                           ? "perplexity needs a causal LM (2-D token ids in, 3-D logits out)"
+                           : "not in --metrics");
+  }
+}
+
 nlohmann::json evaluate_loaded(const ir::Model& m, const ir::Model* bm, const EvalArgs& a) {
   if (a.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
+  if (bm) check_baseline_inputs(m, *bm, a);
+  for (auto& s : a.shapes) {
+    auto [name, dims] = parse_shape_option(s);
+    bool found = false;
+    for (auto& in : m.graph->inputs) found = found || (in.value && in.value->name == name);
+    if (!found) bad_input("--shape {}: the model has no input '{}' (its inputs: {})", s, name, input_list(m));
+  }
   DataOptions opts;
   opts.batch_size = a.batch_size > 0 ? a.batch_size : 1;
   opts.labels = a.labels;
@@ -381,9 +417,11 @@ nlohmann::json evaluate_loaded(const ir::Model& m, const ir::Model* bm, const Ev
   const ir::Value* out0 = m.graph->outputs.empty() ? nullptr : m.graph->outputs[0].value;
   bool looks_lm = lm_ids >= 0 && out0 && out0->type.has_shape && out0->type.dims.size() == 3;
   bool has_reference = bm || fs::is_directory(a.data);
-  Selected sel = select_metrics(a.metrics, source->has_labels(), looks_lm, has_reference);
+  Selected sel = select_metrics(a.metrics, source->has_labels(), looks_lm && !a.random, has_reference);
+  if (a.random) sel.accuracy = sel.lm = sel.fidelity = false;  // random tokens: no accuracy or perplexity
   if (sel.lm && lm_ids < 0) bad_input("--metrics perplexity needs a 2-D integer input (token ids)");
   if (a.top_k < 1) bad_input("--top-k must be at least 1");
+  check_goal_families(a.goals, sel, a.random);
 
   // The shard: a contiguous run of whole batches, so that shard runs see the same batches.
   int64_t n = source->samples(), bs = opts.batch_size;
@@ -404,7 +442,7 @@ nlohmann::json evaluate_loaded(const ir::Model& m, const ir::Model* bm, const Ev
     shard_text = a.shard;
   }
   auto batches = source->batches(begin, end);
-  bool progress = a.progress || (!a.no_progress && !a.json && ::isatty(2) && globals().verbosity >= 1);
+  passes::Progress* progress = a.no_progress ? nullptr : &cli::progress();
 
   nlohmann::json report = {{"model", a.model}, {"data", source->describe()}, {"samples", end - begin},
                            {"range", {begin, end}}, {"top_k", a.top_k}};
@@ -483,37 +521,112 @@ void enforce_goals(const nlohmann::json& report) {
   if (!unmet.empty()) throw Error(ExitCode::GoalNotMet, unmet);
 }
 
+// Folder of a file to be written: it must exist and be writable, checked before any work.
+void check_writable_file(const std::string& flag, const std::string& path) {
+  fs::path p = path, dir = p.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) bad_input("{} {}: is a folder, expected a file name", flag, path);
+  if (!fs::is_directory(dir, ec)) bad_input("{} {}: folder '{}' does not exist", flag, path, dir.string());
+  if (::access(dir.c_str(), W_OK) != 0) bad_input("{} {}: folder '{}' is not writable", flag, path, dir.string());
+}
+
+// Everything about the arguments that can be checked before a model is run.
+void check_arguments(const EvalArgs& a) {
+  if (a.random && !a.data.empty())
+    bad_input("--data {} and --random: choose one (--random makes inputs instead of reading data)", a.data);
+  if (!a.random && !a.shapes.empty()) bad_input("--shape {}: only with --random", a.shapes.front());
+  std::vector<std::string> metrics;
+  for (size_t pos = 0; !a.metrics.empty() && pos <= a.metrics.size();) {
+    size_t comma = a.metrics.find(',', pos);
+    metrics.push_back(a.metrics.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (a.random)
+    for (auto& m : metrics)
+      if (m == "accuracy" || m == "perplexity" || m == "fidelity")
+        bad_input("--metrics {}: not with --random (random inputs have no labels or text; it measures latency, "
+                  "size and memory)", m);
+  bool has_reference = !a.baseline.empty() || (!a.data.empty() && fs::is_directory(a.data));
+  auto problems = goal_problems(a.goals, has_reference, metrics);
+  if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
+  if (a.random)
+    for (auto& text : a.goals) {
+      auto family = goal_metric_family(parse_goal(text).metric);
+      if (family != "latency" && family != "size" && family != "memory")
+        bad_input("--goal '{}': --random measures latency, size and memory only", text);
+    }
+  if (!a.report.empty()) check_writable_file("--report", a.report);
+  if (!a.data.empty() && !fs::exists(a.data)) bad_input("--data {}: no such file or folder", a.data);
+  if (!a.baseline.empty() && !fs::exists(a.baseline)) bad_input("--baseline {}: no such file", a.baseline);
+  if (!a.shard.empty()) {
+    auto slash = a.shard.find('/');
+    int64_t i = -1, k = 0;
+    try {
+      size_t u1 = 0, u2 = 0;
+      i = std::stoll(a.shard.substr(0, slash), &u1);
+      k = std::stoll(a.shard.substr(slash + 1), &u2);
+      if (u1 != slash || u2 != a.shard.size() - slash - 1) k = 0;
+    } catch (const std::exception&) {
+    }
+    if (slash == std::string::npos || k < 1 || k > 1000000 || i < 0 || i >= k)
+      bad_input("--shard '{}': expected I/N with 0 <= I < N <= 1000000 (0-based, like a Kubernetes job index)",
+                a.shard);
+  }
+}
+
 void register_evaluate(CLI::App& app) {
   static EvalArgs a;
+  using passes::OptionSpec;
+  using passes::OptionType;
+  // Numeric options of the subcommand, declared with their ranges (batch-size, top-k and
+  // metrics are the evaluate step's own declarations).
+  static const std::vector<OptionSpec> own = {
+      {"samples", OptionType::Int, 16, "how many random samples for --random", {}, false, {1, 1000000}},
+      {"warmup", OptionType::Int, 1, "untimed runs before timing", {}, false, {0, 1000}},
+      {"rtol", OptionType::Float, 1e-3, "relative tolerance for --check", {}, false, {0, 1}},
+      {"atol", OptionType::Float, 1e-7, "absolute tolerance for --check", {}, false, {0, 1e6}},
+  };
   auto* cmd = app.add_subcommand("evaluate", "accuracy, perplexity, fidelity, latency, size and memory of a model");
   cmd->add_option("model", a.model, "an .onnx model (omit with --merge)");
   cmd->add_option("--data", a.data, ".npz, .jsonl, or a test_data_set folder (or a folder of them)");
   cmd->add_option("--baseline", a.baseline, "reference model: fidelity and side-by-side metrics");
-  cmd->add_option("--metrics", a.metrics, "comma list: accuracy, perplexity, fidelity, latency, size, memory (default: what the data and model allow)");
+  const auto& step = *passes::find_pass("evaluate");
+  for (auto& spec : step.options) {
+    if (spec.name == "batch-size") add_spec_option(cmd, spec, [](const nlohmann::json& v) { a.batch_size = v; });
+    if (spec.name == "top-k") add_spec_option(cmd, spec, [](const nlohmann::json& v) { a.top_k = v; });
+    if (spec.name == "metrics")
+      add_spec_option(cmd, spec, [](const nlohmann::json& v) {
+        a.metrics.clear();
+        for (auto& m : v) a.metrics += (a.metrics.empty() ? "" : ",") + m.get<std::string>();
+      });
+  }
   cmd->add_option("--labels", a.labels, "the .npz array holding labels (default: label or labels)");
-  cmd->add_option("--top-k", a.top_k, "also report top-k accuracy");
-  cmd->add_option("--batch-size", a.batch_size, "samples per run (default 1)");
-  cmd->add_flag("--random", a.random, "random inputs from the declared shapes (latency only)");
+  cmd->add_flag("--random", a.random, "random inputs from the declared shapes (latency, size and memory only)");
   cmd->add_option("--shape", a.shapes, "shape of an input for --random: NAME=1x128")->type_name("NAME=DIMS");
-  cmd->add_option("--samples", a.samples, "how many random samples (default 16)");
-  cmd->add_option("--warmup", a.warmup, "untimed runs before timing (default 1)");
+  add_spec_option(cmd, own[0], [](const nlohmann::json& v) { a.samples = v; });
+  add_spec_option(cmd, own[1], [](const nlohmann::json& v) { a.warmup = v; });
   cmd->add_option("--goal", a.goals, "METRIC:TYPE:VALUE, TYPE one of threshold, max-degradation, min-improvement, percent-max-degradation, percent-min-improvement; exit 3 when unmet")->type_name("GOAL");
-  cmd->add_option("--shard", a.shard, "evaluate the I-th of N slices (0-based I/N)")->type_name("I/N");
+  cmd->add_option("--shard", a.shard, "evaluate the I-th of N slices (0-based I/N, N up to 1000000)")->type_name("I/N");
   cmd->add_option("--merge", a.merge, "combine shard reports (--json files) into one")->type_name("REPORT...");
   cmd->add_option("--report", a.report, "also write a Markdown report")->type_name("FILE.md");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
-  cmd->add_flag("--progress", a.progress, "show a progress bar (default on a terminal)");
-  cmd->add_flag("--no-progress", a.no_progress, "never show a progress bar");
+  cmd->add_flag("--progress", a.progress, "show a progress bar even when stderr is not a terminal");
+  cmd->add_flag("--no-progress", a.no_progress, "never show progress");
   cmd->add_flag("--check", a.check, "compare with the data's output_K.pb; exit 3 when any differs");
-  cmd->add_option("--rtol", a.tol.rtol, "relative tolerance for --check (default 1e-3)");
-  cmd->add_option("--atol", a.tol.atol, "absolute tolerance for --check (default 1e-7)");
+  add_spec_option(cmd, own[2], [](const nlohmann::json& v) { a.tol.rtol = v; });
+  add_spec_option(cmd, own[3], [](const nlohmann::json& v) { a.tol.atol = v; });
   cmd->add_flag("--scaled", a.tol.scaled, "--check: rtol relative to the largest |reference| of each output");
   cmd->callback([] {
+    if (a.progress) progress().force(ProgressReporter::Style::Bar);
     if (a.check) {
       if (a.model.empty() || a.data.empty()) bad_input("--check needs a model and --data DIR (a test_data_set folder)");
       return check(a);
     }
     if (a.merge.empty() && a.model.empty()) bad_input("evaluate needs a model (or --merge REPORTS)");
+    if (a.merge.empty()) check_arguments(a);
+    else if (!a.report.empty()) check_writable_file("--report", a.report);
     nlohmann::json report = a.merge.empty() ? evaluate(a) : merge_reports(a);
     if (a.json) print_json(report);
     else print_evaluation(report);

@@ -21,9 +21,7 @@ void register_passes(CLI::App& app) {
     }
     for (auto& p : passes::all_passes()) {
       fmt::print("{}  {}{}\n", p.name, p.summary, p.implemented ? "" : " (not built yet)");
-      for (auto& o : p.options)
-        fmt::print("    {:<28} {:<8} default {:<8} {}\n", o.name, passes::option_type_name(o.type),
-                   o.default_value.dump(), o.help);
+      for (auto& o : p.options) fmt::print("    {:<24} {} ({})\n", o.name, o.help, passes::describe_values(o));
     }
   });
 }

@@ -19,11 +19,12 @@ void register_run(CLI::App& app) {
   cmd->add_option("--set", a.sets, "override a recipe key: --set output=out.onnx, --set steps.0.options.KEY=VALUE")
       ->type_name("KEY=VALUE");
   cmd->add_flag("--dry-run", a.dry_run, "validate the recipe and stop");
-  cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
+  cmd->add_flag("--json", a.json, "print the report as JSON on stdout (with --dry-run: the validated plan)");
   cmd->callback([] {
     Recipe r = load_recipe(a.recipe, a.sets);
     if (a.dry_run) {
-      log("{}: valid ({} steps)", a.recipe, r.steps.size());
+      if (a.json) print_json(recipe_plan(r));
+      else log("{}: valid ({} steps)", a.recipe, r.steps.size());
       return;
     }
     auto report = execute(r);

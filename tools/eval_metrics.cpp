@@ -1,5 +1,9 @@
 #include "tools/eval_metrics.h"
 
+#include <fmt/ranges.h>
+
+#include "passes/options.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -254,9 +258,18 @@ Goal parse_goal(const std::string& text) {
   static const std::vector<std::string> types = {"threshold", "max-degradation", "min-improvement",
                                                  "percent-max-degradation", "percent-min-improvement"};
   if (std::find(types.begin(), types.end(), g.type) == types.end())
-    bad_input("--goal '{}': unknown goal type '{}' (threshold, max-degradation, min-improvement, "
+  {
+    auto near = passes::nearest_name(g.type, types);
+    bad_input("--goal '{}': unknown goal type '{}'{} (threshold, max-degradation, min-improvement, "
               "percent-max-degradation, percent-min-improvement)",
-              text, g.type);
+              text, g.type, near.empty() ? "" : fmt::format("; did you mean '{}'?", near));
+  }
+  if (goal_metric_family(g.metric).empty()) {
+    std::vector<std::string> names = goal_metric_names();
+    auto near = passes::nearest_name(g.metric, names);
+    bad_input("--goal '{}': no metric '{}'{} (metrics: {}, top_K_accuracy)", text, g.metric,
+              near.empty() ? "" : fmt::format("; did you mean '{}'?", near), fmt::join(names, ", "));
+  }
   try {
     size_t used = 0;
     g.value = std::stod(text.substr(b + 1), &used);
@@ -265,6 +278,51 @@ Goal parse_goal(const std::string& text) {
     bad_input("--goal '{}': '{}' is not a number", text, text.substr(b + 1));
   }
   return g;
+}
+
+const std::vector<std::string>& goal_metric_names() {
+  static const std::vector<std::string> names = {
+      "accuracy", "perplexity",  "nll",         "max_abs_err", "mean_abs_err", "snr_db",       "cosine", "kl",
+      "top1_agreement", "latency_p50", "latency_p90", "latency_p99", "throughput", "tokens_per_s", "size", "memory"};
+  return names;
+}
+
+std::string goal_metric_family(const std::string& m) {
+  if (m == "accuracy") return "accuracy";
+  if (m.size() > 13 && m.rfind("top_", 0) == 0 && m.substr(m.size() - 9) == "_accuracy") {
+    std::string k = m.substr(4, m.size() - 13);
+    if (!k.empty() && k.find_first_not_of("0123456789") == std::string::npos) return "accuracy";
+    return "";
+  }
+  if (m == "perplexity" || m == "nll") return "perplexity";
+  if (m == "max_abs_err" || m == "mean_abs_err" || m == "snr_db" || m == "cosine" || m == "kl" || m == "top1_agreement")
+    return "fidelity";
+  if (m == "latency_p50" || m == "latency_p90" || m == "latency_p99" || m == "throughput") return "latency";
+  if (m == "tokens_per_s") return "latency";
+  if (m == "size") return "size";
+  if (m == "memory") return "memory";
+  return "";
+}
+
+std::vector<std::string> goal_problems(const std::vector<std::string>& goals, bool has_reference,
+                                       const std::vector<std::string>& metrics) {
+  std::vector<std::string> out;
+  for (auto& text : goals) {
+    try {
+      Goal g = parse_goal(text);
+      std::string family = goal_metric_family(g.metric);
+      if (g.type != "threshold" && !has_reference)
+        out.push_back(fmt::format("--goal '{}': a relative goal ({}) needs a baseline to compare with", text, g.type));
+      else if (family == "fidelity" && !has_reference)
+        out.push_back(fmt::format("--goal '{}': {} is a fidelity metric and needs a baseline", text, g.metric));
+      else if (!metrics.empty() && std::find(metrics.begin(), metrics.end(), family) == metrics.end())
+        out.push_back(fmt::format("--goal '{}': {} is not measured (metrics {}; add {})", text, g.metric,
+                                  fmt::join(metrics, ","), family));
+    } catch (const Error& e) {
+      out.push_back(e.what());
+    }
+  }
+  return out;
 }
 
 bool higher_is_better(const std::string& m) {

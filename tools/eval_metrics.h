@@ -62,7 +62,18 @@ struct Goal {
   double value = 0;
   std::string text;
 };
+// Parses and checks a goal's syntax, type and metric name (one of goal_metric_names() or
+// top_K_accuracy); throws Error(BadInput) naming the goal, with the nearest metric name.
 Goal parse_goal(const std::string& s);
+// The metric names goals may use, and the --metrics family that measures each
+// ("accuracy", "perplexity", "fidelity", "latency", "size", "memory").
+const std::vector<std::string>& goal_metric_names();
+std::string goal_metric_family(const std::string& metric);
+// Everything about goals that can be checked before any work: syntax, metric names, a
+// relative goal or fidelity metric without a baseline, a metric outside --metrics.
+// `has_reference`: a baseline (or test data with outputs) is there. One message per problem.
+std::vector<std::string> goal_problems(const std::vector<std::string>& goals, bool has_reference,
+                                       const std::vector<std::string>& metrics);
 // Checks goals against the final metrics (and the baseline's, for relative goals). Returns one
 // message per unmet goal; throws Error(BadInput) for a goal whose metric is missing.
 std::vector<std::string> check_goals(const std::vector<Goal>& goals, const nlohmann::json& metrics,

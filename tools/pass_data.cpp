@@ -6,7 +6,9 @@
 #include "passes/quant/quantize.h"
 #include "tools/eval_data.h"
 #include "tools/eval_metrics.h"
+#include "tools/cli.h"
 #include "tools/evaluate.h"
+#include "passes/progress.h"
 
 namespace slmops::cli {
 namespace {
@@ -20,8 +22,11 @@ class Feeds : public passes::FeedSource {
     int64_t n = src_->samples();
     if (limit > 0 && limit < n) n = limit;
     // One batch at a time, so that only the current batch's inputs are in memory.
-    for (int64_t b = 0; b < n; b += bs_)
+    passes::ProgressStage stage(&progress(), "calibration data", n, "samples");
+    for (int64_t b = 0; b < n; b += bs_) {
       for (auto& batch : src_->batches(b, std::min(n, b + bs_))) fn(std::move(batch.feeds));
+      stage.update(std::min(n, b + bs_));
+    }
   }
 
  private:

@@ -1,5 +1,8 @@
 #include "tools/recipe.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 
 #include "formats/file_util.h"
@@ -8,6 +11,7 @@
 #include "passes/registry.h"
 #include "tools/evaluate.h"
 #include "tools/cli.h"
+#include "tools/eval_metrics.h"
 #include "tools/pass_data.h"
 
 namespace slmops::cli {
@@ -68,15 +72,74 @@ std::string line_col(const std::string& text, size_t byte) {
   return fmt::format("{}:{}", line, col);
 }
 
-void check_step(const std::string& where, size_t number, const Step& step, std::vector<std::string>& problems) {
+// `cli`: the recipe was built by a subcommand, whose flags are named --option and whose
+// messages need no step number.
+void check_step(const std::string& where, size_t number, const Step& step, std::vector<std::string>& problems,
+                bool cli = false) {
   const auto* p = passes::find_pass(step.pass);
   if (!p) {
-    problems.push_back(
-        fmt::format("{}: step {}: unknown pass '{}' (known passes: {})", where, number, step.pass, known_passes()));
+    std::vector<std::string> names;
+    for (auto& q : passes::all_passes()) names.push_back(q.name);
+    auto near = passes::nearest_name(step.pass, names);
+    problems.push_back(fmt::format("{}: step {}: unknown pass '{}' ({}known passes: {})", where, number, step.pass,
+                                   near.empty() ? "" : fmt::format("did you mean '{}'? ", near), known_passes()));
     return;
   }
-  for (auto& msg : passes::validate_options(p->name, p->options, step.options))
-    problems.push_back(fmt::format("{}: step {}: {}", where, number, msg));
+  auto naming = cli ? passes::Naming::Cli : passes::Naming::Recipe;
+  for (auto& msg : passes::check_pass_options(*p, step.options, naming))
+    problems.push_back(cli ? msg : fmt::format("{}: step {}: {}", where, number, msg));
+}
+
+// Files a step reads (options declared as paths) must exist before any work starts.
+void check_step_files(const std::string& where, size_t number, const Step& step, std::vector<std::string>& problems,
+                      bool cli = false) {
+  const auto* p = passes::find_pass(step.pass);
+  if (!p || !step.options.is_object()) return;
+  for (auto& spec : p->options) {
+    if (!spec.path || !step.options.contains(spec.name) || !step.options[spec.name].is_string()) continue;
+    std::string v = step.options[spec.name].get<std::string>();
+    std::error_code ec;
+    if (v.empty() || fs::exists(v, ec)) continue;
+    problems.push_back(cli ? fmt::format("--{} {}: no such file or folder", spec.name, v)
+                           : fmt::format("{}: step {}: option '{}': '{}' does not exist", where, number, spec.name, v));
+  }
+}
+
+// The folder a file will be written to exists (or can be created) and is writable.
+std::string unwritable_folder(const fs::path& file, bool may_create) {
+  fs::path dir = file.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  fs::path existing = dir;
+  if (may_create)
+    while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+  if (existing.empty()) existing = ".";
+  if (!fs::is_directory(existing, ec))
+    return fmt::format("folder '{}' does not exist{}", dir.string(), may_create ? " and cannot be created" : "");
+  if (::access(existing.c_str(), W_OK) != 0) return fmt::format("folder '{}' is not writable", existing.string());
+  return "";
+}
+
+// Recipes are small: a document nested deeper than this is not a recipe, and parsing it
+// recursively could exhaust the stack.
+constexpr int kMaxJsonDepth = 64;
+
+// The deepest nesting of [ and { outside strings.
+int json_depth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
 }
 
 [[noreturn]] void throw_problems(const std::vector<std::string>& problems) {
@@ -89,6 +152,14 @@ void check_step(const std::string& where, size_t number, const Step& step, std::
 
 Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
   std::string text = formats::read_text_file(file);
+  // An ONNX model (a protobuf: binary, starts with field 1 = ir_version, byte 0x08) given
+  // where a recipe goes.
+  if (!text.empty() && (text[0] == '\x08' || file.extension() == ".onnx"))
+    bad_input("{}: this is an ONNX model, not a recipe (a JSON file); to work on a model use slmops convert, "
+              "quantize, evaluate or inspect", file.string());
+  if (json_depth(text) > kMaxJsonDepth)
+    bad_input("{}: JSON nested more than {} levels deep; a recipe is an object with input, output and steps",
+              file.string(), kMaxJsonDepth);
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text);
@@ -135,11 +206,13 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     problems.push_back(fmt::format("{}: 'steps' must be a list of {{\"pass\": ..., \"options\": {{...}}}}", where));
   } else {
     size_t i = 0;
+    std::vector<bool> step_malformed;
     for (auto& s : doc["steps"]) {
       ++i;
       if (!s.is_object() || !s.contains("pass") || !s["pass"].is_string()) {
         problems.push_back(fmt::format("{}: step {}: must be an object with a \"pass\" name", where, i));
         r.steps.push_back({"", nlohmann::json::object()});
+        step_malformed.push_back(true);
         continue;
       }
       for (auto& [k, v] : s.items())
@@ -148,9 +221,10 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
               fmt::format("{}: step {}: unknown key '{}' (valid keys: {})", where, i, k, fmt::join(kStepKeys, ", ")));
       Step st{s["pass"].get<std::string>(), s.value("options", nlohmann::json::object())};
       r.steps.push_back(std::move(st));
+      step_malformed.push_back(false);
     }
     for (size_t k = 0; k < r.steps.size(); ++k)
-      if (!r.steps[k].pass.empty()) check_step(where, k + 1, r.steps[k], problems);
+      if (!step_malformed[k]) check_step(where, k + 1, r.steps[k], problems);
     // Options that name files are relative to the recipe's folder (unless set by --set).
     for (size_t k = 0; k < r.steps.size(); ++k) {
       const auto* p = passes::find_pass(r.steps[k].pass);
@@ -189,7 +263,27 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
         if (!fs::exists(st.options["data"].get<std::string>(), dec))
           problems.push_back(fmt::format("{}: step {}: evaluation data '{}' does not exist", where, k + 1,
                                          st.options["data"].get<std::string>()));
-      } else if (seen_eval && !st.pass.empty()) {
+        // Goals, the report's folder and the baseline: checked now, not after the work.
+        passes::EvaluateStepOptions o;
+        try {
+          o = passes::EvaluateStepOptions::table().from_json(
+              passes::with_defaults(passes::EvaluateStepOptions::table().specs(), st.options));
+        } catch (const nlohmann::json::exception&) {
+          continue;  // a mistyped option, already reported
+        }
+        bool has_reference = !o.baseline.empty() || fs::is_directory(o.data, dec);
+        for (auto& msg : goal_problems(o.goals, has_reference, o.metrics))
+          problems.push_back(fmt::format("{}: step {}: {}", where, k + 1, msg));
+        if (!o.baseline.empty() && o.baseline != "input" && !fs::exists(o.baseline, dec))
+          problems.push_back(fmt::format("{}: step {}: baseline '{}' does not exist", where, k + 1, o.baseline));
+        if (!o.report.empty()) {
+          auto why = unwritable_folder(o.report, true);
+          if (!why.empty()) problems.push_back(fmt::format("{}: step {}: report '{}': {}", where, k + 1, o.report, why));
+        }
+      } else if (!step_malformed[k]) {
+        check_step_files(where, k + 1, st, problems);
+      }
+      if (st.pass != "evaluate" && seen_eval && !step_malformed[k]) {
         problems.push_back(fmt::format("{}: step {}: '{}' comes after an evaluate step; evaluate steps go last",
                                        where, k + 1, st.pass));
       }
@@ -201,15 +295,36 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
   if (!r.input.empty() && !r.output.empty() && fs::weakly_canonical(r.input) == fs::weakly_canonical(r.output))
     problems.push_back(fmt::format("{}: output '{}' is the input model; choose another output path", where,
                                    r.output.string()));
+  if (!r.output.empty()) {
+    auto why = unwritable_folder(r.output, true);
+    if (!why.empty()) problems.push_back(fmt::format("{}: output '{}': {}", where, r.output.string(), why));
+  }
   if (!problems.empty()) throw_problems(problems);
   return r;
 }
 
 void validate_recipe(const Recipe& r) {
   std::vector<std::string> problems;
-  std::string where = r.source.empty() ? r.input.string() : r.source.string();
-  for (size_t k = 0; k < r.steps.size(); ++k) check_step(where, k + 1, r.steps[k], problems);
+  const bool cli = r.source.empty();
+  std::string where = cli ? r.input.string() : r.source.string();
+  for (size_t k = 0; k < r.steps.size(); ++k) {
+    check_step(where, k + 1, r.steps[k], problems, cli);
+    check_step_files(where, k + 1, r.steps[k], problems, cli);
+  }
   if (!problems.empty()) throw_problems(problems);
+}
+
+nlohmann::json recipe_plan(const Recipe& r) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (auto& st : r.steps) {
+    const auto* p = passes::find_pass(st.pass);
+    steps.push_back({{"pass", st.pass}, {"options", p ? passes::with_defaults(p->options, st.options) : st.options}});
+  }
+  std::string ext = r.external_data == formats::ExternalData::Always  ? "always"
+                    : r.external_data == formats::ExternalData::Never ? "never"
+                                                                      : "auto";
+  return {{"recipe", r.source.string()}, {"valid", true},         {"input", r.input.string()},
+          {"output", r.output.string()}, {"external_data", ext}, {"steps", steps}};
 }
 
 nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann::json&)>& on_step) {
@@ -231,8 +346,10 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
   ctx.verbosity = globals().verbosity;
   ctx.data = &pass_data_hooks();
   std::vector<size_t> evaluations;
+  ctx.progress = &progress();
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto* p = passes::find_pass(r.steps[i].pass);
+    if (!p) bad_input("{}: step {}: unknown pass '{}'", r.source.string(), i + 1, r.steps[i].pass);
     if (p->evaluation) {
       evaluations.push_back(i);
       continue;
@@ -248,6 +365,16 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
     if (on_step) on_step(steps.back());
   }
+  // Who made the model, and how: the producer, and the steps with their options in effect.
+  model.producer_name = "slmops";
+  model.producer_version = SLMOPS_VERSION;
+  nlohmann::json made = nlohmann::json::array();
+  for (auto& st : r.steps) {
+    const auto* p = passes::find_pass(st.pass);
+    if (p && !p->evaluation) made.push_back({{"pass", st.pass}, {"options", passes::with_defaults(p->options, st.options)}});
+  }
+  std::erase_if(model.metadata, [](const auto& kv) { return kv.first == "slmops.recipe"; });
+  model.metadata.emplace_back("slmops.recipe", made.dump());
   formats::SaveOptions so;
   so.external = r.external_data;
   auto saved = formats::save_model(model, r.output, so);
@@ -267,7 +394,6 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     a.top_k = static_cast<int>(o.top_k);
     a.goals = o.goals;
     a.report = o.report;
-    a.no_progress = true;
     if (!a.report.empty() && r.create_output_folder) {
       std::error_code ec;
       fs::create_directories(fs::path(a.report).parent_path(), ec);

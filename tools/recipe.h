@@ -36,6 +36,9 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets);
 // Checks a recipe built in memory (unknown pass, bad options, missing input); same errors.
 void validate_recipe(const Recipe& r);
 
+// The validated plan (--dry-run --json): input, output, steps with every option in effect.
+nlohmann::json recipe_plan(const Recipe& r);
+
 // Loads the input, runs every step, saves the output. Returns the report (also for --json).
 // `on_step` sees each rewriting step's entry ({pass, report, seconds}) as it finishes.
 nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann::json&)>& on_step = {});

@@ -18,32 +18,43 @@ namespace slmops::passes {
 
 const OptionTable<QuantizeOptions>& QuantizeOptions::table() {
   using Q = QuantizeOptions;
+  const std::string weight = "mode=int4-weight|int8-weight";
+  const std::string stat = "mode=int8-static|int16-static";
+  const double big = 1 << 30;
   static const OptionTable<Q> t({
-      {"mode", &Q::mode, "what to quantize and how", {"int8-dynamic", "int8-static", "int16-static", "int4-weight", "int8-weight"}},
+      {"mode", &Q::mode, "what to quantize and how (required)", {"int8-dynamic", "int8-static", "int16-static", "int4-weight", "int8-weight"}},
       {"op-types", &Q::op_types, "op types to quantize (default: the mode's set)", {}},
       {"exclude-nodes", &Q::exclude_nodes, "node names or globs (* ?) to keep float", {}},
       {"exclude-op-types", &Q::exclude_op_types, "op types to keep float", {}},
       {"keep-io-types", &Q::keep_io_types, "graph inputs and outputs keep their float types (every mode does; false is refused)", {}},
-      {"per-channel", &Q::per_channel, "dynamic/static: one weight scale per output channel", {}},
-      {"symmetric", &Q::symmetric, "weight-only: symmetric blocks (no zero points); default asymmetric (zero points), ORT's quantizer-class default", {}},
-      {"block-size", &Q::block_size, "weight-only: values per scale along K (16..256, a power of two)", {}},
-      {"accuracy-level", &Q::accuracy_level, "MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)", {}},
-      {"format", &Q::format, "weight-only: com.microsoft MatMulNBits, or ONNX blocked DequantizeLinear (opset 21)", {"matmulnbits", "qdq"}},
-      {"algorithm", &Q::algorithm, "weight-only: round-to-nearest, GPTQ (needs calib-data) or HQQ", {"rtn", "gptq", "hqq"}},
-      {"quantize-embeddings", &Q::quantize_embeddings, "weight-only: also Gather on a float table (as DequantizeLinear)", {}},
-      {"gptq-damp", &Q::gptq_damp, "GPTQ: damping added to diag(H), as a fraction of its mean", {}},
-      {"gptq-act-order", &Q::gptq_act_order, "GPTQ: quantize input features by decreasing diag(H)", {}},
-      {"hqq-iterations", &Q::hqq_iterations, "HQQ: optimisation steps per block", {}},
-      {"calib-data", &Q::calib_data, "calibration data: .npz, .jsonl or test_data_set folder", {}, true},
-      {"calib-method", &Q::calib_method, "static: activation ranges from", {"minmax", "entropy", "percentile"}},
-      {"calib-percentile", &Q::calib_percentile, "static: percentile of |x| kept by --calib-method percentile", {}},
-      {"calib-samples", &Q::calib_samples, "calibration samples to use (0: all)", {}},
-      {"calib-batch-size", &Q::calib_batch_size, "samples per calibration run", {}},
-      {"symmetric-activations", &Q::symmetric_activations, "static: signed symmetric activations (zero point 0)", {}},
+      {"per-channel", &Q::per_channel, "one weight scale per output channel", {}, false, {}, "mode=int8-dynamic|int8-static|int16-static"},
+      {"symmetric", &Q::symmetric, "symmetric blocks (no zero points); default asymmetric (zero points), ORT's quantizer-class default", {}, false, {}, weight},
+      {"block-size", &Q::block_size, "values per scale along K (a power of two)", {}, false, {16, 256}, weight},
+      {"accuracy-level", &Q::accuracy_level,
+       "MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8); for speed on CPU use 4 (int8 "
+       "activations, ONNX Runtime's fastest MatMulNBits path), 0/1 for the most exact results",
+       {}, false, {0, 4}, weight + " and format=matmulnbits"},
+      {"format", &Q::format, "com.microsoft MatMulNBits, or ONNX blocked DequantizeLinear (opset 21)", {"matmulnbits", "qdq"}, false, {}, weight},
+      {"algorithm", &Q::algorithm, "round-to-nearest, GPTQ (needs calib-data) or HQQ", {"rtn", "gptq", "hqq"}, false, {}, weight},
+      {"quantize-embeddings", &Q::quantize_embeddings, "also Gather on a float table (as DequantizeLinear)", {}, false, {}, weight},
+      {"gptq-damp", &Q::gptq_damp, "GPTQ: damping added to diag(H), as a fraction of its mean", {}, false,
+       {0, 1, true, true}, weight + " and algorithm=gptq"},
+      {"gptq-act-order", &Q::gptq_act_order, "GPTQ: quantize input features by decreasing diag(H)", {}, false, {}, weight + " and algorithm=gptq"},
+      {"hqq-iterations", &Q::hqq_iterations, "HQQ: optimisation steps per block", {}, false, {1, 1000}, weight + " and algorithm=hqq"},
+      {"calib-data", &Q::calib_data, "calibration data: .npz, .jsonl or test_data_set folder", {}, true, {},
+       stat + " or algorithm=gptq or max-degradation"},
+      {"calib-method", &Q::calib_method, "activation ranges from", {"minmax", "entropy", "percentile"}, false, {}, stat},
+      {"calib-percentile", &Q::calib_percentile, "percentile of |x| kept by calib-method percentile", {}, false,
+       {0, 100, true, false}, stat + " and calib-method=percentile"},
+      {"calib-samples", &Q::calib_samples, "calibration samples to use (0: all)", {}, false, {0, big}, "calib-data"},
+      {"calib-batch-size", &Q::calib_batch_size, "samples per calibration run", {}, false, {1, 65536}, "calib-data"},
+      {"symmetric-activations", &Q::symmetric_activations, "signed symmetric activations (zero point 0)", {}, false, {}, stat},
       {"max-degradation", &Q::max_degradation,
        "accuracy-aware: METRIC:VALUE (VALUE% for percent), e.g. accuracy:0.005 or perplexity:1%", {}},
-      {"eval-data", &Q::eval_data, "accuracy-aware: data the goal is measured on", {}, true},
-      {"max-fallback-steps", &Q::max_fallback_steps, "accuracy-aware: nodes returned to float at most (0: no limit)", {}},
+      {"eval-data", &Q::eval_data, "accuracy-aware: data the goal is measured on", {}, true, {}, "max-degradation"},
+      {"max-fallback-steps", &Q::max_fallback_steps, "accuracy-aware: nodes returned to float at most (0: no limit)", {},
+       false, {0, big}, "max-degradation"},
+      {"allow-noop", &Q::allow_noop, "write the model even when no node is quantized (default: that is an error)", {}},
   });
   return t;
 }
@@ -62,33 +73,61 @@ std::vector<std::string> default_op_types(const QuantizeOptions& o) {
   return v;
 }
 
-// Everything a user can get wrong, checked before any work is done.
-void check_options(const QuantizeOptions& o, const ir::Model& m, const PassContext& ctx) {
+// METRIC:VALUE or METRIC:VALUE% -> an Olive goal text the evaluator understands.
+std::string goal_text(const std::string& spec, Naming naming = Naming::Cli) {
+  const std::string flag = option_label("max-degradation", naming);
+  auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= spec.size())
+    bad_input("{} '{}': expected METRIC:VALUE, e.g. accuracy:0.005 or perplexity:1%", flag, spec);
+  std::string metric = spec.substr(0, colon), value = spec.substr(colon + 1);
+  bool percent = value.back() == '%';
+  if (percent) value.pop_back();
+  try {
+    size_t used = 0;
+    double v = std::stod(value, &used);
+    if (used != value.size() || v < 0) throw std::invalid_argument("x");
+  } catch (const std::exception&) {
+    bad_input("{} '{}': '{}' is not a non-negative number", flag, spec, value);
+  }
+  return fmt::format("{}:{}:{}", metric, percent ? "percent-max-degradation" : "max-degradation", value);
+}
+
+// Checks between options that need no model, on the options with defaults filled in: run by
+// recipe validation and --dry-run as well as before the pass works.
+std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming) {
+  QuantizeOptions o = QuantizeOptions::table().from_json(j);
+  std::vector<std::string> p;
+  auto L = [&](std::string_view name) { return option_label(name, naming); };
   if (o.mode.empty())
-    bad_input("quantize needs --mode (int8-dynamic, int8-static, int16-static, int4-weight, int8-weight)");
+    p.push_back(fmt::format("quantize needs {} (int8-dynamic, int8-static, int16-static, int4-weight, int8-weight)",
+                            L("mode")));
   if (is_weight_only(o.mode)) {
     int64_t b = o.block_size;
-    if (b < 16 || b > 256 || (b & (b - 1)) != 0)
-      bad_input("--block-size {}: must be a power of two from 16 to 256", b);
-    if (o.accuracy_level < 0 || o.accuracy_level > 4) bad_input("--accuracy-level {}: must be 0 to 4", o.accuracy_level);
+    if ((b & (b - 1)) != 0) p.push_back(fmt::format("{} {}: must be a power of two from 16 to 256", L("block-size"), b));
     if (o.algorithm == "gptq" && o.calib_data.empty())
-      bad_input("--algorithm gptq needs --calib-data (the layer inputs give its Hessian)");
-    if (o.format == "qdq" && o.algorithm != "rtn" && o.algorithm != "gptq" && o.algorithm != "hqq")
-      bad_input("--algorithm {}: unknown", o.algorithm);
-    if (o.hqq_iterations < 1) bad_input("--hqq-iterations must be at least 1");
-    if (o.gptq_damp <= 0 || o.gptq_damp >= 1) bad_input("--gptq-damp {}: must be in (0, 1)", o.gptq_damp);
+      p.push_back(fmt::format("{} gptq needs {} (the layer inputs give its Hessian)", L("algorithm"), L("calib-data")));
   }
   if (is_static(o.mode) && o.calib_data.empty())
-    bad_input("--mode {} needs --calib-data (activation ranges come from running the model on it)", o.mode);
-  if (is_static(o.mode) && (o.calib_percentile <= 0 || o.calib_percentile > 100))
-    bad_input("--calib-percentile {}: must be in (0, 100]", o.calib_percentile);
+    p.push_back(fmt::format("{} {} needs {} (activation ranges come from running the model on it)", L("mode"), o.mode,
+                            L("calib-data")));
   if (!o.keep_io_types)
-    bad_input("--keep-io-types false: no mode changes the graph's input or output types (quantized values stay "
-              "inside the graph); this option exists so that recipes can say so explicitly");
-  if (o.calib_samples < 0) bad_input("--calib-samples must be 0 (all) or more");
-  if (o.calib_batch_size < 1) bad_input("--calib-batch-size must be at least 1");
-  if (!o.max_degradation.empty() && o.eval_data.empty())
-    bad_input("--max-degradation needs --eval-data (the data the goal is measured on)");
+    p.push_back(fmt::format("{} false: no mode changes the graph's input or output types (quantized values stay "
+                            "inside the graph); this option exists so that recipes can say so explicitly",
+                            L("keep-io-types")));
+  if (!o.max_degradation.empty()) {
+    if (o.eval_data.empty())
+      p.push_back(fmt::format("{} needs {} (the data the goal is measured on)", L("max-degradation"), L("eval-data")));
+    try {
+      goal_text(o.max_degradation, naming);
+    } catch (const Error& e) {
+      p.push_back(e.what());
+    }
+  }
+  return p;
+}
+
+// What needs the model, checked before any work is done.
+void check_options(const QuantizeOptions& o, const ir::Model& m, const PassContext& ctx) {
   if ((!o.calib_data.empty() || !o.eval_data.empty()) && (!ctx.data || !ctx.data->open))
     bad_input("quantize: this caller cannot read calibration data");
   refuse_quantized(m);
@@ -97,6 +136,20 @@ void check_options(const QuantizeOptions& o, const ir::Model& m, const PassConte
   if (!missing.empty())
     bad_input("--exclude-nodes '{}': no node of {} has that name", missing.front(),
               m.path.empty() ? "the model" : m.path);
+  if (!o.allow_noop) {
+    // Nothing the filter lets through: say so now instead of writing an unchanged copy.
+    size_t candidates = 0;
+    std::set<std::string> present;
+    for (auto& n : m.graph->nodes()) {
+      present.insert(n->op_type);
+      if (f.allows(*n)) ++candidates;
+    }
+    if (candidates == 0) {
+      auto types = o.op_types.empty() ? default_op_types(o) : o.op_types;
+      bad_input("{}: nothing to quantize: no node of op type {} (the model has {}); --allow-noop writes it anyway",
+                m.path.empty() ? "the model" : m.path, fmt::join(types, ", "), fmt::join(present, ", "));
+    }
+  }
 }
 
 void quantize_once(ir::Model& m, const QuantizeOptions& o, const std::vector<std::string>& fallback,
@@ -107,24 +160,6 @@ void quantize_once(ir::Model& m, const QuantizeOptions& o, const std::vector<std
   if (is_weight_only(o.mode)) quantize_weight_only(m, eff, f, calib, threads, rep);
   else if (o.mode == "int8-dynamic") quantize_dynamic(m, eff, f, threads, rep);
   else quantize_static(m, eff, f, *calib, threads, rep);
-}
-
-// METRIC:VALUE or METRIC:VALUE% -> an Olive goal text the evaluator understands.
-std::string goal_text(const std::string& spec) {
-  auto colon = spec.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= spec.size())
-    bad_input("--max-degradation '{}': expected METRIC:VALUE, e.g. accuracy:0.005 or perplexity:1%", spec);
-  std::string metric = spec.substr(0, colon), value = spec.substr(colon + 1);
-  bool percent = value.back() == '%';
-  if (percent) value.pop_back();
-  try {
-    size_t used = 0;
-    double v = std::stod(value, &used);
-    if (used != value.size() || v < 0) throw std::invalid_argument("x");
-  } catch (const std::exception&) {
-    bad_input("--max-degradation '{}': '{}' is not a non-negative number", spec, value);
-  }
-  return fmt::format("{}:{}:{}", metric, percent ? "percent-max-degradation" : "max-degradation", value);
 }
 
 // Sensitivity of each quantized node: the error it adds, measured on the calibration (or
@@ -202,8 +237,21 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   int threads = std::max(1, ctx.threads);
 
   QuantReport rep;
+  // "Nothing to do" is an error unless asked for: weights that are not float32, op types
+  // the mode does not handle. Checked before the model is written.
+  auto refuse_noop = [&](const QuantReport& r) {
+    if (o.allow_noop) return;
+    std::string why;
+    for (auto& n : r.nodes) {
+      if (n.how.rfind("skipped", 0) != 0) return;
+      if (why.empty()) why = fmt::format(" (node '{}': {})", n.node, n.how);
+    }
+    bad_input("{}: nothing to quantize: no node was quantized by --mode {}{}; --allow-noop writes the model anyway",
+              m.path.empty() ? "the model" : m.path, o.mode, why);
+  };
   if (o.max_degradation.empty()) {
     quantize_once(m, o, {}, calib.get(), threads, rep);
+    refuse_noop(rep);
   } else {
     if (!ctx.data->measure) bad_input("quantize: this caller cannot evaluate models (--max-degradation)");
     std::string goal = goal_text(o.max_degradation);
@@ -218,6 +266,7 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
       ir::Model cand = fl.clone();
       QuantReport r;
       quantize_once(cand, o, fallback, calib.get(), threads, r);
+      if (fallback.empty()) refuse_noop(r);
       nlohmann::json res = ctx.data->measure(cand, fl, o.eval_data, goal);
       met = res.value("met", false);
       steps.push_back({{"kept_float", fallback}, {"value", res["value"]}, {"baseline", res["baseline"]}, {"met", met}});
@@ -261,6 +310,7 @@ PassInfo quantize_pass_info() {
   p.summary = "int8 dynamic, int8/int16 static QDQ (calibrated), int4/int8 weight-only (RTN, GPTQ, HQQ)";
   p.options = QuantizeOptions::table().specs();
   p.run = quant::run_quantize;
+  p.check = quant::option_problems;
   return p;
 }
 

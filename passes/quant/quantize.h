@@ -54,6 +54,7 @@ struct QuantizeOptions {
   std::string max_degradation;                // METRIC:VALUE, e.g. accuracy:0.01 or perplexity:0.5%
   std::string eval_data;
   int64_t max_fallback_steps = 0;             // 0: until the goal is met or nothing is left
+  bool allow_noop = false;                    // a run that quantizes no node is an error unless set
   static const OptionTable<QuantizeOptions>& table();
 };
 
