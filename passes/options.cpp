@@ -76,7 +76,10 @@ std::string value_problem(const OptionSpec& spec, const nlohmann::json& value) {
     // Integers compare exactly: a double cannot tell 2^63-1 from 2^63.
     bool ok = true;
     if (integer && value.is_number_unsigned()) {
-      ok = std::isfinite(spec.range.max) && value.get<uint64_t>() <= static_cast<uint64_t>(spec.range.max);
+      const uint64_t v = value.get<uint64_t>();
+      const Range& r = spec.range;
+      ok = (!std::isfinite(r.max) || (r.max >= 0 && v <= static_cast<uint64_t>(r.max))) &&
+           (!std::isfinite(r.min) || r.min <= 0 || v >= static_cast<uint64_t>(r.min));
     } else if (integer) {
       long long v = value.get<long long>();
       ok = in_range(spec.range, static_cast<double>(v)) &&

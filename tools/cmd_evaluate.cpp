@@ -137,6 +137,20 @@ RunResult run_model(const ir::Model& m, const runtime::Session& session, const s
   return r;
 }
 
+// Inputs of quantized ops that hold scales and zero points: storage of the quantization, not
+// parameters of the network.
+const std::map<std::string, std::vector<size_t>>& quantization_inputs() {
+  static const std::map<std::string, std::vector<size_t>> m = {
+      {"MatMulNBits", {2, 3, 4}},          {"DequantizeLinear", {1, 2}},     {"QuantizeLinear", {1, 2}},
+      {"DynamicQuantizeMatMul", {2, 3}},   {"MatMulInteger", {2, 3}},        {"ConvInteger", {2, 3}},
+      {"MatMulIntegerToFloat", {2, 3, 4, 5}}, {"QLinearMatMul", {1, 2, 4, 5, 6, 7}},
+      {"QLinearConv", {1, 2, 4, 5, 6, 7}},
+  };
+  return m;
+}
+
+// Size on disk, parameters and bytes by dtype. Parameters are logical values: a MatMulNBits
+// weight counts N x K (not its packed bytes), and scales and zero points are not counted.
 nlohmann::json static_metrics(const ir::Model& m) {
   uint64_t size = 0;
   for (auto& f : m.source_files) {
@@ -146,9 +160,19 @@ nlohmann::json static_metrics(const ir::Model& m) {
   std::map<std::string, uint64_t> by_dtype;
   uint64_t params = 0;
   std::function<void(const ir::Graph&)> visit = [&](const ir::Graph& g) {
+    std::map<const ir::Value*, uint64_t> logical;  // initializer -> its logical count (0: not a parameter)
+    for (auto& n : g.nodes()) {
+      auto it = quantization_inputs().find(n->op_type);
+      if (it == quantization_inputs().end()) continue;
+      for (size_t k : it->second)
+        if (k < n->inputs.size() && n->inputs[k] && n->inputs[k]->initializer) logical[n->inputs[k]] = 0;
+      if (n->op_type == "MatMulNBits" && n->inputs.size() > 1 && n->inputs[1] && n->inputs[1]->initializer)
+        logical[n->inputs[1]] = static_cast<uint64_t>(n->attr_int("N", 0) * n->attr_int("K", 0));
+    }
     for (const ir::Value* v : g.initializers) {
       by_dtype[std::string(ir::dtype_name(v->initializer->dtype))] += v->initializer->nbytes();
-      params += v->initializer->numel();
+      auto it = logical.find(v);
+      params += it != logical.end() ? it->second : v->initializer->numel();
     }
     for (auto& n : g.nodes())
       for (auto& a : n->attributes) {

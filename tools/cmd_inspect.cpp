@@ -89,7 +89,10 @@ void register_inspect(CLI::App& app) {
   auto* cmd = app.add_subcommand("inspect", "describe a model: versions, inputs/outputs, ops, parameters, storage");
   cmd->add_option("model", model_path, "an .onnx model")->required();
   cmd->add_flag("--json", json, "print the description as JSON on stdout");
-  cmd->add_option("--top", top, "how many of the largest initializers to list")->check(CLI::NonNegativeNumber);
+  add_spec_option(cmd,
+                  {"top", passes::OptionType::Int, 10, "how many of the largest initializers to list", {}, false,
+                   {0, 100000}},
+                  [](const nlohmann::json& v) { top = v.get<int>(); });
   cmd->callback([] {
     ir::Model m = formats::load_model(model_path);
     Stats s;

@@ -81,7 +81,8 @@ void check_step(const std::string& where, size_t number, const Step& step, std::
     std::vector<std::string> names;
     for (auto& q : passes::all_passes()) names.push_back(q.name);
     auto near = passes::nearest_name(step.pass, names);
-    problems.push_back(fmt::format("{}: step {}: unknown pass '{}' ({}known passes: {})", where, number, step.pass,
+    std::string shown = step.pass.size() > 64 ? step.pass.substr(0, 64) + "..." : step.pass;
+    problems.push_back(fmt::format("{}: step {}: unknown pass '{}' ({}known passes: {})", where, number, shown,
                                    near.empty() ? "" : fmt::format("did you mean '{}'? ", near), known_passes()));
     return;
   }
@@ -247,8 +248,9 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
       auto& st = r.steps[k];
       if (st.pass == "evaluate") {
         seen_eval = true;
-        if (!st.options.is_object() || !st.options.contains("data") || !st.options["data"].is_string() ||
-            st.options["data"].get<std::string>().empty()) {
+        if (st.options.is_object() && st.options.contains("data") && !st.options["data"].is_string())
+          continue;  // mistyped: already reported
+        if (!st.options.is_object() || !st.options.contains("data") || st.options["data"].get<std::string>().empty()) {
           problems.push_back(fmt::format("{}: step {}: evaluate needs \"data\" (a .npz, .jsonl or test data folder)", where, k + 1));
           continue;
         }
@@ -311,6 +313,8 @@ void validate_recipe(const Recipe& r) {
     check_step(where, k + 1, r.steps[k], problems, cli);
     check_step_files(where, k + 1, r.steps[k], problems, cli);
   }
+  // A subcommand's flags: the first problem, on one line (a recipe lists them all).
+  if (cli && problems.size() > 1) problems.resize(1);
   if (!problems.empty()) throw_problems(problems);
 }
 

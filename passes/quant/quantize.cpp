@@ -11,6 +11,7 @@
 
 #include "ir/error.h"
 #include "passes/quant/quantize.h"
+#include "passes/progress.h"
 #include "passes/registry.h"
 #include "runtime/executor.h"
 
@@ -250,7 +251,11 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
               m.path.empty() ? "the model" : m.path, o.mode, why);
   };
   if (o.max_degradation.empty()) {
+    ProgressStage stage(ctx.progress, fmt::format("quantize {}", o.mode), 0, "nodes");
     quantize_once(m, o, {}, calib.get(), threads, rep);
+    int64_t done = 0;
+    for (auto& n : rep.nodes) done += n.how.rfind("skipped", 0) != 0;
+    stage.update(done);
     refuse_noop(rep);
   } else {
     if (!ctx.data->measure) bad_input("quantize: this caller cannot evaluate models (--max-degradation)");
@@ -262,7 +267,9 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     std::vector<std::pair<std::string, double>> ranking;
     size_t next = 0;
     bool met = false;
+    ProgressStage stage(ctx.progress, "accuracy-aware quantize", o.max_fallback_steps, "rounds");
     while (true) {
+      stage.update(static_cast<int64_t>(steps.size()), fmt::format("{} node(s) kept float", fallback.size()));
       ir::Model cand = fl.clone();
       QuantReport r;
       quantize_once(cand, o, fallback, calib.get(), threads, r);
