@@ -33,11 +33,16 @@ class MappedFile : public ir::FileSource {
   int fd_ = -1;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  int region_ = -1;  // slot in the SIGBUS handler's table of mapped regions
   std::weak_ptr<const MappedFile> self_;
 };
 
 // Writes to a temporary file beside `target`; commit() renames it into place. Destroying an
 // uncommitted writer removes the temporary file, so a failed run leaves no partial output.
+// The temporary file is locked (flock) while its writer lives, so that a later run can tell
+// the temporaries of killed runs (unlocked) from those of a run still going, and remove them.
+// A target that is a FIFO or a character device (-o /dev/null) is written through instead:
+// renaming over it would replace the special file with a regular one.
 class AtomicFile {
  public:
   explicit AtomicFile(fs::path target);
@@ -55,13 +60,25 @@ class AtomicFile {
   void copy_from(int src_fd, uint64_t offset, uint64_t length);
   void commit();  // close, rename over target
   const fs::path& target() const { return target_; }
+  bool writes_through() const { return through_; }
 
  private:
   fs::path target_, temp_;
   int fd_ = -1;
   uint64_t pos_ = 0;
   bool committed_ = false;
+  bool through_ = false;
 };
+
+// True when `path` exists and is a FIFO or a character device: written through, never replaced.
+bool is_write_through_target(const fs::path& path);
+
+// Removes `<target>.tmp-<hex>` files beside `target` that no live writer holds (left by runs
+// that were killed). Returns how many were removed.
+int remove_stale_temporaries(const fs::path& target);
+
+// A random 16-hex-digit suffix for temporary and interim file names.
+std::string random_suffix();
 
 // Checks that `out` can be written: its folder exists and is writable, and it is not one of
 // the files the model was read from. Throws Error(BadInput) naming the path.

@@ -7,6 +7,7 @@
 
 #include "formats/file_util.h"
 #include "ir/error.h"
+#include "ir/size.h"
 
 namespace slmops::formats {
 
@@ -53,21 +54,50 @@ std::string header_value(const std::string& h, const std::string& key, const std
   auto k = h.find("'" + key + "'");
   if (k == std::string::npos) bad_input("{}: .npy header has no '{}'", what, key);
   auto colon = h.find(':', k);
-  size_t b = h.find_first_not_of(' ', colon + 1);
-  size_t e;
-  if (h[b] == '\'') {
-    e = h.find('\'', b + 1);
+  size_t b = colon == std::string::npos ? std::string::npos : h.find_first_not_of(' ', colon + 1);
+  if (b == std::string::npos) bad_input("{}: .npy header has no value for '{}'", what, key);
+  const char open = h[b];
+  if (open == '\'' || open == '(') {
+    size_t e = h.find(open == '(' ? ')' : '\'', b + 1);
+    if (e == std::string::npos) bad_input("{}: .npy header value of '{}' is not closed", what, key);
     return h.substr(b + 1, e - b - 1);
   }
-  if (h[b] == '(') {
-    e = h.find(')', b);
-    return h.substr(b + 1, e - b - 1);
-  }
-  e = h.find_first_of(",}", b);
-  return h.substr(b, e - b);
+  size_t e = h.find_first_of(",}", b);
+  return h.substr(b, e == std::string::npos ? std::string::npos : e - b);
 }
 
-std::string inflate_member(const uint8_t* p, size_t csize, size_t usize, const std::string& what) {
+// The shape tuple's text ("3, 4" or "5," or "") as dims; every entry a whole number >= 0.
+std::vector<int64_t> parse_shape(const std::string& shape, const std::string& what) {
+  std::vector<int64_t> dims;
+  size_t pos = 0;
+  while (pos < shape.size()) {
+    size_t comma = shape.find(',', pos);
+    std::string part = shape.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    part.erase(0, part.find_first_not_of(' '));
+    part.erase(part.find_last_not_of(" L") + 1);  // Python 2 headers write longs as 3L
+    if (!part.empty()) {
+      int64_t v = 0;
+      bool ok = true;
+      for (char c : part)
+        ok = ok && c >= '0' && c <= '9' && !__builtin_mul_overflow(v, 10, &v) && !__builtin_add_overflow(v, c - '0', &v);
+      if (!ok) bad_input("{}: .npy shape entry '{}' is not a whole number from 0 to 2^63-1", what, part);
+      dims.push_back(v);
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return dims;
+}
+
+// True when [off, off + len) lies inside a file of `size` bytes (no overflow).
+bool fits(uint64_t off, uint64_t len, uint64_t size) { return off <= size && len <= size - off; }
+
+std::string inflate_member(const uint8_t* p, uint64_t csize, uint64_t usize, const std::string& what) {
+  // Deflate cannot expand more than ~1032:1; a larger declared size is a corrupt (or hostile)
+  // header, refused before allocating it.
+  if (usize / 1032 > csize + 1) bad_input("{}: declares {} bytes from {} compressed, more than deflate can hold", what, usize, csize);
+  ir::check_allocation(usize, what);
+  if (csize > 0xffffffffu || usize > 0xffffffffu) bad_input("{}: compressed members over 4 GiB are not supported; save with np.savez", what);
   std::string out(usize, '\0');
   z_stream zs{};
   if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) failure("{}: zlib init failed", what);
@@ -106,23 +136,13 @@ ir::Tensor parse_npy(const ir::Buffer& bytes, const std::string& what) {
     bad_input("{}: numpy dtype '{}' is not supported (little-endian bool/int/uint/float only)", what, descr);
   if (header_value(h, "fortran_order", what) != "False")
     bad_input("{}: Fortran-order arrays are not supported; save with np.ascontiguousarray", what);
-  std::vector<int64_t> dims;
-  std::string shape = header_value(h, "shape", what);
-  size_t pos = 0;
-  while (pos < shape.size()) {
-    size_t comma = shape.find(',', pos);
-    std::string part = shape.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    part.erase(0, part.find_first_not_of(' '));
-    if (!part.empty()) dims.push_back(std::stoll(part));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
+  std::vector<int64_t> dims = parse_shape(header_value(h, "shape", what), what);
   ir::Tensor t;
   t.dtype = dt;
   t.dtype_code = static_cast<int32_t>(dt);
   t.dims = dims;
   const size_t data_off = off + hlen;
-  const size_t need = t.nbytes();
+  const uint64_t need = ir::tensor_bytes_or_throw(dt, dims, what);
   if (n - data_off < need) bad_input("{}: array data is truncated ({} of {} bytes)", what, n - data_off, need);
   const uint8_t* data = p + data_off;
   const size_t align = std::max<size_t>(1, ir::traits(dt).bits / 8);
@@ -164,7 +184,7 @@ NpzArchive load_npz(const std::filesystem::path& path) {
   // zip64: counts and offsets live in the zip64 end record when they overflow.
   if (eocd >= 20 && le32(d + eocd - 20) == 0x07064b50) {
     uint64_t z64 = le64(d + eocd - 20 + 8);
-    if (z64 + 56 <= n && le32(d + z64) == 0x06064b50) {
+    if (fits(z64, 56, n) && le32(d + z64) == 0x06064b50) {
       count = le64(d + z64 + 32);
       cd_off = le64(d + z64 + 48);
     }
@@ -173,30 +193,43 @@ NpzArchive load_npz(const std::filesystem::path& path) {
   out.path = where;
   uint64_t p = cd_off;
   for (uint64_t k = 0; k < count; ++k) {
-    if (p + 46 > n || le32(d + p) != 0x02014b50) bad_input("{}: corrupt zip central directory", where);
+    if (!fits(p, 46, n) || le32(d + p) != 0x02014b50) bad_input("{}: corrupt zip central directory", where);
     const uint16_t method = le16(d + p + 10);
     uint64_t csize = le32(d + p + 20), usize = le32(d + p + 24);
     const uint16_t name_len = le16(d + p + 28), extra_len = le16(d + p + 30), comment_len = le16(d + p + 32);
     uint64_t local = le32(d + p + 42);
+    if (!fits(p + 46, uint64_t{name_len} + extra_len + comment_len, n))
+      bad_input("{}: corrupt zip central directory (an entry runs past the end of the file)", where);
     std::string name(reinterpret_cast<const char*>(d + p + 46), name_len);
     // zip64 extra field (id 1) holds the sizes/offset that are 0xffffffff above.
     const uint8_t* ex = d + p + 46 + name_len;
-    for (uint16_t e = 0; e + 4 <= extra_len;) {
+    for (uint32_t e = 0; e + 4 <= extra_len;) {
       uint16_t id = le16(ex + e), len = le16(ex + e + 2);
       if (id == 1) {
         const uint8_t* q = ex + e + 4;
-        if (usize == 0xffffffff) usize = le64(q), q += 8;
-        if (csize == 0xffffffff) csize = le64(q), q += 8;
-        if (local == 0xffffffff) local = le64(q);
+        const uint8_t* q_end = ex + std::min<uint32_t>(extra_len, e + 4u + len);
+        auto next64 = [&](uint64_t& field) {
+          if (field != 0xffffffff) return;
+          if (q + 8 > q_end) bad_input("{}: corrupt zip64 extra field of '{}'", where, name);
+          field = le64(q);
+          q += 8;
+        };
+        next64(usize);
+        next64(csize);
+        next64(local);
       }
       e += 4 + len;
     }
     p += 46 + name_len + extra_len + comment_len;
     const std::string what = where + ":" + name;
-    if (local + 30 > n || le32(d + local) != 0x04034b50) bad_input("{}: corrupt zip entry", what);
+    if (!fits(local, 30, n) || le32(d + local) != 0x04034b50) bad_input("{}: corrupt zip entry", what);
     const uint64_t data_off = local + 30 + le16(d + local + 26) + le16(d + local + 28);
-    if (data_off + csize > n) bad_input("{}: truncated", what);
+    if (!fits(data_off, csize, n))
+      bad_input("{}: member data runs past the end of the archive ({} bytes at offset {}, file is {} bytes)", what,
+                csize, data_off, n);
     ir::Buffer bytes;
+    if (method == 0 && usize != csize)
+      bad_input("{}: stored member declares {} bytes but holds {}", what, usize, csize);
     if (method == 0) bytes = mf->view(data_off, usize);
     else if (method == 8) bytes = ir::Buffer::from_string(inflate_member(d + data_off, csize, usize, what));
     else bad_input("{}: zip compression method {} is not supported", what, method);

@@ -8,12 +8,16 @@
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 #include <onnx/onnx_pb.h>
 
 #include "formats/file_util.h"
 #include "formats/onnx_detail.h"
 #include "formats/proto_wire.h"
 #include "ir/error.h"
+#include "ir/size.h"
+
+#include <fmt/ranges.h>
 
 namespace slmops::formats {
 namespace {
@@ -276,7 +280,7 @@ void load_external(LoadCtx& ctx, const std::string& what, onnx::TensorProto& p, 
   }
   if (!ir::is_known_dtype(t.dtype_code) || t.dtype == DType::String)
     bad_input("{}: {} has external data of data type {}, which slmops cannot read", where(ctx), what, t.dtype_code);
-  const uint64_t expected = t.nbytes();
+  const uint64_t expected = *ir::checked_storage_bytes(t.dtype, *ir::checked_element_count(t.dims));
   if (!has_length) length = expected;
   if (length != expected)
     bad_input("{}: {} has external data length {} but its type and shape need {} bytes", where(ctx), what, length,
@@ -294,6 +298,40 @@ void load_external(LoadCtx& ctx, const std::string& what, onnx::TensorProto& p, 
   t.storage = Tensor::Storage::External;
 }
 
+// A tensor of a known fixed-width type must store exactly the bytes its type and shape declare
+// (raw_data, typed field or external data), as ONNX Runtime checks at session creation: a
+// shape that promises more than is stored would send kernels reading past the data.
+void check_declared_size(LoadCtx& ctx, const onnx::TensorProto& p, const Tensor& t, const std::string& what,
+                         const ir::Buffer* raw_view) {
+  if (t.dtype == DType::Undefined || t.dtype == DType::String) return;
+  for (auto d : t.dims)
+    if (d < 0) bad_input("{}: {} has a negative dimension in shape [{}]", where(ctx), what, fmt::join(t.dims, ", "));
+  auto count = ir::checked_element_count(t.dims);
+  auto bytes = count ? ir::checked_storage_bytes(t.dtype, *count) : std::nullopt;
+  if (!bytes)
+    bad_input("{}: {} has shape [{}], whose size does not fit in 64 bits", where(ctx), what, fmt::join(t.dims, ", "));
+  if (p.data_location() == onnx::TensorProto::EXTERNAL) return;  // checked against its file in load_external
+  uint64_t stored = 0;
+  const char* form = "raw_data";
+  if (raw_view && !raw_view->empty()) stored = raw_view->size();
+  else if (p.has_raw_data()) stored = p.raw_data().size();
+  else if (has_typed_data(p)) {
+    if (ir::traits(t.dtype).bits < 8) return;  // packed sub-byte typed data: decode_typed decides
+    uint64_t entries = static_cast<uint64_t>(p.float_data_size()) + p.int32_data_size() + p.int64_data_size() +
+                       p.double_data_size() + p.uint64_data_size() + p.string_data_size();
+    const bool complex = t.dtype == DType::Complex64 || t.dtype == DType::Complex128;
+    if (entries != *count * (complex ? 2 : 1))
+      bad_input("{}: {} declares {} elements (shape [{}]) but stores {} typed values", where(ctx), what, *count,
+                fmt::join(t.dims, ", "), entries);
+    return;
+  } else {
+    form = "data";
+  }
+  if (stored != *bytes)
+    bad_input("{}: {} declares a size of {} bytes ({} [{}]) but stores {} bytes of {}", where(ctx), what, *bytes,
+              ir::dtype_name(t.dtype), fmt::join(t.dims, ", "), stored, form);
+}
+
 // `raw_view`, when given, is the tensor's raw_data still in the mapped model file.
 Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& what,
                          const ir::Buffer* raw_view = nullptr) {
@@ -304,6 +342,7 @@ Tensor tensor_from_proto(LoadCtx& ctx, onnx::TensorProto& p, const std::string& 
   t.dims.assign(p.dims().begin(), p.dims().end());
   bool dims_ok = true;
   for (auto d : t.dims) dims_ok = dims_ok && d >= 0;
+  check_declared_size(ctx, p, t, what, raw_view);
 
   if (raw_view && !raw_view->empty()) {
     if (!has_typed_data(p) && t.dtype != DType::Undefined && t.dtype != DType::String && dims_ok &&
@@ -456,10 +495,15 @@ void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g) {
     std::string what = fmt::format("initializer '{}'", tp.name());
     const ir::Buffer* view =
         top_level && static_cast<size_t>(k) < ctx.raw_views.size() ? &ctx.raw_views[k] : nullptr;
+    if (!tp.name().empty() && g.find_value(tp.name()))
+      bad_input("{}: graph '{}' has two initializers named '{}'", where(ctx), gp.name(), tp.name());
     ir::Value* v = g.add_initializer(tensor_from_proto(ctx, tp, what, view));
     v->type = {};  // declared types come from input/value_info entries only
   }
+  std::unordered_set<std::string> input_names;
   for (auto& vp : inputs) {
+    if (!vp.name().empty() && !input_names.insert(vp.name()).second)
+      bad_input("{}: graph '{}' lists input '{}' twice", where(ctx), gp.name(), vp.name());
     ir::Value* v = g.find_value(vp.name());
     if (!v && !vp.name().empty()) v = g.new_value(vp.name(), ir::Value::Kind::Input);
     ir::ValueInfo vi;
@@ -474,6 +518,12 @@ void build_graph(LoadCtx& ctx, onnx::GraphProto& gp, ir::Graph& g) {
   created.reserve(nodes.size());
   for (auto& np : nodes) {
     std::vector<std::string> outs(np.output().begin(), np.output().end());
+    // ONNX graphs are single-assignment: a second definition of a name would leave readers
+    // bound to one definition and the executor's slots to another.
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (const auto& o = outs[i]; !o.empty() && (g.find_value(o) || std::count(outs.begin(), outs.begin() + i, o)))
+        bad_input("{}: node '{}' ({}) writes '{}', which the graph already defines (names must be assigned once)",
+                  where(ctx), np.name(), np.op_type(), o);
     ir::Node* n = g.add_node(np.op_type(), {}, outs, {}, np.name(), np.domain());
     created.push_back(n);
   }
@@ -912,11 +962,45 @@ ir::Model load_model(const fs::path& path) {
   return m;
 }
 
+// Points every external-data location `from` of the top-level initializers at `to`.
+static void set_data_location(onnx::ModelProto& mp, const std::string& from, const std::string& to) {
+  if (from == to) return;
+  for (auto& init : *mp.mutable_graph()->mutable_initializer())
+    for (auto& kv : *init.mutable_external_data())
+      if (kv.key() == "location" && kv.value() == from) kv.set_value(to);
+}
+
+// Removes interim data files (`<X>.data.<16 hex>`) of earlier, killed writes to `model_path`,
+// except `keep` (the file the model just written names).
+static void remove_stale_interims(const fs::path& model_path, const std::string& keep) {
+  fs::path dir = model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
+  const std::string prefix = model_path.filename().string() + ".data.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
+    if (fs::path(keep).filename() == name) continue;
+    ::unlink(it->path().c_str());
+  }
+}
+
+void check_save_targets(const ir::Model& model, const fs::path& path) {
+  std::vector<fs::path> inputs(model.source_files.begin(), model.source_files.end());
+  check_output_path(path, inputs);
+  fs::path data_path = path;
+  data_path += ".data";
+  for (auto& in : inputs)
+    if (same_file(data_path, in))
+      bad_input("{}: its data file '{}' would overwrite the input's file '{}'; choose another output path",
+                path.string(), data_path.string(), in.string());
+}
+
 SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOptions& opts) {
   std::vector<fs::path> inputs(model.source_files.begin(), model.source_files.end());
   fs::path data_path = path;
   data_path += ".data";
-  check_output_path(path, inputs);
+  check_save_targets(model, path);
 
   SaveCtx ctx;
   ctx.opts = &opts;
@@ -945,23 +1029,69 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
               path.string(), bytes);
 
   SaveReport report;
-  std::unique_ptr<AtomicFile> data_file;
-  if (!ctx.plan.empty()) {
-    check_output_path(data_path, inputs);
-    data_file = std::make_unique<AtomicFile>(data_path);
-    for (auto& pl : ctx.plan) {
-      data_file->pad_to(pl.offset);
-      write_buffer(*data_file, pl.tensor->data);
-    }
-    report.data_bytes = data_file->position();
-    report.external_tensors = ctx.plan.size();
-    report.data_file = data_path.string();
+  if (ctx.plan.empty()) {
+    AtomicFile model_file(path);
+    report.model_bytes = write_model(mp, ctx.spliced, model_file);
+    model_file.commit();
+    return report;
   }
-  AtomicFile model_file(path);
-  bytes = write_model(mp, ctx.spliced, model_file);
-  report.model_bytes = bytes;
-  if (data_file) data_file->commit();
-  model_file.commit();
+  if (is_write_through_target(path))
+    bad_input("{}: is a FIFO or a device, and this model's weights go to a second file beside it; write to a "
+              "regular file, or use --external-data never",
+              path.string());
+  check_output_path(data_path, inputs);
+  report.external_tensors = ctx.plan.size();
+  report.data_file = data_path.string();
+
+  // The pair (model file, data file) must be consistent at every instant, even when the run
+  // is killed: the old model must never point at a new data file. When an old pair may be
+  // in place, the new data first goes to an interim name that only the new model knows:
+  //   1. write X.data.<r>; 2. X := model naming X.data.<r>        (new pair complete)
+  //   3. X.data := hard link of X.data.<r>; 4. X := model naming X.data; 5. remove X.data.<r>
+  // so the result is the same bytes as a fresh write. A killed run leaves a complete pair
+  // (old or new) plus unreferenced files that the next write to X removes.
+  std::error_code ec;
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const bool old_pair = fs::exists(path, ec) && fs::exists(data_path, ec);
+  const std::string final_name = data_path.filename().string();
+  const std::string interim_name = final_name + "." + random_suffix();
+  auto write_data = [&](const fs::path& target) {
+    AtomicFile data_file(target);
+    for (auto& pl : ctx.plan) {
+      data_file.pad_to(pl.offset);
+      write_buffer(data_file, pl.tensor->data);
+    }
+    report.data_bytes = data_file.position();
+    data_file.commit();
+  };
+  auto write_model_naming = [&](const std::string& location) {
+    onnx::ModelProto copy = mp;  // small: the weights are external or spliced from their buffers
+    set_data_location(copy, ctx.data_location, location);
+    AtomicFile model_file(path);
+    report.model_bytes = write_model(copy, ctx.spliced, model_file);
+    model_file.commit();
+  };
+  if (!old_pair) {
+    write_data(data_path);
+    write_model_naming(final_name);
+  } else {
+    const fs::path interim = dir / interim_name;
+    write_data(interim);
+    write_model_naming(interim_name);  // from here on X and X.data.<r> are the new pair
+    fs::path link_tmp = data_path;
+    link_tmp += ".tmp-" + random_suffix();
+    if (::link(interim.c_str(), link_tmp.c_str()) != 0) {
+      report.data_file = interim.string();  // no hard links here: the new pair keeps the interim name
+    } else if (::rename(link_tmp.c_str(), data_path.c_str()) != 0) {
+      int err = errno;
+      ::unlink(link_tmp.c_str());
+      failure("{}: cannot rename into place: {}", data_path.string(), std::strerror(err));
+    } else {
+      write_model_naming(final_name);
+      ::unlink(interim.c_str());  // only now: until the model above was in place, it named this file
+    }
+  }
+  remove_stale_interims(path, report.data_file);
   return report;
 }
 

@@ -29,6 +29,10 @@ struct SaveReport {
 };
 
 ir::Model load_model(const std::filesystem::path& path);
+// Checks, before any work, that `path` (and the data file `path`.data that may be written
+// beside it) can be written and is none of the files `model` was read from (its .onnx and
+// external data). Throws Error(BadInput) naming the path.
+void check_save_targets(const ir::Model& model, const std::filesystem::path& path);
 SaveReport save_model(const ir::Model& model, const std::filesystem::path& path, const SaveOptions& opts = {});
 
 // Serialized ModelProto bytes of `path` after protobuf's own parse and re-serialization: the

@@ -1,6 +1,7 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <unordered_set>
 
 #include "ir/error.h"
@@ -73,6 +74,12 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
   for (auto& vi : g.inputs)
     if (vi.value) input_slots_.push_back(slot_for(vi.value));
   for (const ir::Value* v : g.initializers) {
+    const Tensor& t = *v->initializer;
+    if (!v->consumers.empty() &&
+        (t.dtype == ir::DType::Undefined || (t.dtype != ir::DType::String && t.data.size() != t.nbytes())))
+      bad_input("initializer '{}' ({}) has data the executor cannot read (an unknown type, or a stored form it "
+                "does not decode)",
+                v->name, ir::dtype_name(t.dtype));
     if (ref_.count(v)) {  // a graph input with a default: fed or not, per run
       defaults_.emplace_back(ref_.at(v), v);
     } else if (v->kind == ir::Value::Kind::Initializer) {
@@ -108,6 +115,8 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
       step->kernel = (*make)(*n, npc);
     } catch (const Error& e) {
       throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*n), n->op_type, e.what()));
+    } catch (const std::length_error&) {
+      bad_input("node {} ({}): an attribute asks for a size larger than memory can hold", node_label(*n), n->op_type);
     }
     if (!try_fold(*step, fold_pool))
       for (const ir::Value* v : n->outputs) step->out_slots.push_back(v ? slot_for(v) : -1);
@@ -228,6 +237,10 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
       } catch (const Error& e) {
         if (std::string(e.what()).rfind("node ", 0) == 0) throw;
         throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
+      } catch (const std::length_error&) {
+        // A size taken from an attribute or input that no container can hold.
+        bad_input("node {} ({}): an attribute or input asks for a result larger than memory can hold",
+                  node_label(*step->node), step->node->op_type);
       }
       if (on_node) opts->on_node(*step->node, outs);
     }

@@ -1,5 +1,7 @@
 #include "runtime/value.h"
 
+#include "ir/size.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -100,13 +102,23 @@ size_t TensorPool::peak_bytes() const {
   return state_->peak;
 }
 
+// Bytes of a new tensor, refused (naming its type and shape) when the shape overflows or
+// exceeds the memory limit. The message is built only on failure: this runs for every output.
+static uint64_t checked_bytes(const Tensor& t) {
+  auto n = ir::checked_element_count(t.dims);
+  auto bytes = n ? ir::checked_storage_bytes(t.dtype, *n) : std::nullopt;
+  if (!bytes || *bytes > ir::allocation_limit()) return ir::tensor_bytes_or_throw(t.dtype, t.dims, "tensor " + describe(t));
+  return *bytes;
+}
+
 Tensor new_tensor(DType dtype, const std::vector<int64_t>& shape) {
   Tensor t;
   t.dtype = dtype;
   t.dtype_code = static_cast<int32_t>(dtype);
   t.dims = shape;
+  uint64_t bytes = checked_bytes(t);
   if (dtype == DType::String) t.strings.resize(t.numel());
-  else t.data = allocate(t.nbytes(), false);
+  else t.data = allocate(bytes, false);
   return t;
 }
 
@@ -115,8 +127,9 @@ Tensor new_zero_tensor(DType dtype, const std::vector<int64_t>& shape) {
   t.dtype = dtype;
   t.dtype_code = static_cast<int32_t>(dtype);
   t.dims = shape;
+  uint64_t bytes = checked_bytes(t);
   if (dtype == DType::String) t.strings.resize(t.numel());
-  else t.data = allocate(t.nbytes(), true);
+  else t.data = allocate(bytes, true);
   return t;
 }
 

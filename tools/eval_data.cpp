@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 #include <sstream>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "formats/npz.h"
 #include "formats/test_data.h"
 #include "ir/error.h"
+#include "ir/size.h"
 #include "tools/check_data.h"
 
 namespace slmops::cli {
@@ -64,8 +66,8 @@ ir::Tensor slice_rows(const ir::Tensor& t, int64_t a, int64_t b) {
 template <typename Fill>
 std::vector<Batch> cut_batches(int64_t begin, int64_t end, int64_t size, Fill fill) {
   std::vector<Batch> out;
-  for (int64_t a = begin; a < end; a += size) {
-    int64_t b = std::min(end, a + size);
+  for (int64_t a = begin, b; a < end; a = b) {
+    b = a + std::min(size, end - a);  // never a + size: size may be huge
     Batch batch;
     batch.first = a;
     batch.count = b - a;
@@ -268,63 +270,143 @@ class JsonlSource : public DataSource {
   std::vector<Row> rows_;
 };
 
-// Random inputs from the declared shapes, for latency runs.
+// Exclusive upper bound for random integer values fed to `in`: the row count of an embedding
+// (a Gather whose table is an initializer) that reads `in` as indices, looking through Cast and
+// shape-only ops; 100 when the graph shows none. Token ids must stay inside the vocabulary.
+int64_t index_bound(const ir::Value* in) {
+  std::optional<int64_t> bound;
+  std::vector<const ir::Value*> todo{in};
+  std::unordered_set<const ir::Value*> seen{in};
+  static const std::unordered_set<std::string> pass_through = {"Cast",    "Reshape", "Unsqueeze",
+                                                               "Squeeze", "Flatten", "Identity"};
+  while (!todo.empty()) {
+    const ir::Value* v = todo.back();
+    todo.pop_back();
+    for (const ir::Node* n : v->consumers) {
+      if (n->op_type == "Gather" && n->inputs.size() >= 2 && n->inputs[1] == v && n->inputs[0] &&
+          n->inputs[0]->initializer) {
+        const auto& dims = n->inputs[0]->initializer->dims;
+        const int64_t rank = static_cast<int64_t>(dims.size());
+        int64_t axis = n->attr_int("axis", 0);
+        if (axis < 0) axis += rank;
+        if (axis >= 0 && axis < rank) bound = std::min(bound.value_or(dims[axis]), dims[axis]);
+      } else if (pass_through.count(n->op_type) && !n->inputs.empty() && n->inputs[0] == v && !n->outputs.empty() &&
+                 n->outputs[0] && seen.insert(n->outputs[0]).second) {
+        todo.push_back(n->outputs[0]);
+      }
+    }
+  }
+  return std::max<int64_t>(1, bound.value_or(100));
+}
+
+// Random inputs from the declared shapes, for latency runs. A symbolic first dim is the batch:
+// --batch-size rows; each row is one sample.
 class RandomSource : public DataSource {
  public:
   RandomSource(const ir::Model& m, const DataOptions& o) : opts_(o) {
     inputs_ = feedable_inputs(m);
+    uint64_t batch_bytes = 0;
     for (const ir::Value* in : inputs_) {
       if (!in->type.is_tensor || !in->type.has_shape)
         bad_input("--random: model input '{}' has no declared tensor shape; give one with --shape {}=...", in->name,
                   in->name);
+      const ir::DType dt = in->type.elem();
+      if (!fillable(dt))
+        bad_input("--random: model input '{}' is {}, for which slmops cannot make random values", in->name,
+                  ir::dtype_name(dt));
       std::vector<int64_t> dims;
+      bool given = false, batched = false;
       for (auto& [name, shape] : o.shapes)
-        if (name == in->name) dims = shape;
-      if (dims.empty()) {
+        if (name == in->name) dims = shape, given = true;
+      if (given && in->type.dims.size() != dims.size())
+        bad_input("--shape {}: rank {} given, the model input has rank {} {}", in->name, dims.size(),
+                  in->type.dims.size(), shape_text(in->type));
+      if (!given) {
         for (size_t i = 0; i < in->type.dims.size(); ++i) {
           const auto& d = in->type.dims[i];
+          if (!d.known() && d.param.empty() && d.value != -1)
+            bad_input("--random: model input '{}' declares dimension {} = {}, which is negative", in->name, i, d.value);
           if (d.known()) dims.push_back(d.value);
-          else if (i == 0) dims.push_back(o.batch_size);
+          else if (i == 0) dims.push_back(o.batch_size), batched = true;
           else
             bad_input("--random: model input '{}' has a symbolic dim '{}'; give its shape with --shape {}=...",
                       in->name, d.param.empty() ? "?" : d.param, in->name);
         }
       }
-      shapes_.push_back(dims);
+      // Sizes come from the file: checked for overflow and against the memory limit here,
+      // before anything is allocated.
+      const std::string what = fmt::format("--random: model input '{}' of shape [{}]", in->name, fmt::join(dims, ", "));
+      const uint64_t bytes = dt == ir::DType::String ? ir::element_count_or_throw(dims, what) * sizeof(std::string)
+                                                     : ir::tensor_bytes_or_throw(dt, dims, what);
+      batch_bytes = ir::checked_add(batch_bytes, bytes).value_or(UINT64_MAX);
+      if (rows_ < 0 && !dims.empty()) rows_ = std::max<int64_t>(1, dims[0]);
+      batched_.push_back(batched);
+      bounds_.push_back(index_bound(in));
+      shapes_.push_back(std::move(dims));
     }
+    if (rows_ < 0) rows_ = 1;
+    // Every batch is made before the run: all of them must fit.
+    const uint64_t batches = static_cast<uint64_t>((std::max<int64_t>(0, o.random_samples) + rows_ - 1) / rows_);
+    ir::check_allocation(ir::checked_mul(batch_bytes, batches).value_or(UINT64_MAX),
+                         fmt::format("--random: {} batches of random inputs", batches));
   }
   int64_t samples() const override { return opts_.random_samples; }
   std::string describe() const override { return "random inputs"; }
   std::vector<Batch> batches(int64_t begin, int64_t end) const override {
-    std::vector<Batch> out;
     std::mt19937_64 rng(opts_.seed);
-    for (int64_t a = begin; a < end; ++a) {
-      Batch b;
-      b.first = a;
-      b.count = 1;
+    return cut_batches(begin, end, rows_, [&](Batch& b, int64_t first, int64_t last) {
       for (size_t i = 0; i < inputs_.size(); ++i) {
-        ir::DType dt = inputs_[i]->type.elem();
-        ir::Tensor t = ir::Tensor::make("", dt, shapes_[i], ir::Buffer::allocate(storage_bytes(dt, ir::element_count(shapes_[i])), true));
-        uint8_t* p = t.data.mutable_data();
-        const uint64_t n = t.numel();
-        // Floats uniform in [0, 1), integers in [0, 100): token ids and indices stay in range.
-        for (uint64_t k = 0; k < n; ++k) {
-          if (dt == ir::DType::Float) reinterpret_cast<float*>(p)[k] = std::uniform_real_distribution<float>(0, 1)(rng);
-          else if (dt == ir::DType::Int64) reinterpret_cast<int64_t*>(p)[k] = static_cast<int64_t>(rng() % 100);
-          else if (dt == ir::DType::Int32) reinterpret_cast<int32_t*>(p)[k] = static_cast<int32_t>(rng() % 100);
-          else if (dt == ir::DType::Bool) p[k] = rng() & 1;
-        }
-        b.feeds.push_back(RValue::of(std::move(t)));
+        std::vector<int64_t> dims = shapes_[i];
+        if (batched_[i]) dims[0] = last - first;  // a last, partial batch
+        b.feeds.push_back(RValue::of(random_tensor(inputs_[i]->type.elem(), dims, bounds_[i], rng)));
       }
-      out.push_back(std::move(b));
-    }
-    return out;
+    });
   }
 
  private:
+  static bool fillable(ir::DType dt) {
+    switch (dt) {
+      case ir::DType::Float: case ir::DType::Double: case ir::DType::Float16: case ir::DType::BFloat16:
+      case ir::DType::Int8: case ir::DType::Int16: case ir::DType::Int32: case ir::DType::Int64:
+      case ir::DType::UInt8: case ir::DType::UInt16: case ir::DType::UInt32: case ir::DType::UInt64:
+      case ir::DType::Bool: case ir::DType::String: return true;
+      default: return false;
+    }
+  }
+
+  // Floats uniform in [0, 1); integers in [0, bound) (token ids and indices stay in range);
+  // strings the decimal text of such an integer.
+  static ir::Tensor random_tensor(ir::DType dt, const std::vector<int64_t>& dims, int64_t bound, std::mt19937_64& rng) {
+    ir::Tensor t = runtime::new_zero_tensor(dt, dims);
+    const uint64_t n = t.numel();
+    uint8_t* p = t.data.mutable_data();
+    const uint64_t ubound = static_cast<uint64_t>(bound);
+    std::uniform_real_distribution<float> unit(0, 1);
+    for (uint64_t k = 0; k < n; ++k) {
+      const uint64_t r = rng() % ubound;
+      switch (dt) {
+        case ir::DType::Float: reinterpret_cast<float*>(p)[k] = unit(rng); break;
+        case ir::DType::Double: reinterpret_cast<double*>(p)[k] = unit(rng); break;
+        case ir::DType::Float16: reinterpret_cast<uint16_t*>(p)[k] = ir::float_to_half(unit(rng)); break;
+        case ir::DType::BFloat16: reinterpret_cast<uint16_t*>(p)[k] = ir::float_to_bfloat16(unit(rng)); break;
+        case ir::DType::Int8: case ir::DType::UInt8: p[k] = static_cast<uint8_t>(r % 128); break;
+        case ir::DType::Int16: case ir::DType::UInt16: reinterpret_cast<uint16_t*>(p)[k] = static_cast<uint16_t>(r % 32768); break;
+        case ir::DType::Int32: case ir::DType::UInt32: reinterpret_cast<uint32_t*>(p)[k] = static_cast<uint32_t>(r % 0x7fffffff); break;
+        case ir::DType::Int64: case ir::DType::UInt64: reinterpret_cast<uint64_t*>(p)[k] = r; break;
+        case ir::DType::Bool: p[k] = r & 1; break;
+        case ir::DType::String: t.strings[k] = std::to_string(r); break;
+        default: break;
+      }
+    }
+    return t;
+  }
+
   DataOptions opts_;
   std::vector<const ir::Value*> inputs_;
   std::vector<std::vector<int64_t>> shapes_;
+  std::vector<bool> batched_;     // dim 0 is the batch (symbolic in the model)
+  std::vector<int64_t> bounds_;   // exclusive bound of integer values
+  int64_t rows_ = -1;             // samples per batch
 };
 
 }  // namespace

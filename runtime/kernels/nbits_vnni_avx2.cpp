@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/nbits.h"
 
 namespace slmops::runtime::kernels::nbdetail {
@@ -47,7 +48,7 @@ struct Int8Dot {
 int int8_vnni_kind() {
   static const int kind = [] {
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
-    if (__builtin_cpu_supports("avxvnni")) return 1;
+    if (kernels::cpu_has_avxvnni()) return 1;
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f"))
       return 2;

@@ -4,6 +4,7 @@
 // CPU check in cpu_has_vnni().
 #include <immintrin.h>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/qgemm.h"
 
 namespace slmops::runtime::kernels::qdetail {
@@ -145,7 +146,7 @@ bool cpu_has_avx2() {
 }
 
 bool cpu_has_vnni() {
-  static const bool ok = cpu_has_avx2() && (__builtin_cpu_supports("avxvnni") ||
+  static const bool ok = cpu_has_avx2() && (kernels::cpu_has_avxvnni() ||
                                             (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")));
   return ok;
 }
@@ -153,7 +154,7 @@ bool cpu_has_vnni() {
 QMicroFn avx2_micro() { return micro_avx2; }
 
 QMicroFn vnni_micro() {
-  if (__builtin_cpu_supports("avxvnni")) return micro_avxvnni;
+  if (kernels::cpu_has_avxvnni()) return micro_avxvnni;
   if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) return micro_avx512vnni;
   return nullptr;
 }

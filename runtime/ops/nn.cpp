@@ -46,15 +46,27 @@ kernels::WindowShape forward_window(const WindowAttrs& a, const std::vector<int6
   s.pad_begin.resize(rank);
   s.pad_end.resize(rank);
   const std::vector<int64_t> pads = pads_or_zeros(a, rank);
+  for (int64_t p : pads)
+    if (p < 0) bad_input("pads [{}] must not be negative", fmt::join(pads, ", "));
+  // Attributes are arbitrary 64-bit values: the geometry is computed in 128 bits and every
+  // result must fit a dimension again, so an absurd attribute is refused, never wrapped.
+  using wide = __int128;
+  auto narrow = [&](wide v, size_t d) {
+    if (v < 0 || v > (wide{1} << 62))
+      bad_input("the window attributes (kernel {}, stride {}, dilation {}) give a size out of range along spatial "
+                "dim {}",
+                kernel[d], s.strides[d], s.dilations[d], d);
+    return static_cast<int64_t>(v);
+  };
   for (size_t d = 0; d < rank; ++d) {
     if (kernel[d] < 1) bad_input("kernel_shape [{}] must be positive", fmt::join(kernel, ", "));
-    const int64_t stride = s.strides[d];
-    const int64_t extent = (kernel[d] - 1) * s.dilations[d] + 1;  // input span of one window
+    const wide stride = s.strides[d];
+    const wide extent = wide{kernel[d] - 1} * s.dilations[d] + 1;  // input span of one window
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
       // Output ceil(in / stride); the padding that needs is split evenly, the odd element
       // going to the end (SAME_UPPER) or the beginning (SAME_LOWER).
-      s.out[d] = (in[d] + stride - 1) / stride;
-      const int64_t total = std::max<int64_t>(0, (s.out[d] - 1) * stride + extent - in[d]);
+      s.out[d] = narrow((in[d] + stride - 1) / stride, d);
+      const int64_t total = narrow(std::max<wide>(0, (s.out[d] - 1) * stride + extent - in[d]), d);
       s.pad_begin[d] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       s.pad_end[d] = total - s.pad_begin[d];
       continue;
@@ -62,13 +74,13 @@ kernels::WindowShape forward_window(const WindowAttrs& a, const std::vector<int6
     const bool valid = a.auto_pad == "VALID";
     const int64_t begin = valid ? 0 : pads[d];
     const int64_t end = valid ? 0 : pads[rank + d];
-    const int64_t span = in[d] + begin + end - extent;
+    const wide span = wide{in[d]} + begin + end - extent;
     if (span < 0)
       bad_input("the window (kernel {}, dilation {}) is larger than the padded input ({}) along spatial dim {}",
-                kernel[d], s.dilations[d], span + extent, d);
-    s.out[d] = (a.ceil_mode ? span + stride - 1 : span) / stride + 1;
+                kernel[d], s.dilations[d], static_cast<int64_t>(std::min<wide>(span + extent, INT64_MAX)), d);
+    s.out[d] = narrow((a.ceil_mode ? span + stride - 1 : span) / stride + 1, d);
     // With ceil_mode the last window must still start inside the input or the begin padding.
-    if (a.ceil_mode && (s.out[d] - 1) * stride >= in[d] + begin) --s.out[d];
+    if (a.ceil_mode && wide{s.out[d] - 1} * stride >= wide{in[d]} + begin) --s.out[d];
     s.pad_begin[d] = begin;
     s.pad_end[d] = end;
   }

@@ -46,8 +46,12 @@ ConvDims conv_dims(const Tensor& x, const Tensor& w, int64_t group, const Window
   d.spatial.assign(x.dims.begin() + 2, x.dims.end());
   d.kernel.assign(w.dims.begin() + 2, w.dims.end());
   // The weights' channel dims: [out, in / group] for Conv, [in, out / group] when transposed.
-  const int64_t w_in = transposed ? w.dims[0] : w.dims[1] * group;
-  d.out_channels = transposed ? w.dims[1] * group : w.dims[0];
+  // dims[1] * group may overflow for an absurd group attribute: checked, never wrapped.
+  int64_t grouped = 0;
+  if (__builtin_mul_overflow(w.dims[1], group, &grouped))
+    bad_input("W {} with group {} describes more channels than fit in 64 bits", describe(w), group);
+  const int64_t w_in = transposed ? w.dims[0] : grouped;
+  d.out_channels = transposed ? grouped : w.dims[0];
   if (w_in != d.in_channels || d.in_channels % group != 0 || d.out_channels % group != 0)
     bad_input("W {} does not fit X {} with group {}", describe(w), describe(x), group);
   if (!attrs.kernel_shape.empty() && attrs.kernel_shape != d.kernel)

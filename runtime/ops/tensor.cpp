@@ -195,7 +195,8 @@ std::vector<int64_t> reshape_dims(const Tensor& x, std::vector<int64_t> shape, b
     } else if (shape[i] < 0) {
       bad_input("shape [{}] has a negative dimension", fmt::join(shape, ", "));
     }
-    known *= shape[i];
+    if (__builtin_mul_overflow(known, shape[i], &known))  // would wrap to a count that "fits"
+      bad_input("shape [{}] has more elements than fit in 64 bits", fmt::join(shape, ", "));
   }
   const int64_t count = static_cast<int64_t>(x.numel());
   if (inferred >= 0) {
