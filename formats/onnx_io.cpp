@@ -978,10 +978,14 @@ static void remove_stale_interims(const fs::path& model_path, const std::string&
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0) continue;
-    if (name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
-    if (fs::path(keep).filename() == name) continue;
-    ::unlink(it->path().c_str());
+    if (name.size() < prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string interim = name.substr(0, prefix.size() + 16);
+    if (interim.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
+    if (name.size() == interim.size()) {
+      if (fs::path(keep).filename() != name) ::unlink(it->path().c_str());
+    } else {
+      remove_stale_temporaries(dir / interim);  // the interim's own temporary, of a killed run
+    }
   }
 }
 
@@ -1040,6 +1044,7 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
               "regular file, or use --external-data never",
               path.string());
   check_output_path(data_path, inputs);
+  remove_stale_temporaries(data_path);  // also the hard links of step 3 below, of killed runs
   report.external_tensors = ctx.plan.size();
   report.data_file = data_path.string();
 

@@ -341,6 +341,9 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
   // Check where the output goes before any work is done.
   formats::check_output_path(r.output, {r.input});
   ir::Model model = formats::load_model(r.input);
+  // Now that the input's external-data files are known: neither the output nor its data file
+  // may be one of them (checked before any pass runs, not when saving).
+  formats::check_save_targets(model, r.output);
   log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), model.graph->node_count(),
               model.graph->initializers.size());
   nlohmann::json report = {{"input", r.input.string()}, {"output", r.output.string()}};
