@@ -87,7 +87,7 @@ void unregister_region(int slot) {
 }  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block: refused below
   if (fd < 0) bad_input("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -171,8 +171,11 @@ AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
     if (S_ISDIR(st.st_mode)) refuse_output(target_, EISDIR);
     if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
       through_ = true;
-      fd_ = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+      // Non-blocking first: a FIFO that nobody reads would block open() forever (ENXIO).
+      fd_ = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd_ < 0 && errno == ENXIO) bad_input("{}: is a FIFO that no process is reading", target_.string());
       if (fd_ < 0) refuse_output(target_, errno);
+      ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
       return;
     }
     if (!S_ISREG(st.st_mode))

@@ -170,7 +170,9 @@ NpzArchive load_npz(const std::filesystem::path& path) {
   auto mf = MappedFile::open(path);
   const uint8_t* d = mf->data();
   const uint64_t n = mf->size();
-  if (n < 22 || le32(d) != 0x04034b50) bad_input("{}: not an .npz (zip) archive", where);
+  // A zip starts with a local header, or (no members: what np.savez writes for no arrays) with
+  // the end-of-central-directory record itself.
+  if (n < 22 || (le32(d) != 0x04034b50 && le32(d) != 0x06054b50)) bad_input("{}: not an .npz (zip) archive", where);
   // End of central directory: the last 22+ bytes (comment up to 64 KiB).
   int64_t eocd = -1;
   for (int64_t i = static_cast<int64_t>(n) - 22; i >= 0 && i >= static_cast<int64_t>(n) - 22 - 65535; --i)
@@ -234,6 +236,8 @@ NpzArchive load_npz(const std::filesystem::path& path) {
     else if (method == 8) bytes = ir::Buffer::from_string(inflate_member(d + data_off, csize, usize, what));
     else bad_input("{}: zip compression method {} is not supported", what, method);
     std::string key = name.size() > 4 && name.substr(name.size() - 4) == ".npy" ? name.substr(0, name.size() - 4) : name;
+    if (key.empty() || key == ".npy") bad_input("{}: a member has no array name ('{}')", where, name);
+    if (out.arrays.count(key)) bad_input("{}: array '{}' appears twice", where, key);
     out.arrays.emplace(key, parse_npy(bytes, what));
     out.names.push_back(key);
   }

@@ -1,6 +1,7 @@
 #include "formats/onnx_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -680,6 +681,7 @@ void tensor_to_proto(SaveCtx& ctx, const Tensor& t, const std::string& name, onn
     uint64_t off = (ctx.cursor + align - 1) / align * align;
     ctx.plan.push_back({&t, off});
     ctx.cursor = off + t.nbytes();
+    p.clear_external_data();  // entries a tensor stored inline may carry, which readers would also see
     auto add = [&](const char* k, const std::string& v) {
       auto* e = p.add_external_data();
       e->set_key(k);
@@ -905,6 +907,9 @@ ir::Model load_model(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) bad_input("{}: no such file", path.string());
   if (fs::is_directory(path, ec)) bad_input("{}: is a folder, expected an .onnx file", path.string());
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    bad_input("{}: not a regular file (a FIFO or device?); give an .onnx file", path.string());  // open() would block on a FIFO
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) bad_input("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct FdGuard {

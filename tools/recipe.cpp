@@ -169,6 +169,10 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     auto colon = what.rfind(": ");
     bad_input("{}:{}: JSON syntax error: {}", file.string(), line_col(text, e.byte ? e.byte - 1 : 0),
               colon == std::string::npos ? what : what.substr(colon + 2));
+  } catch (const nlohmann::json::out_of_range& e) {  // a number such as 1e400 that no double holds
+    std::string what = e.what();
+    auto bracket = what.find("] ");
+    bad_input("{}: {}", file.string(), bracket == std::string::npos ? what : what.substr(bracket + 2));
   }
   if (!doc.is_object()) bad_input("{}: a recipe is a JSON object with input, output and steps", file.string());
   nlohmann::json before = doc;
