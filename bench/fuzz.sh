@@ -9,6 +9,7 @@
 #   FUZZ_BUILD=build-fuzz
 #   FUZZ_MAX_TIME=0    seconds per target (0: no limit; the runs count decides)
 #   FUZZ_SKIP_BUILD=1  run the binaries as they are (the tree is being edited by others)
+#   FUZZ_TABLE_ONLY=1  only rewrite the table from earlier results ($FUZZ_BUILD/fuzz-work/*/result.md)
 #
 # New corpus entries go to $FUZZ_BUILD/fuzz-work/<target>/corpus (not to the committed seeds),
 # crash/leak/oom/timeout inputs to $FUZZ_BUILD/fuzz-work/<target>/artifacts/. When a finding
@@ -33,17 +34,18 @@ dict_for() {
   esac
 }
 
-if [ ! -f "$BUILD/build.ninja" ]; then
+[ "${FUZZ_TABLE_ONLY:-0}" = 1 ] && TARGETS=() && FUZZ_SKIP_BUILD=1
+if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ] && [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLMOPS_FUZZ=ON >/dev/null || exit 1
 fi
 if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ]; then
-  cmake --build "$BUILD" -j2 --target "${TARGETS[@]/#/fuzz_}" || exit 1
+  [ ${#TARGETS[@]} -gt 0 ] && { cmake --build "$BUILD" -j2 --target "${TARGETS[@]/#/fuzz_}" || exit 1; }
 fi
 
 # Fields of libFuzzer's status line ("#1000000 DONE cov: 1234 ft: 5678 corp: ... exec/s: 812 ...").
 field() { sed -n "s|.* $1: \([^ ]*\).*|\1|p" <<<"$2"; }
 
-for t in "${TARGETS[@]}"; do
+for t in ${TARGETS[@]+"${TARGETS[@]}"}; do
   work=$BUILD/fuzz-work/$t
   mkdir -p "$work/corpus" "$work/artifacts"
   log=$work/fuzz.log
