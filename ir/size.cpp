@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -54,10 +55,23 @@ uint64_t physical_memory() {
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
 }
 
+// MemAvailable (free memory plus what the kernel can reclaim) at start-up: a block larger
+// than that can only fail, swap, or wake the OOM killer. Physical memory where /proc is absent.
+uint64_t available_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return physical_memory();
+  char line[256];
+  unsigned long long kib = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+  std::fclose(f);
+  return found && kib > 0 ? static_cast<uint64_t>(kib) * 1024 : physical_memory();
+}
+
 uint64_t default_limit() {
   if (const char* env = std::getenv("SLMOPS_MAX_MEMORY"))
     if (auto v = parse_byte_size(env); v && *v > 0) return *v;
-  return physical_memory();
+  return available_memory();
 }
 
 std::atomic<uint64_t>& limit_slot() {

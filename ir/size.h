@@ -23,9 +23,9 @@ std::optional<uint64_t> checked_element_count(std::span<const int64_t> dims);
 // Bytes that `count` elements of `dtype` take (sub-byte types packed); nullopt on overflow.
 std::optional<uint64_t> checked_storage_bytes(DType dtype, uint64_t count);
 
-// The most bytes one tensor or buffer sized from input may take. Default: the machine's
-// physical memory (a larger block can only fail or swap); set_allocation_limit overrides it
-// (the CLI's --max-memory, or SLMOPS_MAX_MEMORY in the environment).
+// The most bytes one tensor or buffer sized from input may take. Default: the memory available
+// when the process started (a larger block can only fail or swap); set_allocation_limit
+// overrides it (the CLI's --max-memory, or SLMOPS_MAX_MEMORY in the environment).
 uint64_t allocation_limit();
 void set_allocation_limit(uint64_t bytes);
 

@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
            ir::set_allocation_limit(*v);
          },
          "largest single tensor or buffer that a file may make slmops allocate, e.g. 512M, 16G "
-         "(default: physical memory, or SLMOPS_MAX_MEMORY)")
+         "(default: the memory available at start, or SLMOPS_MAX_MEMORY)")
       ->type_name("SIZE");
 
   register_run(app);

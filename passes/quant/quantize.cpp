@@ -154,11 +154,11 @@ void check_options(const QuantizeOptions& o, const ir::Model& m, const PassConte
 }
 
 void quantize_once(ir::Model& m, const QuantizeOptions& o, const std::vector<std::string>& fallback,
-                   const FeedSource* calib, int threads, QuantReport& rep) {
+                   const FeedSource* calib, int threads, QuantReport& rep, Progress* progress = nullptr) {
   QuantizeOptions eff = o;
   eff.exclude_nodes.insert(eff.exclude_nodes.end(), fallback.begin(), fallback.end());
   NodeFilter f(eff, default_op_types(eff));
-  if (is_weight_only(o.mode)) quantize_weight_only(m, eff, f, calib, threads, rep);
+  if (is_weight_only(o.mode)) quantize_weight_only(m, eff, f, calib, threads, rep, progress);
   else if (o.mode == "int8-dynamic") quantize_dynamic(m, eff, f, threads, rep);
   else quantize_static(m, eff, f, *calib, threads, rep);
 }
@@ -252,7 +252,7 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   };
   if (o.max_degradation.empty()) {
     ProgressStage stage(ctx.progress, fmt::format("quantize {}", o.mode), 0, "nodes");
-    quantize_once(m, o, {}, calib.get(), threads, rep);
+    quantize_once(m, o, {}, calib.get(), threads, rep, ctx.progress);
     int64_t done = 0;
     for (auto& n : rep.nodes) done += n.how.rfind("skipped", 0) != 0;
     stage.update(done);

@@ -23,6 +23,8 @@
 
 namespace slmops::passes {
 
+class Progress;
+
 struct QuantizeOptions {
   std::string mode;  // int8-dynamic | int8-static | int16-static | int4-weight | int8-weight
   // Which nodes.
@@ -148,8 +150,10 @@ void require_opset(ir::Model& m, const std::string& domain, int64_t version);
 void refuse_quantized(const ir::Model& m);
 
 // The modes. Each edits `m` in place and fills `report`.
+// `progress` (may be null) gets one stage with an update per weight quantized: GPTQ or HQQ on a
+// large decoder takes minutes.
 void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource* calib,
-                          int threads, QuantReport& report);
+                          int threads, QuantReport& report, Progress* progress = nullptr);
 void quantize_dynamic(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, int threads, QuantReport& report);
 void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource& calib,
                      int threads, QuantReport& report);

@@ -19,6 +19,7 @@
 
 #include "ir/error.h"
 #include "passes/quant/block_quant.h"
+#include "passes/progress.h"
 #include "passes/quant/quantize.h"
 #include "runtime/executor.h"
 #include "runtime/thread_pool.h"
@@ -171,7 +172,7 @@ std::string describe_how(const char* what, int bits, const QuantizeOptions& o) {
 }  // namespace
 
 void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f, const FeedSource* calib,
-                          int threads, QuantReport& report) {
+                          int threads, QuantReport& report, Progress* progress) {
   ir::Graph& g = *m.graph;
   const int bits = o.mode == "int4-weight" ? 4 : 8;
   const int64_t bs = o.block_size;
@@ -271,8 +272,12 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
   // MatMulNBits inputs per weight value, so a shared weight is quantized once (not with GPTQ:
   // there each consumer has its own Hessian).
   std::map<ir::Value*, std::vector<ir::Value*>> done;
+  ProgressStage stage(targets.empty() && gathers.empty() ? nullptr : progress, fmt::format("{} {}", o.algorithm, o.mode), static_cast<int64_t>(targets.size() + gathers.size()),
+                      "weights");
+  int64_t finished = 0;
   for (auto& t : targets) {
     ir::Node* n = t.node;
+    stage.update(finished++, n->name);
     const std::string node_name = n->name, node_op = n->op_type;
     ir::Value* wv = n->inputs[1];
     ir::Value* a = n->inputs[0];
@@ -346,6 +351,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
                             describe_how(qdq ? ("DequantizeLinear+" + node_op).c_str() : "MatMulNBits", bits, o), before, after});
   }
   for (auto& t : gathers) {
+    stage.update(finished++, t.node->name);
     ir::Node* n = t.node;
     ir::Value* table = n->inputs[0];
     // Blocks run along D (axis 1): quantize E^T [D, V] so that K = D.
@@ -366,6 +372,7 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
   sort_nodes(g);
   report.extra["bits"] = bits;
   report.extra["block_size"] = bs;
+  stage.update(finished);
   report.extra["symmetric"] = o.symmetric;
   report.extra["format"] = o.format;
   report.extra["algorithm"] = o.algorithm;
