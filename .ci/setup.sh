@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian 12 packages, as root or through sudo), then configures and
 # builds slmops in ./build. With --tests it also installs the test material: ONNX's
-# conformance data (libonnx-testdata) and ONNX Runtime from npm (onnxruntime-node).
-# Usage: bash .ci/setup.sh [--tests]
+# conformance data (libonnx-testdata) and ONNX Runtime from npm (onnxruntime-node). With
+# --sanitize it also builds ./build-sanitize (GCC, -DSLMOPS_SANITIZE=address,undefined), where
+# `ctest -L sanitize` runs the unit, bad-input and fuzz-replay tests (docs/reliability.md).
+# Usage: bash .ci/setup.sh [--tests] [--sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_tests=0
-[ "${1:-}" = "--tests" ] && want_tests=1
+want_sanitize=0
+for arg in "$@"; do
+  case $arg in
+    --tests) want_tests=1 ;;
+    --sanitize) want_sanitize=1 ;;
+    *) echo "setup: unknown argument $arg (expected --tests, --sanitize)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(build-essential cmake ninja-build pkg-config libcli11-dev libprotobuf-dev protobuf-compiler
           libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev)
@@ -30,6 +39,12 @@ fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build
+
+if [ "$want_sanitize" = 1 ]; then
+  # GCC's libasan/libubsan come with build-essential (gcc-12).
+  cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLMOPS_SANITIZE=address,undefined >/dev/null
+  cmake --build build-sanitize
+fi
 
 if [ "$want_tests" = 1 ] && [ ! -d tests/interop/node_modules/onnxruntime-node ]; then
   # The package's install script would download a GPU build; skip it and use the CPU
