@@ -192,4 +192,7 @@ open(os.path.join(OUT, "recipe_nested_10000.json"), "w").write(
 # #18: a recipe step whose pass is "".
 open(os.path.join(OUT, "recipe_empty_pass.json"), "w").write(
     '{"input": "relu.onnx", "output": "o.onnx", "steps": [{"pass": ""}]}')
+# Inputs found by the fuzz targets (npz_no_arrays, npz_duplicate_member, npz_empty_name,
+# recipe_number_overflow.json, stale_external_entries.onnx) are committed as found; this
+# script does not make them.
 print("wrote", len(os.listdir(OUT)), "files to", OUT)

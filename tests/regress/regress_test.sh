@@ -11,6 +11,8 @@ inputs=$src/tests/regress/inputs
 . "$src/tests/cli/testlib.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+export TMPDIR_OUT=$work/written  # where cases that must write something write it (outside the compared folder)
+mkdir -p "$TMPDIR_OUT"
 
 # expect NAME CODE REGEX COMMAND...: runs COMMAND in a fresh copy of inputs/ (slmops is
 # "$slmops"); passes when the exit code is CODE, stderr is one line matching REGEX (for
@@ -97,5 +99,18 @@ check npz_name_past_eof expect npz_name_past_eof 2 "npz_name_past_eof.npz: corru
 # --- recipes (#18) -------------------------------------------------------------------------
 check recipe_nested expect recipe_nested 2 "recipe_nested_10000.json" $S run recipe_nested_10000.json
 check recipe_empty_pass expect recipe_empty_pass 2 "recipe_empty_pass.json" $S run recipe_empty_pass.json
+
+# --- found by the fuzz targets (docs/reliability.md, F3-F10) --------------------------------
+check npz_no_arrays expect npz_no_arrays 2 "npz_no_arrays.npz: no array for model input 'x'" \
+  $S evaluate relu.onnx --data npz_no_arrays.npz
+check npz_duplicate_member expect npz_duplicate_member 2 "npz_duplicate_member.npz: array '.*' appears twice" \
+  $S evaluate relu.onnx --data npz_duplicate_member.npz
+check npz_empty_name expect npz_empty_name 2 "npz_empty_name.npz: a member has no array name" \
+  $S evaluate relu.onnx --data npz_empty_name.npz
+check recipe_number_overflow expect recipe_number_overflow 2 "recipe_number_overflow.json: .*1e400" \
+  $S run recipe_number_overflow.json --dry-run
+check stale_external_entries expect stale_external_entries 0 "" \
+  bash -c "'$S' -q convert stale_external_entries.onnx -o \$TMPDIR_OUT/o.onnx --external-data always >/dev/null &&
+           '$S' -q inspect \$TMPDIR_OUT/o.onnx >/dev/null"
 
 finish
