@@ -36,7 +36,7 @@ struct OptionSpec {
   // conditions joined by " and ": `mode=int4-weight|int8-weight and algorithm=gptq`
   // (another option's value is one of these), or a bare `max-degradation` (that option is
   // set). Empty: always. Giving an option that does not apply is an error, not a no-op.
-  std::string applies;
+  std::string applies = {};
 };
 
 // How a message names an option: `--block-size` on the command line, `option 'block-size'`

@@ -25,7 +25,11 @@ ProgressReporter& progress() {
   return p;
 }
 
-void print_json(const nlohmann::json& j) { fmt::print("{}\n", j.dump(2)); }
+// Names in a model are bytes, not necessarily UTF-8: invalid sequences print as U+FFFD
+// instead of aborting the report (nlohmann's default throws type_error.316).
+void print_json(const nlohmann::json& j) {
+  fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 int effective_threads() {
   if (globals().threads > 0) return globals().threads;

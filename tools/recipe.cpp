@@ -385,7 +385,7 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     if (p && !p->evaluation) made.push_back({{"pass", st.pass}, {"options", passes::with_defaults(p->options, st.options)}});
   }
   std::erase_if(model.metadata, [](const auto& kv) { return kv.first == "slmops.recipe"; });
-  model.metadata.emplace_back("slmops.recipe", made.dump());
+  model.metadata.emplace_back("slmops.recipe", made.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   formats::SaveOptions so;
   so.external = r.external_data;
   auto saved = formats::save_model(model, r.output, so);

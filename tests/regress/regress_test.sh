@@ -112,5 +112,6 @@ check recipe_number_overflow expect recipe_number_overflow 2 "recipe_number_over
 check stale_external_entries expect stale_external_entries 0 "" \
   bash -c "'$S' -q convert stale_external_entries.onnx -o \$TMPDIR_OUT/o.onnx --external-data always >/dev/null &&
            '$S' -q inspect \$TMPDIR_OUT/o.onnx >/dev/null"
+check inspect_json_not_utf8 expect inspect_json_not_utf8 0 "" $S inspect inspect_json_not_utf8.onnx --json
 
 finish

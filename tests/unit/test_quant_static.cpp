@@ -78,7 +78,7 @@ struct Options {
   std::string mode = "int8-static";
   std::string method = "minmax";
   bool per_channel = false, symmetric = false;
-  std::vector<std::string> op_types;
+  std::vector<std::string> op_types = {};
 };
 
 q::QuantReport quantize(Model& m, const Options& opt) {
