@@ -79,18 +79,18 @@ std::atomic<uint64_t>& limit_slot() {
   return limit;
 }
 
+}  // namespace
+
 std::string human_bytes(uint64_t b) {
-  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   double v = static_cast<double>(b);
   int u = 0;
   while (v >= 1024 && u < 6) {
     v /= 1024;
     ++u;
   }
-  return u == 0 ? fmt::format("{} bytes", b) : fmt::format("{:.1f} {}", v, units[u]);
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
 }
-
-}  // namespace
 
 uint64_t allocation_limit() { return limit_slot().load(std::memory_order_relaxed); }
 void set_allocation_limit(uint64_t bytes) { limit_slot().store(bytes, std::memory_order_relaxed); }

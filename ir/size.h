@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <span>
 #include <string_view>
 
@@ -36,6 +37,9 @@ uint64_t element_count_or_throw(std::span<const int64_t> dims, std::string_view 
 uint64_t tensor_bytes_or_throw(DType dtype, std::span<const int64_t> dims, std::string_view what);
 // Error(BadInput) naming `what` when `bytes` exceeds allocation_limit().
 void check_allocation(uint64_t bytes, std::string_view what);
+
+// "12 B", "1.5 KiB", "3.0 GiB": sizes in messages and reports.
+std::string human_bytes(uint64_t bytes);
 
 // Parses a byte size with an optional K/M/G/T suffix (powers of 1024): "512M", "24G", "1000".
 std::optional<uint64_t> parse_byte_size(std::string_view text);

@@ -4,6 +4,7 @@
 
 #include "formats/file_util.h"
 #include "ir/error.h"
+#include "ir/size.h"
 #include "tools/cli.h"
 
 namespace slmops::cli {
@@ -36,16 +37,7 @@ std::string dtype_text(int32_t code) {
                                   : fmt::format("type{}", code);
 }
 
-std::string human_bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
-}
+using ir::human_bytes;
 
 struct Stats {
   std::map<std::string, int64_t> ops;

@@ -47,17 +47,7 @@ expect() {
   fi
 }
 # ok NAME CMD...: a check that must hold (for the cases whose point is what IS written).
-ok() {
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-  fi
-}
+ok() { check "$@"; }
 
 mkdir -p "$WORK/case"
 cd "$WORK/case" || exit 1
