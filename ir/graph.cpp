@@ -342,6 +342,7 @@ std::unique_ptr<Graph> Graph::clone(Graph* parent, Node* owner, std::unordered_m
     Value* c = g->new_value(v->name, v->kind);
     if (v->initializer) c->initializer = std::make_shared<Tensor>(*v->initializer);
     c->type = v->type;
+    c->inferred = v->inferred;
     map[v.get()] = c;
   }
   for (auto& v : values_)

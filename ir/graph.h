@@ -55,6 +55,9 @@ struct Value {
   std::shared_ptr<Tensor> initializer;  // for Initializer (and Input with a default)
   Value* outer = nullptr;          // for Captured: the outer-scope value a subgraph reads
   TensorType type;                 // declared type, if any
+  // The type shape inference found (formats::infer_shapes), declared types included; kept
+  // apart from `type` so that saving writes only what the file declared.
+  TensorType inferred;
 
   // The name written to the file (a captured value takes the outer value's current name).
   const std::string& file_name() const { return outer ? outer->file_name() : name; }

@@ -1,6 +1,8 @@
-// slmops inspect MODEL [--json]: versions, interface, op histogram, parameters, storage.
+// slmops inspect MODEL [--json] [--values]: versions, interface, op histogram, parameters,
+// storage, and the inferred dtype and shape of every value (formats/shape_infer.h).
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 
 #include "formats/file_util.h"
 #include "ir/error.h"
@@ -38,6 +40,38 @@ std::string dtype_text(int32_t code) {
 }
 
 using ir::human_bytes;
+
+// One row per value of `g` and of the graphs nested in it, in the order a reader meets them:
+// graph inputs, initializers, node outputs (stored order), graph outputs not yet listed.
+// `scope` is empty for the main graph, else the path of node names down to the subgraph.
+struct ValueRow {
+  const ir::Value* value;
+  const char* kind;
+  bool graph_output;
+  std::string scope;
+};
+
+void collect_values(const ir::Graph& g, const std::string& scope, std::vector<ValueRow>& rows) {
+  std::unordered_set<const ir::Value*> seen;
+  auto add = [&](const ir::Value* v, const char* kind) {
+    if (v && seen.insert(v).second) rows.push_back({v, kind, v->is_graph_output(), scope});
+  };
+  for (auto& vi : g.inputs)
+    if (vi.value && !vi.value->initializer) add(vi.value, "input");
+  for (const ir::Value* v : g.initializers) add(v, "initializer");
+  for (auto& n : g.nodes()) {
+    for (const ir::Value* v : n->outputs) add(v, "node_output");
+    for (auto& a : n->attributes) {
+      std::string inner = (scope.empty() ? "" : scope + "/") + (n->name.empty() ? n->op_type : n->name);
+      if (a.g) collect_values(*a.g, inner + "." + a.name, rows);
+      for (size_t k = 0; k < a.graphs.size(); ++k)
+        collect_values(*a.graphs[k], fmt::format("{}.{}[{}]", inner, a.name, k), rows);
+    }
+  }
+  for (auto& vi : g.outputs) add(vi.value, "output");
+}
+
+std::string inferred_dtype(const ir::TensorType& t) { return t.is_tensor ? dtype_text(t.elem_code) : "?"; }
 
 struct Stats {
   std::map<std::string, int64_t> ops;
@@ -77,10 +111,12 @@ void collect(const ir::Graph& g, Stats& s) {
 void register_inspect(CLI::App& app) {
   static std::string model_path;
   static bool json = false;
+  static bool values = false;
   static int top = 10;
   auto* cmd = app.add_subcommand("inspect", "describe a model: versions, inputs/outputs, ops, parameters, storage");
   cmd->add_option("model", model_path, "an .onnx model")->required();
   cmd->add_flag("--json", json, "print the description as JSON on stdout");
+  cmd->add_flag("--values", values, "list every value with its inferred dtype and shape (JSON always has them)");
   add_spec_option(cmd,
                   {"top", passes::OptionType::Int, 10, "how many of the largest initializers to list", {}, false,
                    {0, 100000}},
@@ -134,6 +170,24 @@ void register_inspect(CLI::App& app) {
       j["largest_initializers"].push_back(
           {{"name", v->name}, {"dtype", dtype_text(t.dtype_code)}, {"shape", dims}, {"bytes", t.nbytes()}});
     }
+    // Every value's inferred type: dtype null and shape null when inference could not type
+    // it; a dim is a number, a symbolic name, or null when unknown.
+    std::vector<ValueRow> rows;
+    collect_values(*m.graph, "", rows);
+    int64_t typed = 0;
+    j["values"] = nlohmann::json::array();
+    for (auto& r : rows) {
+      const auto& t = r.value->inferred;
+      typed += t.is_tensor;
+      nlohmann::json e = {{"name", r.value->file_name()},
+                          {"kind", r.kind},
+                          {"dtype", t.is_tensor ? nlohmann::json(dtype_text(t.elem_code)) : nlohmann::json(nullptr)},
+                          {"shape", t.is_tensor && t.has_shape ? dims_json(t) : nlohmann::json(nullptr)}};
+      if (r.graph_output) e["graph_output"] = true;
+      if (!r.scope.empty()) e["subgraph"] = r.scope;
+      j["values"].push_back(std::move(e));
+    }
+    j["values_typed"] = typed;
     if (json) {
       print_json(j);
       return;
@@ -164,6 +218,14 @@ void register_inspect(CLI::App& app) {
     if (!s.external.empty()) {
       fmt::print("external data\n");
       for (auto& [f, e] : s.external) fmt::print("  {}  {} tensors, {}\n", f, e.first, human_bytes(e.second));
+    }
+    fmt::print("types        {} of {} values inferred{}\n", typed, rows.size(), values ? "" : " (--values lists them)");
+    if (values) {
+      for (auto& r : rows) {
+        std::string name = r.scope.empty() ? r.value->file_name() : r.scope + ":" + r.value->file_name();
+        fmt::print("  {:<30} {:<11} {:<10} {}\n", name, r.graph_output ? "output" : r.kind,
+                   inferred_dtype(r.value->inferred), shape_text(r.value->inferred));
+      }
     }
     if (!s.inits.empty()) {
       fmt::print("largest initializers\n");

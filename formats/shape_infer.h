@@ -1,0 +1,25 @@
+// Value types and shapes: ONNX's own shape inference (Debian's libonnx 1.12) run over the
+// IR, with schemas of our own for the com.microsoft ops the quantizer writes.
+//
+// The result goes into Value::inferred, never into Value::type: declared types (what the
+// file says) stay as loaded, so saving a model writes the same bytes as before.
+#pragma once
+#include "ir/graph.h"
+
+namespace slmops::formats {
+
+// Fills Value::inferred for every value of every graph (subgraphs included) that inference
+// can type: graph inputs and declared value_info as declared (merged with what inference
+// finds), initializers from their dtype and dims, node outputs from the op schemas. A value
+// inference cannot type (unknown op, an op that fails on its inputs, and what depends on
+// it) is left with inferred.is_tensor == false. Never throws.
+//
+// Weights are not copied: initializers above a few KiB reach libonnx as typed graph inputs
+// without data, so the cost does not grow with the model's size on disk.
+void infer_shapes(ir::Model& m);
+
+// infer_shapes again, after a pass changed the graph: every value's inferred type is
+// recomputed (values a pass created included).
+void refresh_shapes(ir::Model& m);
+
+}  // namespace slmops::formats
