@@ -88,7 +88,6 @@ int main(int argc, char** argv) {
   // itself does not do this.
   if (ftz) _mm_setcsr(_mm_getcsr() | 0x8040);
   ir::Model m = formats::load_model(path);
-  ir::align_initializers(m);  // as slmops evaluate does: kernels read weights as typed values
   runtime::Session session(m, threads);
   std::mt19937_64 rng(1);
   std::vector<runtime::RValue> feeds;

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "ir/edit.h"
 #include "passes/registry.h"
 
 namespace slmops::passes {
@@ -36,10 +37,7 @@ bool bypass(ir::Graph& g, ir::Node* n) {
       return false;  // a subgraph reads `in` by name
   g.remove_node(n);
   g.replace_all_uses(in, out);
-  for (auto& o : producer->outputs)
-    if (o == in) o = out;
-  out->producer = producer;
-  in->producer = nullptr;
+  ir::move_output(producer, in, out);
   return true;
 }
 
@@ -103,22 +101,11 @@ void dedupe(ir::Graph& g, CleanupStats& st) {
   }
 }
 
-void drop_stale_value_info(ir::Graph& g) {
-  auto stale = [&](const ir::ValueInfo& vi) {
-    const ir::Value* v = vi.value;
-    if (!v) return false;
-    if (v->kind == ir::Value::Kind::NodeOutput) return v->producer == nullptr;
-    if (v->kind == ir::Value::Kind::Undefined) return v->consumers.empty();
-    return false;
-  };
-  g.value_info.erase(std::remove_if(g.value_info.begin(), g.value_info.end(), stale), g.value_info.end());
-}
-
 void cleanup_graph(ir::Graph& g, const CleanupOptions& o, CleanupStats& st) {
   std::vector<ir::Node*> nodes;
   for (auto& n : g.nodes()) nodes.push_back(n.get());
   for (ir::Node* n : nodes) {
-    if (!n->domain.empty() && n->domain != "ai.onnx") continue;
+    if (!ir::is_default_domain(n->domain)) continue;
     if (o.remove_identity && n->op_type == "Identity" && n->inputs.size() == 1) {
       if (n->inputs[0] && n->inputs[0]->kind != ir::Value::Kind::Captured && bypass(g, n)) ++st.identities;
     } else if (o.remove_dropout && n->op_type == "Dropout" && is_inference_dropout(n)) {
@@ -128,15 +115,11 @@ void cleanup_graph(ir::Graph& g, const CleanupOptions& o, CleanupStats& st) {
   if (o.remove_dead_nodes) remove_dead(g, st);
   if (o.dedupe_initializers) dedupe(g, st);
   if (o.remove_unused_initializers) {
-    std::vector<ir::Value*> unused;
-    for (ir::Value* v : g.initializers)
-      if (!used(v) && !is_graph_input(g, v)) unused.push_back(v);
-    for (ir::Value* v : unused) {
-      g.remove_initializer(v);
-      ++st.unused_initializers;
-    }
+    const std::vector<ir::Value*> all = g.initializers;
+    for (ir::Value* v : all)
+      if (ir::erase_initializer(g, v)) ++st.unused_initializers;
   }
-  drop_stale_value_info(g);
+  ir::prune_value_info(g);
   if (o.subgraphs)
     for (auto& n : g.nodes())
       for (auto& a : n->attributes) {

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "ir/edit.h"
 #include "ir/error.h"
 
 namespace slmops::runtime {
@@ -17,8 +18,8 @@ struct GraphRunner::Step {
   // Folded at plan time: the outputs (also as constants), for RunOptions::on_node.
   bool folded = false;
   std::vector<RValue> folded_outputs;
-  // Relu fusion (see OpContext::fused_relu): the producer has fuses_relu; on the Relu step
-  // that is its output's only reader, the producer's index. Done in runs without on_node and
+  // Fusion (kFusionRules; today Relu, OpContext::fused_relu): the producer has fuses_relu;
+  // on the Relu step that is its output's only reader, the producer's index. Done in runs without on_node and
   // without the producer's output among the extra outputs; otherwise both steps run as planned.
   bool fuses_relu = false;
   int relu_producer = -1;
@@ -149,12 +150,28 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
   }
   for (int s = 0; s < slot_count_; ++s)
     if (last[s] >= 0 && !keep.count(s)) steps_[last[s]]->free_after.push_back(s);
-  plan_relu_fusion(keep);
+  plan_fusions(keep);
 }
 
-// Pairs a step whose kernel fuses Relu with the Relu step that is the only reader of its
-// output 0, where that output is not kept (graph output, default) and no subgraph reads it.
-void GraphRunner::plan_relu_fusion(const std::unordered_set<int>& keep) {
+// Plan-time fusions, one row each: an op that a producing kernel can apply to its own output
+// 0 when that op is the output's only reader. The reader must be in the default domain with
+// one input and one output. Adding a fusion is a row here and the kernel honouring it
+// (OpContext); the ir::Graph is never changed, and runs that look at the producer's output
+// (RunOptions::on_node, extra_outputs) run both steps as planned.
+namespace {
+struct FusionRule {
+  std::string_view reader_op;
+  bool (*producer_can)(const Kernel&);
+};
+constexpr FusionRule kFusionRules[] = {
+    {"Relu", [](const Kernel& k) { return k.fuses_relu(); }},
+};
+}  // namespace
+
+// Pairs each step whose kernel can absorb a rule's op with the step of that op that is the
+// only reader of its output 0, where that output is not kept (graph output, default) and no
+// subgraph reads it.
+void GraphRunner::plan_fusions(const std::unordered_set<int>& keep) {
   std::unordered_map<const ir::Node*, int> index;
   std::unordered_set<const ir::Value*> implicit;
   for (size_t i = 0; i < steps_.size(); ++i) {
@@ -162,18 +179,22 @@ void GraphRunner::plan_relu_fusion(const std::unordered_set<int>& keep) {
     for (const ir::Value* v : steps_[i]->node->implicit_inputs) implicit.insert(v);
   }
   for (auto& step : steps_) {
-    if (step->folded || step->out_slots.empty() || step->out_slots[0] < 0 || !step->kernel->fuses_relu()) continue;
+    if (step->folded || step->out_slots.empty() || step->out_slots[0] < 0) continue;
     const ir::Value* v = step->node->outputs[0];
     if (!v || v->consumers.size() != 1 || implicit.count(v) || keep.count(step->out_slots[0])) continue;
     const ir::Node* reader = v->consumers[0];
     auto it = index.find(reader);
-    if (reader->op_type != "Relu" || !reader->domain.empty() || it == index.end() || reader->inputs.size() != 1 ||
-        reader->outputs.size() != 1 || !reader->outputs[0])
+    if (!reader->domain.empty() || it == index.end() || reader->inputs.size() != 1 || reader->outputs.size() != 1 ||
+        !reader->outputs[0])
       continue;
-    Step& relu = *steps_[it->second];
-    if (relu.folded || relu.out_slots.size() != 1 || relu.out_slots[0] < 0) continue;
-    step->fuses_relu = true;
-    relu.relu_producer = static_cast<int>(&step - steps_.data());
+    for (const FusionRule& rule : kFusionRules) {
+      if (reader->op_type != rule.reader_op || !rule.producer_can(*step->kernel)) continue;
+      Step& fused = *steps_[it->second];
+      if (fused.folded || fused.out_slots.size() != 1 || fused.out_slots[0] < 0) break;
+      step->fuses_relu = true;
+      fused.relu_producer = static_cast<int>(&step - steps_.data());
+      break;
+    }
   }
 }
 
@@ -235,8 +256,9 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
       try {
         step->kernel->run(ctx);
       } catch (const Error& e) {
-        if (std::string(e.what()).rfind("node ", 0) == 0) throw;
-        throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*step->node), step->node->op_type, e.what()));
+        if (!e.node().empty()) throw;  // a node inside a subgraph of this one, named already
+        const std::string label = node_label(*step->node);
+        throw Error(e.code(), fmt::format("node {} ({}): {}", label, step->node->op_type, e.what()), label);
       } catch (const std::length_error&) {
         // A size taken from an attribute or input that no container can hold.
         bad_input("node {} ({}): an attribute or input asks for a result larger than memory can hold",
@@ -262,9 +284,7 @@ Session::Session(const ir::Model& model, int threads) : model_(model) {
   ensure_kernels_registered();
   pool_ = std::make_unique<ThreadPool>(std::max(1, threads));
   tensors_ = std::make_unique<TensorPool>();
-  int64_t weight_bytes = 0;
-  for (const ir::Value* v : model.graph->initializers)
-    if (v->initializer) weight_bytes += static_cast<int64_t>(v->initializer->data.size());
+  const auto weight_bytes = static_cast<int64_t>(ir::model_statistics(model).weight_bytes);
   pack_budget_ = std::max(kMinPackBudget, weight_bytes / kPackBudgetDivisor);
   PlanContext pc{0, &model, std::max(1, threads), &pack_budget_};
   main_ = std::make_unique<GraphRunner>(*model.graph, pc);

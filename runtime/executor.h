@@ -55,7 +55,7 @@ class GraphRunner {
   }
   // Folds the step when it qualifies (see the class comment); true when it did.
   bool try_fold(Step& step, ThreadPool& pool);
-  void plan_relu_fusion(const std::unordered_set<int>& keep);
+  void plan_fusions(const std::unordered_set<int>& keep);
 
   const ir::Graph& graph_;
   std::vector<std::unique_ptr<Step>> steps_;

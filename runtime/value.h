@@ -20,16 +20,21 @@ struct RValue {
   // Set for optional-typed values (Optional/OptionalGetElement); None is an empty optional.
   bool optional = false;
 
+  // Kernels read tensors as typed pointers: data at an odd offset (raw_data or external data
+  // mapped from a file) is copied to an aligned block here, once per value, so no caller of
+  // the executor has to align a model's initializers first.
   static RValue of(Tensor t) {
     RValue v;
     v.kind = Kind::Tensor;
     v.tensor = std::move(t);
+    v.tensor.make_aligned();
     return v;
   }
   static RValue of_sequence(std::vector<Tensor> s) {
     RValue v;
     v.kind = Kind::Sequence;
     v.sequence = std::move(s);
+    for (auto& t : v.sequence) t.make_aligned();
     return v;
   }
   bool is_tensor() const { return kind == Kind::Tensor; }

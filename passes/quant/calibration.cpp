@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "ir/error.h"
+#include "passes/common/activations.h"
 #include "runtime/executor.h"
 
 namespace slmops::passes::quant {
@@ -211,31 +212,31 @@ CalibrationResult calibrate(const ir::Model& m, const std::vector<const ir::Valu
                             const CalibConfig& cfg, int threads) {
   const auto t0 = std::chrono::steady_clock::now();
   CalibrationResult res;
-  runtime::Session session(m, threads);
-  std::unordered_map<const ir::Value*, TensorStats> stats;
-  for (const ir::Value* v : tensors) stats.emplace(v, TensorStats(cfg));
-  std::vector<TensorStats*> input_stats;  // by feed position
-  for (const ir::Value* in : session.inputs()) {
-    auto it = stats.find(in);
-    input_stats.push_back(it == stats.end() ? nullptr : &it->second);
+  std::vector<std::string> names;
+  std::vector<TensorStats> stats;  // by position in `tensors`
+  for (const ir::Value* v : tensors) {
+    names.push_back(v->name);
+    stats.emplace_back(cfg);
   }
+  ActivationCollector collector(m, std::move(names), threads);
+  runtime::ThreadPool& pool = collector.session().pool();
 
   const bool histogram = cfg.method != CalibMethod::MinMax;
   for (int pass = 0; pass < (histogram ? 2 : 1); ++pass) {
     const bool minmax_pass = pass == 0;
     if (!minmax_pass)
-      for (auto& [v, s] : stats) s.start_histogram();
+      for (auto& s : stats) s.start_histogram();
     auto observe = [&](TensorStats& s, const runtime::RValue& rv) {
       if (!rv.is_tensor() || rv.tensor.dtype != ir::DType::Float) return;
       const ir::Tensor& t = rv.tensor;
       if (minmax_pass) {
         const int64_t n = static_cast<int64_t>(t.numel());
-        if (n < (1 << 17) || session.pool().threads() == 1) {
+        if (n < (1 << 17) || pool.threads() == 1) {
           s.observe_minmax(t.values<float>(), n);
           return;
         }
         std::mutex mu;
-        session.pool().parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+        pool.parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
           TensorStats local(cfg);
           local.observe_minmax(t.values<float>() + b, e - b);
           if (!local.seen()) return;
@@ -247,29 +248,20 @@ CalibrationResult calibrate(const ir::Model& m, const std::vector<const ir::Valu
         s.observe_histogram(t.values<float>(), static_cast<int64_t>(t.numel()));
       }
     };
-    runtime::RunOptions ro;
-    ro.on_node = [&](const ir::Node& n, const std::vector<runtime::RValue>& outs) {
-      for (size_t k = 0; k < outs.size() && k < n.outputs.size(); ++k) {
-        auto it = n.outputs[k] ? stats.find(n.outputs[k]) : stats.end();
-        if (it != stats.end()) observe(it->second, outs[k]);
-      }
-    };
     int64_t samples = 0, batches = 0;
     calib.for_each_batch(cfg.samples, [&](std::vector<runtime::RValue> feeds) {
-      for (size_t i = 0; i < feeds.size() && i < input_stats.size(); ++i)
-        if (input_stats[i]) observe(*input_stats[i], feeds[i]);
       if (!feeds.empty() && feeds[0].is_tensor() && !feeds[0].tensor.dims.empty()) samples += feeds[0].tensor.dims[0];
       else samples += 1;
       ++batches;
-      session.run(std::move(feeds), ro);
+      collector.observe(std::move(feeds), [&](size_t k, const runtime::RValue& v) { observe(stats[k], v); });
     });
     if (batches == 0) bad_input("{}: the calibration data holds no samples", calib.describe());
     res.samples = samples;
     res.batches = batches;
     res.passes = pass + 1;
   }
-  for (auto& [v, s] : stats)
-    if (s.seen()) res.ranges[v] = s.result();
+  for (size_t k = 0; k < tensors.size(); ++k)
+    if (stats[k].seen()) res.ranges[tensors[k]] = stats[k].result();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

@@ -151,8 +151,6 @@ std::vector<float> transpose(const float* w, int64_t rows, int64_t cols) {
   return t;
 }
 
-bool default_domain(const ir::Node& n) { return n.domain.empty() || n.domain == "ai.onnx"; }
-
 template <typename T>
 ir::Buffer bytes_of(const std::vector<T>& v) {
   return ir::Buffer::copy_of(v.data(), v.size() * sizeof(T));
@@ -178,7 +176,7 @@ class DynamicRewriter {
     std::vector<ir::Node*> order;
     for (auto& n : g_.nodes()) order.push_back(n.get());
     for (ir::Node* n : order) {
-      if (removed_.count(n) || !default_domain(*n)) continue;
+      if (removed_.count(n) || !ir::is_default_domain(n->domain)) continue;
       if (n->op_type != "MatMul" && n->op_type != "Gemm" && n->op_type != "Conv") continue;
       if (!f_.allows(*n)) continue;
       NodeReport r{n->name, n->op_type, "", 0, 0};
@@ -204,13 +202,6 @@ class DynamicRewriter {
   }
 
  private:
-  // Moves `out` (the old node's output value, read by consumers and maybe a graph output) to
-  // become output 0 of `producer`; call after the old producer was removed.
-  static void take_output(ir::Node* producer, ir::Value* out) {
-    producer->outputs.assign(1, out);
-    out->producer = producer;
-  }
-
   ir::Value* initializer(const std::string& prefix, ir::DType dt, std::vector<int64_t> dims, ir::Buffer data) {
     return add_initializer(g_, prefix, dt, std::move(dims), std::move(data));
   }
@@ -285,7 +276,7 @@ class DynamicRewriter {
       g_.remove_node(fused_add);
       removed_.insert(fused_add);
     }
-    take_output(dq, out);
+    ir::move_output(dq, dq->outputs[0], out);
     replaced_[old] = {dq};
     used_contrib_ = true;
     r.how = fmt::format("DynamicQuantizeMatMul int8 sym {}{}", o_.per_channel ? "per-channel" : "per-tensor",
@@ -297,7 +288,7 @@ class DynamicRewriter {
     ir::Value* y = mm->outputs[0];
     if (y->is_graph_output() || y->consumers.size() != 1) return nullptr;
     ir::Node* add = y->consumers[0];
-    if (add->graph != &g_ || add->op_type != "Add" || !default_domain(*add) || add->inputs.size() != 2 ||
+    if (add->graph != &g_ || add->op_type != "Add" || !ir::is_default_domain(add->domain) || add->inputs.size() != 2 ||
         add->outputs.size() != 1 || !add->outputs[0])
       return nullptr;
     for (auto& pat : o_.exclude_nodes)
@@ -368,7 +359,7 @@ class DynamicRewriter {
     ir::Node* add = g_.add_node("Add", {dq->outputs[0], c}, {""}, {}, n->name + "_bias");
     g_.remove_node(n);
     removed_.insert(n);
-    take_output(add, out);
+    ir::move_output(add, add->outputs[0], out);
     replaced_[n] = {dq, add};
     used_contrib_ = true;
     r.how = fmt::format("DynamicQuantizeMatMul int8 sym {} +Add", o_.per_channel ? "per-channel" : "per-tensor");
@@ -426,7 +417,7 @@ class DynamicRewriter {
     seq.push_back(last);
     g_.remove_node(n);
     removed_.insert(n);
-    take_output(last, out);
+    ir::move_output(last, last->outputs[0], out);
     replaced_[n] = seq;
     used_conv_ = true;
     r.how = fmt::format("ConvInteger int8 sym {} (stored as uint8 + 128)", o_.per_channel ? "per-channel" : "per-tensor");
@@ -442,14 +433,8 @@ class DynamicRewriter {
   // Float weights (and biases) that nothing reads any more.
   void drop_unused(const std::vector<ir::Value*>& vals) {
     std::unordered_set<ir::Value*> seen;
-    for (ir::Value* v : vals) {
-      if (!seen.insert(v).second || !v->consumers.empty() || v->is_graph_output()) continue;
-      if (v->kind != ir::Value::Kind::Initializer) continue;
-      g_.value_info.erase(std::remove_if(g_.value_info.begin(), g_.value_info.end(),
-                                         [&](const ir::ValueInfo& vi) { return vi.value == v; }),
-                          g_.value_info.end());
-      g_.remove_initializer(v);
-    }
+    for (ir::Value* v : vals)
+      if (seen.insert(v).second) ir::erase_initializer(g_, v);
   }
 
   ir::Graph& g_;

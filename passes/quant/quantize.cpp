@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "ir/error.h"
+#include "passes/common/accuracy_aware.h"
 #include "passes/quant/quantize.h"
 #include "passes/progress.h"
 #include "passes/registry.h"
@@ -132,7 +133,7 @@ void check_options(const QuantizeOptions& o, const ir::Model& m, const PassConte
   if ((!o.calib_data.empty() || !o.eval_data.empty()) && (!ctx.data || !ctx.data->open))
     bad_input("quantize: this caller cannot read calibration data");
   refuse_quantized(m);
-  NodeFilter f(o, default_op_types(o));
+  NodeFilter f(o.selection(), default_op_types(o));
   auto missing = f.unmatched(*m.graph);
   if (!missing.empty())
     bad_input("--exclude-nodes '{}': no node of {} has that name", missing.front(),
@@ -157,75 +158,10 @@ void quantize_once(ir::Model& m, const QuantizeOptions& o, const std::vector<std
                    const FeedSource* calib, int threads, QuantReport& rep, Progress* progress = nullptr) {
   QuantizeOptions eff = o;
   eff.exclude_nodes.insert(eff.exclude_nodes.end(), fallback.begin(), fallback.end());
-  NodeFilter f(eff, default_op_types(eff));
+  NodeFilter f(eff.selection(), default_op_types(eff));
   if (is_weight_only(o.mode)) quantize_weight_only(m, eff, f, calib, threads, rep, progress);
   else if (o.mode == "int8-dynamic") quantize_dynamic(m, eff, f, threads, rep);
   else quantize_static(m, eff, f, *calib, threads, rep);
-}
-
-// Sensitivity of each quantized node: the error it adds, measured on the calibration (or
-// evaluation) batches as the normalized squared error of its output in the quantized model
-// against the float model, minus that of its first input (error carried in from upstream).
-std::vector<std::pair<std::string, double>> node_sensitivity(const ir::Model& fl, const ir::Model& q,
-                                                             const std::vector<std::string>& nodes,
-                                                             const FeedSource& data, int64_t limit, int threads) {
-  struct Probe {
-    std::string node, out, in;
-  };
-  std::vector<Probe> probes;
-  std::set<std::string> inputs_of_graph;
-  for (auto& i : fl.graph->inputs) inputs_of_graph.insert(i.value->name);
-  std::set<std::string> wanted;
-  for (auto& n : fl.graph->nodes()) {
-    if (std::find(nodes.begin(), nodes.end(), n->name) == nodes.end()) continue;
-    if (n->outputs.empty() || !n->outputs[0]) continue;
-    Probe p{n->name, n->outputs[0]->name, ""};
-    if (!n->inputs.empty() && n->inputs[0] && n->inputs[0]->kind == ir::Value::Kind::NodeOutput)
-      p.in = n->inputs[0]->name;
-    wanted.insert(p.out);
-    if (!p.in.empty()) wanted.insert(p.in);
-    probes.push_back(p);
-  }
-  std::vector<std::string> names(wanted.begin(), wanted.end());
-  // Only names that exist in both graphs can be compared.
-  names.erase(std::remove_if(names.begin(), names.end(), [&](const std::string& s) { return !q.graph->find_value(s); }),
-              names.end());
-  runtime::RunOptions ro;
-  ro.extra_outputs = names;
-  runtime::Session sf(fl, threads), sq(q, threads);
-  std::map<std::string, std::pair<double, double>> err;  // name -> (sum (q-f)^2, sum f^2)
-  size_t n_out = fl.graph->outputs.size();
-  data.for_each_batch(limit, [&](std::vector<runtime::RValue> feeds) {
-    auto a = sf.run(feeds, ro);
-    auto b = sq.run(std::move(feeds), ro);
-    for (size_t k = 0; k < names.size(); ++k) {
-      const auto& x = a[n_out + k];
-      const auto& y = b[q.graph->outputs.size() + k];
-      if (!x.is_tensor() || !y.is_tensor() || x.tensor.dtype != ir::DType::Float || y.tensor.dtype != ir::DType::Float ||
-          x.tensor.numel() != y.tensor.numel())
-        continue;
-      const float* p = x.tensor.values<float>();
-      const float* r = y.tensor.values<float>();
-      double num = 0, den = 0;
-      for (uint64_t i = 0; i < x.tensor.numel(); ++i) {
-        double d = double(r[i]) - double(p[i]);
-        num += d * d;
-        den += double(p[i]) * double(p[i]);
-      }
-      auto& e = err[names[k]];
-      e.first += num;
-      e.second += den;
-    }
-  });
-  auto nmse = [&](const std::string& s) {
-    auto it = err.find(s);
-    if (it == err.end() || it->second.second == 0) return 0.0;
-    return it->second.first / it->second.second;
-  };
-  std::vector<std::pair<std::string, double>> out;
-  for (auto& p : probes) out.push_back({p.node, nmse(p.out) - (p.in.empty() ? 0.0 : nmse(p.in))});
-  std::stable_sort(out.begin(), out.end(), [](auto& x, auto& y) { return x.second > y.second; });
-  return out;
 }
 
 void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
@@ -259,49 +195,32 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     refuse_noop(rep);
   } else {
     if (!ctx.data->measure) bad_input("quantize: this caller cannot evaluate models (--max-degradation)");
-    std::string goal = goal_text(o.max_degradation);
     auto eval = ctx.data->open(o.eval_data, m, 1);
-    ir::Model fl = m.clone();
-    std::vector<std::string> fallback;
-    nlohmann::json steps = nlohmann::json::array();
-    std::vector<std::pair<std::string, double>> ranking;
-    size_t next = 0;
-    bool met = false;
-    ProgressStage stage(ctx.progress, "accuracy-aware quantize", o.max_fallback_steps, "rounds");
-    while (true) {
-      stage.update(static_cast<int64_t>(steps.size()), fmt::format("{} node(s) kept float", fallback.size()));
-      ir::Model cand = fl.clone();
-      QuantReport r;
-      quantize_once(cand, o, fallback, calib.get(), threads, r);
-      if (fallback.empty()) refuse_noop(r);
-      nlohmann::json res = ctx.data->measure(cand, fl, o.eval_data, goal);
-      met = res.value("met", false);
-      steps.push_back({{"kept_float", fallback}, {"value", res["value"]}, {"baseline", res["baseline"]}, {"met", met}});
-      if (ctx.verbosity >= 1)
-        fmt::print(stderr, "slmops: accuracy-aware step {}: {} node(s) kept float, {} = {} (float {}): {}\n",
-                   steps.size(), fallback.size(), goal.substr(0, goal.find(':')), res["value"].dump(),
-                   res["baseline"].dump(), met ? "goal met" : "goal missed");
-      bool last = met || (o.max_fallback_steps > 0 && static_cast<int64_t>(fallback.size()) >= o.max_fallback_steps);
-      if (!last && ranking.empty()) {
-        std::vector<std::string> quantized;
-        for (auto& n : r.nodes)
-          if (n.how.rfind("skipped", 0) != 0) quantized.push_back(n.node);
-        const FeedSource& sdata = calib ? *calib : *eval;
-        ranking = node_sensitivity(fl, cand, quantized, sdata, o.calib_samples, threads);
-        nlohmann::json sens = nlohmann::json::array();
-        for (auto& [name, e] : ranking) sens.push_back({{"node", name}, {"added_nmse", e}});
-        rep.extra["sensitivity"] = sens;
-      }
-      if (last || next >= ranking.size()) {
-        m = std::move(cand);
-        rep.nodes = std::move(r.nodes);
-        for (auto& [k, v] : r.extra.items()) rep.extra[k] = v;
-        break;
-      }
-      fallback.push_back(ranking[next++].first);
-    }
-    rep.extra["accuracy_aware"] = {{"goal", goal}, {"steps", steps}, {"kept_float", fallback}, {"goal_met", met}};
-    rep.extra["goal_met"] = met;
+    AccuracyAwareConfig cfg;
+    cfg.goal = goal_text(o.max_degradation);
+    cfg.eval_data = o.eval_data;
+    cfg.max_steps = o.max_fallback_steps;
+    cfg.sensitivity_data = calib ? calib.get() : eval.get();
+    cfg.sensitivity_limit = o.calib_samples;
+    cfg.threads = threads;
+    cfg.verbosity = ctx.verbosity;
+    cfg.stage = "accuracy-aware quantize";
+    QuantReport last;  // the report of the candidate the loop ends on
+    auto rewrite = [&](ir::Model& cand, const std::vector<std::string>& keep) {
+      last = QuantReport{};
+      quantize_once(cand, o, keep, calib.get(), threads, last);
+      if (keep.empty()) refuse_noop(last);
+      std::vector<std::string> quantized;
+      for (auto& n : last.nodes)
+        if (n.how.rfind("skipped", 0) != 0) quantized.push_back(n.node);
+      return quantized;
+    };
+    AccuracyAwareResult aa = accuracy_aware(m, rewrite, cfg, *ctx.data, ctx.progress);
+    if (!aa.sensitivity.empty()) rep.extra["sensitivity"] = aa.sensitivity;
+    rep.nodes = std::move(last.nodes);
+    for (auto& [k, v] : last.extra.items()) rep.extra[k] = v;
+    rep.extra["accuracy_aware"] = {{"goal", cfg.goal}, {"steps", aa.steps}, {"kept_float", aa.kept}, {"goal_met", aa.met}};
+    rep.extra["goal_met"] = aa.met;
   }
   rep.extra["mode"] = o.mode;
   rep.extra["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

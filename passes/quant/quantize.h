@@ -17,7 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ir/edit.h"
 #include "ir/graph.h"
+#include "passes/common/data.h"
+#include "passes/common/node_filter.h"
+#include "passes/common/opset.h"
 #include "passes/options.h"
 #include "runtime/value.h"
 
@@ -58,47 +62,10 @@ struct QuantizeOptions {
   int64_t max_fallback_steps = 0;             // 0: until the goal is met or nothing is left
   bool allow_noop = false;                    // a run that quantizes no node is an error unless set
   static const OptionTable<QuantizeOptions>& table();
-};
-
-// Model inputs streamed in batches (a calibration or evaluation set). Feeds are in the
-// order of the model's graph inputs that callers feed (runtime::Session::inputs()).
-class FeedSource {
- public:
-  virtual ~FeedSource() = default;
-  virtual int64_t samples() const = 0;
-  virtual std::string describe() const = 0;
-  // Calls fn once per batch over the first `limit` samples (all when limit <= 0).
-  virtual void for_each_batch(int64_t limit, const std::function<void(std::vector<runtime::RValue>)>& fn) const = 0;
-};
-
-// What passes that read data need from the CLI layer (which owns the data readers and the
-// evaluator). Set by the recipe runner; tests may provide their own.
-struct DataHooks {
-  // Opens an evaluate data source for `model`; throws Error(BadInput) when it does not fit.
-  std::function<std::unique_ptr<FeedSource>(const std::string& spec, const ir::Model& model, int64_t batch_size)> open;
-  // Evaluates `candidate` against `baseline` on `data` and checks one goal (Olive's form,
-  // METRIC:TYPE:VALUE, e.g. "accuracy:max-degradation:0.01"). Returns {"met": bool,
-  // "value": candidate's metric, "baseline": baseline's metric}.
-  std::function<nlohmann::json(const ir::Model& candidate, const ir::Model& baseline, const std::string& data,
-                               const std::string& goal)>
-      measure;
+  NodeSelection selection() const { return {op_types, exclude_nodes, exclude_op_types}; }
 };
 
 namespace quant {
-
-// Which nodes a mode may touch: op type in the allowed set, not excluded by name/glob/type.
-class NodeFilter {
- public:
-  NodeFilter(const QuantizeOptions& o, std::vector<std::string> default_op_types);
-  bool allows(const ir::Node& n) const;
-  // Names from --exclude-nodes that matched no node (a typo); call after the walk.
-  std::vector<std::string> unmatched(const ir::Graph& g) const;
-
- private:
-  std::vector<std::string> op_types_, exclude_nodes_, exclude_op_types_;
-};
-
-bool glob_match(std::string_view pattern, std::string_view text);
 
 // One line of the per-node summary.
 struct NodeReport {
@@ -116,10 +83,6 @@ struct QuantReport {
 // of this graph (or is also a graph input, which callers may override).
 const ir::Tensor* float_initializer(const ir::Graph& g, const ir::Value* v);
 
-// Adds an initializer named uniquely from `prefix`.
-ir::Value* add_initializer(ir::Graph& g, const std::string& prefix, ir::DType dt, std::vector<int64_t> dims,
-                           ir::Buffer data);
-
 // A vector of attributes (ir::Attribute is move-only, so an initializer list cannot hold it):
 // attr_list(ir::Attribute::make_int("axis", 0), ...).
 template <typename... A>
@@ -129,22 +92,10 @@ std::vector<ir::Attribute> attr_list(A&&... a) {
   return v;
 }
 
-// Replaces `old` by a new node of `op_type` that keeps old's name and writes old's output
-// values (so consumers and graph outputs are untouched). Call sort_nodes() after edits.
-ir::Node* replace_node(ir::Graph& g, ir::Node* old, std::string op_type, std::string domain,
-                       std::vector<ir::Value*> inputs, std::vector<ir::Attribute> attrs);
-// Removes `v` when it is an initializer nothing reads any more.
-void drop_if_unused(ir::Graph& g, ir::Value* v);
 // Tells the kernel that a weight read from a memory-mapped file is no longer needed, so its
 // pages leave the resident set (quantizing a model then never holds the float weights and
 // their quantized form at once). Only file-backed buffers; a no-op for heap memory.
 void release_file_pages(const ir::Tensor& t);
-// Restores a topological node order (the file must list producers first).
-void sort_nodes(ir::Graph& g);
-
-// Makes sure the model imports `domain` at `version` or later. For the default domain this
-// upgrades the graph where opset semantics changed (Reduce* axes attribute -> input at 18).
-void require_opset(ir::Model& m, const std::string& domain, int64_t version);
 
 // Throws Error(BadInput) naming the first node when the model already holds quantized ops.
 void refuse_quantized(const ir::Model& m);

@@ -213,7 +213,7 @@ bool clip_min_is_zero(const ir::Graph& g, const ir::Node& n) {
 NodePlan plan_node(const ir::Graph& g, ir::Node* n, const std::function<bool(const ir::Value*)>& has_range) {
   NodePlan p;
   p.node = n;
-  if (!n->domain.empty() && n->domain != "ai.onnx") {
+  if (!ir::is_default_domain(n->domain)) {
     p.skip = "skipped: not an ONNX-domain op";
     return p;
   }
@@ -334,14 +334,11 @@ class QdqRewriter {
       ir::Node* producer = x->producer;
       ir::Value* pre = g_.new_value(g_.unique_name(x->name + "_QuantizeLinear_Input"), ir::Value::Kind::NodeOutput);
       pre->type = x->type;
-      pre->producer = producer;
-      for (auto& o : producer->outputs)
-        if (o == x) o = pre;
+      ir::move_output(producer, x, pre);
       ir::Node* q = g_.add_node("QuantizeLinear", {pre, s, z}, {g_.unique_name(x->name + "_quantized")}, {},
                                 x->name + "_QuantizeLinear");
       ir::Node* dq = g_.add_node("DequantizeLinear", {q->outputs[0], s, z}, {""}, {}, x->name + "_DequantizeLinear");
-      dq->outputs[0] = x;
-      x->producer = dq;
+      ir::move_output(dq, dq->outputs[0], x);
     } else {
       ir::Node* q = g_.add_node("QuantizeLinear", {x, s, z}, {g_.unique_name(x->name + "_quantized")}, {},
                                 x->name + "_QuantizeLinear");
@@ -523,16 +520,11 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
   for (const NodePlan& p : plans) ids.emplace_back(p.node->name, p.node->op_type);
   require_opset(m, "", bits16 ? 21 : 13);
   QdqRewriter rw(g, act);
-  std::unordered_set<const ir::Value*> dropped;
   for (auto& [node, x] : folded) {
     ir::Value* y = node->outputs[0];
     ir::Node* producer = x->producer;
     g.remove_node(node);
-    for (auto& out : producer->outputs)
-      if (out == x) out = y;
-    y->producer = producer;
-    x->producer = nullptr;
-    dropped.insert(x);
+    ir::move_output(producer, x, y);
   }
   for (ir::Value* v : qdq_order) rw.insert(v, params.at(v));
 
@@ -580,7 +572,7 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
       const auto& W = rw.weight(w, axis, &scales);
       nr.bytes_after += W.bytes;
       n->set_input(slot, W.dq_out);
-      if (w->consumers.empty() && !w->is_graph_output()) g.remove_initializer(w);
+      ir::erase_initializer(g, w);
       wdesc = axis < 0 ? "int8 symmetric weights per tensor" : fmt::format("int8 symmetric weights per channel (axis {})", axis);
       if (with_bias) {
         ir::Value* b = n->inputs[p.bias_slot];
@@ -589,7 +581,7 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
         ir::Value* bq = rw.bias(b, in_scale, W, bytes);
         nr.bytes_after += bytes;
         n->set_input(p.bias_slot, bq);
-        if (b->consumers.empty() && !b->is_graph_output()) g.remove_initializer(b);
+        ir::erase_initializer(g, b);
         has_bias = true;
       }
     }
@@ -599,10 +591,8 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
 
   // Tidy: drop declarations of values a folded activation removed, restore a topological
   // node order (new nodes were appended), forget dead values.
-  g.value_info.erase(std::remove_if(g.value_info.begin(), g.value_info.end(),
-                                    [&](const ir::ValueInfo& vi) { return dropped.count(vi.value) > 0; }),
-                     g.value_info.end());
-  g.set_node_order(g.topological_order());
+  ir::prune_value_info(g);
+  ir::sort_nodes(g);
   g.compact_values();
 
   report.extra["activation_type"] = type_label(act.dt);

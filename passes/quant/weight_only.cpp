@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "ir/error.h"
+#include "passes/common/activations.h"
 #include "passes/quant/block_quant.h"
 #include "passes/progress.h"
 #include "passes/quant/quantize.h"
@@ -38,6 +39,8 @@ struct Target {
 
 // H = sum over rows of A (flattened to [rows, K]) of a a^T, per target, from one streamed
 // pass of the float model over the calibration data (GPTQ's Hessian, up to the factor 2).
+// Each activation is folded into H as soon as it is computed, so no batch's activations are
+// kept past their last reader.
 std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, const std::vector<Target>& targets,
                                                           const FeedSource& calib, int64_t limit,
                                                           runtime::ThreadPool& pool, int threads, int64_t& samples) {
@@ -50,17 +53,12 @@ std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, co
     if (!by_name.count(a)) names.push_back(a);
     by_name[a].push_back(t.node);
   }
-  runtime::RunOptions ro;
-  ro.extra_outputs = names;
-  runtime::Session session(m, threads);
-  size_t n_out = m.graph->outputs.size();
+  ActivationCollector collector(m, names, threads);
   samples = 0;
   calib.for_each_batch(limit, [&](std::vector<runtime::RValue> feeds) {
-    auto outs = session.run(std::move(feeds), ro);
     ++samples;
-    for (size_t i = 0; i < names.size(); ++i) {
-      const auto& v = outs[n_out + i];
-      if (!v.is_tensor() || v.tensor.dtype != ir::DType::Float) continue;
+    collector.observe(std::move(feeds), [&](size_t i, const runtime::RValue& v) {
+      if (!v.is_tensor() || v.tensor.dtype != ir::DType::Float) return;
       const float* a = v.tensor.values<float>();
       for (ir::Node* node : by_name[names[i]]) {
         auto& h = H[node];
@@ -80,7 +78,7 @@ std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, co
           }
         });
       }
-    }
+    });
   });
   return H;
 }
@@ -340,13 +338,13 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
         ins.resize(5, nullptr);  // A, B, scales, zero_points?, g_idx (unused), bias
         ins.push_back(t.bias);
       }
-      replace_node(g, n, "MatMulNBits", "com.microsoft", ins,
+      ir::replace_node(g, n, "MatMulNBits", "com.microsoft", ins,
                    attr_list(ir::Attribute::make_int("K", t.K), ir::Attribute::make_int("N", t.N),
                              ir::Attribute::make_int("bits", bits), ir::Attribute::make_int("block_size", bs),
                              ir::Attribute::make_int("accuracy_level", o.accuracy_level)));
     }
     if (wv->consumers.empty()) release_file_pages(*t.w);
-    drop_if_unused(g, wv);
+    ir::erase_initializer(g, wv);
     report.nodes.push_back({node_name, node_op,
                             describe_how(qdq ? ("DequantizeLinear+" + node_op).c_str() : "MatMulNBits", bits, o), before, after});
   }
@@ -366,10 +364,10 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
     for (ir::Value* in : dq->producer->inputs) after += static_cast<int64_t>(in->initializer->nbytes());
     int64_t before = static_cast<int64_t>(t.w->nbytes());
     n->set_input(0, dq);
-    drop_if_unused(g, table);
+    ir::erase_initializer(g, table);
     report.nodes.push_back({n->name, "Gather", describe_how("DequantizeLinear+Gather", bits, o), before, after});
   }
-  sort_nodes(g);
+  ir::sort_nodes(g);
   report.extra["bits"] = bits;
   report.extra["block_size"] = bs;
   stage.update(finished);

@@ -1,4 +1,5 @@
 #include "runtime/kernels/conv.h"
+#include "runtime/kernels/cpu_features.h"
 
 #include <immintrin.h>
 
@@ -241,7 +242,7 @@ __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, con
 
 void Im2colStrips::run(const float* x, int64_t channels, float* col, int64_t strip_rows, bool allow_avx512) const {
   if (strip_rows == 0) strip_rows = channels * ksize_;
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = cpu().avx512f;
   // Plain pointers: through the members, every store to col would make the compiler reload them.
   const int64_t* delta = delta_.data();
   const uint16_t* mask = mask_.data();

@@ -1,18 +1,24 @@
-// CPU features that the compilers' __builtin_cpu_supports does not name on every toolchain we
-// build with: clang 14 (the fuzz build) rejects "avxvnni", GCC 12 accepts it. Read from
-// cpuid directly; the AVX register state is already checked by the avx2 test that callers
-// make first.
+// The one table of CPU features, read once at start-up (as ONNX Runtime's MLAS does): every
+// kernel family (GEMM, int8 GEMM, n-bit MatMul, convolution, unary math, softmax) chooses its
+// code from it, so a machine runs one consistent set and a cap applies to all of them.
+//
+// SLMOPS_ISA=avx2 | portable caps the choice (compare kernel sets on one machine; the old
+// SLMOPS_GEMM_ISA is read too). `avx512` below means the AVX-512 subset our kernels use.
 #pragma once
-#include <cpuid.h>
+#include <string>
 
 namespace slmops::runtime::kernels {
 
-// AVX-VNNI (VEX-encoded vpdpbusd on 256-bit registers): cpuid leaf 7, subleaf 1, EAX bit 4.
-inline bool cpu_has_avxvnni() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 1, a, b, c, d);
-  return (a >> 4) & 1;
-}
+struct CpuFeatures {
+  bool avx2 = false;        // AVX2 + FMA (+ F16C), the baseline of the vector kernels
+  bool avx512f = false;     // AVX-512 F
+  bool avx512bw_dq_vl = false;  // AVX-512 BW + DQ + VL (with F)
+  bool avx512vnni = false;  // AVX-512 VNNI + VL (with F + BW)
+  bool avxvnni = false;     // AVX-VNNI (VEX-encoded vpdpbusd, 256-bit)
+  std::string cap;          // the SLMOPS_ISA cap in effect ("" none)
+};
+
+// The features of this CPU after the cap; computed on first use and fixed for the process.
+const CpuFeatures& cpu();
 
 }  // namespace slmops::runtime::kernels

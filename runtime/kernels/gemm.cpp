@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/gemm_kernels.h"
 #include "runtime/thread_pool.h"
 
@@ -74,14 +75,11 @@ void gemv_strips_portable(int64_t kc, const float* x, const float* strips, int64
       for (int j = 0; j < kNR; ++j) y[s * kNR + j] += x[k] * strips[(s * kc + k) * kNR + j];
 }
 
-// SLMOPS_GEMM_ISA=avx2 (or portable) caps the choice, to compare the sets on one machine.
+// From the CPU-features table (SLMOPS_ISA=avx2 or portable caps the choice).
 const detail::GemmKernels& best_kernels() {
   static const detail::GemmKernels& k = [] () -> const detail::GemmKernels& {
-    const char* cap = std::getenv("SLMOPS_GEMM_ISA");
-    const std::string limit = cap ? cap : "";
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && limit != "portable";
-    if (avx2 && __builtin_cpu_supports("avx512f") && limit != "avx2") return detail::avx512_kernels();
-    return avx2 ? detail::avx2_kernels() : detail::portable_kernels();
+    if (cpu().avx512f) return detail::avx512_kernels();
+    return cpu().avx2 ? detail::avx2_kernels() : detail::portable_kernels();
   }();
   return k;
 }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/thread_pool.h"
 
 namespace slmops::runtime::kernels {
@@ -30,10 +31,7 @@ int64_t chunk_elems(int64_t bits, NBitsMode mode) {
 
 }  // namespace
 
-bool nbits_cpu_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+bool nbits_cpu_avx2() { return cpu().avx2; }
 
 bool nbits_cpu_avx512() { return nbits_cpu_avx2() && nbdetail::avx512_usable(); }
 

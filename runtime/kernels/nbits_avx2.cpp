@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/nbits.h"
 
 namespace slmops::runtime::kernels::nbdetail {
@@ -166,11 +167,7 @@ SLMOPS_AVX512 void gemv_group_512(const NBitsPacked& W, const float* a, const fl
 
 #pragma GCC diagnostic pop
 
-bool cpu_has_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  return ok;
-}
+bool cpu_has_avx512() { return kernels::cpu().avx512bw_dq_vl; }
 
 template <int BITS, int GPB>
 void gemv_groups(const NBitsPacked& W, const float* a, const float* asum, int64_t g0, int64_t g1, float* y) {

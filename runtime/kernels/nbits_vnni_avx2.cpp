@@ -47,11 +47,10 @@ struct Int8Dot {
 
 int int8_vnni_kind() {
   static const int kind = [] {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
-    if (kernels::cpu_has_avxvnni()) return 1;
-    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f"))
-      return 2;
+    const CpuFeatures& f = kernels::cpu();
+    if (!f.avx2) return 0;
+    if (f.avxvnni) return 1;
+    if (f.avx512vnni) return 2;
     return 0;
   }();
   return kind;

@@ -135,27 +135,18 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void micro4_avx512vnni(in
 }  // namespace
 
 QMicro4Fn vnni_micro4() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vnni");
-  return ok ? micro4_avx512vnni : nullptr;
+  return kernels::cpu().avx512vnni ? micro4_avx512vnni : nullptr;
 }
 
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+bool cpu_has_avx2() { return kernels::cpu().avx2; }
 
-bool cpu_has_vnni() {
-  static const bool ok = cpu_has_avx2() && (kernels::cpu_has_avxvnni() ||
-                                            (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")));
-  return ok;
-}
+bool cpu_has_vnni() { return kernels::cpu().avxvnni || kernels::cpu().avx512vnni; }
 
 QMicroFn avx2_micro() { return micro_avx2; }
 
 QMicroFn vnni_micro() {
-  if (kernels::cpu_has_avxvnni()) return micro_avxvnni;
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) return micro_avx512vnni;
+  if (kernels::cpu().avxvnni) return micro_avxvnni;
+  if (kernels::cpu().avx512vnni) return micro_avx512vnni;
   return nullptr;
 }
 

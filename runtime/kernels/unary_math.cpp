@@ -2,6 +2,7 @@
 // dispatch between it and the AVX2+FMA build.
 #include "runtime/kernels/unary_math.h"
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/unary_math_impl.h"
 
 namespace slmops::runtime::kernels {
@@ -14,9 +15,7 @@ UnaryF32 unary_portable() { return &unary_as<f32x4>; }
 }  // namespace detail
 
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
-  static const detail::UnaryF32 best = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                                           ? detail::unary_avx2()
-                                           : detail::unary_portable();
+  static const detail::UnaryF32 best = cpu().avx2 ? detail::unary_avx2() : detail::unary_portable();
   best(op, x, y, n);
 }
 

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "ir/edit.h"
 #include "runtime/executor.h"
 #include "runtime/ops/common.h"
 
@@ -53,7 +54,7 @@ constexpr RuleEntry kRules[] = {
 };
 
 std::optional<Rule> find_rule(const ir::Node& n) {
-  if (!n.domain.empty() && n.domain != "ai.onnx") return std::nullopt;
+  if (!ir::is_default_domain(n.domain)) return std::nullopt;
   for (const RuleEntry& e : kRules)
     if (n.op_type == e.op_type) return e.rule;
   return std::nullopt;
@@ -188,10 +189,12 @@ std::vector<std::optional<Tensor>> apply_rule(Rule rule, const ir::Node& node, c
                                               const Tensor& y, const Tensor& g, const std::vector<bool>& need) {
   std::vector<std::optional<Tensor>> gin(in.size());
   auto x = [&](size_t i) -> const Tensor& {
-    if (i >= in.size() || !in[i]) bad_input("node {} ({}): input {} is missing", node_label(node), node.op_type, i);
+    if (i >= in.size() || !in[i])
+      bad_input_at(node_label(node), "node {} ({}): input {} is missing", node_label(node), node.op_type, i);
     if (in[i]->dtype != dtype_of<T>())
-      bad_input("node {} ({}): input {} is {}, but y is {}; Gradient needs one float type throughout",
-                node_label(node), node.op_type, i, describe(*in[i]), ir::dtype_name(dtype_of<T>()));
+      bad_input_at(node_label(node),
+                   "node {} ({}): input {} is {}, but y is {}; Gradient needs one float type throughout",
+                   node_label(node), node.op_type, i, describe(*in[i]), ir::dtype_name(dtype_of<T>()));
     return *in[i];
   };
   auto unary = [&](auto dy_dx) {  // derivative written with the input: dy_dx(x)
@@ -285,7 +288,8 @@ void backpropagate(const std::vector<ForwardStep>& steps, const std::vector<RVal
     if (st.out.empty() || st.out[0] < 0 || !grads[st.out[0]]) continue;
     const Tensor& g = *grads[st.out[0]];
     const RValue& y = vals[st.out[0]];
-    if (!y.is_tensor()) bad_input("node {} ({}) made no tensor", node_label(*st.node), st.node->op_type);
+    if (!y.is_tensor())
+      bad_input_at(node_label(*st.node), "node {} ({}) made no tensor", node_label(*st.node), st.node->op_type);
     std::vector<const Tensor*> in;
     for (int s : st.in) in.push_back(s >= 0 && vals[s].is_tensor() ? &vals[s].tensor : nullptr);
     std::vector<std::optional<Tensor>> gin = apply_rule<T>(*st.rule, *st.node, in, y.tensor, g, st.need);
@@ -339,9 +343,10 @@ class GradientKernel : public Kernel {
         const ir::Node* p = v->producer;
         if (p == &n) bad_input("y '{}' depends on this Gradient node's own outputs", y_name);
         if (p->has_subgraphs())
-          bad_input("node {} ({}) between xs/zs and y '{}' has subgraphs; Gradient does not differentiate "
-                    "control flow",
-                    node_label(*p), p->op_type, y_name);
+          bad_input_at(node_label(*p),
+                       "node {} ({}) between xs/zs and y '{}' has subgraphs; Gradient does not differentiate "
+                       "control flow",
+                       node_label(*p), p->op_type, y_name);
         if (forward.insert(p).second) stack.insert(stack.end(), p->inputs.begin(), p->inputs.end());
       } else if (!v->initializer) {
         bad_input("y '{}' depends on '{}', which is neither named in xs or zs nor a constant; add it to zs", y_name,
@@ -371,8 +376,9 @@ class GradientKernel : public Kernel {
       if (on_path) {
         st.rule = find_rule(*m);
         if (!st.rule)
-          bad_input("node {} ({}) lies on a path from xs to y '{}' but has no gradient rule (rules: {})",
-                    node_label(*m), m->op_type, y_name, rule_list());
+          bad_input_at(node_label(*m),
+                       "node {} ({}) lies on a path from xs to y '{}' but has no gradient rule (rules: {})",
+                       node_label(*m), m->op_type, y_name, rule_list());
       }
       for (const ir::Value* v : m->outputs) {
         if (!v) {
@@ -386,12 +392,12 @@ class GradientKernel : public Kernel {
       npc.opset = pc.model ? static_cast<int>(pc.model->opset(m->domain)) : 0;
       const KernelFactory* make = find_kernel(m->domain, m->op_type, npc.opset);
       if (!make)
-        bad_input("node {}: op {} (opset {}) between xs/zs and y has no kernel", node_label(*m), m->op_type,
-                  npc.opset);
+        bad_input_at(node_label(*m), "node {}: op {} (opset {}) between xs/zs and y has no kernel", node_label(*m),
+                     m->op_type, npc.opset);
       try {
         st.kernel = (*make)(*m, npc);
       } catch (const Error& e) {
-        throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*m), m->op_type, e.what()));
+        throw Error(e.code(), fmt::format("node {} ({}): {}", node_label(*m), m->op_type, e.what()), node_label(*m));
       }
       steps_.push_back(std::move(st));
     }

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/ops/reduce_common.h"
 
 namespace slmops::runtime::ops::reduction {
@@ -66,8 +67,7 @@ __attribute__((target("avx2,fma"))) void exp_inplace_avx2(float* y, int64_t n) {
 
 void exp_inplace(float* y, int64_t n) {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return exp_inplace_avx2(y, n);
+  if (kernels::cpu().avx2) return exp_inplace_avx2(y, n);
 #endif
   exp_inplace_as<f32x4>(y, n);
 }

@@ -67,7 +67,7 @@ q::QuantReport quantize(Model& m, bool per_channel, std::vector<std::string> op_
   o.mode = "int8-dynamic";
   o.per_channel = per_channel;
   o.op_types = std::move(op_types);
-  q::NodeFilter f(o, {"MatMul", "Gemm"});
+  passes::NodeFilter f(o.selection(), {"MatMul", "Gemm"});
   q::QuantReport r;
   q::quantize_dynamic(m, o, f, threads, r);
   return r;

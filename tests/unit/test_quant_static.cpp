@@ -88,7 +88,7 @@ q::QuantReport quantize(Model& m, const Options& opt) {
   o.per_channel = opt.per_channel;
   o.symmetric_activations = opt.symmetric;
   o.op_types = opt.op_types;
-  q::NodeFilter f(o, {"Conv", "MatMul", "Gemm"});
+  passes::NodeFilter f(o.selection(), {"Conv", "MatMul", "Gemm"});
   q::QuantReport r;
   RandomFeeds feeds(32);
   q::quantize_static(m, o, f, feeds, 1, r);

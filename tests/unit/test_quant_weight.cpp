@@ -75,7 +75,7 @@ QuantizeOptions weight_opts(const std::string& mode, bool sym, const std::string
 }
 
 void quantize(Model& m, const QuantizeOptions& o, quant::QuantReport& rep) {
-  quant::NodeFilter f(o, {"MatMul", "Gemm"});
+  passes::NodeFilter f(o.selection(), {"MatMul", "Gemm"});
   quant::quantize_weight_only(m, o, f, nullptr, 1, rep);
 }
 
@@ -210,14 +210,14 @@ TEST_CASE("weight-only refuses a block size that does not divide K, naming the n
 }
 
 TEST_CASE("NodeFilter: op types, excluded names and globs") {
-  CHECK(quant::glob_match("/blocks.0/*", "/blocks.0/attn/q/MatMul"));
-  CHECK_FALSE(quant::glob_match("/blocks.0/*", "/blocks.1/attn/q/MatMul"));
-  CHECK(quant::glob_match("*q?MatMul", "/a/q/MatMul"));
-  CHECK_FALSE(quant::glob_match("mm", "mm2"));
+  CHECK(passes::glob_match("/blocks.0/*", "/blocks.0/attn/q/MatMul"));
+  CHECK_FALSE(passes::glob_match("/blocks.0/*", "/blocks.1/attn/q/MatMul"));
+  CHECK(passes::glob_match("*q?MatMul", "/a/q/MatMul"));
+  CHECK_FALSE(passes::glob_match("mm", "mm2"));
   Model m = matmul_model();
   QuantizeOptions o;
   o.exclude_nodes = {"m?", "nothing*"};
-  quant::NodeFilter f(o, {"MatMul"});
+  passes::NodeFilter f(o.selection(), {"MatMul"});
   CHECK_FALSE(f.allows(*m.graph->nodes().front()));
   CHECK(f.unmatched(*m.graph) == std::vector<std::string>{"nothing*"});
 }

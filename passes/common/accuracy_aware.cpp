@@ -1,0 +1,44 @@
+#include "passes/common/accuracy_aware.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "passes/common/activations.h"
+#include "passes/progress.h"
+
+namespace slmops::passes {
+
+AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, const AccuracyAwareConfig& cfg,
+                                   const DataHooks& data, Progress* progress) {
+  AccuracyAwareResult res;
+  const ir::Model original = m.clone();
+  std::vector<std::pair<std::string, double>> ranking;
+  size_t next = 0;
+  ProgressStage stage(progress, cfg.stage, cfg.max_steps, "rounds");
+  while (true) {
+    stage.update(static_cast<int64_t>(res.steps.size()), fmt::format("{} node(s) {}", res.kept.size(), cfg.kept_as));
+    ir::Model cand = original.clone();
+    std::vector<std::string> changed = rewrite(cand, res.kept);
+    nlohmann::json r = data.measure(cand, original, cfg.eval_data, cfg.goal);
+    res.met = r.value("met", false);
+    res.steps.push_back({{"kept_float", res.kept}, {"value", r["value"]}, {"baseline", r["baseline"]}, {"met", res.met}});
+    if (cfg.verbosity >= 1)
+      fmt::print(stderr, "slmops: accuracy-aware step {}: {} node(s) {}, {} = {} (float {}): {}\n", res.steps.size(),
+                 res.kept.size(), cfg.kept_as, cfg.goal.substr(0, cfg.goal.find(':')), r["value"].dump(),
+                 r["baseline"].dump(), res.met ? "goal met" : "goal missed");
+    const bool last =
+        res.met || (cfg.max_steps > 0 && static_cast<int64_t>(res.kept.size()) >= cfg.max_steps);
+    if (!last && ranking.empty() && cfg.sensitivity_data) {
+      ranking = node_sensitivity(original, cand, changed, *cfg.sensitivity_data, cfg.sensitivity_limit, cfg.threads);
+      for (auto& [name, e] : ranking) res.sensitivity.push_back({{"node", name}, {"added_nmse", e}});
+    }
+    if (last || next >= ranking.size()) {
+      m = std::move(cand);
+      return res;
+    }
+    res.kept.push_back(ranking[next++].first);
+  }
+}
+
+}  // namespace slmops::passes

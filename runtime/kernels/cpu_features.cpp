@@ -1,0 +1,44 @@
+#include "runtime/kernels/cpu_features.h"
+
+#include <cpuid.h>
+
+#include <cstdlib>
+
+namespace slmops::runtime::kernels {
+namespace {
+
+// AVX-VNNI: cpuid leaf 7, subleaf 1, EAX bit 4 (clang 14's __builtin_cpu_supports does not
+// name "avxvnni").
+bool has_avxvnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 1, a, b, c, d);
+  return (a >> 4) & 1;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  const char* cap = std::getenv("SLMOPS_ISA");
+  if (!cap || !*cap) cap = std::getenv("SLMOPS_GEMM_ISA");
+  f.cap = cap ? cap : "";
+  if (f.cap == "portable") return f;
+  f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (!f.avx2) return f;
+  f.avxvnni = has_avxvnni();
+  if (f.cap == "avx2") return f;
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw_dq_vl = f.avx512f && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                     __builtin_cpu_supports("avx512vl");
+  f.avx512vnni = f.avx512f && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                 __builtin_cpu_supports("avx512vnni");
+  return f;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+}  // namespace slmops::runtime::kernels
