@@ -1,7 +1,8 @@
-// The `evaluate` recipe step: not a graph rewrite but a measurement of the recipe's output
-// model (after it is saved), against the recipe's input as baseline by default. Declared
-// here so that recipe validation and `slmops passes` see its options like any pass; the
-// recipe runner (tools/) carries it out.
+// The `evaluate` step: not a graph rewrite but a measurement of a model. One table declares
+// the options that `slmops evaluate` and a recipe's {"pass": "evaluate", ...} step share: it
+// drives the CLI flags (tools/cmd_evaluate.cpp), recipe validation and `slmops passes`; the
+// evaluator (eval/run.h) takes the struct as it is. In a recipe the step measures the saved
+// output model, against the recipe's input by default; the recipe runner carries it out.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,13 +15,37 @@ namespace slmops::passes {
 struct EvaluateStepOptions {
   std::string data;
   std::string baseline = "input";  // "input": the recipe's input model; "": none; else a path
-  std::vector<std::string> metrics;
+  std::vector<std::string> metrics;  // empty: all that the data and the model allow
   std::string labels;
   int64_t batch_size = 1;
   int64_t top_k = 1;
-  std::vector<std::string> goals;
+  std::vector<std::string> goals;  // METRIC:TYPE:VALUE (--goal, once per goal, on the command line)
   std::string report;
   static const OptionTable<EvaluateStepOptions>& table();
 };
+
+// Paths (data, baseline, report) are relative to the recipe's folder in a recipe; the report is
+// written, so it need not exist.
+inline const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
+  using E = EvaluateStepOptions;
+  static const OptionTable<E> t({
+      {"data", &E::data, ".npz, .jsonl, or a test_data_set folder (or a folder of them)", {}, true},
+      {"baseline", &E::baseline,
+       "reference model: fidelity and side-by-side metrics; in a recipe \"input\" (the recipe's input model) or "
+       "\"\" for none",
+       {}, true},
+      {"metrics", &E::metrics, "what to measure (default: all that the data and model allow)",
+       {"accuracy", "perplexity", "fidelity", "latency", "size", "memory"}},
+      {"labels", &E::labels, "the .npz array holding labels (default: label or labels)", {}},
+      {"batch-size", &E::batch_size, "samples per run", {}, false, {1, 65536}},
+      {"top-k", &E::top_k, "also report top-k accuracy", {}, false, {1, 1000}},
+      {"goals", &E::goals,
+       "METRIC:TYPE:VALUE, TYPE one of threshold, max-degradation, min-improvement, percent-max-degradation, "
+       "percent-min-improvement; exit 3 when one is unmet",
+       {}},
+      {"report", &E::report, "also write a Markdown report", {}, true},
+  });
+  return t;
+}
 
 }  // namespace slmops::passes

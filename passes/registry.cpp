@@ -40,22 +40,6 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
 
 namespace slmops::passes {
 
-const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
-  static const OptionTable<EvaluateStepOptions> t({
-      {"data", &EvaluateStepOptions::data, ".npz, .jsonl or test_data_set folder (relative to the recipe)", {}},
-      {"baseline", &EvaluateStepOptions::baseline,
-       "\"input\" (the recipe's input model), a model path, or \"\" for none", {}},
-      {"metrics", &EvaluateStepOptions::metrics, "what to measure (default: all that the data and model allow)",
-       {"accuracy", "perplexity", "fidelity", "latency", "size", "memory"}},
-      {"labels", &EvaluateStepOptions::labels, "the .npz array holding labels", {}},
-      {"batch-size", &EvaluateStepOptions::batch_size, "samples per run", {}, false, {1, 65536}},
-      {"top-k", &EvaluateStepOptions::top_k, "also report top-k accuracy", {}, false, {1, 1000}},
-      {"goals", &EvaluateStepOptions::goals, "METRIC:TYPE:VALUE goals; the run exits 3 when one is unmet", {}},
-      {"report", &EvaluateStepOptions::report, "also write a Markdown report (relative to the recipe)", {}},
-  });
-  return t;
-}
-
 PassInfo evaluate_step_info() {
   PassInfo p;
   p.name = "evaluate";

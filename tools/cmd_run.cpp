@@ -1,7 +1,8 @@
 // slmops run RECIPE [--set KEY=VALUE ...]
+#include "eval/report.h"
+#include "eval/run.h"
 #include "ir/error.h"
 #include "tools/cli.h"
-#include "tools/evaluate.h"
 #include "tools/recipe.h"
 
 namespace slmops::cli {
@@ -36,9 +37,9 @@ void register_run(CLI::App& app) {
       if (step["pass"] == "evaluate") {
         if (!a.json) {
           fmt::print("\n");
-          print_evaluation(step["report"]);
+          eval::print_evaluation(step["report"]);
         }
-        enforce_goals(step["report"]);
+        eval::enforce_goals(step["report"]);
       }
     enforce_step_goals(report);
   });

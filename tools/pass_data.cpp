@@ -2,20 +2,20 @@
 // machinery: the same data sources and metrics as `slmops evaluate`.
 #include "tools/pass_data.h"
 
+#include "eval/data.h"
+#include "eval/metrics.h"
+#include "eval/run.h"
 #include "ir/error.h"
-#include "passes/quant/quantize.h"
-#include "tools/eval_data.h"
-#include "tools/eval_metrics.h"
-#include "tools/cli.h"
-#include "tools/evaluate.h"
 #include "passes/progress.h"
+#include "passes/quant/quantize.h"
+#include "tools/cli.h"
 
 namespace slmops::cli {
 namespace {
 
 class Feeds : public passes::FeedSource {
  public:
-  Feeds(std::unique_ptr<DataSource> src, int64_t batch_size) : src_(std::move(src)), bs_(batch_size) {}
+  Feeds(std::unique_ptr<eval::DataSource> src, int64_t batch_size) : src_(std::move(src)), bs_(batch_size) {}
   int64_t samples() const override { return src_->samples(); }
   std::string describe() const override { return src_->describe(); }
   void for_each_batch(int64_t limit, const std::function<void(std::vector<runtime::RValue>)>& fn) const override {
@@ -30,7 +30,7 @@ class Feeds : public passes::FeedSource {
   }
 
  private:
-  std::unique_ptr<DataSource> src_;
+  std::unique_ptr<eval::DataSource> src_;
   int64_t bs_;
 };
 
@@ -40,30 +40,30 @@ const passes::DataHooks& pass_data_hooks() {
   static const passes::DataHooks hooks = [] {
     passes::DataHooks h;
     h.open = [](const std::string& spec, const ir::Model& model, int64_t batch_size) {
-      DataOptions opts;
+      eval::DataOptions opts;
       opts.batch_size = batch_size;
-      std::unique_ptr<passes::FeedSource> f = std::make_unique<Feeds>(open_data(spec, model, opts), batch_size);
+      std::unique_ptr<passes::FeedSource> f = std::make_unique<Feeds>(eval::open_data(spec, model, opts), batch_size);
       if (f->samples() == 0) bad_input("{}: the data set is empty", spec);
       return f;
     };
     h.measure = [](const ir::Model& cand, const ir::Model& base, const std::string& data, const std::string& goal) {
-      Goal g = parse_goal(goal);
-      EvalArgs a;
+      eval::Goal g = eval::parse_goal(goal);
+      eval::EvalArgs a;
       a.model = "(quantized candidate)";
-      a.baseline = "(float model)";
-      a.data = data;
-      a.goals = {goal};
+      a.options.baseline = "(float model)";
+      a.options.data = data;
+      a.options.goals = {goal};
       a.warmup = 0;
-      a.no_progress = true;
-      a.metrics = g.metric == "accuracy" || g.metric.rfind("top_", 0) == 0 ? "accuracy"
-                  : g.metric == "perplexity" || g.metric == "nll"      ? "perplexity"
-                                                                        : "fidelity";
-      nlohmann::json rep = evaluation_report(cand, &base, a);
+      a.threads = effective_threads();
+      a.options.metrics = {g.metric == "accuracy" || g.metric.rfind("top_", 0) == 0 ? "accuracy"
+                           : g.metric == "perplexity" || g.metric == "nll"      ? "perplexity"
+                                                                                 : "fidelity"};
+      nlohmann::json rep = eval::evaluation_report(cand, &base, a);
       double v = 0, bv = 0;
-      if (!metric_value(rep["metrics"], g.metric, v))
+      if (!eval::metric_value(rep["metrics"], g.metric, v))
         bad_input("--max-degradation: metric '{}' is not measured on {} (accuracy, perplexity, snr_db, "
                   "top1_agreement, ...)", g.metric, data);
-      metric_value(rep["baseline"]["metrics"], g.metric, bv);
+      eval::metric_value(rep["baseline"]["metrics"], g.metric, bv);
       bool met = !rep["goals"].empty() && rep["goals"][0].value("met", false);
       return nlohmann::json{{"met", met}, {"value", v}, {"baseline", bv}};
     };

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <chrono>
 
+#include "eval/metrics.h"
+#include "eval/run.h"
 #include "formats/file_util.h"
 #include "ir/error.h"
 #include "passes/evaluate_step.h"
 #include "passes/registry.h"
-#include "tools/evaluate.h"
 #include "tools/cli.h"
-#include "tools/eval_metrics.h"
 #include "tools/pass_data.h"
 
 namespace slmops::cli {
@@ -233,7 +233,7 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
     // Options that name files are relative to the recipe's folder (unless set by --set).
     for (size_t k = 0; k < r.steps.size(); ++k) {
       const auto* p = passes::find_pass(r.steps[k].pass);
-      if (!p || !r.steps[k].options.is_object()) continue;
+      if (!p || p->evaluation || !r.steps[k].options.is_object()) continue;  // evaluate: below
       for (auto& spec : p->options) {
         auto& opts = r.steps[k].options;
         if (!spec.path || !opts.contains(spec.name) || !opts[spec.name].is_string()) continue;
@@ -258,10 +258,13 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
           problems.push_back(fmt::format("{}: step {}: evaluate needs \"data\" (a .npz, .jsonl or test data folder)", where, k + 1));
           continue;
         }
-        for (const char* key : {"data", "baseline", "report"}) {
-          if (!st.options.contains(key) || !st.options[key].is_string()) continue;
+        // Its paths are relative to the recipe's folder, also when set by --set; baseline "input"
+        // names the recipe's input model.
+        for (auto& spec : passes::EvaluateStepOptions::table().specs()) {
+          const std::string& key = spec.name;
+          if (!spec.path || !st.options.contains(key) || !st.options[key].is_string()) continue;
           std::string v = st.options[key].get<std::string>();
-          if (v.empty() || (std::string(key) == "baseline" && v == "input")) continue;
+          if (v.empty() || (key == "baseline" && v == "input")) continue;
           fs::path p = v;
           if (!p.is_absolute()) st.options[key] = (base / p).lexically_normal().string();
         }
@@ -278,7 +281,7 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
           continue;  // a mistyped option, already reported
         }
         bool has_reference = !o.baseline.empty() || fs::is_directory(o.data, dec);
-        for (auto& msg : goal_problems(o.goals, has_reference, o.metrics))
+        for (auto& msg : eval::goal_problems(o.goals, has_reference, o.metrics))
           problems.push_back(fmt::format("{}: step {}: {}", where, k + 1, msg));
         if (!o.baseline.empty() && o.baseline != "input" && !fs::exists(o.baseline, dec))
           problems.push_back(fmt::format("{}: step {}: baseline '{}' does not exist", where, k + 1, o.baseline));
@@ -394,26 +397,21 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
   report["data_file"] = saved.data_file;
   for (size_t i : evaluations) {
     const auto* p = passes::find_pass(r.steps[i].pass);
-    auto o = passes::EvaluateStepOptions::table().from_json(passes::with_defaults(p->options, r.steps[i].options));
-    EvalArgs a;
+    eval::EvalArgs a;
     a.model = r.output.string();
-    a.data = o.data;
-    a.baseline = o.baseline == "input" ? r.input.string() : o.baseline;
-    for (auto& m : o.metrics) a.metrics += (a.metrics.empty() ? "" : ",") + m;
-    a.labels = o.labels;
-    a.batch_size = o.batch_size;
-    a.top_k = static_cast<int>(o.top_k);
-    a.goals = o.goals;
-    a.report = o.report;
-    if (!a.report.empty() && r.create_output_folder) {
+    a.options = passes::EvaluateStepOptions::table().from_json(passes::with_defaults(p->options, r.steps[i].options));
+    if (a.options.baseline == "input") a.options.baseline = r.input.string();
+    a.threads = effective_threads();
+    a.progress = &progress();
+    if (!a.options.report.empty() && r.create_output_folder) {
       std::error_code ec;
-      fs::create_directories(fs::path(a.report).parent_path(), ec);
+      fs::create_directories(fs::path(a.options.report).parent_path(), ec);
     }
     auto ts = clock::now();
-    nlohmann::json ev = evaluation_report(a);
+    nlohmann::json ev = eval::evaluation_report(a);
     double sec = std::chrono::duration<double>(clock::now() - ts).count();
     log("step {}/{} evaluate: {} samples of {} ({:.2f} s)", i + 1, r.steps.size(), ev["samples"].get<int64_t>(),
-        o.data, sec);
+        a.options.data, sec);
     steps.push_back({{"pass", "evaluate"}, {"report", ev}, {"seconds", sec}});
   }
   report["steps"] = steps;

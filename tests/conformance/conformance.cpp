@@ -15,10 +15,10 @@
 
 #include <fmt/format.h>
 
+#include "eval/check_data.h"
 #include "formats/onnx_io.h"
 #include "ir/error.h"
 #include "runtime/executor.h"
-#include "tools/check_data.h"
 
 namespace fs = std::filesystem;
 using namespace slmops;
@@ -35,11 +35,10 @@ static CaseResult run_case(const fs::path& root, const fs::path& dir) {
   r.name = dir.filename().string();
   try {
     ir::Model m = formats::load_model(dir / "model.onnx");
-    ir::align_initializers(m);
     runtime::Session s(m, 1);
-    auto sets = cli::data_set_folders(dir);
+    auto sets = eval::data_set_folders(dir);
     for (auto& set : sets) {
-      auto res = cli::check_data_set(m, s, set, cli::Tolerance{});
+      auto res = eval::check_data_set(m, s, set, eval::Tolerance{});
       if (!res.passed) {
         r.reason = fmt::format("{}: {}", set.filename().string(), res.worst);
         return r;

@@ -1,4 +1,4 @@
-// Fuzz target: `evaluate --random` input planning (tools/eval_data.h). For a fuzzed model,
+// Fuzz target: `evaluate --random` input planning (eval/data.h). For a fuzzed model,
 // decides the random feeds' shapes from the declared inputs (and --shape options) and builds
 // the first batches. Nothing runs the graph. The memory limit is kFuzzMemoryLimit, so a model
 // that declares huge or overflowing dims must be refused with an Error, not allocated.
@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "eval/data.h"
 #include "formats/onnx_io.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "tools/eval_data.h"
 
 using namespace slmops;
 
@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static fuzz::Scratch dir("random_feeds");
   fuzz::Reader in(data, size);
-  cli::DataOptions opts;
+  eval::DataOptions opts;
   opts.random = true;
   opts.batch_size = 1 + in.u8() % 8;
   opts.random_samples = in.u8() % 4;
@@ -33,11 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view model = in.rest();
   const auto file = dir.write("model.onnx", model.data(), model.size());
   fuzz::guarded([&] {
-    for (auto& s : shape_texts) opts.shapes.push_back(cli::parse_shape_option(s));
+    for (auto& s : shape_texts) opts.shapes.push_back(eval::parse_shape_option(s));
     ir::Model m = formats::load_model(file);
-    auto source = cli::open_data("", m, opts);
+    auto source = eval::open_data("", m, opts);
     const int64_t n = std::min<int64_t>(source->samples(), 2);
-    for (const cli::Batch& b : source->batches(0, n)) {
+    for (const eval::Batch& b : source->batches(0, n)) {
       size_t i = 0;
       for (auto& vi : m.graph->inputs) {
         if (!vi.value) continue;

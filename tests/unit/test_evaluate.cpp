@@ -5,13 +5,13 @@
 #include <cmath>
 #include <random>
 
+#include "eval/data.h"
+#include "eval/metrics.h"
 #include "formats/npz.h"
 #include "formats/onnx_io.h"
 #include "ir/error.h"
 #include "runtime/executor.h"
 #include "test_util.h"
-#include "tools/eval_data.h"
-#include "tools/eval_metrics.h"
 
 using namespace slmops;
 namespace fs = std::filesystem;
@@ -20,9 +20,9 @@ namespace {
 
 const fs::path kFixtures = fs::path(SLMOPS_SOURCE_DIR) / "tests/fixtures";
 
-std::string open_error(const std::string& spec, const ir::Model& m, cli::DataOptions o = {}) {
+std::string open_error(const std::string& spec, const ir::Model& m, eval::DataOptions o = {}) {
   try {
-    cli::open_data(spec, m, o);
+    eval::open_data(spec, m, o);
   } catch (const Error& e) {
     CHECK(e.code() == ExitCode::BadInput);
     std::string msg = e.what();
@@ -70,7 +70,7 @@ TEST_CASE("bad evaluation data: each case names the array or row and what was ex
   CHECK(open_error((tmp / "labels.npz").string(), cnn).find("expected 4 samples") != std::string::npos);
 
   test::write_file(tmp / "ragged.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5]}\n");
-  cli::DataOptions batched;
+  eval::DataOptions batched;
   batched.batch_size = 2;
   CHECK(open_error((tmp / "ragged.jsonl").string(), lm, batched).find("ragged rows cannot be batched") !=
         std::string::npos);
@@ -104,15 +104,16 @@ TEST_CASE("fidelity figures of a perturbed model match an independent computatio
   ir::Value* w = p.graph->find_value("head.2.weight");
   REQUIRE(w);
   ir::Tensor& wt = *w->initializer;
+  wt.make_aligned();  // mapped raw_data may sit at any offset; read it as float* only once aligned
   std::vector<float> scaled(wt.values<float>(), wt.values<float>() + wt.numel());
   for (auto& v : scaled) v *= 1.05f;
   wt = ir::Tensor::from_values(wt.name, ir::DType::Float, wt.dims, scaled);
   runtime::Session sp(p, 1);
   auto pert = sp.run({runtime::RValue::of(input)})[0].tensor;
 
-  cli::MetricSums sums;
-  cli::add_fidelity(sums, pert, base);
-  auto f = cli::finish_metrics(sums, false, false, true, 1)["fidelity"];
+  eval::MetricSums sums;
+  eval::add_fidelity(sums, pert, base);
+  auto f = eval::finish_metrics(sums, false, false, true, 1)["fidelity"];
 
   // Independent: straight from the definitions, in double.
   const float* a = pert.values<float>();
@@ -159,24 +160,24 @@ TEST_CASE("exact sums do not depend on how the data is split") {
   std::uniform_real_distribution<double> d(0, 10);
   std::vector<double> xs(1000);
   for (auto& x : xs) x = d(rng);
-  cli::ExactSum all, a, b, c;
+  eval::ExactSum all, a, b, c;
   for (size_t i = 0; i < xs.size(); ++i) {
     all.add(xs[i]);
     (i < 300 ? a : i < 700 ? b : c).add(xs[i]);
   }
-  cli::ExactSum merged;
+  eval::ExactSum merged;
   merged.add(c);
   merged.add(a);
   merged.add(b);
   CHECK(merged.value() == all.value());  // bit-identical, not approximately
-  auto back = cli::ExactSum::from_json(all.to_json());
+  auto back = eval::ExactSum::from_json(all.to_json());
   CHECK(back.value() == all.value());
 }
 
 TEST_CASE("goals: each type, both directions") {
   nlohmann::json model = {{"accuracy", 0.95}, {"perplexity", 3.3}, {"latency_ms", {{"p50", 8.0}}}};
   nlohmann::json base = {{"accuracy", 0.96}, {"perplexity", 3.2}, {"latency_ms", {{"p50", 10.0}}}};
-  auto unmet = [&](const std::string& g) { return cli::check_goals({cli::parse_goal(g)}, model, &base).size(); };
+  auto unmet = [&](const std::string& g) { return eval::check_goals({eval::parse_goal(g)}, model, &base).size(); };
   CHECK(unmet("accuracy:threshold:0.9") == 0);
   CHECK(unmet("accuracy:threshold:0.96") == 1);
   CHECK(unmet("perplexity:threshold:3.5") == 0);  // lower is better
@@ -187,6 +188,6 @@ TEST_CASE("goals: each type, both directions") {
   CHECK(unmet("latency_p50:percent-min-improvement:20") == 0);  // 20% faster
   CHECK(unmet("latency_p50:percent-min-improvement:25") == 1);
   CHECK(unmet("latency_p50:min-improvement:2") == 0);
-  CHECK_THROWS_AS(cli::parse_goal("accuracy:at-least:0.9"), Error);
-  CHECK_THROWS_AS(cli::check_goals({cli::parse_goal("bleu:threshold:1")}, model, &base), Error);
+  CHECK_THROWS_AS(eval::parse_goal("accuracy:at-least:0.9"), Error);
+  CHECK_THROWS_AS(eval::check_goals({eval::parse_goal("bleu:threshold:1")}, model, &base), Error);
 }

@@ -8,7 +8,7 @@
 #include "ir/graph.h"
 #include "runtime/executor.h"
 
-namespace slmops::cli {
+namespace slmops::eval {
 
 struct Tolerance {
   double rtol = 1e-3;  // ONNX backend tests: numpy.testing.assert_allclose(rtol=1e-3, atol=1e-7)
@@ -32,4 +32,4 @@ CheckResult check_data_set(const ir::Model& model, const runtime::Session& sessi
 // The test_data_set folders under `dir` (or `dir` itself when it holds input_*.pb files).
 std::vector<std::filesystem::path> data_set_folders(const std::filesystem::path& dir);
 
-}  // namespace slmops::cli
+}  // namespace slmops::eval

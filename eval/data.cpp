@@ -1,4 +1,4 @@
-#include "tools/eval_data.h"
+#include "eval/data.h"
 
 #include <fmt/ranges.h>
 
@@ -9,14 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/check_data.h"
 #include "formats/file_util.h"
 #include "formats/npz.h"
 #include "formats/test_data.h"
 #include "ir/error.h"
 #include "ir/size.h"
-#include "tools/check_data.h"
 
-namespace slmops::cli {
+namespace slmops::eval {
 
 namespace fs = std::filesystem;
 using runtime::RValue;
@@ -447,4 +447,4 @@ std::unique_ptr<DataSource> open_data(const std::string& spec, const ir::Model& 
   bad_input("{}: unknown data format (expected .npz, .jsonl or a test_data_set folder)", spec);
 }
 
-}  // namespace slmops::cli
+}  // namespace slmops::eval

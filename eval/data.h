@@ -10,7 +10,7 @@
 #include "ir/graph.h"
 #include "runtime/value.h"
 
-namespace slmops::cli {
+namespace slmops::eval {
 
 struct DataOptions {
   int64_t batch_size = 1;
@@ -45,4 +45,4 @@ std::unique_ptr<DataSource> open_data(const std::string& spec, const ir::Model& 
 // Parses "name=1x128" for --shape.
 std::pair<std::string, std::vector<int64_t>> parse_shape_option(const std::string& s);
 
-}  // namespace slmops::cli
+}  // namespace slmops::eval

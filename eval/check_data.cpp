@@ -1,4 +1,4 @@
-#include "tools/check_data.h"
+#include "eval/check_data.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "ir/error.h"
 #include "runtime/ops/common.h"
 
-namespace slmops::cli {
+namespace slmops::eval {
 
 namespace fs = std::filesystem;
 using runtime::RValue;
@@ -169,4 +169,4 @@ CheckResult check_data_set(const ir::Model& model, const runtime::Session& sessi
   return res;
 }
 
-}  // namespace slmops::cli
+}  // namespace slmops::eval

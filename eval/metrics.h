@@ -7,9 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ir/graph.h"
 #include "ir/tensor.h"
 
-namespace slmops::cli {
+namespace slmops::eval {
 
 // A sum of doubles that does not depend on the order of the additions.
 class ExactSum {
@@ -56,6 +57,13 @@ nlohmann::json finish_metrics(const MetricSums& s, bool has_accuracy, bool has_l
 // tokens_per_s}: the figures that differ between runs.
 nlohmann::json timing_metrics(const MetricSums& s);
 
+// size_bytes (the model's files on disk), parameters and parameter_bytes by dtype. Parameters
+// are logical values: a MatMulNBits weight counts N x K (not its packed bytes), and scales and
+// zero points are not counted.
+nlohmann::json size_metrics(const ir::Model& m);
+// Bytes of every initializer, subgraphs' included.
+uint64_t weight_bytes(const ir::Model& m);
+
 // Goals (Olive's goal types): METRIC:TYPE:VALUE.
 struct Goal {
   std::string metric, type;
@@ -83,4 +91,4 @@ std::vector<std::string> check_goals(const std::vector<Goal>& goals, const nlohm
 bool metric_value(const nlohmann::json& metrics, const std::string& name, double& out);
 bool higher_is_better(const std::string& metric);
 
-}  // namespace slmops::cli
+}  // namespace slmops::eval
