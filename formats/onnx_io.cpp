@@ -15,7 +15,6 @@
 #include "formats/file_util.h"
 #include "formats/onnx_detail.h"
 #include "formats/proto_wire.h"
-#include "formats/shape_infer.h"
 #include "ir/error.h"
 #include "ir/size.h"
 
@@ -965,7 +964,6 @@ ir::Model load_model(const fs::path& path) {
   mp.clear_graph();
   mp.SerializeToString(&m.residual);
   m.source_files = std::move(ctx.sources);
-  infer_shapes(m);
   return m;
 }
 

@@ -616,11 +616,16 @@ void infer_shapes(ir::Model& m) {
     // Errors error_mode 0 still throws (a declared value_info that contradicts what a node
     // computes): try again without the declared value_info.
     if (!run_inference(m, true)) run_inference(m, false);
+    m.shapes_inferred = true;
   } catch (const std::exception&) {
     // Inference is advisory: a model it cannot type loads all the same.
   }
 }
 
 void refresh_shapes(ir::Model& m) { infer_shapes(m); }
+
+void ensure_shapes(ir::Model& m) {
+  if (!m.shapes_inferred) infer_shapes(m);
+}
 
 }  // namespace slmops::formats

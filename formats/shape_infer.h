@@ -8,7 +8,7 @@
 
 namespace slmops::formats {
 
-// Fills Value::inferred for every value of every graph (subgraphs included) that inference
+// Fills Value::inferred (and sets Model::shapes_inferred) for every value of every graph (subgraphs included) that inference
 // can type: graph inputs and declared value_info as declared (merged with what inference
 // finds), initializers from their dtype and dims, node outputs from the op schemas. A value
 // inference cannot type (unknown op, an op that fails on its inputs, and what depends on
@@ -21,5 +21,10 @@ void infer_shapes(ir::Model& m);
 // infer_shapes again, after a pass changed the graph: every value's inferred type is
 // recomputed (values a pass created included).
 void refresh_shapes(ir::Model& m);
+
+// infer_shapes unless Model::shapes_inferred says it ran already. load_model does not infer
+// (it would add a third to a memory-mapped load, plus libonnx's one-time schema set-up); code
+// that reads Value::inferred calls this first.
+void ensure_shapes(ir::Model& m);
 
 }  // namespace slmops::formats

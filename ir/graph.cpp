@@ -411,6 +411,7 @@ Model Model::clone() const {
   m.residual = residual;
   m.path = path;
   m.source_files = source_files;
+  m.shapes_inferred = shapes_inferred;
   std::unordered_map<const Value*, Value*> map;
   if (graph) m.graph = graph->clone(nullptr, nullptr, map);
   return m;

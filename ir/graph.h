@@ -192,6 +192,10 @@ struct Model {
 
   std::string path;  // the file it was loaded from, for messages; empty if built in memory
   std::vector<std::string> source_files;  // every file the model was read from (model + external data)
+  // Whether Value::inferred is filled (formats::infer_shapes). Loading leaves it false:
+  // inference is done on demand (formats::ensure_shapes), as it costs more than 10% of
+  // loading a 1 GB model whose weights are memory-mapped.
+  bool shapes_inferred = false;
   int64_t opset(std::string_view domain) const;  // 0 when not imported ("" and "ai.onnx" alike)
   Model clone() const;  // deep copy of the graph; weight bytes shared (see Graph::clone)
 };

@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "formats/file_util.h"
+#include "formats/shape_infer.h"
 #include "ir/error.h"
 #include "ir/size.h"
 #include "tools/cli.h"
@@ -123,6 +124,7 @@ void register_inspect(CLI::App& app) {
                   [](const nlohmann::json& v) { top = v.get<int>(); });
   cmd->callback([] {
     ir::Model m = formats::load_model(model_path);
+    formats::ensure_shapes(m);
     Stats s;
     collect(*m.graph, s);
     std::sort(s.inits.begin(), s.inits.end(), [](const ir::Value* a, const ir::Value* b) {
