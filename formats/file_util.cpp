@@ -142,6 +142,53 @@ bool is_temp_name(const std::string& name, const std::string& prefix) {
 
 }  // namespace
 
+StagingFolder::StagingFolder(fs::path target) : target_(std::move(target)) {
+  struct stat st {};
+  if (::stat(target_.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) bad_input("{}: output is a file, but this recipe writes a folder", target_.string());
+  } else if (errno == ENAMETOOLONG) {
+    refuse_output(target_, errno);
+  }
+  // Stages of killed runs: folders nobody will commit (no live lock to check; they are
+  // removed when older than a day, or by the next run that stages the same target).
+  fs::path dir = target_.parent_path().empty() ? fs::path(".") : target_.parent_path();
+  const std::string prefix = target_.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (is_temp_name(it->path().filename().string(), prefix) && it->is_directory(ec)) {
+      std::error_code rec;
+      fs::remove_all(it->path(), rec);
+    }
+  stage_ = target_;
+  stage_ += ".tmp-" + random_suffix();
+  if (::mkdir(stage_.c_str(), 0755) != 0) refuse_output(target_, errno);
+}
+
+StagingFolder::~StagingFolder() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(stage_, ec);
+}
+
+void StagingFolder::commit(const fs::path& folder) {
+  struct stat st {};
+  if (::stat(target_.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) bad_input("{}: output is a file, but this recipe writes a folder", target_.string());
+    // Swap: target now holds the new folder, `folder` the old one, which is then removed.
+    if (::renameat2(AT_FDCWD, folder.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) != 0)
+      failure("{}: cannot put the new folder in place: {}", target_.string(), std::strerror(errno));
+    std::error_code ec;
+    fs::remove_all(folder, ec);
+  } else if (::rename(folder.c_str(), target_.c_str()) != 0) {
+    failure("{}: cannot put the new folder in place: {}", target_.string(), std::strerror(errno));
+  }
+  if (folder != stage_) {
+    std::error_code ec;
+    fs::remove_all(stage_, ec);
+  }
+  committed_ = true;
+}
+
 bool is_write_through_target(const fs::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return false;

@@ -70,6 +70,30 @@ class AtomicFile {
   bool through_ = false;
 };
 
+// A folder output written whole or not at all: steps write into a staging folder beside
+// `target` (`<target>.tmp-<hex>/`); commit() puts it in place. An existing target folder is
+// swapped with the staging folder in one step (renameat2 RENAME_EXCHANGE), then removed, so
+// the target path holds the complete old folder or the complete new one at every instant.
+// Destroying an uncommitted stage removes it. A target that exists and is not a folder is
+// refused (one line naming it) before any work.
+class StagingFolder {
+ public:
+  explicit StagingFolder(fs::path target);
+  ~StagingFolder();
+  StagingFolder(const StagingFolder&) = delete;
+  StagingFolder& operator=(const StagingFolder&) = delete;
+
+  const fs::path& path() const { return stage_; }  // where to write
+  const fs::path& target() const { return target_; }
+  // Puts `folder` (the stage itself, or a folder inside it) in place of the target.
+  void commit(const fs::path& folder);
+  void commit() { commit(stage_); }
+
+ private:
+  fs::path target_, stage_;
+  bool committed_ = false;
+};
+
 // True when `path` exists and is a FIFO or a character device: written through, never replaced.
 bool is_write_through_target(const fs::path& path);
 

@@ -10,6 +10,8 @@ const std::vector<PassInfo>& all_passes() {
     std::vector<PassInfo> v;
     v.push_back(cleanup_pass_info());
     v.push_back(quantize_pass_info());
+    v.push_back(from_folder_step_info());
+    v.push_back(package_step_info());
     v.push_back(evaluate_step_info());
     return v;
   }();
@@ -35,6 +37,32 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
   if (!pass.run) bad_input("'{}' is a recipe step, not a pass that rewrites a model", pass.name);
   pass.run(model, with_defaults(pass.options, options), ctx);
 }
+
+void run_step(const PassInfo& pass, Artifact& a, const nlohmann::json& options, PassContext& ctx) {
+  if (a.kind != pass.takes)
+    bad_input("step '{}' takes a {}, but gets a {}", pass.name, artifact_kind_name(pass.takes),
+              artifact_kind_name(a.kind));
+  if (!pass.run_artifact) {
+    if (!a.model) bad_input("step '{}': no model to work on", pass.name);
+    run_pass(pass, *a.model, options, ctx);
+    return;
+  }
+  auto problems = check_pass_options(pass, options, Naming::Cli);
+  if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
+  pass.run_artifact(a, with_defaults(pass.options, options), ctx);
+}
+
+std::string_view artifact_kind_name(ArtifactKind k) {
+  switch (k) {
+    case ArtifactKind::OnnxModel: return "onnx-model";
+    case ArtifactKind::Checkpoint: return "checkpoint";
+    case ArtifactKind::Package: return "package";
+    case ArtifactKind::Dataset: return "dataset";
+  }
+  return "?";
+}
+
+bool is_folder_kind(ArtifactKind k) { return k == ArtifactKind::Checkpoint || k == ArtifactKind::Package; }
 
 }  // namespace slmops::passes
 

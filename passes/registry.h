@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ir/graph.h"
+#include "passes/artifact.h"
 #include "passes/options.h"
 
 namespace slmops::passes {
@@ -21,6 +22,9 @@ struct PassContext {
   const DataHooks* data = nullptr;
   int verbosity = 1;  // 0 quiet, 1 normal, 2 verbose
   Progress* progress = nullptr;  // where long steps report progress (nullptr: nowhere)
+  // For steps that return a folder: an empty folder of the recipe's staging area to write
+  // it in (the runner moves the last one into place as the recipe's output).
+  std::filesystem::path scratch;
   nlohmann::json report = nlohmann::json::object();  // what the pass did, for --json
 };
 
@@ -28,8 +32,12 @@ struct PassInfo {
   std::string name;
   std::string summary;  // one line
   std::vector<OptionSpec> options;
+  // The kinds of artifact the step takes and returns (see passes/artifact.h).
+  ArtifactKind takes = ArtifactKind::OnnxModel, returns = ArtifactKind::OnnxModel;
   // Runs on a model; `options` has passed validation and has every default filled in.
   std::function<void(ir::Model&, const nlohmann::json& options, PassContext&)> run;
+  // For steps whose kinds are not model -> model: replaces `a` by what the step returns.
+  std::function<void(Artifact& a, const nlohmann::json& options, PassContext&)> run_artifact;
   // Checks between options that need no model (a mode that needs calib-data, a block size
   // that is a power of two), on the options with defaults filled in; one message per
   // problem, naming options as `naming` says. Run by recipe validation and --dry-run too.
@@ -47,11 +55,15 @@ std::vector<std::string> check_pass_options(const PassInfo& pass, const nlohmann
 
 // Runs a pass by name after validating its options. Throws Error(BadInput) on bad options.
 void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx);
+// The same for a step over any artifact (a model -> model pass runs on a.model).
+void run_step(const PassInfo& pass, Artifact& a, const nlohmann::json& options, PassContext& ctx);
 
 // Registration: each pass file defines one function returning its PassInfo; registry.cpp
 // lists those functions once.
 PassInfo cleanup_pass_info();
 PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
+PassInfo from_folder_step_info();
+PassInfo package_step_info();
 
 }  // namespace slmops::passes

@@ -6,6 +6,7 @@
 
 #include "formats/file_util.h"
 #include "formats/shape_infer.h"
+#include "ir/edit.h"
 #include "ir/error.h"
 #include "ir/size.h"
 #include "tools/cli.h"
@@ -74,39 +75,6 @@ void collect_values(const ir::Graph& g, const std::string& scope, std::vector<Va
 
 std::string inferred_dtype(const ir::TensorType& t) { return t.is_tensor ? dtype_text(t.elem_code) : "?"; }
 
-struct Stats {
-  std::map<std::string, int64_t> ops;
-  int64_t nodes = 0, initializers = 0;
-  uint64_t params = 0;
-  std::map<std::string, uint64_t> bytes_by_dtype;
-  std::map<std::string, std::pair<int64_t, uint64_t>> external;  // file -> tensors, bytes
-  std::vector<const ir::Value*> inits;
-};
-
-void collect(const ir::Graph& g, Stats& s) {
-  for (const ir::Value* v : g.initializers) {
-    const auto& t = *v->initializer;
-    ++s.initializers;
-    s.params += t.numel();
-    s.bytes_by_dtype[dtype_text(t.dtype_code)] += t.has_data() ? t.nbytes() : 0;
-    if (t.storage == ir::Tensor::Storage::External && t.data.source()) {
-      auto& e = s.external[t.data.source()->path()];
-      ++e.first;
-      e.second += t.data.size();
-    }
-    s.inits.push_back(v);
-  }
-  for (auto& n : g.nodes()) {
-    ++s.nodes;
-    std::string key = (n->domain.empty() || n->domain == "ai.onnx") ? n->op_type : n->domain + "." + n->op_type;
-    ++s.ops[key];
-    for (auto& a : n->attributes) {
-      if (a.g) collect(*a.g, s);
-      for (auto& sg : a.graphs) collect(*sg, s);
-    }
-  }
-}
-
 }  // namespace
 
 void register_inspect(CLI::App& app) {
@@ -125,13 +93,16 @@ void register_inspect(CLI::App& app) {
   cmd->callback([] {
     ir::Model m = formats::load_model(model_path);
     formats::ensure_shapes(m);
-    Stats s;
-    collect(*m.graph, s);
-    std::sort(s.inits.begin(), s.inits.end(), [](const ir::Value* a, const ir::Value* b) {
+    const ir::ModelStats s = ir::model_statistics(m);
+    std::vector<const ir::Value*> inits;  // the largest, every graph
+    ir::walk_graphs(*m.graph, [&](const ir::Graph& g) {
+      inits.insert(inits.end(), g.initializers.begin(), g.initializers.end());
+    });
+    std::sort(inits.begin(), inits.end(), [](const ir::Value* a, const ir::Value* b) {
       auto na = a->initializer->nbytes(), nb = b->initializer->nbytes();
       return na != nb ? na > nb : a->name < b->name;
     });
-    if (static_cast<int>(s.inits.size()) > top) s.inits.resize(top);
+    if (static_cast<int>(inits.size()) > top) inits.resize(top);
     std::error_code ec;
     uint64_t file_size = std::filesystem::file_size(model_path, ec);
 
@@ -160,13 +131,13 @@ void register_inspect(CLI::App& app) {
     j["nodes"] = s.nodes;
     j["op_types"] = s.ops;
     j["initializers"] = s.initializers;
-    j["parameters"] = s.params;
+    j["parameters"] = s.parameters;
     j["bytes_by_dtype"] = s.bytes_by_dtype;
     j["external_data"] = nlohmann::json::array();
     for (auto& [f, e] : s.external)
       j["external_data"].push_back({{"file", f}, {"tensors", e.first}, {"bytes", e.second}});
     j["largest_initializers"] = nlohmann::json::array();
-    for (auto* v : s.inits) {
+    for (auto* v : inits) {
       const auto& t = *v->initializer;
       nlohmann::json dims = t.dims;
       j["largest_initializers"].push_back(
@@ -215,7 +186,7 @@ void register_inspect(CLI::App& app) {
     std::vector<std::pair<std::string, int64_t>> hist(s.ops.begin(), s.ops.end());
     std::sort(hist.begin(), hist.end(), [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
     for (auto& [op, n] : hist) fmt::print("  {:<30} {}\n", op, n);
-    fmt::print("parameters   {} in {} initializers\n", s.params, s.initializers);
+    fmt::print("parameters   {} in {} initializers\n", s.parameters, s.initializers);
     for (auto& [dt, b] : s.bytes_by_dtype) fmt::print("  {:<30} {}\n", dt, human_bytes(b));
     if (!s.external.empty()) {
       fmt::print("external data\n");
@@ -229,9 +200,9 @@ void register_inspect(CLI::App& app) {
                    inferred_dtype(r.value->inferred), shape_text(r.value->inferred));
       }
     }
-    if (!s.inits.empty()) {
+    if (!inits.empty()) {
       fmt::print("largest initializers\n");
-      for (auto* v : s.inits) {
+      for (auto* v : inits) {
         const auto& t = *v->initializer;
         fmt::print("  {:<30} {:<8} [{}] {}\n", v->name, dtype_text(t.dtype_code), fmt::join(t.dims, ", "),
                    human_bytes(t.nbytes()));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "eval/metrics.h"
 #include "eval/run.h"
@@ -143,6 +144,57 @@ int json_depth(const std::string& text) {
   return deepest;
 }
 
+// What the recipe's input is: a folder is a checkpoint, a file an ONNX model.
+passes::ArtifactKind input_kind(const fs::path& input) {
+  std::error_code ec;
+  return fs::is_directory(input, ec) ? passes::ArtifactKind::Checkpoint : passes::ArtifactKind::OnnxModel;
+}
+
+// Walks the kinds along the recipe: the input's, then what each step returns. A step that
+// gets a kind it does not take, and an evaluate step after anything but an ONNX model, are
+// problems. Returns the kind of the output.
+passes::ArtifactKind check_chain(const std::string& where, const Recipe& r, std::vector<std::string>& problems,
+                                 bool cli = false) {
+  auto kind = input_kind(r.input);
+  std::string from = "the input";
+  for (size_t k = 0; k < r.steps.size(); ++k) {
+    const auto* p = passes::find_pass(r.steps[k].pass);
+    if (!p) continue;
+    const std::string at = cli ? std::string() : fmt::format("{}: step {}: ", where, k + 1);
+    if (p->evaluation) {
+      if (kind != passes::ArtifactKind::OnnxModel)
+        problems.push_back(fmt::format("{}evaluate measures an ONNX model, but the recipe's output is a {} (from {})",
+                                       at, passes::artifact_kind_name(kind), from));
+      continue;
+    }
+    if (p->takes != kind)
+      problems.push_back(fmt::format("{}'{}' takes a {}, but gets a {} from {}", at, p->name,
+                                     passes::artifact_kind_name(p->takes), passes::artifact_kind_name(kind), from));
+    kind = p->returns;
+    from = fmt::format("step {} ('{}')", k + 1, p->name);
+  }
+  return kind;
+}
+
+passes::ArtifactKind output_kind(const Recipe& r) {
+  std::vector<std::string> ignored;
+  return check_chain("", r, ignored);
+}
+
+// Who made the model, and how: the producer, and the recipe's steps with their options in
+// effect (metadata slmops.recipe).
+void stamp(ir::Model& model, const Recipe& r) {
+  model.producer_name = "slmops";
+  model.producer_version = SLMOPS_VERSION;
+  nlohmann::json made = nlohmann::json::array();
+  for (auto& st : r.steps) {
+    const auto* p = passes::find_pass(st.pass);
+    if (p && !p->evaluation) made.push_back({{"pass", st.pass}, {"options", passes::with_defaults(p->options, st.options)}});
+  }
+  std::erase_if(model.metadata, [](const auto& kv) { return kv.first == "slmops.recipe"; });
+  model.metadata.emplace_back("slmops.recipe", made.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 [[noreturn]] void throw_problems(const std::vector<std::string>& problems) {
   std::string all;
   for (size_t i = 0; i < problems.size(); ++i) all += (i ? "\n" : "") + problems[i];
@@ -246,6 +298,7 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
       }
     }
     if (r.steps.empty()) problems.push_back(where + ": the recipe has no steps");
+    check_chain(where, r, problems);
     // Evaluation steps measure the saved output: they come after every rewriting pass.
     bool seen_eval = false;
     for (size_t k = 0; k < r.steps.size(); ++k) {
@@ -320,6 +373,7 @@ void validate_recipe(const Recipe& r) {
     check_step(where, k + 1, r.steps[k], problems, cli);
     check_step_files(where, k + 1, r.steps[k], problems, cli);
   }
+  check_chain(where, r, problems, cli);
   // A subcommand's flags: the first problem, on one line (a recipe lists them all).
   if (cli && problems.size() > 1) problems.resize(1);
   if (!problems.empty()) throw_problems(problems);
@@ -334,8 +388,14 @@ nlohmann::json recipe_plan(const Recipe& r) {
   std::string ext = r.external_data == formats::ExternalData::Always  ? "always"
                     : r.external_data == formats::ExternalData::Never ? "never"
                                                                       : "auto";
-  return {{"recipe", r.source.string()}, {"valid", true},         {"input", r.input.string()},
-          {"output", r.output.string()}, {"external_data", ext}, {"steps", steps}};
+  return {{"recipe", r.source.string()},
+          {"valid", true},
+          {"input", r.input.string()},
+          {"input_kind", passes::artifact_kind_name(input_kind(r.input))},
+          {"output", r.output.string()},
+          {"output_kind", passes::artifact_kind_name(output_kind(r))},
+          {"external_data", ext},
+          {"steps", steps}};
 }
 
 nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann::json&)>& on_step) {
@@ -345,14 +405,31 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     std::error_code ec;
     fs::create_directories(r.output.parent_path(), ec);
   }
+  const passes::ArtifactKind out_kind = output_kind(r);
+  const bool folder_out = passes::is_folder_kind(out_kind);
   // Check where the output goes before any work is done.
-  formats::check_output_path(r.output, {r.input});
-  ir::Model model = formats::load_model(r.input);
-  // Now that the input's external-data files are known: neither the output nor its data file
-  // may be one of them (checked before any pass runs, not when saving).
-  formats::check_save_targets(model, r.output);
-  log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), model.graph->node_count(),
-              model.graph->initializers.size());
+  if (!folder_out) formats::check_output_path(r.output, {r.input});
+  passes::Artifact art;
+  art.kind = input_kind(r.input);
+  if (art.kind == passes::ArtifactKind::OnnxModel) {
+    art.model = formats::load_model(r.input);
+    // Now that the input's external-data files are known: neither the output nor its data file
+    // may be one of them (checked before any pass runs, not when saving).
+    if (!folder_out) formats::check_save_targets(*art.model, r.output);
+    log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), art.model->graph->node_count(),
+                art.model->graph->initializers.size());
+  } else {
+    art.path = r.input;
+  }
+  // Steps that return a folder write into a staging folder beside the output; a folder output
+  // is the last of them, put in place whole. (With a file output the stage is only scratch,
+  // removed at the end.)
+  std::optional<formats::StagingFolder> stage;
+  bool writes_folder = false;
+  for (auto& st : r.steps)
+    if (const auto* p = passes::find_pass(st.pass)) writes_folder = writes_folder || passes::is_folder_kind(p->returns);
+  if (folder_out) stage.emplace(r.output);
+  else if (writes_folder) stage.emplace(fs::path(r.output.string() + ".steps"));
   nlohmann::json report = {{"input", r.input.string()}, {"output", r.output.string()}};
   nlohmann::json steps = nlohmann::json::array();
   passes::PassContext ctx;
@@ -370,7 +447,14 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     }
     auto ts = clock::now();
     ctx.report = nlohmann::json::object();
-    passes::run_pass(*p, model, r.steps[i].options, ctx);
+    ctx.scratch.clear();
+    if (stage && passes::is_folder_kind(p->returns)) {
+      ctx.scratch = stage->path() / fmt::format("step-{}", i + 1);
+      fs::create_directories(ctx.scratch);
+    }
+    if (art.model && p->run_artifact) stamp(*art.model, r);  // the step writes the model out
+    passes::run_step(*p, art, r.steps[i].options, ctx);
+    if (art.model) art.model->shapes_inferred = false;  // the next reader of shapes infers them anew
     double sec = std::chrono::duration<double>(clock::now() - ts).count();
     std::string summary;
     for (auto& [k, v] : ctx.report.items())
@@ -379,22 +463,19 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
     if (on_step) on_step(steps.back());
   }
-  // Who made the model, and how: the producer, and the steps with their options in effect.
-  model.producer_name = "slmops";
-  model.producer_version = SLMOPS_VERSION;
-  nlohmann::json made = nlohmann::json::array();
-  for (auto& st : r.steps) {
-    const auto* p = passes::find_pass(st.pass);
-    if (p && !p->evaluation) made.push_back({{"pass", st.pass}, {"options", passes::with_defaults(p->options, st.options)}});
+  if (folder_out) {
+    stage->commit(art.path);
+    report["output_kind"] = passes::artifact_kind_name(art.kind);
+  } else {
+    ir::Model& model = *art.model;
+    stamp(model, r);
+    formats::SaveOptions so;
+    so.external = r.external_data;
+    auto saved = formats::save_model(model, r.output, so);
+    report["model_bytes"] = saved.model_bytes;
+    report["data_bytes"] = saved.data_bytes;
+    report["data_file"] = saved.data_file;
   }
-  std::erase_if(model.metadata, [](const auto& kv) { return kv.first == "slmops.recipe"; });
-  model.metadata.emplace_back("slmops.recipe", made.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  formats::SaveOptions so;
-  so.external = r.external_data;
-  auto saved = formats::save_model(model, r.output, so);
-  report["model_bytes"] = saved.model_bytes;
-  report["data_bytes"] = saved.data_bytes;
-  report["data_file"] = saved.data_file;
   for (size_t i : evaluations) {
     const auto* p = passes::find_pass(r.steps[i].pass);
     eval::EvalArgs a;

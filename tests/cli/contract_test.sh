@@ -52,6 +52,7 @@ ok() { check "$@"; }
 mkdir -p "$WORK/case"
 cd "$WORK/case" || exit 1
 cp "$FX/cnn_digits.onnx" cnn.onnx
+mkdir -p ckpt && cp "$FX/cnn_digits.onnx" ckpt/model.onnx  # a checkpoint folder
 cp "$FX/cnn_digits_test.npz" cnn.npz
 cp "$FX/gpt_bytes.onnx" gpt.onnx
 cp "$FX/lm_calib.npz" lm.npz
@@ -261,7 +262,10 @@ echo "ok   walk over subcommand options: $((passed - before)) cases"
         const options = {[o.name]: v};
         if (p.name === "evaluate" && o.name !== "data") options.data = "cnn.npz";
         if (p.name === "quantize" && o.name !== "mode") options.mode = "int4-weight";
-        const r = {input: "cnn.onnx", output: "out/m.onnx", steps: [{pass: p.name, options}]};
+        // A step gets the kind of artifact it takes: a folder for a checkpoint step.
+        const input = p.takes === "checkpoint" ? "ckpt" : "cnn.onnx";
+        const output = p.returns === "onnx-model" ? "out/m.onnx" : "out/folder";
+        const r = {input, output, steps: [{pass: p.name, options}]};
         fs.writeFileSync(`${dir}/walk_${n++}.json`, JSON.stringify(r));
         console.log(`walk_${n - 1}.json ${p.name} ${o.name} ${JSON.stringify(v)}`);
       }
