@@ -4,6 +4,7 @@
 #include <queue>
 #include <unordered_set>
 
+#include "ir/edit.h"
 #include "ir/error.h"
 
 namespace slmops::ir {
@@ -324,9 +325,9 @@ void Graph::for_each_subgraph(const std::function<void(Graph&)>& fn) {
 }
 
 int64_t Model::opset(std::string_view d) const {
-  bool want_default = d.empty() || d == "ai.onnx";
+  bool want_default = is_default_domain(d);
   for (auto& o : opsets)
-    if (o.domain == d || (want_default && (o.domain.empty() || o.domain == "ai.onnx"))) return o.version;
+    if (o.domain == d || (want_default && is_default_domain(o.domain))) return o.version;
   return 0;
 }
 
