@@ -5,10 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <functional>
 #include <limits>
-#include <map>
 
+#include "ir/edit.h"
 #include "ir/error.h"
 #include "passes/options.h"
 #include "runtime/ops/common.h"
@@ -42,18 +41,6 @@ double percentile(std::vector<double> v, double p) {
 std::vector<float> as_floats(const ir::Tensor& t) {
   ir::Tensor f = runtime::ops::to_float_tensor(t);
   return std::vector<float>(f.values<float>(), f.values<float>() + f.numel());
-}
-
-// Inputs of quantized ops that hold scales and zero points: storage of the quantization, not
-// parameters of the network.
-const std::map<std::string, std::vector<size_t>>& quantization_inputs() {
-  static const std::map<std::string, std::vector<size_t>> m = {
-      {"MatMulNBits", {2, 3, 4}},          {"DequantizeLinear", {1, 2}},     {"QuantizeLinear", {1, 2}},
-      {"DynamicQuantizeMatMul", {2, 3}},   {"MatMulInteger", {2, 3}},        {"ConvInteger", {2, 3}},
-      {"MatMulIntegerToFloat", {2, 3, 4, 5}}, {"QLinearMatMul", {1, 2, 4, 5, 6, 7}},
-      {"QLinearConv", {1, 2, 4, 5, 6, 7}},
-  };
-  return m;
 }
 
 }  // namespace
@@ -408,45 +395,8 @@ nlohmann::json size_metrics(const ir::Model& m) {
     std::error_code ec;
     size += std::filesystem::file_size(f, ec);
   }
-  std::map<std::string, uint64_t> by_dtype;
-  uint64_t params = 0;
-  std::function<void(const ir::Graph&)> visit = [&](const ir::Graph& g) {
-    std::map<const ir::Value*, uint64_t> logical;  // initializer -> its logical count (0: not a parameter)
-    for (auto& n : g.nodes()) {
-      auto it = quantization_inputs().find(n->op_type);
-      if (it == quantization_inputs().end()) continue;
-      for (size_t k : it->second)
-        if (k < n->inputs.size() && n->inputs[k] && n->inputs[k]->initializer) logical[n->inputs[k]] = 0;
-      if (n->op_type == "MatMulNBits" && n->inputs.size() > 1 && n->inputs[1] && n->inputs[1]->initializer)
-        logical[n->inputs[1]] = static_cast<uint64_t>(n->attr_int("N", 0) * n->attr_int("K", 0));
-    }
-    for (const ir::Value* v : g.initializers) {
-      by_dtype[std::string(ir::dtype_name(v->initializer->dtype))] += v->initializer->nbytes();
-      auto it = logical.find(v);
-      params += it != logical.end() ? it->second : v->initializer->numel();
-    }
-    for (auto& n : g.nodes())
-      for (auto& a : n->attributes) {
-        if (a.g) visit(*a.g);
-        for (auto& sg : a.graphs) visit(*sg);
-      }
-  };
-  visit(*m.graph);
-  return {{"size_bytes", size}, {"parameters", params}, {"parameter_bytes", by_dtype}};
-}
-
-uint64_t weight_bytes(const ir::Model& m) {
-  uint64_t total = 0;
-  std::function<void(const ir::Graph&)> visit = [&](const ir::Graph& g) {
-    for (const ir::Value* v : g.initializers) total += v->initializer->nbytes();
-    for (auto& n : g.nodes())
-      for (auto& a : n->attributes) {
-        if (a.g) visit(*a.g);
-        for (auto& sg : a.graphs) visit(*sg);
-      }
-  };
-  visit(*m.graph);
-  return total;
+  ir::ModelStats st = ir::model_statistics(m);
+  return {{"size_bytes", size}, {"parameters", st.parameters}, {"parameter_bytes", st.bytes_by_dtype}};
 }
 
 }  // namespace slmops::eval

@@ -57,12 +57,10 @@ nlohmann::json finish_metrics(const MetricSums& s, bool has_accuracy, bool has_l
 // tokens_per_s}: the figures that differ between runs.
 nlohmann::json timing_metrics(const MetricSums& s);
 
-// size_bytes (the model's files on disk), parameters and parameter_bytes by dtype. Parameters
-// are logical values: a MatMulNBits weight counts N x K (not its packed bytes), and scales and
-// zero points are not counted.
+// size_bytes (the model's files on disk), parameters and parameter_bytes by dtype, as
+// ir::model_statistics counts them (logical parameters: a MatMulNBits weight counts N x K,
+// scales and zero points not at all).
 nlohmann::json size_metrics(const ir::Model& m);
-// Bytes of every initializer, subgraphs' included.
-uint64_t weight_bytes(const ir::Model& m);
 
 // Goals (Olive's goal types): METRIC:TYPE:VALUE.
 struct Goal {

@@ -13,6 +13,7 @@
 #include "eval/report.h"
 #include "formats/file_util.h"
 #include "formats/onnx_io.h"
+#include "ir/edit.h"
 #include "ir/error.h"
 #include "runtime/executor.h"
 
@@ -128,7 +129,7 @@ nlohmann::json assemble(const MetricSums& s, const Selected& sel, int top_k, con
                         const RunResult& r, const ir::Model& model, uint64_t base_rss) {
   nlohmann::json m = assemble(s, sel, top_k, statics, r.peak_rss);
   if (!sel.memory || !r.peak_rss) return m;
-  const uint64_t w = weight_bytes(model), act = r.peak_activations;
+  const uint64_t w = ir::model_statistics(model).weight_bytes, act = r.peak_activations;
   nlohmann::json mem = {{"weight_bytes", w}, {"peak_activation_bytes", act}};
   if (base_rss) {
     mem["base_rss_bytes"] = base_rss;
