@@ -51,6 +51,7 @@ void apply_set(nlohmann::json& doc, const std::string& kv, const fs::path& file)
       if (idx >= cur->size()) bad_input("--set '{}': {} has no step {}", kv, file.string(), idx);
       cur = &(*cur)[idx];
     } else {
+      if (cur->is_null()) *cur = nlohmann::json::object();  // a key the recipe leaves out (a step's options)
       if (!cur->is_object()) bad_input("--set '{}': '{}' is not an object", kv, part);
       cur = &(*cur)[part];
     }

@@ -65,4 +65,12 @@ check "a recipe with three problems exits 2" test "$rc" -eq 2
 check "... and reports all three, one line each" test "$(grep -c '^slmops: error: ' "$WORK/three.err")" -eq 3
 check "... and writes nothing" test ! -e "$WORK/x.onnx"
 
+# --set into a step that has no "options" key: the options object is made, and the unknown
+# option is named (it used to say "'x' is not an object").
+echo "{\"input\": \"$MODEL\", \"output\": \"$WORK/s.onnx\", \"steps\": [{\"pass\": \"cleanup\"}]}" > "$WORK/noopts.json"
+"$S" run "$WORK/noopts.json" --dry-run --set steps.0.options.remove-identity=false > /dev/null 2> "$WORK/noopts.err"
+check "--set steps.0.options.KEY on a step without options sets it" test $? -eq 0
+"$S" run "$WORK/noopts.json" --dry-run --set steps.0.options.no-such=1 > /dev/null 2> "$WORK/noopts2.err"
+check "... and an unknown KEY is named as an unknown option" grep -q "no-such" "$WORK/noopts2.err"
+
 finish

@@ -9,9 +9,13 @@
 # expected.txt was written by the tree before the refactoring; any difference means a change
 # of behaviour, which must be deliberate (then rewrite it in the same commit and say why).
 set -euo pipefail
-slmops=$1 src=$2 mode=${3:-check}
-fx=$src/tests/fixtures
+slmops=$(realpath "$1") src=$(realpath "$2") mode=${3:-check}
 expected=$src/tests/golden/expected.txt
+# Outputs record the options they were made with (metadata slmops.recipe), data paths
+# included: every path is given relative to the source folder, so the hashes do not depend
+# on where the tree is checked out.
+cd "$src"
+fx=tests/fixtures
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out=$work/hashes.txt
@@ -62,14 +66,19 @@ run "cnn_digits.int8-static-aware" quantize --mode int8-static --calib-data "$fx
   --calib-samples 16 --max-degradation accuracy:0.001 --eval-data "$fx/cnn_digits_test.npz" \
   --max-fallback-steps 3 "$fx/cnn_digits.onnx"
 # Recipes run the same code as the subcommands.
-for r in "$src"/recipes/*.json; do
+# (In place, so that their relative paths resolve as a user's would; the output and any
+# evaluation report go to the work folder.)
+for r in recipes/*.json; do
   name=recipe.$(basename "$r" .json)
   mkdir -p "$work/$name"
-  sed -e "s#\"\\.\\./tests/#\"$src/tests/#g" -e "s#\"\\.\\./build/[^\"]*/#\"$work/$name/report-#g" "$r" >"$work/$name.json"
-  run "$name" run "$work/$name.json"
+  sets=(--set "output=$work/$name/$(basename "$(node -e "console.log(require('./$r').output)")")")
+  for k in $(node -e "require('./$r').steps.forEach((s, i) => { if (s.options && s.options.report) console.log(i) })"); do
+    sets+=(--set "steps.$k.options.report=$work/$name/report-$k.md")
+  done
+  run "$name" run "$r" "${sets[@]}"
 done
 # Cleanup over a fixed slice of libonnx-testdata (every 7th model, sorted).
-td=/usr/share/libonnx-testdata/data
+td=/usr/share/libonnx-testdata/data  # system paths: the same on every machine
 i=0
 while read -r model; do
   i=$((i + 1))
