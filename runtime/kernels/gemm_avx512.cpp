@@ -7,7 +7,7 @@
 //               broadcasts, 16 FMAs per k (bound by the FMAs, not the loads).
 // The GEMV kernels are the AVX2 ones (memory-bound).
 //
-// The build compiles only *_avx2.cpp files for a wider ISA; this file asks for AVX-512 per
+// The build compiles only *_avx2[_*].cpp files for a wider ISA; this file asks for AVX-512 per
 // function (target attribute), and gemm.cpp calls it only after checking the CPU.
 #include <immintrin.h>
 

@@ -1,6 +1,6 @@
 // MatMulNBits kernels: weight packing, the driver (A preparation, zero-point and bias terms,
 // threads), portable kernels and the reference loops. The AVX2 kernels are in
-// nbits_avx2.cpp; see nbits.h for the layouts and the arithmetic.
+// nbits_avx2_avx512.cpp; see nbits.h for the layouts and the arithmetic.
 #include "runtime/kernels/nbits.h"
 
 #include <algorithm>

@@ -105,8 +105,8 @@ bool nbits_cpu_avx2();
 bool nbits_cpu_avx512();  // AVX512F, BW, DQ and VL (checked once)
 
 namespace nbdetail {
-bool avx512_usable();  // the CPU has AVX512F/BW/DQ/VL (checked once; nbits_avx2.cpp)
-// AVX2 kernels (nbits_avx2.cpp) over column groups [g0, g1); they write only columns < N.
+bool avx512_usable();  // the CPU has AVX512F/BW/DQ/VL (checked once; nbits_avx2_avx512.cpp)
+// AVX2 kernels (nbits_avx2_avx512.cpp) over column groups [g0, g1); they write only columns < N.
 // float_gemv: y = A x W^T for one row (zero points included). a_scaled: A with group j of
 // each chunk scaled by 2^(-bits * j) (1 for the last group), k_padded long; asum: its
 // per-block sums of the unscaled A.
@@ -119,7 +119,7 @@ void float_gemm_avx2(const NBitsPacked& W, int64_t M, const float* a_scaled, int
 // sums ablksum[m * kbp + b] (scale * sum of the int8 values).
 void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
                     const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
-// The same with vpdpbusd (nbits_vnni_avx2.cpp): AVX-VNNI or AVX512-VNNI, whichever
+// The same with vpdpbusd (nbits_vnni_avx2_avx512.cpp): AVX-VNNI or AVX512-VNNI, whichever
 // int8_vnni_kind() found (1 and 2; 0: neither, do not call).
 int int8_vnni_kind();
 void int8_gemm_vnni(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,

@@ -7,8 +7,8 @@
 //                                        pairs of (lo, a0) and of (hi, a1); u8 values <= 15
 //       small(u, s):     the same for one pair of vectors, from zero (u <= 15)
 //       full(acc, v, s): acc + the dot products of (v, s) for any u8 v
-// Everything is in an unnamed namespace: each instantiation (AVX2 in nbits_avx2.cpp,
-// AVX-VNNI and AVX512-VNNI in nbits_vnni_avx2.cpp) keeps its own code, so no function built
+// Everything is in an unnamed namespace: each instantiation (AVX2 in nbits_avx2_avx512.cpp,
+// AVX-VNNI and AVX512-VNNI in nbits_vnni_avx2_avx512.cpp) keeps its own code, so no function built
 // for a newer ISA can be shared with, or picked by the linker for, another.
 namespace {
 

@@ -1,5 +1,5 @@
 // Integer GEMM driver: packing, zero-point corrections, threading, the portable micro-kernel
-// and the reference loop. The AVX2 and VNNI micro-kernels live in qgemm_avx2.cpp.
+// and the reference loop. The AVX2 and VNNI micro-kernels live in qgemm_avx2_avx512.cpp.
 #include "runtime/kernels/qgemm.h"
 
 #include <algorithm>

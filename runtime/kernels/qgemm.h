@@ -88,7 +88,7 @@ void qgemm_reference(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda
                      const void* B, int64_t ldb, bool b_signed, QZeroPoints b_zp, int32_t* C, int64_t ldc);
 
 namespace qdetail {
-// Register tile and packing constants shared by qgemm.cpp and qgemm_avx2.cpp.
+// Register tile and packing constants shared by qgemm.cpp and qgemm_avx2_avx512.cpp.
 inline constexpr int kQMR = 4;   // rows of A per micro tile
 inline constexpr int kQNR = 16;  // columns of B per panel
 inline constexpr int64_t kQKC = 512;  // depth block (multiple of 4)
