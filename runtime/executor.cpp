@@ -66,7 +66,7 @@ bool GraphRunner::try_fold(Step& step, ThreadPool& pool) {
   return true;
 }
 
-GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) {
+GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g), session_constants_(pc.constants) {
   auto slot_for = [&](const ir::Value* v) {
     auto [it, inserted] = ref_.try_emplace(v, slot_count_);
     if (inserted) ++slot_count_;
@@ -82,11 +82,13 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g) 
                 "does not decode)",
                 v->name, ir::dtype_name(t.dtype));
     if (ref_.count(v)) {  // a graph input with a default: fed or not, per run
+      pc.constant(v);     // its aligned copy, if it needs one, is made now: runs only read the table
       defaults_.emplace_back(ref_.at(v), v);
     } else if (v->kind == ir::Value::Kind::Initializer) {
       ref_[v] = kConst - static_cast<int>(constants_.size());
-      constants_.push_back(RValue::of(*v->initializer));
+      constants_.push_back(RValue::of(pc.constant(v)));
     } else {
+      pc.constant(v);
       defaults_.emplace_back(slot_for(v), v);
     }
   }
@@ -212,7 +214,8 @@ const RValue* Frame::lookup(const ir::Value* v) const {
 std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& pool, const Frame* parent,
                                      const RunOptions* opts) const {
   std::vector<RValue> slots(slot_count_);
-  for (auto& [s, v] : defaults_) slots[s] = RValue::of(*v->initializer);
+  for (auto& [s, v] : defaults_)
+    slots[s] = RValue::of(session_constants_ ? session_constants_->get(v) : *v->initializer);
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i)
     if (inputs[i].kind != RValue::Kind::None || inputs[i].optional) slots[input_slots_[i]] = std::move(inputs[i]);
   Frame frame(*this, parent, slots);
@@ -286,7 +289,8 @@ Session::Session(const ir::Model& model, int threads) : model_(model) {
   tensors_ = std::make_unique<TensorPool>();
   const auto weight_bytes = static_cast<int64_t>(ir::model_statistics(model).weight_bytes);
   pack_budget_ = std::max(kMinPackBudget, weight_bytes / kPackBudgetDivisor);
-  PlanContext pc{0, &model, std::max(1, threads), &pack_budget_};
+  constants_table_ = std::make_unique<SessionConstants>();
+  PlanContext pc{0, &model, std::max(1, threads), &pack_budget_, constants_table_.get()};
   main_ = std::make_unique<GraphRunner>(*model.graph, pc);
   for (auto& vi : model.graph->inputs)
     if (vi.value) inputs_.push_back(vi.value);

@@ -62,6 +62,7 @@ class GraphRunner {
   std::unordered_map<const ir::Value*, int> ref_;  // every value's reference (slot or constant)
   int slot_count_ = 0;
   std::vector<RValue> constants_;
+  SessionConstants* session_constants_ = nullptr;  // the session's aligned initializers (run-time defaults)
   size_t folded_count_ = 0;
   std::vector<std::pair<int, const ir::Value*>> defaults_;  // slot, graph input with a default
   std::vector<std::pair<int, const ir::Value*>> captured_;  // slot, captured value
@@ -118,6 +119,7 @@ class Session {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<TensorPool> tensors_;  // recycles activation buffers across runs
   int64_t pack_budget_ = 0;              // see kPackBudgetDivisor
+  std::unique_ptr<SessionConstants> constants_table_;  // before main_: outlives the plan
   std::unique_ptr<GraphRunner> main_;
   std::vector<const ir::Value*> inputs_;
 };

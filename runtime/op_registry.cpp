@@ -101,4 +101,16 @@ void ensure_kernels_registered() {
   });
 }
 
+const Tensor& SessionConstants::get(const ir::Value* v) {
+  const Tensor& t = *v->initializer;
+  if (t.aligned()) return t;
+  auto it = copies_.find(v);
+  if (it == copies_.end()) {
+    Tensor copy = t;
+    copy.make_aligned();
+    it = copies_.emplace(v, std::move(copy)).first;
+  }
+  return it->second;
+}
+
 }  // namespace slmops::runtime

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ir/graph.h"
@@ -42,6 +43,20 @@ class Kernel {
   virtual bool fuses_relu() const { return false; }
 };
 
+// The values of a session's initializers as kernels and the executor read them. The tensor
+// itself when its data is aligned to its element size; else an aligned copy, made once and
+// kept for the session (raw_data and external data sit at any offset of a mapped file, and
+// reading them as float* is undefined behaviour). The Session owns alignment: no caller of the
+// executor aligns a model first, and a kernel that packs a weight at plan time sees the same
+// buffer the executor feeds it at run time.
+class SessionConstants {
+ public:
+  const Tensor& get(const ir::Value* v);  // v holds an initializer
+
+ private:
+  std::unordered_map<const ir::Value*, Tensor> copies_;
+};
+
 struct PlanContext {
   int opset;                  // the model's opset for the node's domain
   const ir::Model* model;
@@ -49,6 +64,10 @@ struct PlanContext {
   // Bytes that kernels may still spend on plan-time copies of weights (pre-packed GEMM
   // operands), shared by every node of a session; null: no limit. See Session.
   int64_t* pack_budget = nullptr;
+  SessionConstants* constants = nullptr;  // null: read initializers as they are
+
+  // The value of initializer `v` (see SessionConstants).
+  const Tensor& constant(const ir::Value* v) const { return constants ? constants->get(v) : *v->initializer; }
 
   // Whether a plan-time copy of `bytes` fits the budget; if so, the bytes are taken from it.
   bool take_pack_budget(int64_t bytes) const {

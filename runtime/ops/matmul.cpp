@@ -27,7 +27,7 @@ bool runs_on_sgemm(DType dt) { return dt == DType::Float || dt == DType::Float16
 std::shared_ptr<const kernels::PackedB> pack_constant_b(const ir::Node& n, bool trans_b, const PlanContext& pc) {
   const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
   if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
-  const Tensor& b = *v->initializer;
+  const Tensor& b = pc.constant(v);
   if (b.dims.size() != 2 || !runs_on_sgemm(b.dtype) || !b.has_data()) return nullptr;
   // A float32 weight mapped from the model file is replaced in memory by its packed copy:
   // its pages are released after packing (the kernel reads only the copy), so packing it

@@ -258,8 +258,8 @@ class ConvKernel : public Kernel {
   // Float weights (and bias) that are initializers are packed for conv_direct_strips here,
   // once, instead of on every run (within the session's pack budget).
   ConvKernel(const ir::Node& n, const PlanContext& pc) : attrs_(n), group_(n.attr_int("group", 1)) {
-    const Tensor* w = constant_float(n, 1);
-    const Tensor* b = n.inputs.size() > 2 && n.inputs[2] ? constant_float(n, 2) : nullptr;
+    const Tensor* w = constant_float(n, 1, pc);
+    const Tensor* b = n.inputs.size() > 2 && n.inputs[2] ? constant_float(n, 2, pc) : nullptr;
     if (!w || group_ != 1 || w->dims.size() < 3 || (n.inputs.size() > 2 && n.inputs[2] && !b)) return;
     const int64_t M = w->dims[0], K = static_cast<int64_t>(w->numel()) / std::max<int64_t>(M, 1);
     if (M <= 0 || (b && static_cast<int64_t>(b->numel()) != M) || K + (b ? 1 : 0) > kernels::PackedB::kWrapMaxK)
@@ -305,10 +305,10 @@ class ConvKernel : public Kernel {
   bool fuses_relu() const override { return true; }
 
  private:
-  // Input i when it is a float32 initializer with data, readable as float*.
-  static const Tensor* constant_float(const ir::Node& n, size_t i) {
-    const Tensor* t = quant::constant_input(n, i);
-    return t && t->dtype == DType::Float && t->aligned() ? t : nullptr;
+  // Input i when it is a float32 initializer with data (as the session holds it: aligned).
+  static const Tensor* constant_float(const ir::Node& n, size_t i, const PlanContext& pc) {
+    const Tensor* t = quant::constant_input(n, i, pc);
+    return t && t->dtype == DType::Float ? t : nullptr;
   }
 
   WindowAttrs attrs_;

@@ -300,8 +300,8 @@ ZpView zp_view(const OpContext& ctx, size_t i, int64_t channels, const char* wha
 struct PackedWeight {
   std::unique_ptr<kernels::QPackedB> packed;
   const Tensor* source = nullptr;
-  void prepare(const ir::Node& n, size_t input) {
-    const Tensor* b = constant_input(n, input);
+  void prepare(const ir::Node& n, size_t input, const PlanContext& pc) {
+    const Tensor* b = constant_input(n, input, pc);
     if (!b || b->dims.size() != 2 || !is_int8ish(b->dtype)) return;
     packed = std::make_unique<kernels::QPackedB>(b->dims[0], b->dims[1], b->data.data(), b->dims[1],
                                                  b->dtype == DType::Int8);
@@ -400,9 +400,9 @@ struct QLinearMatMulKernel : Kernel {
 
 template <typename K>
 KernelFactory matmul_factory(size_t b_input) {
-  return [b_input](const ir::Node& n, const PlanContext&) {
+  return [b_input](const ir::Node& n, const PlanContext& pc) {
     auto k = std::make_unique<K>();
-    k->pw.prepare(n, b_input);
+    k->pw.prepare(n, b_input, pc);
     return k;
   };
 }

@@ -109,13 +109,14 @@ MatMulShape matmul_shape(const std::vector<int64_t>& a, const std::vector<int64_
 // and A's matrices are consecutive, so the output is A's (batch x M) rows times B.
 bool stacks_into_one(const MatMulShape& s, size_t b_rank);
 
-// True when the node input is a constant initializer (its value can be used at plan time).
-inline const Tensor* constant_input(const ir::Node& n, size_t i) {
+// The node input's value when it is a constant initializer (usable at plan time), as the
+// session holds it (aligned; the same buffer the executor feeds at run time); else nullptr.
+inline const Tensor* constant_input(const ir::Node& n, size_t i, const PlanContext& pc) {
   if (i >= n.inputs.size() || !n.inputs[i]) return nullptr;
   const ir::Value* v = n.inputs[i];
   if (v->kind != ir::Value::Kind::Initializer || !v->initializer || !v->initializer->has_data()) return nullptr;
   if (v->initializer->storage == Tensor::Storage::Opaque) return nullptr;
-  return v->initializer.get();
+  return &pc.constant(v);
 }
 
 // ONNX Runtime's DynamicQuantizeLinear parameters (uint8) for n floats.

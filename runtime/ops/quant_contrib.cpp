@@ -139,10 +139,10 @@ KernelFactory matmul_nbits_factory() {
     if (k->bits != 2 && k->bits != 4 && k->bits != 8) bad_input("MatMulNBits: bits {} is not supported", k->bits);
     if (k->block_size < 16 || (k->block_size & (k->block_size - 1)))
       bad_input("MatMulNBits: block_size {} must be a power of two >= 16", k->block_size);
-    const Tensor* B = constant_input(n, 1);
-    const Tensor* S = constant_input(n, 2);
+    const Tensor* B = constant_input(n, 1, pc);
+    const Tensor* S = constant_input(n, 2, pc);
     const bool has_zp = n.inputs.size() > 3 && n.inputs[3];
-    const Tensor* Z = has_zp ? constant_input(n, 3) : nullptr;
+    const Tensor* Z = has_zp ? constant_input(n, 3, pc) : nullptr;
     const bool has_gidx = n.inputs.size() > 4 && n.inputs[4];
     if (B && S && (!has_zp || Z) && !has_gidx) {
       std::vector<float> ks, kz;
@@ -275,10 +275,10 @@ struct IntegerToFloatKernel : Kernel {
 };
 
 KernelFactory integer_to_float_factory(bool dynamic) {
-  return [dynamic](const ir::Node& n, const PlanContext&) -> std::unique_ptr<Kernel> {
+  return [dynamic](const ir::Node& n, const PlanContext& pc) -> std::unique_ptr<Kernel> {
     auto k = std::make_unique<IntegerToFloatKernel>();
     k->dynamic = dynamic;
-    const Tensor* b = constant_input(n, 1);
+    const Tensor* b = constant_input(n, 1, pc);
     if (b && b->dims.size() == 2 && (b->dtype == DType::UInt8 || b->dtype == DType::Int8)) {
       k->packed = std::make_unique<kernels::QPackedB>(b->dims[0], b->dims[1], b->data.data(), b->dims[1],
                                                       b->dtype == DType::Int8);
