@@ -1,6 +1,7 @@
 // Helpers shared by the unit tests.
 #pragma once
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -47,6 +48,15 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
   for (auto& x : v) x = d(gen);
+  return v;
+}
+
+// Element i of a tensor whose data may sit at any offset of a mapped file (raw_data): read
+// by memcpy, never through a misaligned T* (undefined behaviour, and a UBSan failure).
+template <typename T, typename Tensor>
+T value_at(const Tensor& t, size_t i) {
+  T v;
+  std::memcpy(&v, t.data.data() + i * sizeof(T), sizeof(T));
   return v;
 }
 
