@@ -12,6 +12,7 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "formats/onnx_detail.h"
@@ -574,6 +575,69 @@ bool type_slices(onnx::GraphProto& gp, const std::unordered_map<std::string, int
   return !added.empty();
 }
 
+// libonnx's inference functions trust the graph they get. Found by fuzz_onnx_load: Scan-9
+// without num_scan_inputs dereferences the missing attribute; a node with an empty op type
+// crashed; Shape's data propagation crashed on an input that no graph input, initializer or
+// node defines. So, before inference:
+// - attributes the node's schema does not know are dropped; a node that then lacks a required
+//   attribute, has one of the wrong type, has fewer inputs or outputs than the schema needs,
+//   or has no op type, is renamed to an op
+//   no schema has and loses its attributes: inference skips it and leaves its outputs untyped,
+//   as for any unknown op;
+// - data propagation (which types Slice/Reshape from computed shapes) runs only when nothing
+//   was set aside, every op has a schema and every input name is defined.
+// Returns whether the graph is clean in that sense.
+bool set_aside_unverified(onnx::GraphProto& gp, const std::unordered_map<std::string, int>& opsets,
+                          std::unordered_set<std::string> defined) {
+  bool clean = true;
+  for (auto& v : gp.input()) defined.insert(v.name());
+  for (auto& t : gp.initializer()) defined.insert(t.name());
+  for (auto& n : gp.node())
+    for (auto& o : n.output()) defined.insert(o);
+  defined.insert("");  // an omitted optional input
+  for (auto& n : *gp.mutable_node()) {
+    const std::string domain = n.domain() == "ai.onnx" ? "" : n.domain();
+    auto it = opsets.find(domain);
+    const onnx::OpSchema* schema =
+        n.op_type().empty() || it == opsets.end()
+            ? nullptr
+            : onnx::OpSchemaRegistry::Schema(n.op_type(), it->second, domain);
+    bool ok = schema != nullptr;
+    if (ok) {
+      // Attributes the schema does not know go (a newer opset's, such as DequantizeLinear-21's
+      // block_size under libonnx's opset-13 schema); inference then runs the known rule.
+      auto* attrs = n.mutable_attribute();
+      for (int k = attrs->size() - 1; k >= 0; --k)
+        if (!schema->attributes().count(attrs->Get(k).name())) attrs->DeleteSubrange(k, 1);
+      // What inference functions rely on: every required attribute present with its type,
+      // attributes of the declared type, at least the inputs and outputs the schema needs.
+      // (Not OpSchema::Verify: it also refuses extra inputs, which a newer opset than
+      // libonnx knows adds, e.g. ReduceMean-18's axes input.)
+      for (auto& [name, spec] : schema->attributes()) {
+        const onnx::AttributeProto* a = nullptr;
+        for (auto& x : n.attribute())
+          if (x.name() == name) a = &x;
+        if ((spec.required && !a) || (a && a->type() != spec.type)) ok = false;
+      }
+      if (n.input_size() < schema->min_input() || n.output_size() < schema->min_output()) ok = false;
+    }
+    for (auto& in : n.input()) clean = clean && defined.count(in) > 0;
+    if (!ok) {
+      clean = false;
+      if (schema || n.op_type().empty()) {
+        n.set_op_type("SlmopsUnverifiedNode");
+        n.clear_attribute();
+        continue;
+      }
+    }
+    for (auto& a : *n.mutable_attribute()) {
+      if (a.has_g()) clean = set_aside_unverified(*a.mutable_g(), opsets, defined) && clean;
+      for (auto& g : *a.mutable_graphs()) clean = set_aside_unverified(g, opsets, defined) && clean;
+    }
+  }
+  return clean;
+}
+
 bool run_inference(ir::Model& m, bool with_value_info) {
   onnx::ModelProto mp;
   mp.set_ir_version(m.ir_version);
@@ -589,8 +653,9 @@ bool run_inference(ir::Model& m, bool with_value_info) {
   if (!with_value_info)
     for (auto& s : scopes) s.proto->clear_value_info();
   try {
+    const bool clean = set_aside_unverified(*mp.mutable_graph(), opsets, {});
     // error_mode 0: a node whose rule fails leaves its outputs untyped and inference goes on.
-    onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*error_mode=*/0, /*data_prop=*/true);
+    onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*error_mode=*/0, /*data_prop=*/clean);
     // Each round after the first starts from the Slice outputs the one before typed; every
     // round types at least one more Slice, and a model rarely chains more than a few.
     for (int round = 0; round < 8; ++round) {

@@ -113,5 +113,10 @@ check stale_external_entries expect stale_external_entries 0 "" \
   bash -c "'$S' -q convert stale_external_entries.onnx -o \$TMPDIR_OUT/o.onnx --external-data always >/dev/null &&
            '$S' -q inspect \$TMPDIR_OUT/o.onnx >/dev/null"
 check inspect_json_not_utf8 expect inspect_json_not_utf8 0 "" $S inspect inspect_json_not_utf8.onnx --json
+# Shape inference (libonnx) used to segfault on these (fuzz_onnx_load): Scan-9 without
+# num_scan_inputs; Shape (with data propagation) on a name nothing defines.
+check infer_scan_no_num_scan_inputs expect infer_scan_no_num_scan_inputs 0 "" \
+  $S inspect infer_scan_no_num_scan_inputs.onnx --json
+check infer_shape_of_undefined expect infer_shape_of_undefined 0 "" $S inspect infer_shape_of_undefined.onnx --json
 
 finish
