@@ -581,9 +581,9 @@ bool type_slices(onnx::GraphProto& gp, const std::unordered_map<std::string, int
 // node defines. So, before inference:
 // - attributes the node's schema does not know are dropped; a node that then lacks a required
 //   attribute, has one of the wrong type, has fewer inputs or outputs than the schema needs,
-//   or has no op type, is renamed to an op
-//   no schema has and loses its attributes: inference skips it and leaves its outputs untyped,
-//   as for any unknown op;
+//   or has no op type, is renamed to an op no schema has: inference skips it (and its
+//   subgraphs) and leaves its outputs untyped, as for any unknown op. Graph attributes are
+//   never removed: graph_to_proto's scopes point into them;
 // - data propagation (which types Slice/Reshape from computed shapes) runs only when nothing
 //   was set aside, every op has a schema and every input name is defined.
 // Returns whether the graph is clean in that sense.
@@ -606,9 +606,12 @@ bool set_aside_unverified(onnx::GraphProto& gp, const std::unordered_map<std::st
     if (ok) {
       // Attributes the schema does not know go (a newer opset's, such as DequantizeLinear-21's
       // block_size under libonnx's opset-13 schema); inference then runs the known rule.
+      // (Graph attributes stay: graph_to_proto's scopes point into them.)
       auto* attrs = n.mutable_attribute();
-      for (int k = attrs->size() - 1; k >= 0; --k)
-        if (!schema->attributes().count(attrs->Get(k).name())) attrs->DeleteSubrange(k, 1);
+      for (int k = attrs->size() - 1; k >= 0; --k) {
+        const auto& a = attrs->Get(k);
+        if (!schema->attributes().count(a.name()) && !a.has_g() && a.graphs_size() == 0) attrs->DeleteSubrange(k, 1);
+      }
       // What inference functions rely on: every required attribute present with its type,
       // attributes of the declared type, at least the inputs and outputs the schema needs.
       // (Not OpSchema::Verify: it also refuses extra inputs, which a newer opset than
@@ -625,8 +628,9 @@ bool set_aside_unverified(onnx::GraphProto& gp, const std::unordered_map<std::st
     if (!ok) {
       clean = false;
       if (schema || n.op_type().empty()) {
+        // An op no schema has: inference skips the node and its subgraphs. Its attributes
+        // stay (graph_to_proto's scopes point into graph attributes).
         n.set_op_type("SlmopsUnverifiedNode");
-        n.clear_attribute();
         continue;
       }
     }

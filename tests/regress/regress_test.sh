@@ -118,5 +118,7 @@ check inspect_json_not_utf8 expect inspect_json_not_utf8 0 "" $S inspect inspect
 check infer_scan_no_num_scan_inputs expect infer_scan_no_num_scan_inputs 0 "" \
   $S inspect infer_scan_no_num_scan_inputs.onnx --json
 check infer_shape_of_undefined expect infer_shape_of_undefined 0 "" $S inspect infer_shape_of_undefined.onnx --json
+# ... and the first fix read freed memory when it set aside a node holding a subgraph.
+check infer_set_aside_subgraph expect infer_set_aside_subgraph 0 "" $S inspect infer_set_aside_subgraph.onnx --json
 
 finish
