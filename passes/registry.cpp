@@ -30,9 +30,16 @@ std::vector<std::string> check_pass_options(const PassInfo& pass, const nlohmann
   return problems;
 }
 
-void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx) {
+namespace {
+// The first problem with a step's options, as exit 2 (the CLI names options as flags).
+void refuse_bad_options(const PassInfo& pass, const nlohmann::json& options) {
   auto problems = check_pass_options(pass, options, Naming::Cli);
   if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
+}
+}  // namespace
+
+void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& options, PassContext& ctx) {
+  refuse_bad_options(pass, options);
   if (!pass.implemented) bad_input("pass '{}' is not built yet", pass.name);
   if (!pass.run) bad_input("'{}' is a recipe step, not a pass that rewrites a model", pass.name);
   pass.run(model, with_defaults(pass.options, options), ctx);
@@ -47,8 +54,7 @@ void run_step(const PassInfo& pass, Artifact& a, const nlohmann::json& options, 
     run_pass(pass, *a.model, options, ctx);
     return;
   }
-  auto problems = check_pass_options(pass, options, Naming::Cli);
-  if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
+  refuse_bad_options(pass, options);
   pass.run_artifact(a, with_defaults(pass.options, options), ctx);
 }
 

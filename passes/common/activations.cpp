@@ -9,7 +9,11 @@ namespace slmops::passes {
 ActivationCollector::ActivationCollector(const ir::Model& m, std::vector<std::string> names, int threads)
     : model_(m), names_(std::move(names)), session_(m, threads) {
   for (size_t k = 0; k < names_.size(); ++k)
-    if (const ir::Value* v = m.graph->find_value(names_[k])) index_.emplace(v, k);
+    if (const ir::Value* v = m.graph->find_value(names_[k])) {
+      index_.emplace(v, k);
+      capture_opts_.extra_outputs.push_back(names_[k]);
+      present_.push_back(k);
+    }
 }
 
 void ActivationCollector::observe(std::vector<runtime::RValue> feeds, const Visit& fn) {
@@ -29,17 +33,10 @@ void ActivationCollector::observe(std::vector<runtime::RValue> feeds, const Visi
 }
 
 std::vector<runtime::RValue> ActivationCollector::capture(std::vector<runtime::RValue> feeds) {
-  runtime::RunOptions ro;
-  std::vector<size_t> asked;  // positions in names_ of the values the model has
-  for (size_t k = 0; k < names_.size(); ++k)
-    if (model_.graph->find_value(names_[k])) {
-      ro.extra_outputs.push_back(names_[k]);
-      asked.push_back(k);
-    }
-  auto outs = session_.run(std::move(feeds), ro);
+  auto outs = session_.run(std::move(feeds), capture_opts_);
   const size_t n_out = model_.graph->outputs.size();
   std::vector<runtime::RValue> result(names_.size());
-  for (size_t i = 0; i < asked.size(); ++i) result[asked[i]] = std::move(outs[n_out + i]);
+  for (size_t i = 0; i < present_.size(); ++i) result[present_[i]] = std::move(outs[n_out + i]);
   return result;
 }
 

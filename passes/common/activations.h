@@ -39,6 +39,8 @@ class ActivationCollector {
   const ir::Model& model_;
   std::vector<std::string> names_;
   std::unordered_map<const ir::Value*, size_t> index_;  // main-graph value -> k
+  std::vector<size_t> present_;         // the k whose value the model has, in order
+  runtime::RunOptions capture_opts_;    // extra_outputs: those values (capture)
   runtime::Session session_;
 };
 
