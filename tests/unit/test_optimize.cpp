@@ -1,0 +1,2 @@
+// test_optimize: filled in by the work on #12 (optimize).
+#include <doctest/doctest.h>
