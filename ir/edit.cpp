@@ -33,6 +33,48 @@ Value* add_initializer(Graph& g, std::string_view prefix, DType dt, std::vector<
   return g.add_initializer(Tensor::make(g.unique_name(prefix), dt, std::move(dims), std::move(data)));
 }
 
+static bool used(const Value* v) { return v && (!v->consumers.empty() || v->is_graph_output()); }
+
+bool bypass_node(Graph& g, Node* n) {
+  Value* in = n->inputs.empty() ? nullptr : n->inputs[0];
+  Value* out = n->outputs.empty() ? nullptr : n->outputs[0];
+  if (!in || !out) return false;
+  for (size_t k = 1; k < n->outputs.size(); ++k)
+    if (used(n->outputs[k])) return false;
+  if (!out->is_graph_output()) {
+    g.replace_all_uses(out, in);
+    g.remove_node(n);
+    return true;
+  }
+  // `out` is a graph output and keeps its name: let the producer of `in` write `out` directly.
+  Node* producer = in->producer;
+  if (!producer || producer->graph != &g || in->is_graph_output() || in->kind != Value::Kind::NodeOutput) return false;
+  for (Node* c : in->consumers)
+    if (c != n && !c->implicit_inputs.empty() &&
+        std::find(c->implicit_inputs.begin(), c->implicit_inputs.end(), in) != c->implicit_inputs.end())
+      return false;  // a subgraph reads `in` by name
+  g.remove_node(n);
+  g.replace_all_uses(in, out);
+  move_output(producer, in, out);
+  return true;
+}
+
+void make_initializer(Graph& g, Value* v, Tensor t) {
+  t.name = v->name;
+  v->kind = Value::Kind::Initializer;
+  v->producer = nullptr;
+  v->initializer = std::make_shared<Tensor>(std::move(t));
+  g.initializers.push_back(v);
+}
+
+const Tensor* constant_tensor(const Value* v) {
+  if (!v || v->kind != Value::Kind::Initializer || !v->initializer || !v->initializer->has_data()) return nullptr;
+  if (v->graph)
+    for (auto& i : v->graph->inputs)
+      if (i.value == v) return nullptr;
+  return v->initializer.get();
+}
+
 void sort_nodes(Graph& g) { g.set_node_order(g.topological_order()); }
 
 bool erase_initializer(Graph& g, Value* v) {

@@ -29,6 +29,18 @@ void move_output(Node* producer, Value* from, Value* to);
 Node* replace_node(Graph& g, Node* old, std::string op_type, std::string domain, std::vector<Value*> inputs,
                    std::vector<Attribute> attrs);
 
+// Removes `n`, a node that passes input 0 through to output 0 unchanged (Identity, an
+// inference Dropout, a Reshape to the same shape): readers of output 0 read input 0. When
+// output 0 is a graph output it keeps its name: the producer of input 0 writes it directly.
+// Returns false (and changes nothing) when that cannot be done without changing the graph's
+// interface, or when another output of `n` is read.
+bool bypass_node(Graph& g, Node* n);
+// Turns `v`, a node output whose producer was removed, into an initializer holding `t` (it
+// keeps its name, consumers and any value_info entry): the edit behind constant folding.
+void make_initializer(Graph& g, Value* v, Tensor t);
+// The tensor of `v` when it is a constant of its graph: an initializer that is not also a
+// graph input (a caller may feed those), with readable data. nullptr otherwise.
+const Tensor* constant_tensor(const Value* v);
 // Adds an initializer named uniquely from `prefix` (prefix, prefix_1, ...).
 Value* add_initializer(Graph& g, std::string_view prefix, DType dt, std::vector<int64_t> dims, Buffer data);
 

@@ -14,33 +14,6 @@ namespace {
 
 bool used(const ir::Value* v) { return v && (!v->consumers.empty() || v->is_graph_output()); }
 
-// Bypasses a node that passes input 0 through to output 0 unchanged. Returns false when the
-// graph's interface would change.
-bool bypass(ir::Graph& g, ir::Node* n) {
-  ir::Value* in = n->inputs.empty() ? nullptr : n->inputs[0];
-  ir::Value* out = n->outputs.empty() ? nullptr : n->outputs[0];
-  if (!in || !out) return false;
-  for (size_t k = 1; k < n->outputs.size(); ++k)
-    if (used(n->outputs[k])) return false;
-  if (!out->is_graph_output()) {
-    g.replace_all_uses(out, in);
-    g.remove_node(n);
-    return true;
-  }
-  // `out` is a graph output and keeps its name: let the producer of `in` write `out` directly.
-  ir::Node* producer = in->producer;
-  if (!producer || producer->graph != &g || in->is_graph_output() || in->kind != ir::Value::Kind::NodeOutput)
-    return false;
-  for (ir::Node* c : in->consumers)
-    if (c != n && !c->implicit_inputs.empty() &&
-        std::find(c->implicit_inputs.begin(), c->implicit_inputs.end(), in) != c->implicit_inputs.end())
-      return false;  // a subgraph reads `in` by name
-  g.remove_node(n);
-  g.replace_all_uses(in, out);
-  ir::move_output(producer, in, out);
-  return true;
-}
-
 // Dropout is the identity at inference unless training_mode (input 2) may be true.
 bool is_inference_dropout(const ir::Node* n) {
   if (n->inputs.size() < 3 || !n->inputs[2]) return true;
@@ -107,9 +80,9 @@ void cleanup_graph(ir::Graph& g, const CleanupOptions& o, CleanupStats& st) {
   for (ir::Node* n : nodes) {
     if (!ir::is_default_domain(n->domain)) continue;
     if (o.remove_identity && n->op_type == "Identity" && n->inputs.size() == 1) {
-      if (n->inputs[0] && n->inputs[0]->kind != ir::Value::Kind::Captured && bypass(g, n)) ++st.identities;
+      if (n->inputs[0] && n->inputs[0]->kind != ir::Value::Kind::Captured && ir::bypass_node(g, n)) ++st.identities;
     } else if (o.remove_dropout && n->op_type == "Dropout" && is_inference_dropout(n)) {
-      if (n->inputs[0] && n->inputs[0]->kind != ir::Value::Kind::Captured && bypass(g, n)) ++st.dropouts;
+      if (n->inputs[0] && n->inputs[0]->kind != ir::Value::Kind::Captured && ir::bypass_node(g, n)) ++st.dropouts;
     }
   }
   if (o.remove_dead_nodes) remove_dead(g, st);

@@ -9,6 +9,11 @@ const std::vector<PassInfo>& all_passes() {
   static const std::vector<PassInfo> passes = [] {
     std::vector<PassInfo> v;
     v.push_back(cleanup_pass_info());
+    v.push_back(optimize_pass_info());
+    v.push_back(fold_constants_pass_info());
+    v.push_back(simplify_shapes_pass_info());
+    v.push_back(eliminate_pass_info());
+    v.push_back(fuse_pass_info());
     v.push_back(quantize_pass_info());
     v.push_back(from_folder_step_info());
     v.push_back(package_step_info());

@@ -61,6 +61,11 @@ void run_step(const PassInfo& pass, Artifact& a, const nlohmann::json& options, 
 // Registration: each pass file defines one function returning its PassInfo; registry.cpp
 // lists those functions once.
 PassInfo cleanup_pass_info();
+PassInfo optimize_pass_info();
+PassInfo fold_constants_pass_info();
+PassInfo simplify_shapes_pass_info();
+PassInfo eliminate_pass_info();
+PassInfo fuse_pass_info();
 PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
 PassInfo from_folder_step_info();

@@ -15,6 +15,9 @@ void register_convert(CLI::App& app) {
     formats::ExternalData external = formats::ExternalData::Auto;
     nlohmann::json cleanup = nlohmann::json::object();
     std::string to, opset;
+    bool optimize = false;
+    std::vector<std::string> input_shape;
+    std::string target = "onnx";
   };
   static Args a;
   auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
@@ -24,6 +27,16 @@ void register_convert(CLI::App& app) {
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
   cmd->add_option("--to", a.to, "convert element types (fp16, bf16): not built yet")->type_name("TYPE");
   cmd->add_option("--opset", a.opset, "convert to another opset: not built yet")->type_name("N");
+  cmd->add_flag(
+      "--optimize", a.optimize,
+      "after cleanup, run the optimize chain: fold-constants, simplify-shapes, eliminate, fuse (standard ops)");
+  cmd->add_option("--input-shape", a.input_shape,
+                  "with --optimize: fix a graph input's dims first, NAME=D1,D2,... (repeatable)")
+      ->type_name("NAME=DIMS");
+  cmd->add_option("--target", a.target,
+                  "with --optimize: onnxruntime also fuses into ONNX Runtime's contrib ops (the model then runs only "
+                  "there)")
+      ->type_name("onnx|onnxruntime");
   add_external_data_flag(cmd, &a.external);
   add_pass_option_flags(cmd, *passes::find_pass("cleanup"), &a.cleanup);
   cmd->callback([] {
@@ -33,7 +46,10 @@ void register_convert(CLI::App& app) {
     r.input = a.model;
     r.output = a.output;
     r.external_data = a.external;
+    if (!a.optimize && !a.input_shape.empty()) bad_input("--input-shape needs --optimize; nothing was written");
+    if (!a.optimize && a.target != "onnx") bad_input("--target needs --optimize; nothing was written");
     if (!a.no_cleanup) r.steps.push_back({"cleanup", a.cleanup});
+    if (a.optimize) r.steps.push_back({"optimize", {{"input-shape", a.input_shape}, {"target", a.target}}});
     validate_recipe(r);
     auto report = execute(r);
     if (a.json) print_json(report);
