@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <stdexcept>
 
 #include "runtime/kernels/cpu_features.h"
+#include "runtime/kernels/gemm.h"
 #include "runtime/thread_pool.h"
 
 namespace slmops::runtime::kernels {
@@ -251,6 +254,109 @@ void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, co
     else if (M == 1) nbdetail::float_gemv_avx2(W, a_scaled.data(), asum.data(), g0, g1, Y);
     else nbdetail::float_gemm_avx2(W, M, a_scaled.data(), W.k_padded, asum.data(), g0, g1, Y, ldy);
     add_bias(g0, g1);
+  });
+}
+
+namespace {
+
+// Columns [n0, n0 + cols) of W, rows [k0, k0 + kc), dequantized into PackedB::wrap's layout
+// (strips of 16 columns, kc rows of 16 floats each; columns past N are zeros). 2- and 4-bit
+// values go through a table of the 2^bits values of each block, (q - zp) * scale.
+void dequant_tile(const NBitsSource& W, int64_t n0, int64_t cols, int64_t k0, int64_t kc, float* dst) {
+  constexpr int64_t S = PackedB::kStrip;
+  const int64_t kb = W.k_blocks(), bs = W.block_size, bits = W.bits;
+  const int64_t col_bytes = kb * W.blob_bytes();
+  const int64_t strips = (cols + S - 1) / S;
+  const bool avx2 = bits == 4 && kc % 8 == 0 && nbits_cpu_avx2();
+  for (int64_t s = 0; s < strips; ++s) {
+    float* ds = dst + s * kc * S;
+    if (avx2 && (s + 1) * S <= cols && n0 + (s + 1) * S <= W.N) {
+      nbdetail::dequant_strip4_avx2(W, n0 + s * S, k0, kc, ds);
+      continue;
+    }
+    for (int64_t j = 0; j < S; ++j) {
+      const int64_t n = n0 + s * S + j;
+      if (s * S + j >= cols || n >= W.N) {
+        for (int64_t k = 0; k < kc; ++k) ds[k * S + j] = 0.f;
+        continue;
+      }
+      const uint8_t* col = W.B + n * col_bytes;
+      for (int64_t b0 = k0; b0 < k0 + kc;) {
+        const int64_t blk = b0 / bs, b1 = std::min({k0 + kc, (blk + 1) * bs, W.K});
+        const float sc = W.scales[n * kb + blk], zp = W.zero_point(n, blk);
+        float* d = ds + (b0 - k0) * S + j;
+        if (bits == 4) {
+          float table[16];
+          for (int v = 0; v < 16; ++v) table[v] = (static_cast<float>(v) - zp) * sc;
+          int64_t k = b0;
+          if (k & 1) *d = table[col[k / 2] >> 4], d += S, ++k;
+          for (; k + 1 < b1; k += 2, d += 2 * S) {
+            const uint8_t byte = col[k / 2];
+            d[0] = table[byte & 0xF];
+            d[S] = table[byte >> 4];
+          }
+          if (k < b1) *d = table[col[k / 2] & 0xF];
+        } else if (bits == 8) {
+          for (int64_t k = b0; k < b1; ++k, d += S) *d = (static_cast<float>(col[k]) - zp) * sc;
+        } else {
+          float table[4];
+          for (int v = 0; v < 4; ++v) table[v] = (static_cast<float>(v) - zp) * sc;
+          for (int64_t k = b0; k < b1; ++k, d += S) *d = table[(col[k / 4] >> ((k % 4) * 2)) & 3];
+        }
+        b0 = b1;
+        if (b1 == W.K) break;
+      }
+      for (int64_t k = std::max(k0, W.K); k < k0 + kc; ++k) ds[(k - k0) * S + j] = 0.f;
+    }
+  }
+}
+
+// The per-thread tile of nbits_gemm_dequant (64-byte aligned, kWrapMaxK x kDequantCols floats).
+float* dequant_scratch() {
+  struct Buffer {
+    float* p = nullptr;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer buf;
+  if (!buf.p) {
+    buf.p = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * PackedB::kWrapMaxK * kDequantCols));
+    if (!buf.p) throw std::bad_alloc();
+  }
+  return buf.p;
+}
+
+}  // namespace
+
+void nbits_gemm_dequant(int64_t M, const float* A, int64_t lda, const NBitsSource& W, const float* bias, float* Y,
+                        int64_t ldy, ThreadPool* pool) {
+  const int64_t N = W.N, K = W.K;
+  if (M <= 0 || N <= 0) return;
+  // Column tiles: kDequantCols wide, narrower with threads so that each has about 4.
+  const int threads = pool ? pool->threads() : 1;
+  const int64_t width = threads > 1
+                            ? std::clamp<int64_t>(round_up((N + threads * 4 - 1) / (threads * 4), 16), 64, kDequantCols)
+                            : kDequantCols;
+  const int64_t tiles = (N + width - 1) / width;
+  // A packed once per call, one PackedA per depth tile, shared by every column tile.
+  std::vector<PackedA> a_tiles;
+  for (int64_t k0 = 0; k0 < K; k0 += PackedB::kWrapMaxK)
+    a_tiles.emplace_back(false, M, std::min(PackedB::kWrapMaxK, K - k0), A + k0, lda);
+  run(pool && pool->threads() > 1 ? pool : nullptr, tiles, 1, [&](int64_t t0, int64_t t1) {
+    float* tile = dequant_scratch();
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * width, cols = std::min(width, N - n0);
+      float* y = Y + n0;
+      if (K == 0)
+        for (int64_t m = 0; m < M; ++m) std::fill(y + m * ldy, y + m * ldy + cols, 0.f);
+      for (int64_t k0 = 0, i = 0; k0 < K; k0 += PackedB::kWrapMaxK, ++i) {
+        const int64_t kc = std::min(PackedB::kWrapMaxK, K - k0);
+        dequant_tile(W, n0, cols, k0, kc, tile);
+        sgemm_packed_ab(a_tiles[i], PackedB::wrap(kc, cols, tile), 1.f, k0 == 0 ? 0.f : 1.f, y, ldy, nullptr);
+      }
+      if (bias)
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < cols; ++n) y[m * ldy + n] += bias[n0 + n];
+    }
   });
 }
 

@@ -93,6 +93,18 @@ class NBitsPacked {
 void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, const float* bias, float* Y,
                 int64_t ldy, ThreadPool* pool);
 
+// Float mode for many rows (prefill): W is dequantized, (q - zp) * scale as the GEMV and ONNX
+// Runtime's CompFp32 compute it, into sgemm's packed layout one tile at a time (at most
+// PackedB::kWrapMaxK deep and kDequantCols wide, in a per-thread scratch buffer that stays in
+// cache) and each tile runs through the fp32 packed GEMM. The cost over an fp32 MatMul is the
+// decoding, about N * K table lookups per call: with M >= kDequantMinRows rows that is a few
+// percent of the product, where the group kernel of nbits_gemm re-decodes every weight for
+// every 4 rows. Threads split the columns.
+inline constexpr int64_t kDequantMinRows = 16;
+inline constexpr int64_t kDequantCols = 256;
+void nbits_gemm_dequant(int64_t M, const float* A, int64_t lda, const NBitsSource& W, const float* bias, float* Y,
+                        int64_t ldy, ThreadPool* pool);
+
 // Plain loops on the original layout, in the given mode (Int8 quantizes A like nbits_gemm).
 void nbits_gemm_reference(int64_t M, const float* A, int64_t lda, const NBitsSource& W, NBitsMode mode,
                           const float* bias, float* Y, int64_t ldy);
@@ -124,6 +136,10 @@ void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t l
 int int8_vnni_kind();
 void int8_gemm_vnni(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
                     const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
+// One strip of 16 columns n0 .. n0 + 15 (all < N) of 4-bit W, rows [k0, k0 + kc) (kc a
+// multiple of 8, k0 of the block size), dequantized into PackedB::wrap's layout
+// (nbits_dequant_avx2.cpp; the CPU must have AVX2).
+void dequant_strip4_avx2(const NBitsSource& W, int64_t n0, int64_t k0, int64_t kc, float* dst);
 }  // namespace nbdetail
 
 }  // namespace slmops::runtime::kernels

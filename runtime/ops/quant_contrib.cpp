@@ -28,6 +28,11 @@ struct MatMulNBitsKernel : Kernel {
   // (decoding) keep the 4-bit GEMV, which reads a quarter of the bytes.
   std::shared_ptr<const kernels::PackedB> dense;
   static constexpr int64_t kDenseMinRows = 2;
+  // Without that copy, float mode with kernels::kDequantMinRows rows or more dequantizes W per
+  // call, tile by tile, into the same GEMM (nbits_gemm_dequant): the constant weights' source
+  // view is kept for it (B's bytes are the model's; the scales and zero points as floats).
+  kernels::NBitsSource plan_source;
+  std::vector<float> plan_scales, plan_zp;
 
   kernels::NBitsMode mode_for(bool float_zp, bool g_idx) const {
     return accuracy == 4 && !float_zp && !g_idx ? kernels::NBitsMode::Int8 : kernels::NBitsMode::Float;
@@ -114,9 +119,19 @@ struct MatMulNBitsKernel : Kernel {
         ctx.set_out(0, A.dtype == DType::Float ? std::move(y32) : from_float_tensor(y32, A.dtype));
         return;
       }
+      const bool planned = packed && ctx.in(1).data.data() == packed_from->data.data();
+      if (M >= kernels::kDequantMinRows) {
+        kernels::NBitsSource s = planned ? plan_source : source(ctx.in(1), ctx.in(2), zp, ks, kz);
+        if (mode_for(s.zp_float != nullptr, false) == kernels::NBitsMode::Float) {
+          kernels::nbits_gemm_dequant(M, a32.values<float>(), K, s, bias.empty() ? nullptr : bias.data(), y, N,
+                                      ctx.pool);
+          ctx.set_out(0, A.dtype == DType::Float ? std::move(y32) : from_float_tensor(y32, A.dtype));
+          return;
+        }
+      }
       const kernels::NBitsPacked* W = packed.get();
       std::unique_ptr<kernels::NBitsPacked> local;
-      if (!W || ctx.in(1).data.data() != packed_from->data.data()) {
+      if (!planned) {
         const kernels::NBitsSource s = source(ctx.in(1), ctx.in(2), zp, ks, kz);
         local = std::make_unique<kernels::NBitsPacked>(s, mode_for(s.zp_float != nullptr, false));
         W = local.get();
@@ -145,11 +160,11 @@ KernelFactory matmul_nbits_factory() {
     const Tensor* Z = has_zp ? constant_input(n, 3, pc) : nullptr;
     const bool has_gidx = n.inputs.size() > 4 && n.inputs[4];
     if (B && S && (!has_zp || Z) && !has_gidx) {
-      std::vector<float> ks, kz;
-      const kernels::NBitsSource s = k->source(*B, *S, Z, ks, kz);
+      const kernels::NBitsSource s = k->source(*B, *S, Z, k->plan_scales, k->plan_zp);
       const kernels::NBitsMode mode = k->mode_for(s.zp_float != nullptr, false);
       k->packed = std::make_unique<kernels::NBitsPacked>(s, mode);
       k->packed_from = B;
+      k->plan_source = s;
       if (mode == kernels::NBitsMode::Float && pc.take_pack_budget(k->N * k->K * int64_t{sizeof(float)})) {
         // W[n, k] = (q - zp) * scale, as the Float GEMV and ONNX Runtime's CompFp32 dequantize.
         const int64_t kb = s.k_blocks();

@@ -204,6 +204,37 @@ TEST_CASE("MatMulNBits kernels match the reference") {
   }
 }
 
+// Prefill: W dequantized tile by tile into the fp32 packed GEMM (K over several 256-deep
+// tiles and N over several column tiles with a ragged last strip), one and two threads.
+TEST_CASE("MatMulNBits dequantize-then-GEMM matches the float reference") {
+  ThreadPool pool2(2);
+  uint32_t seed = 900;
+  for (int64_t bits : {2, 4, 8})
+    for (int64_t bs : {16, 32, 128})
+      for (int zk : {0, 1, 2}) {
+        const int64_t K = seed % 2 ? 600 : 97, N = seed % 3 ? 300 : 21, M = 17;
+        NBitsCase c(N, K, bits, bs, zk, seed++);
+        auto A = random_floats(M * K, 55, -1.f, 1.f);
+        auto bias = random_floats(N, 56);
+        std::vector<float> want(M * N);
+        nbits_gemm_reference(M, A.data(), K, c.src(), NBitsMode::Float, bias.data(), want.data(), N);
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+          std::vector<float> got(M * N, -1.f);
+          nbits_gemm_dequant(M, A.data(), K, c.src(), bias.data(), got.data(), N, pool);
+          double worst = 0;
+          for (int64_t m = 0; m < M; ++m) {
+            double asum = 0;
+            for (int64_t k = 0; k < K; ++k) asum += std::fabs(A[m * K + k]);
+            const double scale = asum * 0.1 * (1 << bits) + 1;
+            for (int64_t n = 0; n < N; ++n)
+              worst = std::max(worst, std::fabs(got[m * N + n] - want[m * N + n]) / scale);
+          }
+          INFO("bits " << bits << " bs " << bs << " zp " << zk << " K " << K << " N " << N);
+          CHECK(worst < 2e-6);
+        }
+      }
+}
+
 // ---- the ops through the executor -------------------------------------------------------
 
 namespace {
