@@ -1,9 +1,12 @@
 #include "runtime/kernels/conv.h"
-#include "runtime/kernels/cpu_features.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "runtime/kernels/cpu_features.h"
 
 namespace slmops::runtime::kernels {
 namespace {
@@ -248,6 +251,177 @@ void Im2colStrips::run(const float* x, int64_t channels, float* col, int64_t str
   const uint16_t* mask = mask_.data();
   if (avx512 && allow_avx512) im2col_strips_avx512(x, delta, mask, strips_, channels, ksize_, plane_, col, strip_rows);
   else im2col_strips_portable(x, delta, mask, strips_, channels, ksize_, plane_, col, strip_rows);
+}
+
+namespace {
+// y = min(max(v, lo), hi) where the bound is applied: NaN becomes lo (Relu's x > 0 ? x : 0).
+inline float clamp_value(float v, float lo, float hi, bool use_lo, bool use_hi) {
+  if (use_lo) v = v > lo ? v : lo;
+  if (use_hi) v = v < hi ? v : hi;
+  return v;
+}
+}  // namespace
+
+ConvIsa conv_isa() {
+  const CpuFeatures& f = cpu();
+  return f.avx512f ? ConvIsa::Avx512 : f.avx2 ? ConvIsa::Avx2 : ConvIsa::Portable;
+}
+
+// ---- StripIm2col ---------------------------------------------------------------------------
+
+bool StripIm2col::supported(const WindowShape& s) {
+  if (s.rank() != 2 || s.out_size() <= 0) return false;
+  // Offsets run from -(pad + ...) to in_size + extent: bounded by a few planes.
+  const int64_t limit = std::numeric_limits<int32_t>::max() / 4;
+  return s.in_size() < limit && s.out_size() < limit && s.kernel_size() < limit &&
+         (s.kernel[0] * s.dilations[0] + s.pad_begin[0] + s.strides[0]) * s.in[1] < limit &&
+         s.kernel[1] * s.dilations[1] + s.pad_begin[1] + s.strides[1] < limit;
+}
+
+StripIm2col::StripIm2col(const WindowShape& s) {
+  const int64_t H = s.in[0], W = s.in[1], OW = s.out[1], P = s.out_size();
+  const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  ksize_ = KH * KW;
+  plane_ = s.in_size();
+  strips_ = (P + kStrip - 1) / kStrip;
+  delta_.resize(ksize_);
+  for (int64_t ky = 0; ky < KH; ++ky)
+    for (int64_t kx = 0; kx < KW; ++kx)
+      delta_[ky * KW + kx] = static_cast<int32_t>(ky * s.dilations[0] * W + kx * s.dilations[1]);
+  origin_.resize(strips_ * kStrip);
+  shifted_.assign(strips_, 0);
+  mask_.assign(strips_ * ksize_, 0);
+  for (int64_t t = 0; t < strips_; ++t) {
+    int32_t* org = origin_.data() + t * kStrip;
+    bool step1 = true, step2 = true;  // windows 1 or 2 elements apart
+    for (int64_t i = 0; i < kStrip; ++i) {
+      const int64_t j = t * kStrip + i;
+      if (j >= P) {  // past the plane: no lane reads
+        org[i] = org[0] + static_cast<int32_t>(i);
+        continue;
+      }
+      const int64_t y0 = j / OW * s.strides[0] - s.pad_begin[0], x0 = j % OW * s.strides[1] - s.pad_begin[1];
+      org[i] = static_cast<int32_t>(y0 * W + x0);
+      step1 = step1 && org[i] == org[0] + i;
+      step2 = step2 && org[i] == org[0] + 2 * i;
+      for (int64_t ky = 0; ky < KH; ++ky)
+        for (int64_t kx = 0; kx < KW; ++kx) {
+          const int64_t iy = y0 + ky * s.dilations[0], ix = x0 + kx * s.dilations[1];
+          if (iy >= 0 && iy < H && ix >= 0 && ix < W) mask_[t * ksize_ + ky * KW + kx] |= uint16_t(1u << i);
+        }
+    }
+    shifted_[t] = step1 ? 1 : step2 ? 2 : 0;
+  }
+}
+
+void StripIm2col::run_at(ConvIsa isa, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,
+                         int64_t strip_rows) const {
+  const detail::StripTables tables{ksize_, plane_, delta_.data(), origin_.data(), shifted_.data(), mask_.data()};
+  if (isa == ConvIsa::Avx512 && cpu().avx512f)
+    return detail::strip_im2col_avx512(tables, x, c0, c1, t0, t1, col, strip_rows);
+  for (int64_t t = t0; t < t1; ++t) {
+    float* dst = col + (t - t0) * strip_rows * kStrip;
+    const int32_t* org = origin_.data() + t * kStrip;
+    const uint16_t* masks = mask_.data() + t * ksize_;
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* plane = x + c * plane_;
+      for (int64_t k = 0; k < ksize_; ++k, dst += kStrip)
+        for (int64_t i = 0; i < kStrip; ++i) dst[i] = (masks[k] >> i) & 1 ? plane[int64_t{org[i]} + delta_[k]] : 0.0f;
+    }
+  }
+}
+
+// ---- GEMM on strips --------------------------------------------------------------------------
+
+void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                         const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc) {
+  if (M <= 0 || width <= 0) return;
+  if (isa == ConvIsa::Avx512 && cpu().avx512f)
+    return detail::conv_gemm_strips_avx512(M, kc, width, A, lda, B, bias, first, last, lo, hi, C, ldc);
+  const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
+  constexpr int64_t S = StripIm2col::kStrip;
+  for (int64_t j0 = 0; j0 < width; j0 += S) {
+    const float* strip = B + (j0 / S) * kc * S;
+    const int64_t n = std::min(S, width - j0);
+    for (int64_t m = 0; m < M; ++m) {
+      float acc[S];
+      for (int64_t i = 0; i < S; ++i) acc[i] = first || i >= n ? 0.0f : C[m * ldc + j0 + i];
+      const float* a = A + m * lda;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t i = 0; i < S; ++i) acc[i] += a[k] * strip[k * S + i];
+      if (first && bias)
+        for (int64_t i = 0; i < S; ++i) acc[i] += bias[m];
+      for (int64_t i = 0; i < n; ++i) C[m * ldc + j0 + i] = clamp_value(acc[i], lo, hi, use_lo, use_hi);
+    }
+  }
+}
+
+void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                      const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc) {
+  conv_gemm_strips_at(conv_isa(), M, kc, width, A, lda, B, bias, first, last, lo, hi, C, ldc);
+}
+
+// ---- depthwise ------------------------------------------------------------------------------
+
+bool depthwise_vectorized(const WindowShape& s) {
+  return s.rank() == 2 && (s.strides[1] == 1 || s.strides[1] == 2) && s.kernel[1] <= 8 && s.out_size() > 0;
+}
+
+namespace {
+
+// One plane of depthwise_conv2d in plain loops (any 2-D window).
+void depthwise_plane_portable(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
+                              float* y) {
+  const int64_t H = s.in[0], W = s.in[1], OH = s.out[0], OW = s.out[1], KH = s.kernel[0], KW = s.kernel[1];
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = hi != std::numeric_limits<float>::infinity();
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    float* out = y + oy * OW;
+    std::fill(out, out + OW, bias);
+    for (int64_t ky = 0; ky < KH; ++ky) {
+      const int64_t iy = oy * s.strides[0] - s.pad_begin[0] + ky * s.dilations[0];
+      if (iy < 0 || iy >= H) continue;
+      const float* row = x + iy * W;
+      for (int64_t kx = 0; kx < KW; ++kx) {
+        const float wk = w[ky * KW + kx];
+        const int64_t x0 = kx * s.dilations[1] - s.pad_begin[1], sw = s.strides[1];
+        // 0 <= x0 + ox * sw < W  <=>  lo_x <= ox < hi_x
+        const int64_t lo_x = std::min(OW, x0 >= 0 ? int64_t{0} : (-x0 + sw - 1) / sw);
+        const int64_t hi_x = std::clamp(x0 >= W ? int64_t{0} : (W - 1 - x0) / sw + 1, lo_x, OW);
+        for (int64_t ox = lo_x; ox < hi_x; ++ox) out[ox] += wk * row[x0 + ox * sw];
+      }
+    }
+    if (use_lo || use_hi)
+      for (int64_t ox = 0; ox < OW; ++ox) out[ox] = clamp_value(out[ox], lo, hi, use_lo, use_hi);
+  }
+}
+
+}  // namespace
+
+void depthwise_conv2d_at(ConvIsa isa, const float* x, const WindowShape& s, const float* w, const float* bias,
+                         int64_t c0, int64_t c1, float lo, float hi, float* y) {
+  const int64_t in_size = s.in_size(), out_size = s.out_size(), ksize = s.kernel_size();
+  const bool avx512 = isa == ConvIsa::Avx512 && cpu().avx512f && depthwise_vectorized(s);
+  for (int64_t c = c0; c < c1; ++c) {
+    const float b = bias ? bias[c] : 0.0f;
+    if (avx512)
+      detail::depthwise_plane_avx512(x + c * in_size, s, w + c * ksize, b, lo, hi, y + c * out_size);
+    else
+      depthwise_plane_portable(x + c * in_size, s, w + c * ksize, b, lo, hi, y + c * out_size);
+  }
+}
+
+void depthwise_conv2d(const float* x, const WindowShape& s, const float* w, const float* bias, int64_t c0, int64_t c1,
+                      float lo, float hi, float* y) {
+  depthwise_conv2d_at(conv_isa(), x, s, w, bias, c0, c1, lo, hi, y);
+}
+
+void clamp_in_place(float* y, int64_t n, float lo, float hi) {
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = hi != std::numeric_limits<float>::infinity();
+  if (!use_lo && !use_hi) return;
+  for (int64_t i = 0; i < n; ++i) y[i] = clamp_value(y[i], lo, hi, use_lo, use_hi);
 }
 
 void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_end, int64_t j_begin, int64_t j_end,

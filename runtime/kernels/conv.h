@@ -60,6 +60,81 @@ class Im2colStrips {
   std::vector<uint16_t> mask_;    // [strip * ksize + kernel offset]: positions inside the input
 };
 
+// Which instruction set a kernel below runs with. The *_at functions take it explicitly so
+// the tests can run every level the CPU has; conv_isa() is the best one (cpu(), SLMOPS_ISA).
+enum class ConvIsa { Portable, Avx2, Avx512 };
+ConvIsa conv_isa();
+
+// The column matrix of a 2-D window of any stride, dilation and padding, written in PackedB's
+// strip layout (gemm.h) a block at a time: the rows of a range of channels (row (c - c0) *
+// kernel_size + k, k row-major over the kernel dims) for a range of strips (strip t: output
+// positions 16t .. 16t + 15). The last strip of a plane may be partial: its columns past
+// out_size are written as zeros, as PackedB::wrap wants. Where the 16 windows of a strip start
+// at consecutive input elements (stride 1 within an output row, or a whole strip when output
+// rows are as wide as input rows) a row is one masked load; two apart (stride 2 within an
+// output row) two masked loads and a permute; otherwise a masked gather. The
+// tables (per strip: the input offset of each window's first element; per strip and kernel
+// offset: the lanes inside the input) are made once per geometry.
+class StripIm2col {
+ public:
+  static constexpr int64_t kStrip = 16;
+  // Rank 2, a non-empty output, and every offset within an int32 (planes up to 2^31 floats).
+  static bool supported(const WindowShape& s);
+  explicit StripIm2col(const WindowShape& s);
+
+  int64_t strips() const { return strips_; }  // ceil(out_size / 16)
+  int64_t kernel_size() const { return ksize_; }
+
+  // Writes strips [t0, t1) of the rows of channels [c0, c1) of the image `x` (channel-major
+  // planes): strip t at col + (t - t0) * strip_rows * 16, row r at + r * 16. strip_rows >=
+  // (c1 - c0) * kernel_size; rows past that are left as they are.
+  void run(const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col, int64_t strip_rows) const {
+    run_at(conv_isa(), x, c0, c1, t0, t1, col, strip_rows);
+  }
+  void run_at(ConvIsa isa, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,
+              int64_t strip_rows) const;
+
+ private:
+  int64_t ksize_ = 0, plane_ = 0, strips_ = 0;
+  std::vector<int32_t> delta_;   // [k]: input offset of kernel offset k from a window's start
+  std::vector<int32_t> origin_;  // [t * 16 + i]: input offset of the start of window 16t + i
+  // [t]: 1 when origin_ of lane i of strip t is origin_[16t] + i for every lane in use, 2 when
+  // it is origin_[16t] + 2i (stride 2 within a row), 0 otherwise (a gather).
+  std::vector<uint8_t> shifted_;
+  std::vector<uint16_t> mask_;  // [t * ksize + k]: lanes of strip t whose element k is inside
+};
+
+// One block of a convolution as a GEMM on StripIm2col's strips, reading the weights where
+// they are (no packed copy: a weight row is streamed once per 8-row tile, and a model's
+// weights need no second home in memory):
+//   C[m, j] = (first ? 0 : C[m, j]) + sum_k A[m, k] * B(k, j) (+ bias[m] when first and bias)
+// for m < M, j < width, k < kc; A row-major (lda), B(k, j) at B[(j / 16) * kc * 16 + k * 16 +
+// j % 16] (width <= 16 * strips; the last strip may be partial), C rows ldc apart. With
+// `last`, C is clamped to [lo, hi] as it is stored (a fused Relu: lo = 0, hi = +inf; an
+// infinite bound is not applied). Tiles of 8 rows by 32 columns (AVX-512) keep 16
+// accumulators in registers.
+void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                      const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                         const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+
+// A depthwise 2-D convolution (one input channel per output map, multiplier 1) with its bias
+// and a clamp fused:
+//   y[c, oy, ox] = min(max(bias[c] + sum_{ky,kx} w[c, ky, kx] * x[c, iy, ix], lo), hi)
+//   iy = oy * sh - ph + ky * dh, ix = ox * sw - pw + kx * dw (terms in the padding are 0),
+// for channels [c0, c1) of x (planes of in_size) into y (planes of out_size). bias may be
+// nullptr; lo = 0, hi = +inf is a fused Relu, (-inf, +inf) none. Vector code takes the 2-D
+// windows of stride 1 or 2 (any kernel size, dilation 1); other windows run the portable
+// loop. The max is _mm*_max_ps(v, lo): NaN sums become lo, as Relu's x > 0 ? x : 0 does.
+bool depthwise_vectorized(const WindowShape& s);
+void depthwise_conv2d(const float* x, const WindowShape& s, const float* w, const float* bias, int64_t c0, int64_t c1,
+                      float lo, float hi, float* y);
+void depthwise_conv2d_at(ConvIsa isa, const float* x, const WindowShape& s, const float* w, const float* bias,
+                         int64_t c0, int64_t c1, float lo, float hi, float* y);
+
+// y[i] = min(max(y[i], lo), hi) over n floats (a fused Relu or Clip on a block in cache).
+void clamp_in_place(float* y, int64_t n, float lo, float hi);
+
 // col2im adds the same rows and columns of `col` into the input-shaped `y` (the inverse
 // scatter of im2col); columns that land in the padding are dropped. Different channels
 // touch disjoint parts of `y`, so channel ranges may run in parallel.
@@ -70,5 +145,24 @@ void col2im(const float* col, const WindowShape& s, int64_t c_begin, int64_t c_e
 // y[j] += sum over kernel offsets k of w[k] * (input under offset k of window j). y is
 // out_size long; `x` is one channel plane.
 void depthwise_accumulate(const float* x, const WindowShape& s, const float* w, float* y);
+
+namespace detail {
+// The vector bodies behind StripIm2col::run_at and depthwise_conv2d_at (conv_avx512.cpp),
+// called only where the CPU has the ISA.
+struct StripTables {
+  int64_t ksize, plane;
+  const int32_t* delta;
+  const int32_t* origin;
+  const uint8_t* shifted;
+  const uint16_t* mask;
+};
+void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1,
+                         float* col, int64_t strip_rows);
+void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                             const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+// One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).
+void depthwise_plane_avx512(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
+                            float* y);
+}  // namespace detail
 
 }  // namespace slmops::runtime::kernels

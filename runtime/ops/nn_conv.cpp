@@ -1,15 +1,15 @@
 // Conv and ConvTranspose over any number of spatial dims, as GEMMs on im2col / col2im
 // matrices (runtime/kernels/conv.h). float16, bfloat16 and double compute in float32.
-#include <algorithm>
-#include <optional>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <mutex>
+
 #include "runtime/kernels/gemm.h"
-#include "runtime/kernels/unary_math.h"
 #include "runtime/ops/nn_common.h"
-#include "runtime/ops/quant_common.h"
 
 namespace slmops::runtime::ops {
 namespace {
@@ -128,9 +128,6 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
   });
 }
 
-// Relu as the Relu kernel computes it (x > 0 ? x : 0), for a fused Relu (OpContext::fused_relu).
-void relu_in_place(float* y, int64_t n) { kernels::unary_f32(kernels::UnaryOp::Relu, y, y, n); }
-
 // A 64-byte aligned float buffer of one thread, grown to the largest size asked for.
 float* thread_scratch(size_t n) {
   thread_local std::vector<float> v;
@@ -139,48 +136,81 @@ float* thread_scratch(size_t n) {
   return v.data() + ((64 - p % 64) % 64) / sizeof(float);
 }
 
-// Whether conv_direct_strips takes the convolution: one group, a stride-1 window whose
-// column matrix kernels::Im2colStrips writes (2-D, output rows as wide as the input's,
-// positions a multiple of 16) and K (+ 1 for the bias) within one GEMM depth block.
-bool direct_strips_fit(const ConvDims& d, const kernels::WindowShape& s) {
-  return d.group == 1 && !s.pointwise() && kernels::Im2colStrips::supported(s) &&
-         d.in_channels * s.kernel_size() + 1 <= kernels::PackedB::kWrapMaxK;
+// ---- 2-D Conv as GEMMs on column strips ------------------------------------------------------
+
+// Most column rows of one chunk (a run of input channels whose strips are made and multiplied
+// together): a 16-wide strip of them is 16 KiB, in L1 next to an 8-row weight panel.
+constexpr int64_t kChunkRows = 256;
+// Most floats of a task's column strips and output tile together (256 KiB: in L2 between the
+// im2col that writes the strips, the GEMM of every chunk and the fused clamp).
+constexpr int64_t kStripTileBudget = int64_t{1} << 16;
+
+// Whether conv_strips takes the convolution: a 2-D geometry StripIm2col handles.
+bool strips_fit(const kernels::WindowShape& s) { return kernels::StripIm2col::supported(s); }
+
+// For each image n, group g, tile of output columns (a run of strips) and, when there are
+// fewer of those than threads, range of maps (the parallel tasks), chunk of input channels by
+// chunk: the chunk's column rows go straight into 16-wide strips (StripIm2col, in L1/L2), and
+// kernels::conv_gemm_strips multiplies the weights in place (no packed copy of them) into
+// Y[n, maps, tile], starting from the bias with the first chunk and clamping ([lo, hi]: a
+// fused Relu) with the last. No column matrix of the image, no pass over Y for bias or Relu.
+//   Y[n, g's maps, :] = bias + sum over chunks of W_g[:, chunk] * im2col(X[n, chunk])
+void conv_strips(const float* x, const float* w, const float* bias, const kernels::StripIm2col& im2col,
+                 const ConvDims& d, const kernels::WindowShape& s, float* y, ThreadPool* pool, float lo, float hi) {
+  constexpr int64_t S = kernels::StripIm2col::kStrip;
+  const int64_t P = s.out_size(), in_size = s.in_size(), ksize = s.kernel_size();
+  const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group, K = cg * ksize;
+  const int64_t strips = im2col.strips();
+  const int64_t threads = pool ? pool->threads() : 1;
+  // Channels per chunk: as few chunks as keep each within kChunkRows, of equal sizes.
+  const int64_t chunks = std::max<int64_t>(1, (K + kChunkRows - 1) / kChunkRows);
+  const int64_t per_chunk = (cg + chunks - 1) / chunks, chunk_rows = per_chunk * ksize;
+  // Strips per tile: within budget, and at least one tile per thread (a multiple of the
+  // thread count where there are strips enough) so that one image keeps every thread busy.
+  const int64_t most = std::max<int64_t>(1, kStripTileBudget / ((chunk_rows + mg) * S));
+  int64_t tiles = (strips + most - 1) / most;
+  const int64_t outer = d.batch * d.group;
+  if (outer * tiles < threads * 4 && threads > 1)
+    tiles = std::min(strips, (std::max(tiles, threads) + threads - 1) / threads * threads);
+  const int64_t per = (strips + tiles - 1) / tiles;
+  tiles = (strips + per - 1) / per;
+  // Map ranges (multiples of 8 rows) when the tiles alone leave threads idle.
+  int64_t parts =
+      outer * tiles >= threads ? 1 : std::min((mg + 7) / 8, (threads + outer * tiles - 1) / (outer * tiles));
+  const int64_t rows_per_part = ((mg + parts - 1) / parts + 7) / 8 * 8;
+  parts = (mg + rows_per_part - 1) / rows_per_part;
+  parallel_range(pool, outer * tiles * parts, 1, [&](int64_t task0, int64_t task1) {
+    float* cols = thread_scratch(static_cast<size_t>(chunk_rows * per * S));
+    for (int64_t task = task0; task < task1; ++task) {
+      const int64_t part = task % parts, tile = task / parts % tiles, g = task / parts / tiles % d.group;
+      const int64_t n = task / parts / tiles / d.group;
+      const int64_t t0 = tile * per, t1 = std::min(strips, t0 + per);
+      const int64_t j0 = t0 * S, width = std::min(P, t1 * S) - j0;
+      const int64_t m0 = part * rows_per_part, rows = std::min(mg, m0 + rows_per_part) - m0;
+      const float* xg = x + (n * d.in_channels + g * cg) * in_size;
+      const float* wg = w + (g * mg + m0) * K;
+      const float* bg = bias ? bias + g * mg + m0 : nullptr;
+      float* yg = y + (n * d.out_channels + g * mg + m0) * P + j0;
+      for (int64_t c0 = 0; c0 < cg; c0 += per_chunk) {
+        const int64_t c1 = std::min(cg, c0 + per_chunk), kc = (c1 - c0) * ksize;
+        im2col.run(xg, c0, c1, t0, t1, cols, kc);
+        kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, bg, c0 == 0, c1 == cg, lo, hi, yg, P);
+      }
+    }
+  });
 }
 
-// Per image: its column matrix goes straight into sgemm's packed strip layout in one pass of
-// masked loads (K x P floats: in L1/L2 for the small images this is for), and the GEMM with
-// the weights, packed once per call, writes Y[n] = W [M, K] x cols [K, P] in place (Y[n] is
-// M x P, row-major). The bias rides in the GEMM as one more depth step: a column of biases
-// after W's K columns times a row of ones under the columns. No column matrix of the batch,
-// no scatter, no pass over Y for the bias.
-// W [M, K] with the bias as column K (when there is one), packed as the GEMM's left operand
-// of conv_direct_strips.
-kernels::PackedA pack_conv_weights(const float* w, const float* bias, int64_t M, int64_t K) {
-  if (!bias) return kernels::PackedA(false, M, K, w, K);
-  std::vector<float> wb(static_cast<size_t>(M * (K + 1)));
-  for (int64_t m = 0; m < M; ++m) {
-    std::copy(w + m * K, w + (m + 1) * K, wb.begin() + m * (K + 1));
-    wb[m * (K + 1) + K] = bias[m];
-  }
-  return kernels::PackedA(false, M, K + 1, wb.data(), K + 1);
-}
-
-void conv_direct_strips(const float* x, const kernels::PackedA& wa, bool has_bias, const ConvDims& d,
-                        const kernels::WindowShape& s, float* y, ThreadPool* pool, bool relu) {
-  const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), M = d.out_channels;
-  const int64_t depth = has_bias ? K + 1 : K;
-  const int64_t in_size = s.in_size();
-  constexpr int64_t S = kernels::PackedB::kStrip;
-  const kernels::Im2colStrips im2col(s);
-  parallel_range(pool, d.batch, 1, [&](int64_t n0, int64_t n1) {
-    float* cols = thread_scratch(static_cast<size_t>(kernels::PackedB::packed_floats(depth, P)));
-    const kernels::PackedB packed = kernels::PackedB::wrap(depth, P, cols);
-    if (has_bias)
-      for (int64_t t = 0; t < P / S; ++t) std::fill_n(cols + (t * depth + K) * S, S, 1.0f);
-    for (int64_t n = n0; n < n1; ++n) {
-      im2col.run(x + n * d.in_channels * in_size, d.in_channels, cols, depth);
-      kernels::sgemm_packed_ab(wa, packed, 1.0f, 0.0f, y + n * M * P, P, nullptr);
-      if (relu) relu_in_place(y + n * M * P, M * P);  // while Y[n] is in L1
+// A depthwise 2-D convolution (one input channel and one map per group) with its bias and
+// clamp fused: kernels::depthwise_conv2d over ranges of the N * C planes.
+void conv_depthwise_2d(const float* x, const float* w, const float* bias, const ConvDims& d,
+                       const kernels::WindowShape& s, float* y, ThreadPool* pool, float lo, float hi) {
+  const int64_t C = d.in_channels, in_size = s.in_size(), out_size = s.out_size();
+  const int64_t grain = std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(out_size * s.kernel_size(), 1));
+  parallel_range(pool, d.batch * C, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1;) {
+      const int64_t n = p / C, c0 = p % C, c1 = std::min(C, c0 + (p1 - p));
+      kernels::depthwise_conv2d(x + n * C * in_size, s, w, bias, c0, c1, lo, hi, y + n * C * out_size);
+      p += c1 - c0;
     }
   });
 }
@@ -255,21 +285,7 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
 
 class ConvKernel : public Kernel {
  public:
-  // Float weights (and bias) that are initializers are packed for conv_direct_strips here,
-  // once, instead of on every run (within the session's pack budget).
-  ConvKernel(const ir::Node& n, const PlanContext& pc) : attrs_(n), group_(n.attr_int("group", 1)) {
-    const Tensor* w = constant_float(n, 1, pc);
-    const Tensor* b = n.inputs.size() > 2 && n.inputs[2] ? constant_float(n, 2, pc) : nullptr;
-    if (!w || group_ != 1 || w->dims.size() < 3 || (n.inputs.size() > 2 && n.inputs[2] && !b)) return;
-    const int64_t M = w->dims[0], K = static_cast<int64_t>(w->numel()) / std::max<int64_t>(M, 1);
-    if (M <= 0 || (b && static_cast<int64_t>(b->numel()) != M) || K + (b ? 1 : 0) > kernels::PackedB::kWrapMaxK)
-      return;
-    if (!pc.take_pack_budget(M * (K + 1) * static_cast<int64_t>(sizeof(float)))) return;
-    packed_ = std::make_unique<kernels::PackedA>(
-        pack_conv_weights(w->values<float>(), b ? b->values<float>() : nullptr, M, K));
-    packed_w_ = w->data.data();
-    packed_b_ = b ? b->data.data() : nullptr;
-  }
+  explicit ConvKernel(const ir::Node& n) : attrs_(n), group_(n.attr_int("group", 1)) {}
 
   void run(OpContext& ctx) override {
     const Tensor& x_in = ctx.in(0);
@@ -284,20 +300,18 @@ class ConvKernel : public Kernel {
     Tensor y = new_tensor(DType::Float, y_dims);
     const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
     float* py = y.mutable_values<float>();
-    if (direct_strips_fit(d, s)) {
-      // The plan's packing when the run's W and B are the initializers it was made from.
-      const bool same = packed_ && ctx.in(1).data.data() == packed_w_ &&
-                        (ctx.has_input(2) ? ctx.in(2).data.data() == packed_b_ : packed_b_ == nullptr);
-      std::optional<kernels::PackedA> local;
-      if (!same) local.emplace(pack_conv_weights(w.values<float>(), bias, d.out_channels,
-                                                 d.in_channels * s.kernel_size()));
-      conv_direct_strips(x.values<float>(), same ? *packed_ : *local, bias != nullptr, d, s, py, ctx.pool,
-                         ctx.fused_relu);
+    const float lo = ctx.fused_relu ? 0.0f : -std::numeric_limits<float>::infinity();
+    const float hi = std::numeric_limits<float>::infinity();
+    if (y.numel() == 0) {
+    } else if (depthwise && d.out_channels == d.group && s.rank() == 2) {
+      conv_depthwise_2d(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, lo, hi);
+    } else if (strips_fit(s) && !depthwise) {
+      conv_strips(x.values<float>(), w.values<float>(), bias, *strip_im2col(s), d, s, py, ctx.pool, lo, hi);
     } else {
       (batched_gemm_fits(d, s) ? conv_gemm_batched
        : depthwise             ? conv_depthwise
                                : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool);
-      if (ctx.fused_relu) relu_in_place(py, static_cast<int64_t>(y.numel()));
+      if (ctx.fused_relu) kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
     }
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }
@@ -305,17 +319,24 @@ class ConvKernel : public Kernel {
   bool fuses_relu() const override { return true; }
 
  private:
-  // Input i when it is a float32 initializer with data (as the session holds it: aligned).
-  static const Tensor* constant_float(const ir::Node& n, size_t i, const PlanContext& pc) {
-    const Tensor* t = quant::constant_input(n, i, pc);
-    return t && t->dtype == DType::Float ? t : nullptr;
+  // The im2col tables of the last input geometry (making them walks every window: on a
+  // 224x224 stem that costs as much as the convolution's copy work), shared by the runs
+  // that have it; a run with another size replaces them.
+  std::shared_ptr<const kernels::StripIm2col> strip_im2col(const kernels::WindowShape& s) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (!cached_ || cached_in_ != s.in || cached_kernel_ != s.kernel) {
+      cached_ = std::make_shared<const kernels::StripIm2col>(s);
+      cached_in_ = s.in;
+      cached_kernel_ = s.kernel;
+    }
+    return cached_;
   }
 
   WindowAttrs attrs_;
   int64_t group_;
-  std::unique_ptr<kernels::PackedA> packed_;
-  const uint8_t* packed_w_ = nullptr;  // the initializers packed_ was made from
-  const uint8_t* packed_b_ = nullptr;
+  std::mutex cache_mu_;
+  std::vector<int64_t> cached_in_, cached_kernel_;
+  std::shared_ptr<const kernels::StripIm2col> cached_;
 };
 
 // ---- ConvTranspose -------------------------------------------------------------------------
@@ -431,9 +452,7 @@ class ConvTransposeKernel : public Kernel {
 }  // namespace
 
 void register_conv_ops() {
-  register_kernel("", "Conv", 1, [](const ir::Node& n, const PlanContext& pc) -> std::unique_ptr<Kernel> {
-    return std::make_unique<ConvKernel>(n, pc);
-  });
+  register_kernel("", "Conv", 1, node_kernel<ConvKernel>());
   register_kernel("", "ConvTranspose", 1, node_kernel<ConvTransposeKernel>());
 }
 

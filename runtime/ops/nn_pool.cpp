@@ -214,6 +214,47 @@ void max_pool_2d_inside(const kernels::WindowShape& s, const float* x, float* y,
                  });
 }
 
+// MaxPool of float32 2-D planes with any padding, stride, dilation or ceil_mode, without
+// Indices (the ResNet stem's 3x3 stride-2 pool with padding 1). Per output row: the largest
+// element of each input column over the window's rows inside the input (one contiguous,
+// vectorizable pass per row), into a row buffer that has `lowest` in the padding on both
+// sides; then each output's window along that buffer with no bounds checks. The comparisons
+// are the generic path's (v > best ? v : best from `lowest` on: NaN never wins), in another
+// order (rows first), which can only change which of +0 and -0 is kept.
+void max_pool_2d_padded(const kernels::WindowShape& s, const float* x, float* y, int64_t planes, ThreadPool* pool) {
+  const int64_t H = s.in[0], W = s.in[1], OH = s.out[0], OW = s.out[1];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1], sh = s.strides[0], sw = s.strides[1];
+  const int64_t dh = s.dilations[0], dw = s.dilations[1], ph = s.pad_begin[0], pw = s.pad_begin[1];
+  const int64_t right = std::max<int64_t>(0, (OW - 1) * sw + (KW - 1) * dw + 1 - pw - W);
+  const float lowest = std::numeric_limits<float>::lowest();
+  parallel_range(pool, planes, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, OH * OW * KH * KW)),
+                 [=](int64_t p0, int64_t p1) {
+                   thread_local std::vector<float> buffer;
+                   buffer.assign(static_cast<size_t>(pw + W + right), lowest);
+                   float* row = buffer.data() + pw;  // row[-pw .. W + right)
+                   for (int64_t p = p0; p < p1; ++p) {
+                     const float* plane = x + p * H * W;
+                     float* out = y + p * OH * OW;
+                     for (int64_t oy = 0; oy < OH; ++oy, out += OW) {
+                       std::fill(row, row + W, lowest);
+                       for (int64_t ky = 0; ky < KH; ++ky) {
+                         const int64_t iy = oy * sh - ph + ky * dh;
+                         if (iy < 0 || iy >= H) continue;
+                         const float* in = plane + iy * W;
+                         for (int64_t ix = 0; ix < W; ++ix) row[ix] = in[ix] > row[ix] ? in[ix] : row[ix];
+                       }
+                       const float* base = row - pw;
+                       for (int64_t ox = 0; ox < OW; ++ox) {
+                         const float* w0 = base + ox * sw;
+                         float best = lowest;
+                         for (int64_t kx = 0; kx < KW; ++kx) best = w0[kx * dw] > best ? w0[kx * dw] : best;
+                         out[ox] = best;
+                       }
+                     }
+                   }
+                 });
+}
+
 // Y = the largest element of each window; Indices (optional) = its flat position in X, with
 // the spatial part row-major (storage_order 0) or column-major (1).
 void max_pool(const kernels::WindowShape& s, bool column_major, OpContext& ctx) {
@@ -221,6 +262,11 @@ void max_pool(const kernels::WindowShape& s, bool column_major, OpContext& ctx) 
   if (x.dtype == DType::Float && ctx.output_count() == 1 && windows_inside_2d(s)) {
     Tensor& y = ctx.set_out(0, new_tensor(x.dtype, output_dims(x, s)));
     max_pool_2d_inside(s, x.values<float>(), y.mutable_values<float>(), x.dims[0] * x.dims[1], ctx.pool);
+    return;
+  }
+  if (x.dtype == DType::Float && ctx.output_count() == 1 && s.rank() == 2 && s.out_size() > 0 && s.in_size() > 0) {
+    Tensor& y = ctx.set_out(0, new_tensor(x.dtype, output_dims(x, s)));
+    max_pool_2d_padded(s, x.values<float>(), y.mutable_values<float>(), x.dims[0] * x.dims[1], ctx.pool);
     return;
   }
   const PoolGeometry g(s);

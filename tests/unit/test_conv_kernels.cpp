@@ -1,2 +1,371 @@
-// test_conv_kernels: filled in by the work on #12 (optimize).
+// Convolution and pooling kernels (runtime/kernels/conv.h) against plain reference loops in
+// double: the strip im2col for every kind of strip (consecutive windows, stride 2, gathered),
+// the GEMM on strips with bias and clamp, the depthwise convolution; each at every ISA level
+// the CPU has (portable, AVX-512), on odd sizes, padding, strides, dilations and partial
+// strips. Then the Conv and MaxPool ops end to end (grouped, strided, depthwise, 7x7 stem,
+// padded pool; one and two threads) against their definitions.
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ir/graph.h"
+#include "runtime/executor.h"
+#include "runtime/kernels/conv.h"
+#include "runtime/kernels/cpu_features.h"
+#include "runtime/ops/common.h"
+#include "test_util.h"
+
+using namespace slmops::runtime;
+using slmops::test::random_floats;
+
+namespace {
+
+// Float sums in another order than the double reference: K * 2^-24 times the sum of |terms|
+// bounds the difference; 1e-5 of that sum passes every case here and still catches a wrong
+// or missing term (each term is at least ~1e-3 of the sum).
+constexpr double kRelTol = 1e-5;
+
+std::vector<kernels::ConvIsa> isas() {
+  std::vector<kernels::ConvIsa> v = {kernels::ConvIsa::Portable};
+  if (kernels::cpu().avx512f) v.push_back(kernels::ConvIsa::Avx512);
+  return v;
+}
+
+// A 2-D window with explicit pads (pad_end so that out = (in + pads - extent) / stride + 1).
+kernels::WindowShape window(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t stride, int64_t dil, int64_t pad) {
+  kernels::WindowShape s;
+  s.in = {H, W};
+  s.kernel = {KH, KW};
+  s.strides = {stride, stride};
+  s.dilations = {dil, dil};
+  s.pad_begin = {pad, pad};
+  s.pad_end = {pad, pad};
+  s.out = {(H + 2 * pad - (KH - 1) * dil - 1) / stride + 1, (W + 2 * pad - (KW - 1) * dil - 1) / stride + 1};
+  return s;
+}
+
+// The input element under kernel offset (ky, kx) of output j, or 0 in the padding.
+float window_element(const float* plane, const kernels::WindowShape& s, int64_t j, int64_t ky, int64_t kx) {
+  const int64_t iy = j / s.out[1] * s.strides[0] - s.pad_begin[0] + ky * s.dilations[0];
+  const int64_t ix = j % s.out[1] * s.strides[1] - s.pad_begin[1] + kx * s.dilations[1];
+  return iy >= 0 && iy < s.in[0] && ix >= 0 && ix < s.in[1] ? plane[iy * s.in[1] + ix] : 0.0f;
+}
+
+struct Geo {
+  int64_t H, W, KH, KW, stride, dil, pad;
+};
+// Stride 1 "same" (one masked load per row), stride 2 with rows a multiple of 16 wide (two
+// loads and a permute), stride 2 with rows that split strips and the 7x7 stem shape
+// (gathers), 1x1 stride 2 (ResNet's downsample), dilation, no padding (windows that end
+// before the row does), odd sizes whose last strip is partial.
+const std::vector<Geo> kGeos = {{8, 8, 3, 3, 1, 1, 1},   {7, 9, 3, 3, 1, 1, 1},   {9, 64, 3, 3, 2, 1, 1},
+                                {28, 28, 3, 3, 2, 1, 1}, {23, 21, 7, 7, 2, 1, 3}, {14, 14, 1, 1, 2, 1, 0},
+                                {11, 13, 3, 3, 1, 2, 2}, {10, 12, 3, 5, 1, 1, 0}, {5, 5, 5, 5, 3, 1, 2},
+                                {1, 1, 1, 1, 1, 1, 0},   {6, 40, 3, 3, 2, 1, 0}};
+
+}  // namespace
+
+TEST_CASE("StripIm2col writes every window's elements in 16-wide strips, zeros in the padding and past the plane") {
+  for (const Geo& g : kGeos) {
+    const kernels::WindowShape s = window(g.H, g.W, g.KH, g.KW, g.stride, g.dil, g.pad);
+    CAPTURE(g.H);
+    CAPTURE(g.W);
+    CAPTURE(g.KH);
+    CAPTURE(g.stride);
+    CAPTURE(g.dil);
+    REQUIRE(kernels::StripIm2col::supported(s));
+    const kernels::StripIm2col im2col(s);
+    const int64_t C = 5, P = s.out_size(), ksize = s.kernel_size(), strips = im2col.strips();
+    CHECK(strips == (P + 15) / 16);
+    const auto x = random_floats(C * g.H * g.W, 3);
+    // Channels [1, 4) and strips [t0, strips): a block as conv_strips asks for one, with one
+    // spare row per strip that must be left alone.
+    const int64_t c0 = 1, c1 = 4, t0 = strips > 1 ? 1 : 0, rows = (c1 - c0) * ksize + 1;
+    for (kernels::ConvIsa isa : isas()) {
+      CAPTURE(static_cast<int>(isa));
+      std::vector<float> col((strips - t0) * rows * 16, -7.0f);
+      im2col.run_at(isa, x.data(), c0, c1, t0, strips, col.data(), rows);
+      int64_t wrong = 0;
+      for (int64_t t = t0; t < strips; ++t)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = 0; i < 16; ++i) {
+            const int64_t j = t * 16 + i;
+            const float got = col[((t - t0) * rows + r) * 16 + i];
+            float want = -7.0f;  // the spare row
+            if (r < rows - 1) {
+              const int64_t c = c0 + r / ksize, k = r % ksize;
+              want = j < P ? window_element(x.data() + c * g.H * g.W, s, j, k / g.KW, k % g.KW) : 0.0f;
+            }
+            wrong += got != want;
+          }
+      CHECK(wrong == 0);
+    }
+  }
+  // Outside: a 3-D window, and an empty output.
+  kernels::WindowShape s3 = window(4, 4, 3, 3, 1, 1, 1);
+  s3.in.push_back(4);
+  CHECK_FALSE(kernels::StripIm2col::supported(s3));
+  kernels::WindowShape empty = window(4, 4, 3, 3, 1, 1, 1);
+  empty.out = {0, 4};
+  CHECK_FALSE(kernels::StripIm2col::supported(empty));
+}
+
+TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and clamps on the last block") {
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    int64_t M, kc, width;
+  };
+  // Rows around the 8-row tile, widths around the 16 and 32-column tiles (partial strips).
+  const std::vector<Case> cases = {{1, 1, 1}, {8, 9, 16}, {13, 27, 37}, {7, 256, 64}, {17, 5, 33}, {3, 100, 15}};
+  for (const Case& cs : cases) {
+    CAPTURE(cs.M);
+    CAPTURE(cs.kc);
+    CAPTURE(cs.width);
+    const int64_t strips = (cs.width + 15) / 16, lda = cs.kc + 3, ldc = cs.width + 5;
+    const auto a = random_floats(cs.M * lda, 1);
+    const auto b = random_floats(strips * cs.kc * 16, 2);
+    const auto bias = random_floats(cs.M, 4);
+    const auto c_in = random_floats(cs.M * ldc, 5);
+    for (kernels::ConvIsa isa : isas())
+      for (int mode = 0; mode < 4; ++mode) {
+        // 0: first with bias, 1: first without, 2: accumulate, 3: accumulate + Relu.
+        CAPTURE(static_cast<int>(isa));
+        CAPTURE(mode);
+        const bool first = mode < 2, last = mode == 3;
+        const float* bp = mode == 0 ? bias.data() : nullptr;
+        std::vector<float> c = c_in;
+        kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, b.data(), bp, first, last, 0.0f, inf,
+                                     c.data(), ldc);
+        int64_t wrong = 0;
+        for (int64_t m = 0; m < cs.M; ++m)
+          for (int64_t j = 0; j < ldc; ++j) {
+            if (j >= cs.width) {  // columns past width untouched
+              wrong += c[m * ldc + j] != c_in[m * ldc + j];
+              continue;
+            }
+            double want = first ? (bp ? bp[m] : 0.0) : c_in[m * ldc + j], mag = std::abs(want);
+            for (int64_t k = 0; k < cs.kc; ++k) {
+              const double term = double(a[m * lda + k]) * b[(j / 16) * cs.kc * 16 + k * 16 + j % 16];
+              want += term;
+              mag += std::abs(term);
+            }
+            if (last) want = want > 0 ? want : 0;
+            wrong += std::abs(c[m * ldc + j] - want) > kRelTol * mag + 1e-7;
+          }
+        CHECK(wrong == 0);
+      }
+  }
+}
+
+TEST_CASE("depthwise_conv2d matches its definition with bias, padding, strides, dilation and a fused clamp") {
+  const float inf = std::numeric_limits<float>::infinity();
+  // 3x3 stride 1 and 2 (MobileNet), 5x5, 7x1, dilation 2, stride 3 (the portable loop),
+  // planes narrower and wider than a vector, 4-row blocks with remainders.
+  const std::vector<Geo> geos = {{7, 7, 3, 3, 1, 1, 1},   {14, 14, 3, 3, 2, 1, 1}, {9, 37, 3, 3, 1, 1, 1},
+                                 {13, 35, 3, 3, 2, 1, 1}, {11, 20, 5, 5, 1, 1, 2}, {12, 19, 7, 1, 2, 1, 0},
+                                 {10, 18, 3, 3, 1, 2, 2}, {10, 18, 3, 3, 3, 1, 1}, {1, 1, 3, 3, 1, 1, 1},
+                                 {3, 50, 3, 3, 2, 2, 0}};
+  for (const Geo& g : geos) {
+    kernels::WindowShape s = window(g.H, g.W, g.KH, g.KW, g.stride, g.dil, g.pad);
+    if (g.KW == 1) {  // 7x1: pad only the rows
+      s.pad_begin = {g.pad, 0};
+      s.out[1] = (g.W - 1) / g.stride + 1;
+    }
+    CAPTURE(g.H);
+    CAPTURE(g.W);
+    CAPTURE(g.KH);
+    CAPTURE(g.stride);
+    CAPTURE(g.dil);
+    const int64_t C = 3, in = s.in_size(), out = s.out_size(), ksize = s.kernel_size();
+    auto x = random_floats(C * in, 7);
+    x[in + in / 2] = std::numeric_limits<float>::quiet_NaN();  // channel 1: NaN sums -> 0 under Relu
+    const auto w = random_floats(C * ksize, 8);
+    const auto bias = random_floats(C, 9);
+    for (kernels::ConvIsa isa : isas())
+      for (bool relu : {false, true}) {
+        CAPTURE(static_cast<int>(isa));
+        CAPTURE(relu);
+        std::vector<float> y(C * out, -5.0f);
+        // Channels [1, 3) only: channel 0 stays as it was.
+        kernels::depthwise_conv2d_at(isa, x.data(), s, w.data(), bias.data(), 1, 3, relu ? 0.0f : -inf, inf, y.data());
+        int64_t wrong = 0;
+        for (int64_t j = 0; j < out; ++j) wrong += y[j] != -5.0f;
+        for (int64_t c = 1; c < C; ++c)
+          for (int64_t j = 0; j < out; ++j) {
+            double want = bias[c], mag = std::abs(want);
+            for (int64_t k = 0; k < ksize; ++k) {
+              const double term =
+                  double(w[c * ksize + k]) * window_element(x.data() + c * in, s, j, k / g.KW, k % g.KW);
+              want += term;
+              mag += std::abs(term);
+            }
+            const float got = y[c * out + j];
+            if (std::isnan(want)) {
+              wrong += relu ? got != 0.0f : !std::isnan(got);
+              continue;
+            }
+            if (relu) want = want > 0 ? want : 0;
+            wrong += std::abs(got - want) > kRelTol * mag + 1e-7;
+          }
+        CHECK(wrong == 0);
+      }
+  }
+}
+
+namespace {
+
+// One node in a model of the given opset with `constant` inputs as initializers, run on
+// `threads` threads.
+Tensor run_one(const std::string& op, const std::vector<std::pair<Tensor, bool>>& inputs,
+               std::vector<slmops::ir::Attribute> attrs, int threads) {
+  slmops::ir::Model m;
+  m.ir_version = 8;
+  m.opsets = {{"", 17}};
+  m.graph = std::make_unique<slmops::ir::Graph>();
+  std::vector<slmops::ir::Value*> ins;
+  std::vector<RValue> feeds;
+  for (const auto& [t, constant] : inputs) {
+    if (constant) {
+      ins.push_back(m.graph->add_initializer(t));
+      continue;
+    }
+    slmops::ir::TensorType type;
+    type.is_tensor = true;
+    type.elem_code = static_cast<int32_t>(t.dtype);
+    ins.push_back(m.graph->add_input(t.name, type));
+    feeds.push_back(RValue::of(t));
+  }
+  slmops::ir::Node* n = m.graph->add_node(op, ins, {"y"}, std::move(attrs));
+  m.graph->add_output(n->outputs[0]);
+  Session s(m, threads);
+  return s.run(std::move(feeds))[0].tensor;
+}
+
+std::vector<slmops::ir::Attribute> conv_attrs(int64_t k, int64_t stride, int64_t pad, int64_t group) {
+  using slmops::ir::Attribute;
+  std::vector<Attribute> a;
+  a.push_back(Attribute::make_ints("kernel_shape", {k, k}));
+  a.push_back(Attribute::make_ints("strides", {stride, stride}));
+  a.push_back(Attribute::make_ints("pads", {pad, pad, pad, pad}));
+  if (group > 0) a.push_back(Attribute::make_int("group", group));
+  return a;
+}
+
+Tensor float_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v) {
+  Tensor t = new_tensor(DType::Float, dims);
+  std::copy(v.begin(), v.end(), t.mutable_values<float>());
+  t.name = name;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("Conv: grouped, strided, depthwise and 7x7-stem convolutions equal their definition") {
+  struct Case {
+    int64_t N, C, H, W, M, K, stride, pad, group;
+  };
+  const std::vector<Case> cases = {
+      {1, 3, 23, 21, 8, 7, 2, 3, 1},   // the stem, small
+      {2, 8, 9, 11, 12, 3, 2, 1, 1},   // stride 2, partial strips, batch 2
+      {1, 12, 10, 10, 6, 3, 1, 1, 3},  // grouped
+      {1, 6, 9, 9, 6, 3, 2, 1, 6},     // depthwise stride 2
+      {2, 5, 12, 17, 5, 3, 1, 1, 5},   // depthwise stride 1
+      {1, 40, 6, 6, 9, 3, 1, 1, 1},    // K = 360: two channel chunks, bias in the first
+      {1, 300, 4, 4, 3, 1, 2, 0, 1},   // 1x1 stride 2, K = 300
+  };
+  for (const Case& cs : cases) {
+    CAPTURE(cs.C);
+    CAPTURE(cs.K);
+    CAPTURE(cs.stride);
+    CAPTURE(cs.group);
+    const int64_t cg = cs.C / cs.group, mg = cs.M / cs.group;
+    const int64_t OH = (cs.H + 2 * cs.pad - cs.K) / cs.stride + 1, OW = (cs.W + 2 * cs.pad - cs.K) / cs.stride + 1;
+    const auto x = random_floats(cs.N * cs.C * cs.H * cs.W, 21);
+    const auto w = random_floats(cs.M * cg * cs.K * cs.K, 22);
+    const auto b = random_floats(cs.M, 23);
+    std::vector<double> want(cs.N * cs.M * OH * OW), mag(want.size());
+    for (int64_t n = 0; n < cs.N; ++n)
+      for (int64_t m = 0; m < cs.M; ++m)
+        for (int64_t oy = 0; oy < OH; ++oy)
+          for (int64_t ox = 0; ox < OW; ++ox) {
+            const int64_t o = ((n * cs.M + m) * OH + oy) * OW + ox;
+            want[o] = b[m];
+            mag[o] = std::abs(b[m]);
+            for (int64_t c = 0; c < cg; ++c)
+              for (int64_t ky = 0; ky < cs.K; ++ky)
+                for (int64_t kx = 0; kx < cs.K; ++kx) {
+                  const int64_t iy = oy * cs.stride - cs.pad + ky, ix = ox * cs.stride - cs.pad + kx;
+                  if (iy < 0 || iy >= cs.H || ix < 0 || ix >= cs.W) continue;
+                  const int64_t ci = m / mg * cg + c;
+                  const double term =
+                      double(w[((m * cg + c) * cs.K + ky) * cs.K + kx]) * x[((n * cs.C + ci) * cs.H + iy) * cs.W + ix];
+                  want[o] += term;
+                  mag[o] += std::abs(term);
+                }
+          }
+    for (bool constant_w : {true, false})
+      for (int threads : {1, 2}) {
+        CAPTURE(constant_w);
+        CAPTURE(threads);
+        const Tensor y = run_one("Conv",
+                                 {{float_tensor("x", {cs.N, cs.C, cs.H, cs.W}, x), false},
+                                  {float_tensor("w", {cs.M, cg, cs.K, cs.K}, w), constant_w},
+                                  {float_tensor("b", {cs.M}, b), constant_w}},
+                                 conv_attrs(cs.K, cs.stride, cs.pad, cs.group), threads);
+        REQUIRE(y.dims == std::vector<int64_t>{cs.N, cs.M, OH, OW});
+        int64_t wrong = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+          wrong += std::abs(y.values<float>()[i] - want[i]) > kRelTol * mag[i] + 1e-6;
+        CHECK(wrong == 0);
+      }
+  }
+}
+
+TEST_CASE("MaxPool with padding and ceil_mode equals its definition (the ResNet stem's 3x3 stride-2 pool)") {
+  struct Case {
+    int64_t H, W, K, stride, pad;
+    bool ceil;
+  };
+  const std::vector<Case> cases = {{16, 16, 3, 2, 1, false},
+                                   {15, 13, 3, 2, 1, true},
+                                   {9, 7, 2, 2, 1, false},
+                                   {5, 6, 3, 1, 1, false},
+                                   {8, 9, 3, 3, 0, true}};
+  for (const Case& cs : cases) {
+    CAPTURE(cs.H);
+    CAPTURE(cs.W);
+    CAPTURE(cs.ceil);
+    const int64_t C = 3;
+    auto extent = [&](int64_t in) {
+      const int64_t span = in + 2 * cs.pad - cs.K;
+      return (cs.ceil ? (span + cs.stride - 1) / cs.stride : span / cs.stride) + 1;
+    };
+    const int64_t OH = extent(cs.H), OW = extent(cs.W);
+    auto x = random_floats(C * cs.H * cs.W, 31, -2.0f, -1.0f);  // all negative: padding must not count as 0
+    x[5] = std::numeric_limits<float>::quiet_NaN();             // NaN never wins
+    for (int threads : {1, 2}) {
+      auto a = conv_attrs(cs.K, cs.stride, cs.pad, 0);
+      a.push_back(slmops::ir::Attribute::make_int("ceil_mode", cs.ceil ? 1 : 0));
+      const Tensor y = run_one("MaxPool", {{float_tensor("x", {1, C, cs.H, cs.W}, x), false}}, std::move(a), threads);
+      REQUIRE(y.dims == std::vector<int64_t>{1, C, OH, OW});
+      int64_t wrong = 0;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t oy = 0; oy < OH; ++oy)
+          for (int64_t ox = 0; ox < OW; ++ox) {
+            float want = std::numeric_limits<float>::lowest();
+            for (int64_t ky = 0; ky < cs.K; ++ky)
+              for (int64_t kx = 0; kx < cs.K; ++kx) {
+                const int64_t iy = oy * cs.stride - cs.pad + ky, ix = ox * cs.stride - cs.pad + kx;
+                if (iy < 0 || iy >= cs.H || ix < 0 || ix >= cs.W) continue;
+                const float v = x[(c * cs.H + iy) * cs.W + ix];
+                want = v > want ? v : want;
+              }
+            wrong += y.values<float>()[(c * OH + oy) * OW + ox] != want;
+          }
+      CHECK(wrong == 0);
+    }
+  }
+}
