@@ -334,22 +334,23 @@ void StripIm2col::run_at(ConvIsa isa, const float* x, int64_t c0, int64_t c1, in
 // ---- GEMM on strips --------------------------------------------------------------------------
 
 void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
-                         const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc) {
+                         int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
+                         float* C, int64_t ldc) {
   if (M <= 0 || width <= 0) return;
   if (isa == ConvIsa::Avx512 && cpu().avx512f)
-    return detail::conv_gemm_strips_avx512(M, kc, width, A, lda, B, bias, first, last, lo, hi, C, ldc);
+    return detail::conv_gemm_strips_avx512(M, kc, width, A, lda, B, ldb, sstride, bias, first, last, lo, hi, C, ldc);
   const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
   const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
   constexpr int64_t S = StripIm2col::kStrip;
   for (int64_t j0 = 0; j0 < width; j0 += S) {
-    const float* strip = B + (j0 / S) * kc * S;
+    const float* strip = B + (j0 / S) * sstride;
     const int64_t n = std::min(S, width - j0);
     for (int64_t m = 0; m < M; ++m) {
       float acc[S];
       for (int64_t i = 0; i < S; ++i) acc[i] = first || i >= n ? 0.0f : C[m * ldc + j0 + i];
       const float* a = A + m * lda;
       for (int64_t k = 0; k < kc; ++k)
-        for (int64_t i = 0; i < S; ++i) acc[i] += a[k] * strip[k * S + i];
+        for (int64_t i = 0; i < n; ++i) acc[i] += a[k] * strip[k * ldb + i];
       if (first && bias)
         for (int64_t i = 0; i < S; ++i) acc[i] += bias[m];
       for (int64_t i = 0; i < n; ++i) C[m * ldc + j0 + i] = clamp_value(acc[i], lo, hi, use_lo, use_hi);
@@ -357,9 +358,10 @@ void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, cons
   }
 }
 
-void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
-                      const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc) {
-  conv_gemm_strips_at(conv_isa(), M, kc, width, A, lda, B, bias, first, last, lo, hi, C, ldc);
+void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B, int64_t ldb,
+                      int64_t sstride, const float* bias, bool first, bool last, float lo, float hi, float* C,
+                      int64_t ldc) {
+  conv_gemm_strips_at(conv_isa(), M, kc, width, A, lda, B, ldb, sstride, bias, first, last, lo, hi, C, ldc);
 }
 
 // ---- depthwise ------------------------------------------------------------------------------

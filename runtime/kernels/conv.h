@@ -108,15 +108,19 @@ class StripIm2col {
 // they are (no packed copy: a weight row is streamed once per 8-row tile, and a model's
 // weights need no second home in memory):
 //   C[m, j] = (first ? 0 : C[m, j]) + sum_k A[m, k] * B(k, j) (+ bias[m] when first and bias)
-// for m < M, j < width, k < kc; A row-major (lda), B(k, j) at B[(j / 16) * kc * 16 + k * 16 +
-// j % 16] (width <= 16 * strips; the last strip may be partial), C rows ldc apart. With
+// for m < M, j < width, k < kc; A row-major (lda), B(k, j) at B[(j / 16) * sstride + k * ldb +
+// j % 16]: StripIm2col's strips with ldb = 16, sstride = 16 * kc (the last strip may be
+// partial), or a row-major matrix with ldb = its row length, sstride = 16 (a pointwise
+// convolution reads X itself; columns past width are not read). C rows ldc apart. With
 // `last`, C is clamped to [lo, hi] as it is stored (a fused Relu: lo = 0, hi = +inf; an
 // infinite bound is not applied). Tiles of 8 rows by 32 columns (AVX-512) keep 16
 // accumulators in registers.
-void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
-                      const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B, int64_t ldb,
+                      int64_t sstride, const float* bias, bool first, bool last, float lo, float hi, float* C,
+                      int64_t ldc);
 void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
-                         const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+                         int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
+                         float* C, int64_t ldc);
 
 // A depthwise 2-D convolution (one input channel per output map, multiplier 1) with its bias
 // and a clamp fused:
@@ -159,7 +163,8 @@ struct StripTables {
 void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1,
                          float* col, int64_t strip_rows);
 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
-                             const float* bias, bool first, bool last, float lo, float hi, float* C, int64_t ldc);
+                             int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
+                             float* C, int64_t ldc);
 // One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).
 void depthwise_plane_avx512(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                             float* y);

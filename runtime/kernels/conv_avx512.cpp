@@ -96,6 +96,82 @@ SLMOPS_AVX512 inline void depthwise_block(const float* x, const WindowShape& s, 
   }
 }
 
+// The usual depthwise window, 3x3 with dilation 1 and stride S both ways: R output rows by 16
+// columns from the (R - 1) * S + 3 input rows under them, with the nine weights in registers
+// and every kernel-row test resolved at compile time (the loops unroll fully); only input
+// rows in the padding are skipped at run time.
+template <int S, int R>
+SLMOPS_AVX512 inline void depthwise3x3_block(const float* x, int64_t H, int64_t W, int64_t iy0, int64_t ix0,
+                                             const __m512 (&wv)[9], __m512 bias, const __mmask16 (&loads)[kMaxKW][2],
+                                             __m512 lo, __m512 hi, bool use_lo, bool use_hi, __mmask16 store, float* y,
+                                             int64_t OW) {
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = bias;
+  constexpr int kInRows = (R - 1) * S + 3;
+#pragma GCC unroll 9
+  for (int i = 0; i < kInRows; ++i) {
+    const int64_t iy = iy0 + i;
+    if (iy < 0 || iy >= H) continue;
+    const float* row = x + iy * W;
+    __m512 v[3];
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; ++kx) {
+      if constexpr (S == 1) {
+        v[kx] = _mm512_maskz_loadu_ps(loads[kx][0], element_at(row, ix0 + kx));
+      } else {
+        const __m512 a = _mm512_maskz_loadu_ps(loads[kx][0], element_at(row, ix0 + kx));
+        const __m512 b = _mm512_maskz_loadu_ps(loads[kx][1], element_at(row, ix0 + kx + 16));
+        v[kx] = _mm512_permutex2var_ps(a, evens, b);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const int ky = i - r * S;
+      if (ky < 0 || ky > 2) continue;
+      acc[r] = _mm512_fmadd_ps(wv[ky * 3], v[0], acc[r]);
+      acc[r] = _mm512_fmadd_ps(wv[ky * 3 + 1], v[1], acc[r]);
+      acc[r] = _mm512_fmadd_ps(wv[ky * 3 + 2], v[2], acc[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    __m512 v = acc[r];
+    if (use_lo) v = _mm512_max_ps(v, lo);
+    if (use_hi) v = _mm512_min_ps(v, hi);
+    _mm512_mask_storeu_ps(y + r * OW, store, v);
+  }
+}
+
+template <int S>
+SLMOPS_AVX512 void depthwise3x3_plane(const float* x, const WindowShape& s, const float* w, float bias, float lo,
+                                      float hi, float* y) {
+  const int64_t H = s.in[0], W = s.in[1], OH = s.out[0], OW = s.out[1], ph = s.pad_begin[0], pw = s.pad_begin[1];
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = hi != std::numeric_limits<float>::infinity();
+  const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 wv[9];
+#pragma GCC unroll 9
+  for (int i = 0; i < 9; ++i) wv[i] = _mm512_set1_ps(w[i]);
+  for (int64_t ox0 = 0; ox0 < OW; ox0 += 16) {
+    const int64_t ix0 = ox0 * S - pw;
+    __mmask16 loads[kMaxKW][2] = {};
+    for (int64_t kx = 0; kx < 3; ++kx) {
+      loads[kx][0] = lanes_inside(ix0 + kx, W);
+      loads[kx][1] = S == 2 ? lanes_inside(ix0 + kx + 16, W) : 0;
+    }
+    const __mmask16 store = static_cast<__mmask16>((1u << std::min<int64_t>(16, OW - ox0)) - 1);
+    int64_t oy = 0;
+    for (; oy + kRowsAtOnce <= OH; oy += kRowsAtOnce)
+      depthwise3x3_block<S, kRowsAtOnce>(x, H, W, oy * S - ph, ix0, wv, vb, loads, vlo, vhi, use_lo, use_hi, store,
+                                         y + oy * OW + ox0, OW);
+    for (; oy < OH; ++oy)
+      depthwise3x3_block<S, 1>(x, H, W, oy * S - ph, ix0, wv, vb, loads, vlo, vhi, use_lo, use_hi, store,
+                               y + oy * OW + ox0, OW);
+  }
+}
+
 template <int S>
 SLMOPS_AVX512 void depthwise_plane(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                                    float* y) {
@@ -120,37 +196,39 @@ SLMOPS_AVX512 void depthwise_plane(const float* x, const WindowShape& s, const f
   }
 }
 
-// C tile of R rows (R <= 8) by NS strips (1 or 2) of conv_gemm_strips: R * NS accumulators,
-// per k NS strip loads and R broadcasts of A[r, k] straight from the weight rows. `cols`
-// masks the valid columns of the last strip.
+// C tile of R rows (R <= 8) by NS strips (1 to 3) of conv_gemm_strips: R * NS accumulators
+// (up to 24 of the 32 registers), per k NS strip loads and R broadcasts of A[r, k] straight
+// from the weight rows. `cols` masks the valid columns of the last strip.
 template <int R, int NS>
-SLMOPS_AVX512 void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const float* bias, bool first,
-                             bool use_lo, bool use_hi, __m512 lo, __m512 hi, float* c, int64_t ldc, __mmask16 cols) {
-  const float* b2 = b + kc * 16;
+SLMOPS_AVX512 void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t sstride,
+                             const float* bias, bool first, bool use_lo, bool use_hi, __m512 lo, __m512 hi, float* c,
+                             int64_t ldc, __mmask16 cols) {
   const float* ar[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
   __m512 acc[NS][R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int w = 0; w < NS; ++w) {
       const __mmask16 m = w == NS - 1 ? cols : static_cast<__mmask16>(0xffff);
       acc[w][r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, c + r * ldc + w * 16);
     }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 bv0 = _mm512_loadu_ps(b + k * 16);
-    const __m512 bv1 = NS == 2 ? _mm512_loadu_ps(b2 + k * 16) : bv0;
+    __m512 bv[NS];
+#pragma GCC unroll 3
+    for (int w = 0; w < NS; ++w)  // the last strip masked: a row-major B may end there
+      bv[w] = _mm512_maskz_loadu_ps(w == NS - 1 ? cols : static_cast<__mmask16>(0xffff), b + w * sstride + k * ldb);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(ar[r][k]);
-      acc[0][r] = _mm512_fmadd_ps(av, bv0, acc[0][r]);
-      if (NS == 2) acc[NS - 1][r] = _mm512_fmadd_ps(av, bv1, acc[NS - 1][r]);
+#pragma GCC unroll 3
+      for (int w = 0; w < NS; ++w) acc[w][r] = _mm512_fmadd_ps(av, bv[w], acc[w][r]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int w = 0; w < NS; ++w) {
       // The bias after the products, as the GEMM's extra depth row added it before (same
       // sums, bit for bit, for a convolution that fits one block).
@@ -161,56 +239,54 @@ SLMOPS_AVX512 void gemm_tile(int64_t kc, const float* a, int64_t lda, const floa
     }
 }
 
+// Rows of C across `width` columns: strips two at a time, the last three together when
+// their count is odd (a single strip has too few accumulators to hide the FMA latency and
+// one broadcast per FMA), the last strip masked when partial.
 template <int R>
-SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t lda, const float* b, const float* bias,
-                             bool first, bool use_lo, bool use_hi, __m512 lo, __m512 hi, float* c, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 32 <= width; j += 32)
-    gemm_tile<R, 2>(kc, a, lda, b + j * kc, bias, first, use_lo, use_hi, lo, hi, c + j, ldc, 0xffff);
-  for (; j < width; j += 16) {
-    const int64_t n = std::min<int64_t>(16, width - j);
-    gemm_tile<R, 1>(kc, a, lda, b + j * kc, bias, first, use_lo, use_hi, lo, hi, c + j, ldc,
-                    static_cast<__mmask16>((1u << n) - 1));
-  }
+SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             int64_t sstride, const float* bias, bool first, bool use_lo, bool use_hi, __m512 lo,
+                             __m512 hi, float* c, int64_t ldc) {
+  const int64_t strips = (width + 15) / 16;
+  const int64_t tail = width - (strips - 1) * 16;
+  const __mmask16 last = static_cast<__mmask16>((1u << tail) - 1);
+  if (strips == 1)
+    return gemm_tile<R, 1>(kc, a, lda, b, ldb, sstride, bias, first, use_lo, use_hi, lo, hi, c, ldc, last);
+  int64_t t = 0;
+  for (; strips - t >= 2 && strips - t != 3; t += 2)
+    gemm_tile<R, 2>(kc, a, lda, b + t * sstride, ldb, sstride, bias, first, use_lo, use_hi, lo, hi, c + t * 16, ldc,
+                    t + 2 == strips ? last : static_cast<__mmask16>(0xffff));
+  if (strips - t == 3)
+    gemm_tile<R, 3>(kc, a, lda, b + t * sstride, ldb, sstride, bias, first, use_lo, use_hi, lo, hi, c + t * 16, ldc,
+                    last);
 }
 
 }  // namespace
 
 SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda,
-                                           const float* B, const float* bias, bool first, bool last, float lo, float hi,
-                                           float* C, int64_t ldc) {
+                                           const float* B, int64_t ldb, int64_t sstride, const float* bias, bool first,
+                                           bool last, float lo, float hi, float* C, int64_t ldc) {
   const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
   const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int64_t m = 0;
   for (; m + 8 <= M; m += 8)
-    gemm_rows<8>(kc, width, A + m * lda, lda, B, bias ? bias + m : nullptr, first, use_lo, use_hi, vlo, vhi,
-                 C + m * ldc, ldc);
+    gemm_rows<8>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi, vlo,
+                 vhi, C + m * ldc, ldc);
   const float* a = A + m * lda;
   const float* bm = bias ? bias + m : nullptr;
   float* c = C + m * ldc;
   switch (M - m) {
-    case 7:
-      gemm_rows<7>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 6:
-      gemm_rows<6>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 5:
-      gemm_rows<5>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 4:
-      gemm_rows<4>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 3:
-      gemm_rows<3>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 2:
-      gemm_rows<2>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
-    case 1:
-      gemm_rows<1>(kc, width, a, lda, B, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-      break;
+#define SLMOPS_ROWS(R) \
+  case R:              \
+    return gemm_rows<R>(kc, width, a, lda, B, ldb, sstride, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
+    SLMOPS_ROWS(7)
+    SLMOPS_ROWS(6)
+    SLMOPS_ROWS(5)
+    SLMOPS_ROWS(4)
+    SLMOPS_ROWS(3)
+    SLMOPS_ROWS(2)
+    SLMOPS_ROWS(1)
+#undef SLMOPS_ROWS
     default:
       break;
   }
@@ -271,6 +347,9 @@ SLMOPS_AVX512 void strip_im2col_avx512(const StripTables& t, const float* x, int
 
 void depthwise_plane_avx512(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                             float* y) {
+  const bool k3x3 = s.kernel[0] == 3 && s.kernel[1] == 3 && s.dilations[0] == 1 && s.dilations[1] == 1;
+  if (k3x3 && s.strides[0] == 1 && s.strides[1] == 1) return depthwise3x3_plane<1>(x, s, w, bias, lo, hi, y);
+  if (k3x3 && s.strides[0] == 2 && s.strides[1] == 2) return depthwise3x3_plane<2>(x, s, w, bias, lo, hi, y);
   if (s.strides[1] == 1)
     depthwise_plane<1>(x, s, w, bias, lo, hi, y);
   else

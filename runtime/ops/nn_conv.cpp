@@ -162,6 +162,7 @@ void conv_strips(const float* x, const float* w, const float* bias, const kernel
   const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group, K = cg * ksize;
   const int64_t strips = im2col.strips();
   const int64_t threads = pool ? pool->threads() : 1;
+  const bool pointwise = s.pointwise();
   // Channels per chunk: as few chunks as keep each within kChunkRows, of equal sizes.
   const int64_t chunks = std::max<int64_t>(1, (K + kChunkRows - 1) / kChunkRows);
   const int64_t per_chunk = (cg + chunks - 1) / chunks, chunk_rows = per_chunk * ksize;
@@ -193,8 +194,14 @@ void conv_strips(const float* x, const float* w, const float* bias, const kernel
       float* yg = y + (n * d.out_channels + g * mg + m0) * P + j0;
       for (int64_t c0 = 0; c0 < cg; c0 += per_chunk) {
         const int64_t c1 = std::min(cg, c0 + per_chunk), kc = (c1 - c0) * ksize;
+        if (pointwise) {  // the column matrix is X itself: read its rows in place
+          kernels::conv_gemm_strips(rows, kc, width, wg + c0, K, xg + c0 * P + j0, P, S, bg, c0 == 0, c1 == cg, lo, hi,
+                                    yg, P);
+          continue;
+        }
         im2col.run(xg, c0, c1, t0, t1, cols, kc);
-        kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, bg, c0 == 0, c1 == cg, lo, hi, yg, P);
+        kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, S, kc * S, bg, c0 == 0, c1 == cg, lo, hi,
+                                  yg, P);
       }
     }
   });

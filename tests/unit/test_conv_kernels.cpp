@@ -137,8 +137,8 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
         const bool first = mode < 2, last = mode == 3;
         const float* bp = mode == 0 ? bias.data() : nullptr;
         std::vector<float> c = c_in;
-        kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, b.data(), bp, first, last, 0.0f, inf,
-                                     c.data(), ldc);
+        kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, b.data(), 16, cs.kc * 16, bp, first,
+                                     last, 0.0f, inf, c.data(), ldc);
         int64_t wrong = 0;
         for (int64_t m = 0; m < cs.M; ++m)
           for (int64_t j = 0; j < ldc; ++j) {
@@ -157,6 +157,23 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
           }
         CHECK(wrong == 0);
       }
+    // B as a row-major matrix (a pointwise convolution's X): ldb = its row length, strips 16
+    // columns apart; nothing past `width` of the last row is read (the copy ends there).
+    const int64_t ldb = cs.width + 3;
+    std::vector<float> rowmajor(cs.kc * ldb);
+    for (int64_t k = 0; k < cs.kc; ++k)
+      for (int64_t j = 0; j < ldb; ++j)
+        rowmajor[k * ldb + j] = j < cs.width ? b[(j / 16) * cs.kc * 16 + k * 16 + j % 16] : NAN;
+    const std::vector<float> bounded(rowmajor.begin(), rowmajor.end() - (ldb - cs.width));
+    for (kernels::ConvIsa isa : isas()) {
+      CAPTURE(static_cast<int>(isa));
+      std::vector<float> want = c_in, got = c_in;
+      kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, b.data(), 16, cs.kc * 16, bias.data(),
+                                   true, true, 0.0f, inf, want.data(), ldc);
+      kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, bounded.data(), ldb, 16, bias.data(),
+                                   true, true, 0.0f, inf, got.data(), ldc);
+      CHECK(got == want);
+    }
   }
 }
 
@@ -275,6 +292,7 @@ TEST_CASE("Conv: grouped, strided, depthwise and 7x7-stem convolutions equal the
       {2, 5, 12, 17, 5, 3, 1, 1, 5},   // depthwise stride 1
       {1, 40, 6, 6, 9, 3, 1, 1, 1},    // K = 360: two channel chunks, bias in the first
       {1, 300, 4, 4, 3, 1, 2, 0, 1},   // 1x1 stride 2, K = 300
+      {2, 300, 5, 7, 10, 1, 1, 0, 1},  // pointwise (X read in place), two chunks, partial strips
   };
   for (const Case& cs : cases) {
     CAPTURE(cs.C);
