@@ -11,7 +11,7 @@ namespace slmops::runtime {
 
 struct GraphRunner::Step {
   const ir::Node* node;
-  std::unique_ptr<Kernel> kernel;
+  std::shared_ptr<Kernel> kernel;  // shared by the step's copy in the integer QDQ plan
   std::vector<int> in_refs;     // see GraphRunner::resolve
   std::vector<int> out_slots;   // -1: omitted
   std::vector<int> free_after;  // slots whose last reader is this step
@@ -133,26 +133,144 @@ GraphRunner::GraphRunner(const ir::Graph& g, const PlanContext& pc) : graph_(g),
     output_refs_.push_back(ref_.at(vi.value));
   }
 
-  // Lifetimes: a value dies after its last reader unless it is a graph output or read by a
-  // subgraph (implicit input: kept until the owning node has run). Constants never die.
   std::unordered_set<int> keep(output_refs_.begin(), output_refs_.end());
   for (auto& d : defaults_) keep.insert(d.first);
+  plan_qdq(keep, pc);
+  plan_lifetimes(steps_, keep);
+  plan_fusions(steps_, keep);
+  if (!qdq_steps_.empty()) {
+    plan_lifetimes(qdq_steps_, keep);
+    plan_fusions(qdq_steps_, keep);
+  }
+}
+
+// Lifetimes: a value dies after its last reader unless it is a graph output or read by a
+// subgraph (implicit input: kept until the owning node has run). Constants never die.
+void GraphRunner::plan_lifetimes(std::vector<std::unique_ptr<Step>>& steps, const std::unordered_set<int>& keep) {
   std::vector<int> last(slot_count_, -1);
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    if (steps_[i]->folded) continue;
-    for (int s : steps_[i]->in_refs)
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i]->folded) continue;
+    for (int s : steps[i]->in_refs)
       if (s >= 0) last[s] = static_cast<int>(i);
-    for (const ir::Value* v : steps_[i]->node->implicit_inputs) {
+    for (const ir::Value* v : steps[i]->node->implicit_inputs) {
       auto it = ref_.find(v);
       if (it != ref_.end() && it->second >= 0) last[it->second] = static_cast<int>(i);
     }
     // An output nobody reads dies right after it is made.
-    for (int s : steps_[i]->out_slots)
+    for (int s : steps[i]->out_slots)
       if (s >= 0 && last[s] < static_cast<int>(i)) last[s] = static_cast<int>(i);
   }
   for (int s = 0; s < slot_count_; ++s)
-    if (last[s] >= 0 && !keep.count(s)) steps_[last[s]]->free_after.push_back(s);
-  plan_fusions(keep);
+    if (last[s] >= 0 && !keep.count(s)) steps[last[s]]->free_after.push_back(s);
+}
+
+// The integer QDQ plan, as ONNX Runtime's QDQ transformers rewrite a session's graph (the
+// model is not changed):
+//
+//   Before:  a_q ─► DQ ─► MatMul ◄─ DQ ◄─ W_q        After:  a_q ─► QDQ MatMul ◄─ W_q
+//                           └─► Q ─► y_q                              └─► y_q
+//
+// Every step whose op has a QDQ kernel (find_qdq_kernel) and reads at least one
+// DequantizeLinear output is offered its group (QdqGroup: those DequantizeLinear nodes and the
+// QuantizeLinear that is the only reader of its output 0); when the factory accepts, the
+// step's copy reads the integer tensors and writes the QuantizeLinear's output. Then the
+// DequantizeLinear / QuantizeLinear steps whose outputs nothing reads any more are dropped.
+// Folded steps are left out (their outputs are constants). Runs that look at intermediate
+// values (RunOptions::on_node, extra_outputs) or ask for exact_qdq run the plan as written.
+void GraphRunner::plan_qdq(const std::unordered_set<int>& keep, const PlanContext& pc) {
+  std::unordered_set<const ir::Value*> implicit;
+  for (auto& step : steps_)
+    for (const ir::Value* v : step->node->implicit_inputs) implicit.insert(v);
+  auto is_op = [](const ir::Node* n, std::string_view op) {
+    return n && n->op_type == op && (n->domain.empty() || n->domain == "ai.onnx") && !n->has_subgraphs();
+  };
+  std::vector<std::unique_ptr<Step>> plan;
+  std::unordered_map<const ir::Node*, Step*> by_node;
+  for (auto& step : steps_) {
+    if (step->folded) continue;
+    auto copy = std::make_unique<Step>();
+    copy->node = step->node;
+    copy->kernel = step->kernel;
+    copy->in_refs = step->in_refs;
+    copy->out_slots = step->out_slots;
+    by_node[step->node] = copy.get();
+    plan.push_back(std::move(copy));
+  }
+  std::unordered_set<const Step*> dropped;
+  int fused = 0;
+  for (auto& step : plan) {
+    const ir::Node* n = step->node;
+    if (dropped.count(step.get()) || n->has_subgraphs()) continue;
+    const QdqKernelFactory* make = find_qdq_kernel(n->domain, n->op_type);
+    if (!make) continue;
+    QdqGroup group;
+    group.node = n;
+    bool any = false;
+    for (const ir::Value* v : n->inputs) {
+      const ir::Node* p = v && v->kind == ir::Value::Kind::NodeOutput ? v->producer : nullptr;
+      const bool dq = is_op(p, "DequantizeLinear") && p->inputs.size() >= 2 && p->inputs[0];
+      group.dq.push_back(dq ? p : nullptr);
+      any |= dq;
+    }
+    if (!any) continue;
+    for (const ir::Value* v : n->inputs) {
+      auto it = v ? ref_.find(v) : ref_.end();
+      const RValue* c = it != ref_.end() && it->second <= kConst ? &constants_[kConst - it->second] : nullptr;
+      group.constant.push_back(c && c->is_tensor() ? &c->tensor : nullptr);
+    }
+    if (n->outputs.size() == 1 && n->outputs[0] && step->out_slots.size() == 1 && step->out_slots[0] >= 0) {
+      const ir::Value* y = n->outputs[0];
+      const ir::Node* q = y->consumers.size() == 1 ? y->consumers[0] : nullptr;
+      auto it = q ? by_node.find(q) : by_node.end();
+      if (is_op(q, "QuantizeLinear") && q->inputs[0] == y && !keep.count(step->out_slots[0]) && !implicit.count(y) &&
+          it != by_node.end() && it->second->out_slots.size() == 1 && it->second->out_slots[0] >= 0)
+        group.q = q;
+    }
+    PlanContext npc = pc;
+    npc.opset = static_cast<int>(pc.model->opset(n->domain));
+    std::unique_ptr<Kernel> kernel;
+    try {
+      kernel = (*make)(group, npc);
+    } catch (const Error&) {
+      kernel.reset();  // the group does not qualify after all: the step runs as written
+    }
+    if (!kernel) continue;
+    step->kernel = std::move(kernel);
+    for (size_t i = 0; i < group.dq.size(); ++i)
+      if (group.dq[i]) step->in_refs[i] = ref_.at(group.dq[i]->inputs[0]);
+    if (group.q) {
+      Step* q = by_node.at(group.q);
+      step->out_slots = q->out_slots;
+      dropped.insert(q);
+    }
+    ++fused;
+  }
+  if (!fused) return;
+  // Drop DequantizeLinear / QuantizeLinear steps that nothing reads any more (backwards, so a
+  // chain of them goes in one pass).
+  std::vector<int> readers(slot_count_, 0);
+  auto count_reads = [&](const Step& st, int d) {
+    for (int r : st.in_refs)
+      if (r >= 0) readers[r] += d;
+    for (const ir::Value* v : st.node->implicit_inputs) {
+      auto it = ref_.find(v);
+      if (it != ref_.end() && it->second >= 0) readers[it->second] += d;
+    }
+  };
+  for (auto& step : plan)
+    if (!dropped.count(step.get())) count_reads(*step, 1);
+  for (auto it = plan.rbegin(); it != plan.rend(); ++it) {
+    Step& st = **it;
+    if (dropped.count(&st) || !(is_op(st.node, "DequantizeLinear") || is_op(st.node, "QuantizeLinear"))) continue;
+    bool used = false;
+    for (int s : st.out_slots) used |= s >= 0 && (readers[s] > 0 || keep.count(s));
+    if (used) continue;
+    dropped.insert(&st);
+    count_reads(st, -1);
+  }
+  for (auto& step : plan)
+    if (!dropped.count(step.get())) qdq_steps_.push_back(std::move(step));
+  qdq_fused_ = fused;
 }
 
 // Plan-time fusions, one row each: an op that a producing kernel can apply to its own output
@@ -173,14 +291,14 @@ constexpr FusionRule kFusionRules[] = {
 // Pairs each step whose kernel can absorb a rule's op with the step of that op that is the
 // only reader of its output 0, where that output is not kept (graph output, default) and no
 // subgraph reads it.
-void GraphRunner::plan_fusions(const std::unordered_set<int>& keep) {
+void GraphRunner::plan_fusions(std::vector<std::unique_ptr<Step>>& steps, const std::unordered_set<int>& keep) {
   std::unordered_map<const ir::Node*, int> index;
   std::unordered_set<const ir::Value*> implicit;
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    index[steps_[i]->node] = static_cast<int>(i);
-    for (const ir::Value* v : steps_[i]->node->implicit_inputs) implicit.insert(v);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    index[steps[i]->node] = static_cast<int>(i);
+    for (const ir::Value* v : steps[i]->node->implicit_inputs) implicit.insert(v);
   }
-  for (auto& step : steps_) {
+  for (auto& step : steps) {
     if (step->folded || step->out_slots.empty() || step->out_slots[0] < 0) continue;
     const ir::Value* v = step->node->outputs[0];
     if (!v || v->consumers.size() != 1 || implicit.count(v) || keep.count(step->out_slots[0])) continue;
@@ -191,10 +309,12 @@ void GraphRunner::plan_fusions(const std::unordered_set<int>& keep) {
       continue;
     for (const FusionRule& rule : kFusionRules) {
       if (reader->op_type != rule.reader_op || !rule.producer_can(*step->kernel)) continue;
-      Step& fused = *steps_[it->second];
+      Step& fused = *steps[it->second];
       if (fused.folded || fused.out_slots.size() != 1 || fused.out_slots[0] < 0) break;
+      // In the QDQ plan the step may write another value than its node's output 0 (the Q's).
+      if (fused.in_refs.empty() || fused.in_refs[0] != step->out_slots[0]) break;
       step->fuses_relu = true;
-      fused.relu_producer = static_cast<int>(&step - steps_.data());
+      fused.relu_producer = static_cast<int>(&step - steps.data());
       break;
     }
   }
@@ -235,6 +355,10 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
       extra_keep.insert(it->second);
     }
   const bool on_node = opts && opts->on_node;
+  // The integer QDQ plan, unless the run looks at intermediate values or asks for the graph's
+  // own arithmetic.
+  const bool qdq = !qdq_steps_.empty() && !on_node && extra_refs.empty() && !(opts && opts->exact_qdq);
+  const std::vector<std::unique_ptr<Step>>& steps = qdq ? qdq_steps_ : steps_;
 
   std::vector<RValue> outs;
   OpContext ctx;
@@ -242,13 +366,13 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
   ctx.frame = &frame;
   // Whether this run lets a fusing step apply the Relu that reads its output.
   auto relu_fused = [&](const Step& producer) { return !on_node && !extra_keep.count(producer.out_slots[0]); };
-  for (auto& step : steps_) {
+  for (auto& step : steps) {
     if (step->folded) {
       if (on_node) opts->on_node(*step->node, step->folded_outputs);
       continue;
     }
     outs.resize(step->out_slots.size());
-    if (step->relu_producer >= 0 && relu_fused(*steps_[step->relu_producer])) {
+    if (step->relu_producer >= 0 && relu_fused(*steps[step->relu_producer])) {
       outs[0] = *resolve(step->in_refs[0], slots);  // the producer applied this Relu already
     } else {
       ctx.fused_relu = step->fuses_relu && relu_fused(*step);

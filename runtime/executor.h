@@ -21,6 +21,11 @@ struct RunOptions {
   std::function<void(const ir::Node&, const std::vector<RValue>& outputs)> on_node;
   // Values to return besides the graph outputs, by name (intermediates).
   std::vector<std::string> extra_outputs;
+  // Run QDQ groups as the graph writes them (DequantizeLinear, float op, QuantizeLinear)
+  // instead of as integer kernels (GraphRunner::plan_qdq). The integer kernels round once
+  // where the float ops round at every step, so a value near a quantization step can land one
+  // step away; runs with on_node or extra_outputs always take the graph's arithmetic.
+  bool exact_qdq = false;
 };
 
 class Frame;
@@ -44,6 +49,7 @@ class GraphRunner {
                           const RunOptions* opts = nullptr) const;
 
   size_t folded_count() const { return folded_count_; }  // nodes folded into constants
+  int qdq_fused_count() const { return qdq_fused_; }     // QDQ groups run as integer kernels
 
  private:
   struct Step;
@@ -55,10 +61,14 @@ class GraphRunner {
   }
   // Folds the step when it qualifies (see the class comment); true when it did.
   bool try_fold(Step& step, ThreadPool& pool);
-  void plan_fusions(const std::unordered_set<int>& keep);
+  void plan_qdq(const std::unordered_set<int>& keep, const PlanContext& pc);
+  void plan_lifetimes(std::vector<std::unique_ptr<Step>>& steps, const std::unordered_set<int>& keep);
+  void plan_fusions(std::vector<std::unique_ptr<Step>>& steps, const std::unordered_set<int>& keep);
 
   const ir::Graph& graph_;
   std::vector<std::unique_ptr<Step>> steps_;
+  std::vector<std::unique_ptr<Step>> qdq_steps_;  // the integer QDQ plan (empty: none fused)
+  int qdq_fused_ = 0;
   std::unordered_map<const ir::Value*, int> ref_;  // every value's reference (slot or constant)
   int slot_count_ = 0;
   std::vector<RValue> constants_;
@@ -107,6 +117,8 @@ class Session {
 
   // Nodes of the main graph folded into constants when the session was planned.
   size_t folded_nodes() const { return main_->folded_count(); }
+  // QDQ groups of the main graph that runs take as integer kernels (GraphRunner::plan_qdq).
+  int qdq_fused_groups() const { return main_->qdq_fused_count(); }
   // The most bytes of tensors made by this session's runs that were alive at once, over all
   // runs so far: activations, outputs not yet released and kernel scratch tensors, each
   // rounded up to 64 bytes; tensors that share storage (Reshape) count once. Weights and

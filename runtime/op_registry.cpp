@@ -33,7 +33,23 @@ class FnKernel : public Kernel {
   KernelFn fn_;
 };
 
+std::map<std::string, QdqKernelFactory>& qdq_table() {
+  static std::map<std::string, QdqKernelFactory> t;
+  return t;
+}
+
 }  // namespace
+
+void register_qdq_kernel(std::string op_type, QdqKernelFactory make) {
+  qdq_table()[std::move(op_type)] = std::move(make);
+}
+
+const QdqKernelFactory* find_qdq_kernel(const std::string& domain, const std::string& op_type) {
+  ensure_kernels_registered();
+  if (!domain.empty() && domain != "ai.onnx") return nullptr;
+  auto it = qdq_table().find(op_type);
+  return it == qdq_table().end() ? nullptr : &it->second;
+}
 
 const Tensor& OpContext::in(size_t i) const {
   if (!has_input(i)) bad_input("input {} is missing", i);

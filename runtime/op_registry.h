@@ -80,6 +80,25 @@ struct PlanContext {
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const ir::Node&, const PlanContext&)>;
 
+// A node with quantized neighbours, as ONNX Runtime's QDQ selectors see it: which of its inputs
+// DequantizeLinear nodes make, and the QuantizeLinear that alone reads its output 0.
+struct QdqGroup {
+  const ir::Node* node = nullptr;
+  std::vector<const ir::Node*> dq;  // per input of `node`: its DequantizeLinear, or nullptr
+  const ir::Node* q = nullptr;      // nullptr: output 0 has other readers (or none is a Q)
+  // Per input of `node`: its value when the plan holds it as a constant (an initializer or
+  // the output of a node folded at plan time), else nullptr.
+  std::vector<const Tensor*> constant;
+};
+
+// Makes an integer kernel for a group, or nullptr when the group does not qualify (the
+// executor then runs it as written). The kernel is run with the node's inputs, each one that
+// a DequantizeLinear makes replaced by that DequantizeLinear's input 0 (the integer tensor),
+// and writes the QuantizeLinear's output when group.q is set, else the node's output 0.
+using QdqKernelFactory = std::function<std::unique_ptr<Kernel>(const QdqGroup&, const PlanContext&)>;
+void register_qdq_kernel(std::string op_type, QdqKernelFactory make);  // default domain ops
+const QdqKernelFactory* find_qdq_kernel(const std::string& domain, const std::string& op_type);
+
 // Registers a kernel for opsets >= since_version (the newest matching entry wins).
 void register_kernel(std::string domain, std::string op_type, int since_version, KernelFactory make);
 

@@ -46,6 +46,33 @@ __attribute__((always_inline)) inline void quantize(const float* x, int64_t n, f
 }
 
 template <typename Q>
+__attribute__((always_inline)) inline void requantize(const int32_t* acc, int64_t n, int32_t bias, float scale,
+                                                      float offset, int32_t zp, int32_t lo_q, int32_t hi_q, Q* y) {
+  const float lo = static_cast<float>(lo_q - zp), hi = static_cast<float>(hi_q - zp);
+  const uint32_t ub = static_cast<uint32_t>(bias);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    using U16 = uint32_t __attribute__((vector_size(64)));
+    U16 a;
+    __builtin_memcpy(&a, acc + i, sizeof a);
+    V16 v = __builtin_convertvector(reinterpret_cast<I16>(a + ub), V16) * scale + offset;
+    v = v > lo ? v : lo;
+    v = v < hi ? v : hi;
+    v = (v + kRound) - kRound;
+    const I16 q = __builtin_convertvector(v, I16) + zp;
+    const typename Narrow<Q>::type narrow = __builtin_convertvector(q, typename Narrow<Q>::type);
+    __builtin_memcpy(y + i, &narrow, sizeof narrow);
+  }
+  for (; i < n; ++i) {
+    float v = static_cast<float>(static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + ub)) * scale + offset;
+    v = v > lo ? v : lo;
+    v = v < hi ? v : hi;
+    v = (v + kRound) - kRound;
+    y[i] = static_cast<Q>(static_cast<int32_t>(v) + zp);
+  }
+}
+
+template <typename Q>
 __attribute__((always_inline)) inline void dequantize(const Q* q, int64_t n, float scale, int32_t zp, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<int32_t>(q[i]) - zp) * scale;
 }
@@ -65,6 +92,15 @@ SLMOPS_QDQ_CLONES void quantize_f32_s8(const float* x, int64_t n, float scale, i
 }
 SLMOPS_QDQ_CLONES void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zp, float* y) { dequantize(q, n, scale, zp, y); }
 SLMOPS_QDQ_CLONES void dequantize_s8_f32(const int8_t* q, int64_t n, float scale, int32_t zp, float* y) { dequantize(q, n, scale, zp, y); }
+
+SLMOPS_QDQ_CLONES void requantize_s32_u8(const int32_t* acc, int64_t n, int32_t bias, float scale, float offset,
+                                         int32_t zp, uint8_t* y) {
+  requantize<uint8_t>(acc, n, bias, scale, offset, zp, 0, 255, y);
+}
+SLMOPS_QDQ_CLONES void requantize_s32_s8(const int32_t* acc, int64_t n, int32_t bias, float scale, float offset,
+                                         int32_t zp, int8_t* y) {
+  requantize<int8_t>(acc, n, bias, scale, offset, zp, -128, 127, y);
+}
 
 SLMOPS_QDQ_CLONES void min_max_f32(const float* x, int64_t n, float& mn, float& mx) {
   // 16 independent lanes (one vector) so that the loop vectorizes without reassociation.

@@ -16,6 +16,11 @@ void quantize_f32_u8(const float* x, int64_t n, float scale, int32_t zp, uint8_t
 void quantize_f32_s8(const float* x, int64_t n, float scale, int32_t zp, int8_t* y);
 void dequantize_u8_f32(const uint8_t* q, int64_t n, float scale, int32_t zp, float* y);
 void dequantize_s8_f32(const int8_t* q, int64_t n, float scale, int32_t zp, float* y);
+// Requantization of int32 accumulators (ONNX Runtime's MlasRequantizeOutput, per tensor):
+//   y = clamp(rne(float(acc + bias) * scale + offset), lo - zp, hi - zp) + zp   (acc + bias wraps)
+// offset carries a float bias (bias / y_scale); with 0 it is MLAS's formula exactly.
+void requantize_s32_u8(const int32_t* acc, int64_t n, int32_t bias, float scale, float offset, int32_t zp, uint8_t* y);
+void requantize_s32_s8(const int32_t* acc, int64_t n, int32_t bias, float scale, float offset, int32_t zp, int8_t* y);
 // Smallest and largest of x[0..n) with NaN skipped (std::min / std::max order); n >= 1.
 void min_max_f32(const float* x, int64_t n, float& mn, float& mx);
 

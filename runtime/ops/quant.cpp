@@ -398,6 +398,245 @@ struct QLinearMatMulKernel : Kernel {
   }
 };
 
+// ---- QDQ groups as integer kernels (GraphRunner::plan_qdq) ----------------------------------
+
+// The constant value of a node input (an initializer), or nullptr.
+const Tensor* constant_of(const ir::Node& n, size_t i, const PlanContext& pc) { return constant_input(n, i, pc); }
+
+// Input i of the group's node as the plan's constant (initializer or folded), or nullptr.
+const Tensor* group_constant(const QdqGroup& g, size_t i) { return i < g.constant.size() ? g.constant[i] : nullptr; }
+
+// DequantizeLinear(a) x DequantizeLinear(b) [+ DequantizeLinear(int32 bias)] [-> QuantizeLinear],
+// as ONNX Runtime makes QLinearMatMul / QGemm (with the Q) or MatMulIntegerToFloat (without):
+//   acc = sum_k (a_q - a_zp) * (b_q - b_zp[n]) (+ bias_q[n]), exact in int32
+//   with Q:    y_q = clamp(rne(float(acc) * (a_scale * b_scale[n] / y_scale))) + y_zp
+//   without:   y   = float(acc) * (a_scale * b_scale[n])
+// MatMul takes any batched shapes (a constant 2-D b is packed once); Gemm (transA 0, alpha
+// and beta 1) a 2-D a and b, b transposed or not.
+struct QdqMatMulKernel : Kernel {
+  bool gemm = false, trans_b = false;
+  float a_scale = 1.f;
+  int32_t a_zp = 0;
+  DType a_type = DType::UInt8, b_type = DType::Int8;
+  std::vector<float> b_scale;  // 1 or N
+  std::vector<int32_t> b_zp;   // as b_scale
+  std::vector<int32_t> bias;   // Gemm: N int32 values, or empty
+  bool quantized_out = false;
+  float y_scale = 1.f;
+  int32_t y_zp = 0;
+  DType y_type = DType::UInt8;
+  std::unique_ptr<kernels::QPackedB> packed;
+  const Tensor* packed_from = nullptr;
+
+  // acc rows [m0, m1) x columns [n0, n1) of an [., N] block -> out (type y_type or float).
+  void finish(const int32_t* acc, void* out, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+              const std::vector<float>& mult) const {
+    const bool per_col = mult.size() != 1;
+    for (int64_t i = m0; i < m1; ++i) {
+      const int32_t* a = acc + i * N;
+      if (!quantized_out) {
+        float* o = static_cast<float*>(out) + i * N;
+        for (int64_t j = n0; j < n1; ++j) {
+          const uint32_t v = static_cast<uint32_t>(a[j]) + (bias.empty() ? 0u : static_cast<uint32_t>(bias[j]));
+          o[j] = static_cast<float>(static_cast<int32_t>(v)) * mult[per_col ? j : 0];
+        }
+      } else if (!per_col && bias.empty()) {
+        uint8_t* o = static_cast<uint8_t*>(out) + i * N;
+        if (y_type == DType::UInt8)
+          kernels::requantize_s32_u8(a + n0, n1 - n0, 0, mult[0], 0.f, y_zp, o + n0);
+        else
+          kernels::requantize_s32_s8(a + n0, n1 - n0, 0, mult[0], 0.f, y_zp, reinterpret_cast<int8_t*>(o) + n0);
+      } else {
+        uint8_t* o = static_cast<uint8_t*>(out) + i * N;
+        const QRange r = qrange(y_type);
+        for (int64_t j = n0; j < n1; ++j) {
+          const int32_t v =
+              static_cast<int32_t>(static_cast<uint32_t>(a[j]) + (bias.empty() ? 0u : static_cast<uint32_t>(bias[j])));
+          o[j] = static_cast<uint8_t>(requantize_value(v, mult[per_col ? j : 0], y_zp, r));
+        }
+      }
+    }
+  }
+
+  void run(OpContext& ctx) override {
+    const Tensor& A = ctx.in(0);
+    const Tensor& B = ctx.in(1);
+    if (A.dtype != a_type || B.dtype != b_type)
+      bad_input("quantized inputs are {} and {}, the plan expected {} and {}", ir::dtype_name(A.dtype),
+                ir::dtype_name(B.dtype), ir::dtype_name(a_type), ir::dtype_name(b_type));
+    MatMulShape s;
+    if (gemm) {
+      if (A.dims.size() != 2 || B.dims.size() != 2) bad_input("Gemm needs 2-D inputs");
+      s.M = A.dims[0], s.K = A.dims[1], s.N = trans_b ? B.dims[0] : B.dims[1];
+      if ((trans_b ? B.dims[1] : B.dims[0]) != s.K) bad_input("Gemm inner dimensions differ");
+      s.out_dims = {s.M, s.N};
+      s.a_batch = s.b_batch = {0};
+    } else {
+      s = matmul_shape(A.dims, B.dims);
+    }
+    if ((b_scale.size() != 1 && static_cast<int64_t>(b_scale.size()) != s.N) ||
+        (!bias.empty() && static_cast<int64_t>(bias.size()) != s.N))
+      bad_input("the weight's scales or bias do not have N = {} values", s.N);
+    std::vector<float> mult(b_scale.size());
+    for (size_t i = 0; i < mult.size(); ++i)
+      mult[i] = quantized_out ? a_scale * b_scale[i] / y_scale : a_scale * b_scale[i];
+    Tensor& y = ctx.set_out(0, new_tensor(quantized_out ? y_type : DType::Float, s.out_dims));
+    uint8_t* out = y.mutable_values<uint8_t>();
+    const size_t out_elem = quantized_out ? 1 : sizeof(float);
+    const bool as = a_type == DType::Int8, bs = b_type == DType::Int8;
+    const kernels::QZeroPoints za{&a_zp, false}, zb{b_zp.data(), b_zp.size() > 1};
+    const bool use_packed = packed && B.data.data() == packed_from->data.data() && B.dims == packed_from->dims;
+    if (use_packed && (gemm || stacks_into_one(s, B.dims.size()) || s.a_batch.size() == 1)) {
+      // One tall product; each finished block is rescaled on the thread that made it.
+      const int64_t rows = static_cast<int64_t>(s.a_batch.size()) * s.M;
+      Tensor acc_t = new_tensor(DType::Int32, {rows, s.N});
+      int32_t* acc = acc_t.mutable_values<int32_t>();
+      const kernels::QBlockDone done = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+        finish(acc, out, s.N, m0, m1, n0, n1, mult);
+      };
+      kernels::qgemm_packed(rows, A.data.data(), s.K, as, za, *packed, zb, acc, s.N, ctx.pool, &done);
+      return;
+    }
+    if (trans_b) bad_input("Gemm with a transposed B that is not the planned constant");
+    Tensor acc_t = new_tensor(DType::Int32, {s.M, s.N});
+    int32_t* acc = acc_t.mutable_values<int32_t>();
+    for (size_t t = 0; t < s.a_batch.size(); ++t) {
+      kernels::qgemm(s.M, s.N, s.K, A.data.data() + s.a_batch[t] * s.M * s.K, s.K, as, za,
+                     B.data.data() + s.b_batch[t] * s.K * s.N, s.N, bs, zb, acc, s.N, ctx.pool);
+      finish(acc, out + t * s.M * s.N * out_elem, s.N, 0, s.M, 0, s.N, mult);
+    }
+  }
+};
+
+std::unique_ptr<Kernel> qdq_matmul_factory(const QdqGroup& g, const PlanContext& pc, bool gemm) {
+  const ir::Node& n = *g.node;
+  if (n.inputs.size() < 2 || !g.dq[0] || !g.dq[1] || g.dq[0] == g.dq[1]) return nullptr;
+  auto k = std::make_unique<QdqMatMulKernel>();
+  k->gemm = gemm;
+  QdqConstants a, b;
+  if (!qdq_constants(*g.dq[0], pc, a) || !a.per_tensor() || !is_int8ish(a.type)) return nullptr;
+  if (!qdq_constants(*g.dq[1], pc, b) || !is_int8ish(b.type)) return nullptr;
+  const Tensor* w = constant_of(*g.dq[1], 0, pc);
+  if (gemm) {
+    if (n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.f) != 1.f || !w || w->dims.size() != 2) return nullptr;
+    k->trans_b = n.attr_int("transB", 0) != 0;
+  }
+  const int64_t wN = w && w->dims.size() == 2 ? w->dims[k->trans_b ? 0 : 1] : -1;
+  if (!b.per_tensor()) {  // per output column: the axis of N
+    const int64_t axis = b.axis < 0 ? b.axis + 2 : b.axis;
+    if (wN < 0 || axis != (k->trans_b ? 0 : 1) || static_cast<int64_t>(b.scale.size()) != wN) return nullptr;
+  }
+  k->a_scale = a.scale[0], k->a_zp = a.zp[0], k->a_type = a.type;
+  k->b_scale = b.scale, k->b_zp = b.zp, k->b_type = b.type;
+  if (gemm && n.inputs.size() > 2 && n.inputs[2]) {
+    if (n.attr_float("beta", 1.f) != 1.f || g.dq.size() < 3 || !g.dq[2]) return nullptr;
+    if (!qdq_int32_bias(g, 2, pc, k->a_scale, k->b_scale, wN, k->bias)) return nullptr;
+  }
+  if (g.q) {
+    QdqConstants y;
+    if (!qdq_constants(*g.q, pc, y) || !y.per_tensor() || !is_int8ish(y.type)) return nullptr;
+    k->quantized_out = true;
+    k->y_scale = y.scale[0], k->y_zp = y.zp[0], k->y_type = y.type;
+  }
+  if (w && w->dims.size() == 2 && w->dtype == b.type) {
+    k->packed = std::make_unique<kernels::QPackedB>(k->trans_b ? w->dims[1] : w->dims[0], wN, w->data.data(),
+                                                    w->dims[1], b.type == DType::Int8, k->trans_b);
+    k->packed_from = w;
+  } else if (gemm) {
+    return nullptr;
+  }
+  return k;
+}
+
+// DequantizeLinear -> elementwise op of one float input -> QuantizeLinear on 8-bit tensors: a
+// table of the 256 results, made at plan time by running the op's own kernel on every input
+// value (dequantized and quantized as the DequantizeLinear / QuantizeLinear kernels do), so
+// the values are those of the graph as written, in one byte lookup per element.
+struct QdqTableKernel : Kernel {
+  DType in_type = DType::UInt8, out_type = DType::UInt8;
+  uint8_t table[256] = {};
+  void run(OpContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    if (x.dtype != in_type)
+      bad_input("quantized input is {}, the plan expected {}", ir::dtype_name(x.dtype), ir::dtype_name(in_type));
+    Tensor& y = ctx.set_out(0, new_tensor(out_type, x.dims));
+    const uint8_t* in = x.data.data();
+    uint8_t* out = y.mutable_values<uint8_t>();
+    const uint8_t flip = in_type == DType::Int8 ? 0x80 : 0;  // int8 v at index v + 128
+    ctx.pool->parallel_for(static_cast<int64_t>(x.numel()), 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = table[in[i] ^ flip];
+    });
+  }
+};
+
+std::unique_ptr<Kernel> qdq_table_factory(const QdqGroup& g, const PlanContext& pc) {
+  const ir::Node& n = *g.node;
+  if (!g.dq[0] || !g.q || n.outputs.size() != 1) return nullptr;
+  QdqConstants a, y;
+  if (!qdq_constants(*g.dq[0], pc, a) || !a.per_tensor() || !is_int8ish(a.type)) return nullptr;
+  if (!qdq_constants(*g.q, pc, y) || !y.per_tensor() || !is_int8ish(y.type)) return nullptr;
+  // Every other input must be a constant (Clip's bounds).
+  std::vector<RValue> others(n.inputs.size());
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    if (!n.inputs[i]) continue;
+    const Tensor* c = group_constant(g, i);
+    if (!c || (i < g.dq.size() && g.dq[i])) return nullptr;
+    others[i] = RValue::of(*c);
+  }
+  const KernelFactory* make = find_kernel(n.domain, n.op_type, pc.opset);
+  if (!make) return nullptr;
+  std::unique_ptr<Kernel> op = (*make)(n, pc);
+  const bool s8 = a.type == DType::Int8;
+  Tensor xs = new_tensor(DType::Float, {256});
+  float* xv = xs.mutable_values<float>();
+  for (int i = 0; i < 256; ++i) {
+    const int32_t v = s8 ? i - 128 : i;
+    xv[i] = static_cast<float>(v - a.zp[0]) * a.scale[0];
+  }
+  ThreadPool one(1);
+  OpContext ctx;
+  ctx.pool = &one;
+  ctx.node = &n;
+  const RValue xin = RValue::of(std::move(xs));
+  ctx.inputs.push_back(&xin);
+  for (size_t i = 1; i < n.inputs.size(); ++i) ctx.inputs.push_back(n.inputs[i] ? &others[i] : nullptr);
+  std::vector<RValue> outs(1);
+  ctx.outputs = &outs;
+  op->run(ctx);
+  if (!outs[0].is_tensor() || outs[0].tensor.dtype != DType::Float || outs[0].tensor.numel() != 256) return nullptr;
+  auto k = std::make_unique<QdqTableKernel>();
+  k->in_type = a.type, k->out_type = y.type;
+  const float* yv = outs[0].tensor.values<float>();
+  const QRange r = qrange(y.type);
+  for (int i = 0; i < 256; ++i)
+    k->table[i] = static_cast<uint8_t>(quantize_value(yv[i], y.scale[0], y.zp[0], r));  // index: v + 128 for int8
+  return k;
+}
+
+// DequantizeLinear -> MaxPool (or a data-movement op) -> QuantizeLinear with the same scale
+// (> 0) and zero point on both sides: the op's own kernel on the integer tensor. Exact: the
+// dequantization is increasing, so it commutes with max, and Q(DQ(v)) = v.
+struct QdqSameScaleKernel : Kernel {
+  std::unique_ptr<Kernel> op;
+  void run(OpContext& ctx) override { op->run(ctx); }
+};
+
+std::unique_ptr<Kernel> qdq_same_scale_factory(const QdqGroup& g, const PlanContext& pc) {
+  const ir::Node& n = *g.node;
+  if (!g.dq[0] || !g.q || n.outputs.size() != 1) return nullptr;
+  for (size_t i = 1; i < g.dq.size(); ++i)
+    if (g.dq[i]) return nullptr;
+  QdqConstants a, y;
+  if (!qdq_constants(*g.dq[0], pc, a) || !a.per_tensor() || !is_int8ish(a.type)) return nullptr;
+  if (!qdq_constants(*g.q, pc, y) || !y.per_tensor() || y.type != a.type) return nullptr;
+  if (!(a.scale[0] > 0.f) || a.scale[0] != y.scale[0] || a.zp[0] != y.zp[0]) return nullptr;
+  const KernelFactory* make = find_kernel(n.domain, n.op_type, pc.opset);
+  if (!make) return nullptr;
+  auto k = std::make_unique<QdqSameScaleKernel>();
+  k->op = (*make)(n, pc);
+  return k;
+}
+
 template <typename K>
 KernelFactory matmul_factory(size_t b_input) {
   return [b_input](const ir::Node& n, const PlanContext& pc) {
@@ -409,7 +648,57 @@ KernelFactory matmul_factory(size_t b_input) {
 
 }  // namespace
 
+bool qdq_constants(const ir::Node& n, const PlanContext& pc, QdqConstants& out) {
+  if (n.inputs.size() < 3 || !n.inputs[2] || n.attr_int("block_size", 0) != 0) return false;
+  const Tensor* scale = constant_input(n, 1, pc);
+  const Tensor* zp = constant_input(n, 2, pc);
+  if (!scale || !zp || scale->dtype != DType::Float || scale->numel() == 0 || zp->numel() != scale->numel() ||
+      scale->dims.size() > 1 || !is_quant_int(zp->dtype))
+    return false;
+  if (n.op_type == "QuantizeLinear" && n.attr_int("output_dtype", 0) != 0 &&
+      n.attr_int("output_dtype", 0) != static_cast<int64_t>(zp->dtype))
+    return false;
+  out.scale = float_values(*scale);
+  out.zp = int_values(*zp);
+  out.type = zp->dtype;
+  out.axis = n.attr_int("axis", 1);
+  return true;
+}
+
+bool qdq_int32_bias(const QdqGroup& g, size_t input, const PlanContext& pc, float a_scale,
+                    const std::vector<float>& w_scale, int64_t channels, std::vector<int32_t>& bias) {
+  const ir::Node* dq = input < g.dq.size() ? g.dq[input] : nullptr;
+  if (!dq || dq->attr_int("block_size", 0) != 0) return false;
+  const Tensor* b = constant_input(*dq, 0, pc);
+  const Tensor* scale = constant_input(*dq, 1, pc);
+  const Tensor* zp = dq->inputs.size() > 2 && dq->inputs[2] ? constant_input(*dq, 2, pc) : nullptr;
+  if (!b || b->dtype != DType::Int32 || b->dims.size() != 1 || b->dims[0] != channels || !scale ||
+      scale->dtype != DType::Float)
+    return false;
+  if (dq->inputs.size() > 2 && dq->inputs[2] && !zp) return false;
+  if (zp)
+    for (int32_t z : int_values(*zp))
+      if (z != 0) return false;
+  const auto bs = float_values(*scale);
+  if (bs.size() != 1 && static_cast<int64_t>(bs.size()) != channels) return false;
+  for (int64_t c = 0; c < channels; ++c) {
+    const float want = a_scale * w_scale[w_scale.size() == 1 ? 0 : c];
+    const float have = bs[bs.size() == 1 ? 0 : c];
+    if (std::fabs(have - want) > 1e-6f * std::fabs(want)) return false;
+  }
+  bias = int_values(*b);
+  return true;
+}
+
 void register_quant_family() {
+  register_qdq_kernel("MatMul",
+                      [](const QdqGroup& g, const PlanContext& pc) { return qdq_matmul_factory(g, pc, false); });
+  register_qdq_kernel("Gemm", [](const QdqGroup& g, const PlanContext& pc) { return qdq_matmul_factory(g, pc, true); });
+  for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
+                         "Softplus", "Softsign", "Abs", "Neg", "Erf", "Gelu"})
+    register_qdq_kernel(op, qdq_table_factory);
+  for (const char* op : {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"})
+    register_qdq_kernel(op, qdq_same_scale_factory);
   for (const char* domain : {"", "com.microsoft"}) {
     const int since = domain[0] ? 1 : 10;
     register_kernel(domain, "QuantizeLinear", since, simple_kernel(quantize_linear));

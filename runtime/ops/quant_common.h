@@ -119,6 +119,24 @@ inline const Tensor* constant_input(const ir::Node& n, size_t i, const PlanConte
   return &pc.constant(v);
 }
 
+// The scale and zero point of a QuantizeLinear / DequantizeLinear node when both are constant
+// initializers, float32 scales, the zero point given (it names the integer type) and no
+// block_size: one value (per tensor) or one per index of `axis`.
+struct QdqConstants {
+  std::vector<float> scale;
+  std::vector<int32_t> zp;
+  DType type = DType::Undefined;  // the integer type (the zero point's)
+  int64_t axis = 1;               // as the attribute says (not normalized)
+  bool per_tensor() const { return scale.size() == 1; }
+};
+bool qdq_constants(const ir::Node& n, const PlanContext& pc, QdqConstants& out);
+
+// An int32 bias made by DequantizeLinear (group.dq[input]) with a zero point of 0 and the scale
+// a_scale * w_scale[c] for every channel c, as ONNX Runtime's QDQ selectors require for
+// QLinearConv / QGemm: its values in `bias` (channels of them). False when it does not qualify.
+bool qdq_int32_bias(const QdqGroup& g, size_t input, const PlanContext& pc, float a_scale,
+                    const std::vector<float>& w_scale, int64_t channels, std::vector<int32_t>& bias);
+
 // ONNX Runtime's DynamicQuantizeLinear parameters (uint8) for n floats.
 void dynamic_quantize_params(const float* x, int64_t n, float& scale, uint8_t& zp);
 

@@ -5,6 +5,7 @@
 // weight zero points per output channel.
 #include <algorithm>
 
+#include "runtime/kernels/qdq.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/ops/quant_common.h"
 
@@ -225,11 +226,89 @@ void qlinear_conv_op(const ir::Node& n, OpContext& ctx) {
     }
 }
 
+// DequantizeLinear(x) -> Conv(., DequantizeLinear(W), DequantizeLinear(int32 bias)) ->
+// QuantizeLinear, as ONNX Runtime makes it QLinearConv: the integer convolution, the bias
+// added in int32, requantized per output channel with x_scale * w_scale[m] / y_scale.
+struct QdqConvKernel : Kernel {
+  const ir::Node* node = nullptr;
+  int32_t x_zp = 0, y_zp = 0;
+  DType x_type = DType::UInt8, w_type = DType::Int8, y_type = DType::UInt8;
+  std::vector<int32_t> w_zp;  // 1 or M
+  std::vector<float> scale;   // 1 or M: x_scale * w_scale[m] / y_scale
+  std::vector<int32_t> bias;  // M values or empty
+  std::vector<float> offset;  // a float bias: M values of bias / y_scale, or empty
+
+  void run(OpContext& ctx) override {
+    const Tensor& X = ctx.in(0);
+    const Tensor& W = ctx.in(1);
+    if (X.dtype != x_type || W.dtype != w_type)
+      bad_input("quantized inputs are {} and {}, the plan expected {} and {}", ir::dtype_name(X.dtype),
+                ir::dtype_name(W.dtype), ir::dtype_name(x_type), ir::dtype_name(w_type));
+    const ConvGeom g = conv_geometry(*node, "Conv", X.dims, W.dims);
+    if ((scale.size() != 1 && static_cast<int64_t>(scale.size()) != g.M) ||
+        (!bias.empty() && static_cast<int64_t>(bias.size()) != g.M))
+      bad_input("the weight's scales or bias do not have {} output channels", g.M);
+    const int64_t P = g.out_size;
+    Tensor acc_t = new_tensor(DType::Int32, {g.batch * g.M * P});
+    int32_t* acc = acc_t.mutable_values<int32_t>();
+    conv_integer(ctx, g, X, W, x_zp, w_zp, acc);
+    Tensor& y = ctx.set_out(0, new_tensor(y_type, g.out_dims));
+    uint8_t* out = y.mutable_values<uint8_t>();
+    ctx.pool->parallel_for(
+        g.batch * g.M, std::max<int64_t>(1, 8192 / std::max<int64_t>(P, 1)), [&](int64_t b, int64_t e) {
+          for (int64_t row = b; row < e; ++row) {
+            const int64_t m = row % g.M;
+            const float sc = scale[scale.size() == 1 ? 0 : m];
+            const int32_t bm = bias.empty() ? 0 : bias[m];
+            const float off = offset.empty() ? 0.f : offset[m];
+            if (y_type == DType::UInt8)
+              kernels::requantize_s32_u8(acc + row * P, P, bm, sc, off, y_zp, out + row * P);
+            else
+              kernels::requantize_s32_s8(acc + row * P, P, bm, sc, off, y_zp, reinterpret_cast<int8_t*>(out) + row * P);
+          }
+        });
+  }
+};
+
+std::unique_ptr<Kernel> qdq_conv_factory(const QdqGroup& g, const PlanContext& pc) {
+  const ir::Node& n = *g.node;
+  if (n.inputs.size() < 2 || !g.dq[0] || !g.dq[1] || !g.q) return nullptr;
+  QdqConstants x, w, y;
+  if (!qdq_constants(*g.dq[0], pc, x) || !x.per_tensor() || !int8ish(x.type)) return nullptr;
+  if (!qdq_constants(*g.dq[1], pc, w) || !int8ish(w.type)) return nullptr;
+  if (!qdq_constants(*g.q, pc, y) || !y.per_tensor() || !int8ish(y.type)) return nullptr;
+  const Tensor* wt = constant_input(*g.dq[1], 0, pc);
+  if (!wt || wt->dims.size() < 3 || wt->dtype != w.type) return nullptr;
+  const int64_t M = wt->dims[0];
+  if (!w.per_tensor() && (w.axis != 0 || static_cast<int64_t>(w.scale.size()) != M)) return nullptr;
+  auto k = std::make_unique<QdqConvKernel>();
+  k->node = &n;
+  k->x_zp = x.zp[0], k->x_type = x.type, k->w_type = w.type, k->y_zp = y.zp[0], k->y_type = y.type;
+  k->w_zp = w.zp;
+  bool zero = true;
+  for (int32_t z : w.zp) zero &= z == 0;
+  if (zero) k->w_zp.clear();
+  for (float ws : w.scale) k->scale.push_back(x.scale[0] * ws / y.scale[0]);
+  if (n.inputs.size() > 2 && n.inputs[2]) {
+    if (g.dq.size() > 2 && g.dq[2]) {
+      if (!qdq_int32_bias(g, 2, pc, x.scale[0], w.scale, M, k->bias)) return nullptr;
+    } else {
+      // A float bias (one the quantizer left float): y = acc * x_scale * w_scale + bias, so
+      // requantized as acc * scale + bias / y_scale.
+      const Tensor* b = g.constant.size() > 2 ? g.constant[2] : nullptr;
+      if (!b || b->dtype != DType::Float || b->numel() != static_cast<size_t>(M)) return nullptr;
+      for (float v : float_values(*b)) k->offset.push_back(v / y.scale[0]);
+    }
+  }
+  return k;
+}
+
 }  // namespace
 
 void register_quant_conv_ops() {
   register_kernel("", "ConvInteger", 10, simple_kernel(conv_integer_op));
   register_kernel("", "QLinearConv", 10, simple_kernel(qlinear_conv_op));
+  register_qdq_kernel("Conv", qdq_conv_factory);
 }
 
 }  // namespace slmops::runtime::ops::quant

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "ir/graph.h"
@@ -187,4 +188,173 @@ TEST_CASE("Conv -> Relu: the fused run equals Relu run separately, and intermedi
   };
   CHECK(values_of(s.run(feeds, watch)[0]) == want);
   CHECK(seen == std::vector<std::string>{"Conv", "Relu"});
+}
+
+// ---- QDQ groups as integer kernels (GraphRunner::plan_qdq) ------------------------------------
+
+namespace {
+
+// Builds QDQ graphs as `slmops quantize --mode int8-static` writes them: uint8 activations with
+// one Q/DQ pair per tensor, int8 symmetric weights, int32 biases with scale x_scale * w_scale.
+struct QdqBuilder {
+  std::unique_ptr<ir::Model> m = std::make_unique<ir::Model>();
+  ir::Graph* g;
+  int counter = 0;
+  QdqBuilder() {
+    m->ir_version = 8;
+    m->opsets = {{"", 17}};
+    m->graph = std::make_unique<ir::Graph>();
+    g = m->graph.get();
+  }
+  std::string fresh(const char* base) { return std::string(base) + "_" + std::to_string(counter++); }
+  ir::Value* init(ir::Tensor t, const char* base) {
+    t.name = fresh(base);
+    return g->add_initializer(std::move(t));
+  }
+  ir::Value* scalar_f(float v) { return init(floats({}, {v}), "scale"); }
+  template <typename T>
+  ir::Value* ints(ir::DType dt, std::vector<int64_t> dims, std::vector<T> v, const char* base) {
+    ir::Tensor t = runtime::new_tensor(dt, dims);
+    std::copy(v.begin(), v.end(), t.mutable_values<T>());
+    return init(std::move(t), base);
+  }
+  ir::Value* node(const char* op, std::vector<ir::Value*> in, std::vector<ir::Attribute> attrs = {}) {
+    return g->add_node(op, std::move(in), {fresh(op)}, std::move(attrs))->outputs[0];
+  }
+  // Q then DQ of a float activation (uint8, the given scale and zero point).
+  ir::Value* qdq(ir::Value* x, float scale, uint8_t zp) {
+    ir::Value* s = scalar_f(scale);
+    ir::Value* z = ints<uint8_t>(ir::DType::UInt8, {}, {zp}, "zp");
+    return node("DequantizeLinear", {node("QuantizeLinear", {x, s, z}), s, z});
+  }
+  // The same with int8 symmetric activations (zero point 0, --symmetric-activations).
+  ir::Value* qdq_s8(ir::Value* x, float scale) {
+    ir::Value* s = scalar_f(scale);
+    ir::Value* z = ints<int8_t>(ir::DType::Int8, {}, {0}, "zp");
+    return node("DequantizeLinear", {node("QuantizeLinear", {x, s, z}), s, z});
+  }
+  // DQ of an int8 weight with deterministic values in [-127, 127].
+  ir::Value* weight(std::vector<int64_t> dims, float scale, int seed) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    std::vector<int8_t> v(n);
+    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<int8_t>((i * 37 + seed * 11) % 255 - 127);
+    return node("DequantizeLinear", {ints<int8_t>(ir::DType::Int8, dims, v, "w"), scalar_f(scale),
+                                     ints<int8_t>(ir::DType::Int8, {}, {0}, "wzp")});
+  }
+  ir::Value* bias(std::vector<int32_t> v, float scale) {
+    return node("DequantizeLinear", {ints<int32_t>(ir::DType::Int32, {static_cast<int64_t>(v.size())}, v, "b"),
+                                     scalar_f(scale), ints<int32_t>(ir::DType::Int32, {}, {0}, "bzp")});
+  }
+};
+
+std::vector<float> ramp(int64_t n, float lo, float hi) {
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = lo + (hi - lo) * static_cast<float>((i * 7919) % n) / static_cast<float>(n);
+  return v;
+}
+
+// The integer plan's outputs and the graph's own arithmetic (exact_qdq) on the same feeds.
+std::pair<std::vector<float>, std::vector<float>> both_plans(Session& s, const std::vector<RValue>& feeds) {
+  runtime::RunOptions exact;
+  exact.exact_qdq = true;
+  return {values_of(s.run(feeds)[0]), values_of(s.run(feeds, exact)[0])};
+}
+
+}  // namespace
+
+TEST_CASE("QDQ Conv -> Relu -> MaxPool -> Gemm runs as integer kernels within one output step") {
+  QdqBuilder b;
+  ir::Value* x = b.g->add_input("x", ir::TensorType::of(ir::DType::Float, {2, 3, 6, 6}));
+  const float xs = 2.f / 255, w1s = 0.01f, c1s = 0.05f, r1s = 0.03f, w2s = 0.02f, ys = 0.1f;
+  std::vector<ir::Attribute> ca;
+  ca.push_back(ir::Attribute::make_ints("pads", {1, 1, 1, 1}));
+  ir::Value* conv =
+      b.node("Conv", {b.qdq(x, xs, 128), b.weight({4, 3, 3, 3}, w1s, 1), b.bias({100, -200, 300, 0}, xs * w1s)},
+             std::move(ca));
+  ir::Value* relu = b.node("Relu", {b.qdq(conv, c1s, 120)});
+  std::vector<ir::Attribute> pa;
+  pa.push_back(ir::Attribute::make_ints("kernel_shape", {2, 2}));
+  pa.push_back(ir::Attribute::make_ints("strides", {2, 2}));
+  ir::Value* pool = b.node("MaxPool", {b.qdq(relu, r1s, 0)}, std::move(pa));
+  ir::Value* flat = b.node("Flatten", {b.qdq(pool, r1s, 0)});
+  std::vector<ir::Attribute> ga;
+  ga.push_back(ir::Attribute::make_int("transB", 1));
+  ir::Value* gemm = b.node(
+      "Gemm", {b.qdq(flat, r1s, 0), b.weight({5, 36}, w2s, 2), b.bias({7, 8, 9, 10, -11}, r1s * w2s)}, std::move(ga));
+  b.g->add_output(b.qdq(gemm, ys, 128));
+
+  Session s(*b.m, 2);
+  // Conv, Relu (table), MaxPool and Flatten (same scale), Gemm.
+  CHECK(s.qdq_fused_groups() == 5);
+  const std::vector<RValue> feeds = {RValue::of(floats({2, 3, 6, 6}, ramp(216, -1.f, 1.f)))};
+  auto [fused, exact] = both_plans(s, feeds);
+  REQUIRE(fused.size() == exact.size());
+  int differ = 0;
+  for (size_t i = 0; i < fused.size(); ++i) {
+    CHECK(std::fabs(fused[i] - exact[i]) <= ys * 1.001f);  // at most one step of y's quantizer
+    differ += fused[i] != exact[i];
+  }
+  CHECK(differ <= 1);
+  CHECK(std::count(exact.begin(), exact.end(), exact[0]) < static_cast<long>(exact.size()));  // not constant
+  // on_node runs the graph as written: the same values as exact_qdq.
+  runtime::RunOptions watch;
+  int nodes = 0;
+  watch.on_node = [&](const ir::Node&, const std::vector<RValue>&) { ++nodes; };
+  CHECK(values_of(s.run(feeds, watch)[0]) == exact);
+  CHECK(nodes == static_cast<int>(b.g->node_count()));
+}
+
+TEST_CASE("QDQ Relu and MaxPool groups are exact: table and same-scale kernels equal the float ops") {
+  QdqBuilder b;
+  ir::Value* x = b.g->add_input("x", ir::TensorType::of(ir::DType::Float, {1, 2, 4, 4}));
+  ir::Value* relu = b.node("Relu", {b.qdq(x, 0.02f, 100)});
+  std::vector<ir::Attribute> pa;
+  pa.push_back(ir::Attribute::make_ints("kernel_shape", {3, 3}));
+  pa.push_back(ir::Attribute::make_ints("pads", {1, 1, 1, 1}));
+  ir::Value* pool = b.node("MaxPool", {b.qdq(relu, 0.013f, 0)}, std::move(pa));
+  b.g->add_output(b.qdq(pool, 0.013f, 0));
+  Session s(*b.m, 1);
+  CHECK(s.qdq_fused_groups() == 2);
+  const std::vector<RValue> feeds = {RValue::of(floats({1, 2, 4, 4}, ramp(32, -2.f, 3.f)))};
+  auto [fused, exact] = both_plans(s, feeds);
+  CHECK(fused == exact);
+}
+
+TEST_CASE("QDQ MatMul: weights and activation x activation products, quantized and float outputs") {
+  QdqBuilder b;
+  ir::Value* x = b.g->add_input("x", ir::TensorType::of(ir::DType::Float, {2, 5, 16}));
+  const float xs = 0.01f, ws = 0.02f, hs = 0.04f;
+  ir::Value* xq = b.qdq(x, xs, 128);
+  ir::Value* h = b.node("MatMul", {xq, b.weight({16, 16}, ws, 3)});  // weight, Q after
+  ir::Value* hq = b.qdq(h, hs, 125);
+  std::vector<ir::Attribute> ta;
+  ta.push_back(ir::Attribute::make_ints("perm", {0, 2, 1}));
+  ir::Value* ht = b.node("Transpose", {hq}, std::move(ta));     // same scale on both sides
+  ir::Value* att = b.node("MatMul", {hq, b.qdq(ht, hs, 125)});  // activation x activation, Q after
+  ir::Value* out = b.node("MatMul", {b.qdq(att, 0.5f, 128), b.weight({5, 3}, ws, 4)});  // no Q: float
+  b.g->add_output(out);
+  Session s(*b.m, 2);
+  CHECK(s.qdq_fused_groups() == 4);  // three MatMuls and the Transpose
+  const std::vector<RValue> feeds = {RValue::of(floats({2, 5, 16}, ramp(160, -1.f, 1.f)))};
+  auto [fused, exact] = both_plans(s, feeds);
+  REQUIRE(fused.size() == exact.size());
+  float scale = 0;
+  for (float v : exact) scale = std::max(scale, std::fabs(v));
+  CHECK(scale > 0);
+  for (size_t i = 0; i < fused.size(); ++i) CHECK(std::fabs(fused[i] - exact[i]) <= 0.02f * scale);
+}
+
+TEST_CASE("QDQ groups on int8 activations: the table is indexed by value + 128") {
+  QdqBuilder b;
+  ir::Value* x = b.g->add_input("x", ir::TensorType::of(ir::DType::Float, {1, 3, 4, 4}));
+  ir::Value* relu = b.node("Relu", {b.qdq_s8(x, 0.02f)});
+  ir::Value* conv = b.node("Conv", {b.qdq_s8(relu, 0.01f), b.weight({2, 3, 1, 1}, 0.01f, 5)});
+  b.g->add_output(b.qdq_s8(conv, 0.05f));
+  Session s(*b.m, 1);
+  CHECK(s.qdq_fused_groups() == 2);
+  const std::vector<RValue> feeds = {RValue::of(floats({1, 3, 4, 4}, ramp(48, -2.f, 2.f)))};
+  auto [fused, exact] = both_plans(s, feeds);
+  REQUIRE(fused.size() == exact.size());
+  for (size_t i = 0; i < fused.size(); ++i) CHECK(std::fabs(fused[i] - exact[i]) <= 0.05f * 1.001f);
 }

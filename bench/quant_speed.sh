@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Quantized-model latency next to the same model in fp32 and next to ONNX Runtime: one line
+# per (model, threads) with slmops' and ORT's median p50 and their ratios.
+#
+# usage: bench/quant_speed.sh [--threads "1 2"] [--samples K] [--warmup W] NAME=MODEL:INPUT=DIMS ...
+#
+#   NAME=MODEL:INPUT=DIMS  a label, the .onnx file and the shape of its one input (DIMS like
+#                          1x128 or 1x3x224x224). A label of the form BASE/VARIANT is compared
+#                          with the line labelled BASE/fp32 (same base), if there is one.
+#   --threads LIST         intra-op thread counts (default "1 2")
+#   --samples K            timed runs per measurement (default 10)
+#   --warmup W             untimed runs first (default 2)
+#
+# slmops: $SLMOPS_BUILD/slmops (default build-h2 in the source tree) --threads N evaluate MODEL --random
+#         --shape INPUT=DIMS --samples K --warmup W --metrics latency --json
+# ORT:    node bench/ort_latency.js time MODEL --shape INPUT=DIMS --threads N --samples K
+#         --warmup W (graphOptimizationLevel 'all'), onnxruntime-node from tests/interop.
+# Prints a Markdown table on stdout; never fails on a time (bench/ rule).
+set -euo pipefail
+
+THREADS="1 2"
+SAMPLES=10
+WARMUP=2
+die() { echo "quant_speed: error: $*" >&2; exit 1; }
+CASES=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --threads) [[ $# -ge 2 ]] || die "--threads needs a value"; THREADS="$2"; shift 2 ;;
+    --samples) [[ $# -ge 2 ]] || die "--samples needs a value"; SAMPLES="$2"; shift 2 ;;
+    --warmup) [[ $# -ge 2 ]] || die "--warmup needs a value"; WARMUP="$2"; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option '$1'" ;;
+    *) CASES+=("$1"); shift ;;
+  esac
+done
+[[ ${#CASES[@]} -gt 0 ]] || die "no models given (NAME=MODEL:INPUT=DIMS)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SLMOPS="${SLMOPS_BUILD:-$ROOT/build-h2}/slmops"
+[[ -x "$SLMOPS" ]] || die "$SLMOPS not found; build it or set SLMOPS_BUILD"
+
+declare -A SL_MS
+echo "| model | threads | slmops ms | ORT ms | slmops/ORT | slmops vs own fp32 |"
+echo "|---|---|---|---|---|---|"
+for t in $THREADS; do
+  for c in "${CASES[@]}"; do
+    name="${c%%=*}"; rest="${c#*=}"; model="${rest%%:*}"; shape="${rest#*:}"
+    [[ -f "$model" ]] || die "$name: no file $model"
+    sl=$("$SLMOPS" --threads "$t" evaluate "$model" --random --shape "$shape" \
+          --samples "$SAMPLES" --warmup "$WARMUP" --metrics latency --json 2>/dev/null |
+         jq -r '.. | objects | select(has("p50")) | .p50' | head -1)
+    ort=$(node "$ROOT/bench/ort_latency.js" time "$model" --shape "$shape" --threads "$t" --samples "$SAMPLES" \
+            --warmup "$WARMUP" 2>/dev/null | jq -r '.latency_ms.p50')
+    SL_MS["$name/$t"]=$sl
+    base="${name%/*}"
+    own="-"
+    if [[ "$name" == */* && "$name" != */fp32 && -n "${SL_MS[$base/fp32/$t]:-}" ]]; then
+      own=$(awk -v a="$sl" -v b="${SL_MS[$base/fp32/$t]}" 'BEGIN{printf "%.2f", a/b}')
+    fi
+    ratio=$(awk -v a="$sl" -v b="$ort" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')
+    printf "| %s | %s | %.1f | %.1f | %s | %s |\n" "$name" "$t" "$sl" "$ort" "$ratio" "$own"
+  done
+done
