@@ -16,6 +16,7 @@ namespace slmops::runtime::kernels::nbdetail {
 // nibbles: v * s = lo * s + 16 * hi * s.
 #define NB_TARGET
 namespace {
+constexpr bool kWideInt8 = false;  // 16 vector registers: one column per pass
 struct Int8Dot {
   static __m256i pair_small(__m256i acc, __m256i lo, __m256i a0, __m256i hi, __m256i a1) {
     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_maddubs_epi16(hi, a1));

@@ -197,9 +197,18 @@ NB_TARGET void int8_group(const NBitsPacked& W, const int8_t* aq, int64_t ldq, c
     else int8_8bit<R, 4>(W, aq, ldq, asc, g, 0, out);
   } else {
     const int valid = static_cast<int>((W.N - g * 4 < 4 ? W.N - g * 4 : 4));
-    for (int c = 0; c < valid; ++c) {
-      if (W.bits == 4) int8_4bit<R, 1>(W, aq, ldq, asc, g, c, out);
-      else int8_8bit<R, 1>(W, aq, ldq, asc, g, c, out);
+    if (W.bits == 4 && valid == 4 && kWideInt8) {
+      // Two columns per pass: each row's A chunk is loaded once for both (needs the 32
+      // vector registers of the AVX-512 build).
+      int8_4bit<R, 2>(W, aq, ldq, asc, g, 0, out);
+      int8_4bit<R, 2>(W, aq, ldq, asc, g, 2, out);
+    } else {
+      for (int c = 0; c < valid; ++c) {
+        if (W.bits == 4)
+          int8_4bit<R, 1>(W, aq, ldq, asc, g, c, out);
+        else
+          int8_8bit<R, 1>(W, aq, ldq, asc, g, c, out);
+      }
     }
   }
   for (int r = 0; r < R; ++r) store_group(W, g, out[r], zp_term(W, g, ablk + r * W.kbp), Y + r * ldy);

@@ -16,6 +16,7 @@ namespace slmops::runtime::kernels::nbdetail {
 namespace avxvnni {
 #define NB_TARGET __attribute__((target("avxvnni")))
 namespace {
+constexpr bool kWideInt8 = false;  // 16 vector registers
 struct Int8Dot {
   NB_TARGET static __m256i pair_small(__m256i acc, __m256i lo, __m256i a0, __m256i hi, __m256i a1) {
     return _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc, lo, a0), hi, a1);
@@ -33,6 +34,7 @@ struct Int8Dot {
 namespace avx512vnni {
 #define NB_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni")))
 namespace {
+constexpr bool kWideInt8 = true;  // 32 vector registers
 struct Int8Dot {
   NB_TARGET static __m256i pair_small(__m256i acc, __m256i lo, __m256i a0, __m256i hi, __m256i a1) {
     return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc, lo, a0), hi, a1);
@@ -49,8 +51,10 @@ int int8_vnni_kind() {
   static const int kind = [] {
     const CpuFeatures& f = kernels::cpu();
     if (!f.avx2) return 0;
-    if (f.avxvnni) return 1;
+    // The AVX-512 build first where both exist (Zen 4, Sapphire Rapids): the same vpdpbusd on
+    // 256-bit vectors, with 32 registers, which the multi-row kernel uses for two columns.
     if (f.avx512vnni) return 2;
+    if (f.avxvnni) return 1;
     return 0;
   }();
   return kind;
