@@ -145,8 +145,12 @@ constexpr int64_t kChunkRows = 256;
 // im2col that writes the strips, the GEMM of every chunk and the fused clamp).
 constexpr int64_t kStripTileBudget = int64_t{1} << 16;
 
-// Whether conv_strips takes the convolution: a 2-D geometry StripIm2col handles.
-bool strips_fit(const kernels::WindowShape& s) { return kernels::StripIm2col::supported(s); }
+// Whether conv_strips takes the convolution: a 2-D geometry StripIm2col handles, on a CPU with
+// AVX-512 (conv_gemm_strips has no AVX2 body yet: without AVX-512 sgemm's AVX2 kernels on an
+// im2col matrix are faster than its portable loop).
+bool strips_fit(const kernels::WindowShape& s) {
+  return kernels::conv_isa() == kernels::ConvIsa::Avx512 && kernels::StripIm2col::supported(s);
+}
 
 // For each image n, group g, tile of output columns (a run of strips) and, when there are
 // fewer of those than threads, range of maps (the parallel tasks), chunk of input channels by
