@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -642,6 +643,118 @@ bool set_aside_unverified(onnx::GraphProto& gp, const std::unordered_map<std::st
   return clean;
 }
 
+// Some inference rules index what they never checked against the input shapes, and those
+// shapes are often libonnx's own results for earlier nodes (a weight read through Identity
+// or DequantizeLinear has no declared type), so they cannot be checked before the run: the
+// schemas InferShapes gets put a precondition in front of these rules. A node that fails it
+// is set aside as above (its outputs stay untyped). Found by fuzz_onnx_load (F18):
+// ConvTranspose takes its kernel from W's dims 2.. and then reads one kernel entry per
+// spatial axis of X, so a W [1, 1] under an X [1, 1, 3, 3] read entry 0 of an empty vector.
+// What else libonnx 1.12 (onnx/defs/nn/defs.cc, old.cc) reads unchecked is listed by rule.
+
+// The shape a rule reads for input `i`: libonnx's rules read tensor_type().shape() once
+// hasInputShape holds, whatever the type (a sequence's is empty). Null when there is none.
+const onnx::TensorShapeProto* rule_input_shape(InferenceContext& ctx, size_t i) {
+  if (!onnx::hasInputShape(ctx, i)) return nullptr;
+  return &ctx.getInputType(i)->tensor_type().shape();
+}
+
+// Conv, ConvInteger, QLinearConv, ConvTranspose: X (input 0) and the weights of one rank,
+// as the ops define. Without kernel_shape the rules take the kernel from W's dims 2.. and
+// index it, the dilations, the pads and X's dims by each other's axes (W of lower rank:
+// past the kernel's end; of higher rank: past the others'); ConvTranspose reads W's dim 1.
+bool same_rank_as_weights(InferenceContext& ctx, size_t w) {
+  const auto* x = rule_input_shape(ctx, 0);
+  const auto* k = rule_input_shape(ctx, w);
+  return !x || !k || x->dim_size() == k->dim_size();
+}
+
+// Window ops: every stride at least 1. The Conv and pooling rules divide by each stride
+// (0: SIGFPE).
+bool strides_positive(InferenceContext& ctx) {
+  const auto* a = ctx.getAttribute("strides");
+  return !a || std::all_of(a->ints().begin(), a->ints().end(), [](int64_t s) { return s >= 1; });
+}
+
+// MaxUnpool without output_shape reads dim 1 of I (input 1, the indices) once X's shape is
+// known, with no check that I is typed or has that dim.
+bool unpool_indices_shaped(InferenceContext& ctx) {
+  const auto* x = rule_input_shape(ctx, 0);
+  if (!x || x->dim_size() < 2 || ctx.getNumInputs() != 2) return true;
+  const auto* indices = rule_input_shape(ctx, 1);
+  return indices && indices->dim_size() >= 2;
+}
+
+// MaxRoiPool reads pooled_shape[0] and [1] having checked only that it has one entry per
+// spatial axis of X: X needs two spatial axes.
+bool roi_input_has_two_spatial_axes(InferenceContext& ctx) {
+  const auto* x = rule_input_shape(ctx, 0);
+  return !x || x->dim_size() >= 4;
+}
+
+// LayerNormalization-17 sets dims axis.. of Mean and InvStdDev to 1 after adding the rank
+// to a negative axis once: an axis below -rank (or -1 on a scalar) writes before dim 0. The
+// op's range is [-rank, rank).
+bool axis_in_rank(InferenceContext& ctx) {
+  const auto* x = rule_input_shape(ctx, 0);
+  if (!x) return true;
+  const auto* a = ctx.getAttribute("axis");
+  const int64_t axis = a ? a->i() : -1;
+  return axis >= -x->dim_size() && axis < x->dim_size();
+}
+
+using Precondition = bool (*)(InferenceContext&);
+
+// ONNX-domain op -> what its rule needs (every version of the op).
+const std::unordered_map<std::string, Precondition>& preconditions() {
+  static const std::unordered_map<std::string, Precondition> table = {
+      {"Conv", [](InferenceContext& c) { return strides_positive(c) && same_rank_as_weights(c, 1); }},
+      {"ConvInteger", [](InferenceContext& c) { return strides_positive(c) && same_rank_as_weights(c, 1); }},
+      {"QLinearConv", [](InferenceContext& c) { return strides_positive(c) && same_rank_as_weights(c, 3); }},
+      {"ConvTranspose", [](InferenceContext& c) { return same_rank_as_weights(c, 1); }},
+      {"AveragePool", strides_positive},
+      {"MaxPool", strides_positive},
+      {"LpPool", strides_positive},
+      {"MaxUnpool", unpool_indices_shaped},
+      {"MaxRoiPool", roi_input_has_two_spatial_axes},
+      {"LayerNormalization", axis_in_rank},
+  };
+  return table;
+}
+
+// libonnx's registry, but an op with a precondition comes as a copy of its schema whose
+// rule runs only when the precondition holds.
+class GuardedSchemas final : public onnx::ISchemaRegistry {
+ public:
+  const OpSchema* GetSchema(const std::string& key, const int maxInclusiveVersion,
+                            const std::string& domain) const override {
+    const OpSchema* schema = onnx::OpSchemaRegistry::Schema(key, maxInclusiveVersion, domain);
+    if (!schema || schema->domain() != onnx::ONNX_DOMAIN || !schema->has_type_and_shape_inference_function())
+      return schema;
+    auto it = preconditions().find(schema->Name());
+    if (it == preconditions().end()) return schema;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& guarded = guarded_[schema];
+    if (!guarded) {
+      guarded = std::make_unique<OpSchema>(*schema);
+      guarded->TypeAndShapeInferenceFunction(
+          [rule = schema->GetTypeAndShapeInferenceFunction(), holds = it->second](InferenceContext& ctx) {
+            if (holds(ctx)) rule(ctx);
+          });
+    }
+    return guarded.get();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::unordered_map<const OpSchema*, std::unique_ptr<OpSchema>> guarded_;
+};
+
+const GuardedSchemas& guarded_schemas() {
+  static const GuardedSchemas registry;
+  return registry;
+}
+
 bool run_inference(ir::Model& m, bool with_value_info) {
   onnx::ModelProto mp;
   mp.set_ir_version(m.ir_version);
@@ -664,7 +777,7 @@ bool run_inference(ir::Model& m, bool with_value_info) {
     // round types at least one more Slice, and a model rarely chains more than a few.
     for (int round = 0; round < 8; ++round) {
       ShapeData data;
-      onnx::shape_inference::InferShapes(mp, onnx::OpSchemaRegistry::Instance(), opts, &data);
+      onnx::shape_inference::InferShapes(mp, &guarded_schemas(), opts, &data);
       if (!type_slices(*mp.mutable_graph(), opsets, data)) break;
     }
   } catch (const std::exception&) {

@@ -192,6 +192,40 @@ open(os.path.join(OUT, "recipe_nested_10000.json"), "w").write(
 # #18: a recipe step whose pass is "".
 open(os.path.join(OUT, "recipe_empty_pass.json"), "w").write(
     '{"input": "relu.onnx", "output": "o.onnx", "steps": [{"pass": ""}]}')
+# F18: libonnx 1.12 inference rules that index past what they checked (fuzz_onnx_load found
+# the first, a ConvTranspose whose W [1, 1] has a lower rank than X; the fuzzer's input is
+# committed as infer_convtranspose_low_rank_weights.onnx). One node per rule, each of which
+# crashed libonnx's InferShapes (SIGSEGV or SIGFPE) or read past a buffer; ok_ct and ok_conv
+# are valid and must keep their inferred shapes.
+U8 = TensorProto.UINT8
+x4 = helper.make_tensor_value_info("x", F, [1, 1, 5, 5])
+q4 = helper.make_tensor_value_info("qx", U8, [1, 1, 5, 5])
+scalar = lambda name, t: helper.make_tensor_value_info(name, t, [])
+untyped = helper.make_value_info("untyped", onnx.TypeProto())
+save(model_of(
+    [helper.make_node("Identity", ["w2"], ["w2_copy"]),  # W's shape known only to inference
+     helper.make_node("ConvTranspose", ["x", "w2_copy"], ["ct_low"]),
+     helper.make_node("ConvTranspose", ["x", "w1"], ["ct_rank1"], kernel_shape=[3, 3]),
+     helper.make_node("Conv", ["x", "w6"], ["conv_high"]),
+     helper.make_node("Conv", ["x", "w2"], ["conv_low_same"], auto_pad="SAME_UPPER"),
+     helper.make_node("Conv", ["x", "w4"], ["conv_stride0"], strides=[0, 1]),
+     helper.make_node("MaxPool", ["x"], ["pool_stride0"], kernel_shape=[2, 2], strides=[1, 0]),
+     helper.make_node("MaxUnpool", ["x", "untyped"], ["unpool"], kernel_shape=[2, 2]),
+     helper.make_node("MaxRoiPool", ["x2", "rois"], ["roi"], pooled_shape=[]),
+     helper.make_node("LayerNormalization", ["xs", "s"], ["ln", "ln_mean", "ln_inv_std"], axis=-5),
+     helper.make_node("QLinearConv", ["qx", "sc", "zp", "qw6", "sc", "zp", "sc", "zp"], ["qconv"]),
+     helper.make_node("ConvTranspose", ["x", "w4"], ["ok_ct"]),
+     helper.make_node("Conv", ["x", "w4"], ["ok_conv"])],
+    [x4, q4, untyped, helper.make_tensor_value_info("x2", F, [1, 1]),
+     helper.make_tensor_value_info("rois", F, [1, 5]), helper.make_tensor_value_info("xs", F, [2, 3]),
+     helper.make_tensor_value_info("s", F, [3]), helper.make_tensor_value_info("w1", F, [1]),
+     helper.make_tensor_value_info("w2", F, [1, 1]), helper.make_tensor_value_info("w4", F, [1, 1, 3, 3]),
+     helper.make_tensor_value_info("w6", F, [1, 1, 3, 3, 3, 3]),
+     helper.make_tensor_value_info("qw6", U8, [1, 1, 3, 3, 3, 3]), scalar("sc", F), scalar("zp", U8)],
+    [helper.make_value_info(n, onnx.TypeProto()) for n in
+     ["ct_low", "ct_rank1", "conv_high", "conv_low_same", "conv_stride0", "pool_stride0", "unpool", "roi", "ln",
+      "ln_mean", "ln_inv_std", "qconv", "ok_ct", "ok_conv"]],
+    opset=17), "infer_unchecked_rules.onnx")
 # Inputs found by the fuzz targets (npz_no_arrays, npz_duplicate_member, npz_empty_name,
 # recipe_number_overflow.json, stale_external_entries.onnx) are committed as found; this
 # script does not make them.

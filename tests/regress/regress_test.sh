@@ -120,5 +120,15 @@ check infer_scan_no_num_scan_inputs expect infer_scan_no_num_scan_inputs 0 "" \
 check infer_shape_of_undefined expect infer_shape_of_undefined 0 "" $S inspect infer_shape_of_undefined.onnx --json
 # ... and the first fix read freed memory when it set aside a node holding a subgraph.
 check infer_set_aside_subgraph expect infer_set_aside_subgraph 0 "" $S inspect infer_set_aside_subgraph.onnx --json
+# ... and libonnx rules that index past what they checked (F18): ConvTranspose with a W of
+# lower rank than X (as found), then one node per such rule (make_regress.py), which stay
+# untyped while the valid ConvTranspose and Conv beside them keep their shapes.
+check infer_convtranspose_low_rank_weights expect infer_convtranspose_low_rank_weights 0 "" \
+  $S inspect infer_convtranspose_low_rank_weights.onnx --json
+check infer_unchecked_rules expect infer_unchecked_rules 0 "" \
+  bash -c "v=\$('$S' inspect infer_unchecked_rules.onnx --values) &&
+           grep -Eq 'ok_ct +output +float[0-9]* +\[1, 1, 7, 7\]' <<<\"\$v\" &&
+           grep -Eq 'ok_conv +output +float[0-9]* +\[1, 1, 3, 3\]' <<<\"\$v\" &&
+           grep -Eq 'ct_low +output +\?' <<<\"\$v\""
 
 finish
