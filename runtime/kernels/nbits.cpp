@@ -234,6 +234,16 @@ void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, co
     for (int64_t m = 0; m < M; ++m)
       nbits_quantize_row(A + m * lda, K, W.block_size, aq.data() + m * W.k_padded, ascale.data() + m * kbp,
                          asum.data() + m * kbp);
+    if (M >= kDequantMinRows && nbdetail::int8_prefill_usable(W)) {
+      const int64_t tiles = nbdetail::int8_prefill_tiles(W);
+      run(tp, tiles, 1, [&](int64_t t0, int64_t t1) {
+        nbdetail::int8_gemm_prefill(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), t0, t1, Y, ldy);
+        if (bias)
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = t0 * 32; n < std::min(N, t1 * 32); ++n) Y[m * ldy + n] += bias[n];
+      });
+      return;
+    }
     run(tp, W.groups, grain, [&](int64_t g0, int64_t g1) {
       if (W.vnni && W.bits != 2)
         nbdetail::int8_gemm_vnni(W, M, aq.data(), W.k_padded, ascale.data(), asum.data(), g0, g1, Y, ldy);

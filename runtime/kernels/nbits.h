@@ -136,6 +136,12 @@ void int8_gemm_avx2(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t l
 int int8_vnni_kind();
 void int8_gemm_vnni(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
                     const float* ablksum, int64_t g0, int64_t g1, float* Y, int64_t ldy);
+// Int8 mode, 4-bit, many rows, on AVX512-VNNI (nbits_vnni_avx2_avx512.cpp): tiles of 32
+// columns [t0, t1) of int8_prefill_tiles(W), all M rows (A quantized as for int8_gemm_vnni).
+bool int8_prefill_usable(const NBitsPacked& W);
+int64_t int8_prefill_tiles(const NBitsPacked& W);
+void int8_gemm_prefill(const NBitsPacked& W, int64_t M, const int8_t* aq, int64_t ldq, const float* ascale,
+                       const float* ablksum, int64_t t0, int64_t t1, float* Y, int64_t ldy);
 // One strip of 16 columns n0 .. n0 + 15 (all < N) of 4-bit W, rows [k0, k0 + kc) (kc a
 // multiple of 8, k0 of the block size), dequantized into PackedB::wrap's layout
 // (nbits_dequant_avx2.cpp; the CPU must have AVX2).

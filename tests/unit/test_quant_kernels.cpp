@@ -235,6 +235,21 @@ TEST_CASE("MatMulNBits dequantize-then-GEMM matches the float reference") {
       }
 }
 
+// Int8 mode (accuracy_level 4) with many rows: the register-tiled prefill kernel where the CPU
+// has AVX512-VNNI (32-column tiles, ragged N), else the 4-row kernel; against the reference.
+TEST_CASE("MatMulNBits int8 mode with many rows matches the reference") {
+  ThreadPool pool2(2);
+  uint32_t seed = 950;
+  for (int64_t bs : {16, 32, 64, 128})
+    for (int zk : {0, 1}) {
+      NBitsCase c(seed % 2 ? 70 : 33, seed % 3 ? 256 : 100, 4, bs, zk, seed);
+      ++seed;
+      for (int64_t M : {16, 19})
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2})
+          check_nbits(c, M, NBitsMode::Int8, true, pool, true);
+    }
+}
+
 // ---- the ops through the executor -------------------------------------------------------
 
 namespace {
