@@ -123,20 +123,55 @@ NBitsPacked::NBitsPacked(const NBitsSource& src, NBitsMode mode_, bool use_avx2,
   }
 }
 
-void nbits_quantize_row(const float* a, int64_t K, int64_t bs, int8_t* q, float* scale, float* scaled_sum) {
+// Written on 16-lane GCC vectors and compiled for AVX-512, AVX2 and baseline x86-64
+// (target_clones, as kernels/qdq.cpp): every clone computes the same values. Rounding half to
+// even is (v + 1.5 * 2^23) - 1.5 * 2^23, exact for |v| < 2^22 (here |v| <= 127 plus rounding),
+// which equals nearbyintf in the default rounding mode; the scalar tail does the same.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void nbits_quantize_row(const float* a, int64_t K,
+                                                                                     int64_t bs, int8_t* q,
+                                                                                     float* scale, float* scaled_sum) {
+  using V16 = float __attribute__((vector_size(64)));
+  using I16 = int32_t __attribute__((vector_size(64)));
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
   const int64_t blocks = (K + bs - 1) / bs;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t k0 = b * bs, k1 = std::min(K, k0 + bs);
+    // max |a| (NaN never wins: v > m is false)
+    V16 m = {};
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      V16 v;
+      __builtin_memcpy(&v, a + k, sizeof v);
+      v = v < 0 ? -v : v;
+      m = v > m ? v : m;
+    }
     float amax = 0.f;
-    for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(a[k]));
+    for (int j = 0; j < 16; ++j) amax = m[j] > amax ? m[j] : amax;
+    for (; k < k1; ++k) amax = std::max(amax, std::fabs(a[k]));
     const float s = amax / 127.f;
     const float inv = amax != 0.f ? 127.f / amax : 0.f;
+    I16 sums = {};
+    k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      V16 v;
+      __builtin_memcpy(&v, a + k, sizeof v);
+      v = v * inv;
+      v = v > -128.f ? v : -128.f;
+      v = v < 127.f ? v : 127.f;
+      v = (v + kRound) - kRound;
+      const I16 iv = __builtin_convertvector(v, I16);
+      sums += iv;
+      for (int j = 0; j < 16; ++j) q[k + j] = static_cast<int8_t>(iv[j]);
+    }
     int32_t sum = 0;
-    for (int64_t k = k0; k < k0 + bs; ++k) {
+    for (int j = 0; j < 16; ++j) sum += sums[j];
+    for (; k < k0 + bs; ++k) {
       int32_t v = 0;
       if (k < k1) {
-        v = static_cast<int32_t>(std::nearbyintf(a[k] * inv));
-        v = std::clamp(v, -128, 127);
+        float f = a[k] * inv;
+        f = f > -128.f ? f : -128.f;
+        f = f < 127.f ? f : 127.f;
+        v = static_cast<int32_t>((f + kRound) - kRound);
       }
       q[k] = static_cast<int8_t>(v);
       sum += v;
@@ -231,9 +266,11 @@ void nbits_gemm(int64_t M, const float* A, int64_t lda, const NBitsPacked& W, co
   if (W.mode == NBitsMode::Int8) {
     std::vector<int8_t> aq(static_cast<size_t>(M * W.k_padded), 0);
     std::vector<float> ascale(static_cast<size_t>(M * kbp), 0.f), asum(static_cast<size_t>(M * kbp), 0.f);
-    for (int64_t m = 0; m < M; ++m)
-      nbits_quantize_row(A + m * lda, K, W.block_size, aq.data() + m * W.k_padded, ascale.data() + m * kbp,
-                         asum.data() + m * kbp);
+    run(M >= 16 ? tp : nullptr, M, 8, [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m)
+        nbits_quantize_row(A + m * lda, K, W.block_size, aq.data() + m * W.k_padded, ascale.data() + m * kbp,
+                           asum.data() + m * kbp);
+    });
     if (M >= kDequantMinRows && nbdetail::int8_prefill_usable(W)) {
       const int64_t tiles = nbdetail::int8_prefill_tiles(W);
       run(tp, tiles, 1, [&](int64_t t0, int64_t t1) {
