@@ -145,8 +145,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void nbits_quantize
       v = v < 0 ? -v : v;
       m = v > m ? v : m;
     }
+    // Tree reduction of the 16 lanes (max is exact in any order).
+    using V8 = float __attribute__((vector_size(32)));
+    using V4 = float __attribute__((vector_size(16)));
+    V8 m8 = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7);
+    const V8 h8 = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
+    m8 = h8 > m8 ? h8 : m8;
+    V4 m4 = __builtin_shufflevector(m8, m8, 0, 1, 2, 3);
+    const V4 h4 = __builtin_shufflevector(m8, m8, 4, 5, 6, 7);
+    m4 = h4 > m4 ? h4 : m4;
     float amax = 0.f;
-    for (int j = 0; j < 16; ++j) amax = m[j] > amax ? m[j] : amax;
+    for (int j = 0; j < 4; ++j) amax = m4[j] > amax ? m4[j] : amax;
     for (; k < k1; ++k) amax = std::max(amax, std::fabs(a[k]));
     const float s = amax / 127.f;
     const float inv = amax != 0.f ? 127.f / amax : 0.f;
@@ -161,10 +170,15 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void nbits_quantize
       v = (v + kRound) - kRound;
       const I16 iv = __builtin_convertvector(v, I16);
       sums += iv;
-      for (int j = 0; j < 16; ++j) q[k + j] = static_cast<int8_t>(iv[j]);
+      using N16 = int8_t __attribute__((vector_size(16)));
+      const N16 narrow = __builtin_convertvector(iv, N16);  // in [-128, 127]: exact
+      __builtin_memcpy(q + k, &narrow, sizeof narrow);
     }
+    using I8 = int32_t __attribute__((vector_size(32)));
+    const I8 s8 = __builtin_shufflevector(sums, sums, 0, 1, 2, 3, 4, 5, 6, 7) +
+                  __builtin_shufflevector(sums, sums, 8, 9, 10, 11, 12, 13, 14, 15);
     int32_t sum = 0;
-    for (int j = 0; j < 16; ++j) sum += sums[j];
+    for (int j = 0; j < 8; ++j) sum += s8[j];
     for (; k < k0 + bs; ++k) {
       int32_t v = 0;
       if (k < k1) {
