@@ -4,6 +4,11 @@
 // Sapphire Rapids) and AVX512-VNNI with AVX512VL on 256-bit vectors (e.g. Ice Lake, Cascade
 // Lake). Every function carries its own target attribute (no file-wide pragma, so no inline
 // library code here is built for those ISAs); callers check nbdetail::int8_vnni_kind() first.
+// GCC 12's AVX-512 intrinsic headers trip -W(maybe-)uninitialized (their _mm512_undefined_*
+// placeholders) when inlined under a target attribute; the warning is located in the header,
+// so it is silenced for the whole file, before the include.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstdlib>
