@@ -280,6 +280,7 @@ const OptionTable<EliminateOptions>& EliminateOptions::table() {
 
 OptimizeStats eliminate(ir::Model& m, const EliminateOptions& o) {
   OptimizeStats st;
+  st.inputs_frozen = freeze_legacy_initializer_inputs(m);
   for_each_graph(m, [&](ir::Graph& g) { eliminate_graph(m, g, o, st); });
   cleanup(*m.graph, CleanupOptions{});
   return st;

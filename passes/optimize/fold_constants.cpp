@@ -133,6 +133,7 @@ const OptionTable<FoldOptions>& FoldOptions::table() {
 
 OptimizeStats fold_constants(ir::Model& m, const FoldOptions& o) {
   OptimizeStats st;
+  st.inputs_frozen = freeze_legacy_initializer_inputs(m);
   Folder folder(m, o);
   for_each_graph(m, [&](ir::Graph& g) { folder.fold_graph(g, st); });
   return st;

@@ -221,11 +221,15 @@ bool fuse_layer_norm(ir::Graph& g, ir::Node* mean_node, int64_t opset) {
   if (!gamma) gamma = add_float_initializer(g, "layer_norm_scale", {width}, std::vector<float>(width, 1.0f));
   std::vector<ir::Value*> inputs{x, gamma};
   if (beta) inputs.push_back(beta);
-  // The new node writes the chain's last output; the rest of the chain is left unread and
-  // cleanup removes it.
+  // The new node writes the chain's last output; the rest of the chain (read by nothing else,
+  // checked above) goes now, readers first, so that no later round matches its remains.
+  ir::Node* mul = last == div ? nullptr : div->outputs[0]->consumers[0];
   ir::replace_node(g, last, "LayerNormalization", "", inputs,
                    attribute_list(ir::Attribute::make_int("axis", -1),
                                   ir::Attribute::make_float("epsilon", static_cast<float>(*eps))));
+  if (mul && mul != last) g.remove_node(mul);
+  for (ir::Node* n : {div, sqrt, add_eps, var, sq, sub, mean_node})
+    if (n != last) g.remove_node(n);
   return true;
 }
 

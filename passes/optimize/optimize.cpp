@@ -25,6 +25,7 @@ void OptimizeStats::add(const OptimizeStats& o) {
   folds_skipped_size = o.folds_skipped_size;  // a count of the last round, not a sum over rounds
   shape_nodes_folded += o.shape_nodes_folded;
   inputs_fixed += o.inputs_fixed;
+  inputs_frozen += o.inputs_frozen;
   no_ops_removed += o.no_ops_removed;
   chains_merged += o.chains_merged;
   subexpressions_merged += o.subexpressions_merged;
@@ -37,6 +38,7 @@ nlohmann::json stats_json(const OptimizeStats& s) {
           {"folds_skipped_for_size", s.folds_skipped_size},
           {"shape_nodes_folded", s.shape_nodes_folded},
           {"inputs_fixed", s.inputs_fixed},
+          {"legacy_initializer_inputs_frozen", s.inputs_frozen},
           {"no_ops_removed", s.no_ops_removed},
           {"chains_merged", s.chains_merged},
           {"subexpressions_merged", s.subexpressions_merged},
@@ -56,6 +58,7 @@ const OptionTable<FuseOptions>& FuseOptions::table() {
 
 OptimizeStats fuse(ir::Model& m, const FuseOptions& o) {
   OptimizeStats st;
+  st.inputs_frozen = freeze_legacy_initializer_inputs(m);
   formats::ensure_shapes(m);
   for_each_graph(m, [&](ir::Graph& g) { fuse_standard(m, g, st); });
   if (o.target == "onnxruntime") {

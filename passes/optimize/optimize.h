@@ -65,7 +65,7 @@ struct OptimizeOptions {
 
 struct OptimizeStats {
   int64_t constants_to_initializers = 0, nodes_folded = 0, folds_skipped_size = 0;
-  int64_t shape_nodes_folded = 0, inputs_fixed = 0;
+  int64_t shape_nodes_folded = 0, inputs_fixed = 0, inputs_frozen = 0;
   int64_t no_ops_removed = 0, chains_merged = 0, subexpressions_merged = 0;
   std::map<std::string, int64_t> fusions;  // "Conv+BatchNormalization" -> count
   int64_t total() const;

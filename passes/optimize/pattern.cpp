@@ -1,5 +1,6 @@
 #include "passes/optimize/pattern.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -13,6 +14,18 @@ void for_each_graph(ir::Model& m, const std::function<void(ir::Graph&)>& fn) {
   std::vector<ir::Graph*> graphs{m.graph.get()};
   m.graph->for_each_subgraph([&](ir::Graph& g) { graphs.push_back(&g); });
   for (ir::Graph* g : graphs) fn(*g);
+}
+
+int64_t freeze_legacy_initializer_inputs(ir::Model& m) {
+  if (!m.graph || m.ir_version >= 4) return 0;
+  auto& in = m.graph->inputs;
+  const size_t before = in.size();
+  in.erase(std::remove_if(in.begin(), in.end(),
+                          [](const ir::ValueInfo& vi) {
+                            return vi.value && vi.value->kind == ir::Value::Kind::Initializer && vi.value->initializer;
+                          }),
+           in.end());
+  return static_cast<int64_t>(before - in.size());
 }
 
 ir::Node* producer_of(const ir::Value* v, std::string_view op) {

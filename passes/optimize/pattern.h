@@ -14,6 +14,11 @@ namespace slmops::passes {
 // The main graph, then every graph nested in node attributes (If/Loop/Scan bodies).
 void for_each_graph(ir::Model& m, const std::function<void(ir::Graph&)>& fn);
 
+// Models of IR version < 4 must list every initializer as a graph input too; ONNX Runtime
+// treats those as constants, not as inputs a caller may override. So do the optimization
+// passes: they leave the input list (main graph). Returns how many did.
+int64_t freeze_legacy_initializer_inputs(ir::Model& m);
+
 // The node of op `op` (default domain) that writes `v`, or nullptr.
 ir::Node* producer_of(const ir::Value* v, std::string_view op);
 // Whether `v` is read by exactly one node input and is not a graph output.

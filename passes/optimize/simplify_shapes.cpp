@@ -222,6 +222,7 @@ const OptionTable<ShapeOptions>& ShapeOptions::table() {
 
 OptimizeStats simplify_shapes(ir::Model& m, const ShapeOptions& o) {
   OptimizeStats st;
+  st.inputs_frozen = freeze_legacy_initializer_inputs(m);
   st.inputs_fixed = fix_input_shapes(m, o.input_shape);
   formats::refresh_shapes(m);
   for_each_graph(m, [&](ir::Graph& g) { fold_shapes(m, g, st); });

@@ -3,7 +3,12 @@
 // writes a Markdown report, and fails when a suite is below its bar.
 //
 //   slmops_conformance [--root DIR] [--filter SUBSTRING] [--report FILE] [--verbose]
-//                      [--min-node 0.90] [--min-other 0.95]
+//                      [--min-node 0.90] [--min-other 0.95] [--optimize]
+//
+// With --optimize each case that passes is also run after passes::optimize (what `slmops
+// convert --optimize` writes); a case that passes as exported but not optimized fails the run.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,11 +18,10 @@
 #include <string>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "eval/check_data.h"
 #include "formats/onnx_io.h"
 #include "ir/error.h"
+#include "passes/optimize/optimize.h"
 #include "runtime/executor.h"
 
 namespace fs = std::filesystem;
@@ -29,12 +33,13 @@ struct CaseResult {
   std::string reason;
 };
 
-static CaseResult run_case(const fs::path& root, const fs::path& dir) {
+static CaseResult run_case(const fs::path& root, const fs::path& dir, bool optimize) {
   CaseResult r;
   r.suite = dir.lexically_relative(root).begin()->string();
   r.name = dir.filename().string();
   try {
     ir::Model m = formats::load_model(dir / "model.onnx");
+    if (optimize) passes::optimize(m, passes::OptimizeOptions{});
     runtime::Session s(m, 1);
     auto sets = eval::data_set_folders(dir);
     for (auto& set : sets) {
@@ -54,7 +59,7 @@ static CaseResult run_case(const fs::path& root, const fs::path& dir) {
 int main(int argc, char** argv) {
   fs::path root = "/usr/share/libonnx-testdata/data";
   std::string filter, report;
-  bool verbose = false;
+  bool verbose = false, optimize = false;
   double min_node = 0.0, min_other = 0.0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -63,6 +68,8 @@ int main(int argc, char** argv) {
     else if (a == "--filter") filter = next();
     else if (a == "--report") report = next();
     else if (a == "--verbose" || a == "-v") verbose = true;
+    else if (a == "--optimize")
+      optimize = true;
     else if (a == "--min-node") min_node = std::stod(next());
     else if (a == "--min-other") min_other = std::stod(next());
     else {
@@ -78,10 +85,18 @@ int main(int argc, char** argv) {
     }
   std::sort(cases.begin(), cases.end());
   std::map<std::string, std::pair<int, int>> suites;  // passed, total
-  std::vector<CaseResult> failures;
+  std::vector<CaseResult> failures, regressions;
+  int optimized_passed = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (auto& dir : cases) {
-    CaseResult r = run_case(root, dir);
+    CaseResult r = run_case(root, dir, false);
+    if (optimize && r.passed) {
+      CaseResult o = run_case(root, dir, true);
+      if (o.passed)
+        ++optimized_passed;
+      else
+        regressions.push_back(o);
+    }
     auto& s = suites[r.suite];
     ++s.second;
     if (r.passed) ++s.first;
@@ -99,6 +114,13 @@ int main(int argc, char** argv) {
     table += fmt::format("| {} | {} | {} | {:.1f}% |\n", suite, s.first, s.second, rate * 100);
   }
   std::printf("conformance: %zu cases in %.1f s\n", cases.size(), secs);
+  if (optimize) {
+    std::printf("conformance --optimize: %d of %d passing cases still pass after optimize\n", optimized_passed,
+                optimized_passed + static_cast<int>(regressions.size()));
+    for (auto& f : regressions)
+      std::printf("  optimized FAIL %s/%s: %s\n", f.suite.c_str(), f.name.c_str(), f.reason.c_str());
+    if (!regressions.empty()) ok = false;
+  }
   if (!report.empty()) {
     std::ofstream out(report);
     out << "# Conformance: ONNX's test data through the slmops executor\n\n"
