@@ -120,7 +120,7 @@ std::vector<fs::path> data_set_folders(const fs::path& dir) {
 }
 
 CheckResult check_data_set(const ir::Model& model, const runtime::Session& session, const fs::path& dir,
-                           const Tolerance& tol) {
+                           const Tolerance& tol, const runtime::RunOptions& run_opts) {
   const auto& g = *model.graph;
   auto inputs = numbered(dir, "input");
   auto outputs = numbered(dir, "output");
@@ -137,7 +137,7 @@ CheckResult check_data_set(const ir::Model& model, const runtime::Session& sessi
   for (size_t k = inputs.size(); k < declared.size(); ++k)
     if (!declared[k]->initializer && declared[k]->type.container.rfind("optional", 0) != 0)
       bad_input("{}: no data for model input '{}'", dir.string(), declared[k]->name);
-  auto got = session.run(std::move(feeds));
+  auto got = session.run(std::move(feeds), run_opts);
   CheckResult res;
   if (outputs.size() != g.outputs.size())
     bad_input("{}: {} output files but the model has {} outputs", dir.string(), outputs.size(), g.outputs.size());

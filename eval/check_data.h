@@ -26,8 +26,8 @@ struct CheckResult {
 };
 
 // Runs `dir` (one test_data_set folder) through `session` and compares the outputs.
-CheckResult check_data_set(const ir::Model& model, const runtime::Session& session,
-                           const std::filesystem::path& dir, const Tolerance& tol);
+CheckResult check_data_set(const ir::Model& model, const runtime::Session& session, const std::filesystem::path& dir,
+                           const Tolerance& tol, const runtime::RunOptions& run_opts = {});
 
 // The test_data_set folders under `dir` (or `dir` itself when it holds input_*.pb files).
 std::vector<std::filesystem::path> data_set_folders(const std::filesystem::path& dir);

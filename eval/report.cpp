@@ -31,6 +31,15 @@ void flatten(const nlohmann::json& j, const std::string& prefix, Rows& out) {
 
 }  // namespace
 
+// "optimized (396 -> 188 nodes)" or "as written (--no-optimize)"; "" for reports without the field.
+static std::string optimize_note(const nlohmann::json& report) {
+  if (!report.contains("optimized")) return "";
+  if (!report["optimized"].get<bool>()) return "as written (--no-optimize)";
+  if (!report.contains("optimize")) return "optimized";
+  const auto& o = report["optimize"];
+  return fmt::format("optimized ({} -> {} nodes)", o["nodes_before"].get<int64_t>(), o["nodes_after"].get<int64_t>());
+}
+
 void print_evaluation(const nlohmann::json& report) {
   Rows rows, base;
   flatten(report["metrics"], "", rows);
@@ -40,6 +49,7 @@ void print_evaluation(const nlohmann::json& report) {
              report["data"].get<std::string>(), report["samples"].get<int64_t>(),
              report.contains("shard") ? ", shard " + report["shard"].get<std::string>() : "");
   if (has_base) fmt::print("baseline {}\n", report["baseline"]["model"].get<std::string>());
+  if (auto note = optimize_note(report); !note.empty()) fmt::print("graph    {}\n", note);
   fmt::print("\n{:<32} {:>16}{}\n", "metric", "model", has_base ? fmt::format(" {:>16}", "baseline") : "");
   for (auto& [k, v] : rows) {
     std::string b;
@@ -63,6 +73,7 @@ void write_markdown(const nlohmann::json& report, const std::string& path) {
   std::string md = fmt::format("# Evaluation of `{}`\n\nData: `{}`, {} samples.", report["model"].get<std::string>(),
                                report["data"].get<std::string>(), report["samples"].get<int64_t>());
   if (has_base) md += fmt::format(" Baseline: `{}`.", report["baseline"]["model"].get<std::string>());
+  if (auto note = optimize_note(report); !note.empty()) md += fmt::format(" Graph: {}.", note);
   md += "\n\n| metric | model |";
   md += has_base ? " baseline | change |\n|---|---:|---:|---:|\n" : "\n|---|---:|\n";
   for (auto& [k, v] : rows) {

@@ -15,6 +15,7 @@
 #include "formats/onnx_io.h"
 #include "ir/edit.h"
 #include "ir/error.h"
+#include "passes/optimize/optimize.h"
 #include "runtime/executor.h"
 
 namespace slmops::eval {
@@ -80,11 +81,11 @@ struct RunResult {
 RunResult run_model(const ir::Model& m, const runtime::Session& session, const std::vector<Batch>& batches,
                     const Selected& sel, int lm_ids, int top_k, int64_t warmup,
                     const std::vector<ir::Tensor>* reference, bool keep_primary, passes::Progress* progress,
-                    const std::string& label) {
+                    const std::string& label, const runtime::RunOptions& run_opts) {
   RunResult r;
   reset_peak_rss();
   if (!batches.empty())
-    for (int64_t w = 0; w < warmup; ++w) session.run(batches[0].feeds);
+    for (int64_t w = 0; w < warmup; ++w) session.run(batches[0].feeds, run_opts);
   passes::ProgressStage bar(
       progress, label, batches.empty() ? 0 : batches.back().first + batches.back().count - batches.front().first,
       "samples");
@@ -93,7 +94,7 @@ RunResult run_model(const ir::Model& m, const runtime::Session& session, const s
   for (size_t k = 0; k < batches.size(); ++k) {
     const Batch& b = batches[k];
     auto t0 = clock_type::now();
-    auto outs = session.run(b.feeds);
+    auto outs = session.run(b.feeds, run_opts);
     r.sums.batch_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
     if (outs.empty() || !outs[0].is_tensor()) bad_input("{}: the first output is not a tensor", m.path);
     const ir::Tensor& y = outs[0].tensor;
@@ -275,21 +276,43 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   report["selection"] = {{"accuracy", sel.accuracy}, {"lm", sel.lm},     {"fidelity", sel.fidelity},
                          {"latency", sel.latency},   {"size", sel.size}, {"memory", sel.memory}};
 
+  // What the session runs: an optimized copy (weights shared with `m` where unchanged), or the
+  // model as written. Sizes are always those of the model as given.
+  runtime::RunOptions run_opts;
+  run_opts.exact_qdq = !o.optimize;
+  report["optimized"] = o.optimize;
+  std::optional<ir::Model> m_opt, bm_opt;
+  if (o.optimize) {
+    auto t0 = clock_type::now();
+    m_opt = m.clone();
+    auto st = passes::optimize(*m_opt, {});
+    report["optimize"] = {{"nodes_before", m.graph->node_count()},
+                          {"nodes_after", m_opt->graph->node_count()},
+                          {"seconds", std::chrono::duration<double>(clock_type::now() - t0).count()},
+                          {"stats", passes::stats_json(st)}};
+    if (bm) {
+      bm_opt = bm->clone();
+      passes::optimize(*bm_opt, {});
+    }
+  }
+  const ir::Model& run_m = m_opt ? *m_opt : m;
+  const ir::Model* run_bm = bm_opt ? &*bm_opt : bm;
+
   std::vector<ir::Tensor> base_outputs;
   if (bm) {
-    runtime::Session bs_session(*bm, a.threads);
+    runtime::Session bs_session(*run_bm, a.threads);
     Selected bsel = sel;
     bsel.fidelity = false;
     auto br = run_model(*bm, bs_session, batches, bsel, lm_ids, top_k, a.warmup, nullptr, sel.fidelity, a.progress,
-                        "baseline");
+                        "baseline", run_opts);
     base_outputs = std::move(br.primary);
     report["baseline"] = {{"model", o.baseline},
                           {"metrics", assemble(br.sums, bsel, top_k, size_metrics(*bm), br, *bm, a.base_rss)},
                           {"sums", br.sums.to_json()}};
   }
-  runtime::Session session(m, a.threads);
-  auto r = run_model(m, session, batches, sel, lm_ids, top_k, a.warmup, bm ? &base_outputs : nullptr, false,
-                     a.progress, "evaluate");
+  runtime::Session session(run_m, a.threads);
+  auto r = run_model(m, session, batches, sel, lm_ids, top_k, a.warmup, bm ? &base_outputs : nullptr, false, a.progress,
+                     "evaluate", run_opts);
   report["metrics"] = assemble(r.sums, sel, top_k, size_metrics(m), r, m, a.base_rss);
   report["sums"] = r.sums.to_json();
   return finish(report, a);

@@ -21,6 +21,10 @@ struct EvaluateStepOptions {
   int64_t top_k = 1;
   std::vector<std::string> goals;  // METRIC:TYPE:VALUE (--goal, once per goal, on the command line)
   std::string report;
+  // Run the standard graph optimizations (passes/optimize, target onnx) on a copy of the model
+  // before the session is planned, and let the executor run QDQ groups as integer kernels;
+  // false: the graph exactly as written, QDQ pairs in float (--no-optimize).
+  bool optimize = true;
   static const OptionTable<EvaluateStepOptions>& table();
 };
 
@@ -30,20 +34,30 @@ inline const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
   using E = EvaluateStepOptions;
   static const OptionTable<E> t({
       {"data", &E::data, ".npz, .jsonl, or a test_data_set folder (or a folder of them)", {}, true},
-      {"baseline", &E::baseline,
+      {"baseline",
+       &E::baseline,
        "reference model: fidelity and side-by-side metrics; in a recipe \"input\" (the recipe's input model) or "
        "\"\" for none",
-       {}, true},
-      {"metrics", &E::metrics, "what to measure (default: all that the data and model allow)",
+       {},
+       true},
+      {"metrics",
+       &E::metrics,
+       "what to measure (default: all that the data and model allow)",
        {"accuracy", "perplexity", "fidelity", "latency", "size", "memory"}},
       {"labels", &E::labels, "the .npz array holding labels (default: label or labels)", {}},
       {"batch-size", &E::batch_size, "samples per run", {}, false, {1, 65536}},
       {"top-k", &E::top_k, "also report top-k accuracy", {}, false, {1, 1000}},
-      {"goals", &E::goals,
+      {"goals",
+       &E::goals,
        "METRIC:TYPE:VALUE, TYPE one of threshold, max-degradation, min-improvement, percent-max-degradation, "
        "percent-min-improvement; exit 3 when one is unmet",
        {}},
       {"report", &E::report, "also write a Markdown report", {}, true},
+      {"optimize",
+       &E::optimize,
+       "optimize a copy of the model (the optimize pass, standard ONNX ops) and run QDQ groups as integer kernels "
+       "before evaluating; false: run the graph as written (--no-optimize)",
+       {}},
   });
   return t;
 }

@@ -42,6 +42,9 @@ struct PassInfo {
   // that is a power of two), on the options with defaults filled in; one message per
   // problem, naming options as `naming` says. Run by recipe validation and --dry-run too.
   std::function<std::vector<std::string>(const nlohmann::json& options, Naming naming)> check;
+  // Checks of the options against the recipe's input model (a named graph input exists), run
+  // on it before any step; throws Error(BadInput). Options as written (defaults not filled).
+  std::function<void(const ir::Model& input, const nlohmann::json& options)> check_model;
   bool implemented = true;  // false: listed so recipes can name it, but refuses to run yet
   bool evaluation = false;  // a measurement step (evaluate) that the recipe runner carries out
 };

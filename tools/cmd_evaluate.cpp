@@ -8,6 +8,7 @@
 #include "formats/onnx_io.h"
 #include "ir/error.h"
 #include "passes/evaluate_step.h"
+#include "passes/optimize/optimize.h"
 #include "runtime/executor.h"
 #include "tools/cli.h"
 
@@ -27,18 +28,24 @@ void check(const Args& a) {
   const std::string& model = a.eval.model;
   auto sets = eval::data_set_folders(a.eval.options.data);
   ir::Model m = formats::load_model(model);
+  // As evaluation does: an optimized copy and integer QDQ kernels, or the graph as written.
+  const bool optimize = a.eval.options.optimize;
+  if (optimize) passes::optimize(m, {});
+  runtime::RunOptions run_opts;
+  run_opts.exact_qdq = !optimize;
   runtime::Session session(m, effective_threads());
   nlohmann::json results = nlohmann::json::array();
   int matched = 0;
   std::string first_failure;
   for (auto& dir : sets) {
-    auto r = eval::check_data_set(m, session, dir, a.tol);
+    auto r = eval::check_data_set(m, session, dir, a.tol, run_opts);
     results.push_back({{"data", dir.string()}, {"passed", r.passed}, {"outputs", r.outputs_checked}, {"worst", r.worst}});
     if (r.passed) ++matched;
     else if (first_failure.empty()) first_failure = fmt::format("{}: {}", dir.string(), r.worst);
   }
   const bool all = matched == static_cast<int>(sets.size());
-  if (a.json) print_json({{"model", model}, {"passed", all}, {"data_sets", results}});
+  if (a.json)
+    print_json({{"model", model}, {"passed", all}, {"optimized", optimize}, {"data_sets", results}});
   else fmt::print("{}: {} of {} data sets match\n", model, matched, sets.size());
   if (!all) throw Error(ExitCode::GoalNotMet, fmt::format("{}: outputs differ: {}", model, first_failure));
 }
@@ -83,6 +90,9 @@ void register_evaluate(CLI::App& app) {
   cmd->add_option("--shard", a.eval.shard, "evaluate the I-th of N slices (0-based I/N, N up to 1000000)")
       ->type_name("I/N");
   cmd->add_option("--merge", a.merge, "combine shard reports (--json files) into one")->type_name("REPORT...");
+  cmd->add_flag_callback(
+      "--no-optimize", [] { a.options["optimize"] = false; },
+      "run the graph as written: no optimize pass, QDQ pairs in float (same as --optimize false)");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
   cmd->add_flag("--progress", a.progress, "show a progress bar even when stderr is not a terminal");
   cmd->add_flag("--no-progress", a.no_progress, "never show progress");

@@ -419,6 +419,8 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     if (!folder_out) formats::check_save_targets(*art.model, r.output);
     log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), art.model->graph->node_count(),
                 art.model->graph->initializers.size());
+    for (auto& st : r.steps)
+      if (const auto* p = passes::find_pass(st.pass); p && p->check_model) p->check_model(*art.model, st.options);
   } else {
     art.path = r.input;
   }

@@ -152,6 +152,9 @@ PassInfo optimize_pass_info() {
   p.summary = "cleanup, fold-constants, simplify-shapes, eliminate and fuse until nothing changes";
   p.options = OptimizeOptions::table().specs();
   p.check = [](const nlohmann::json& j, Naming) { return check_input_shapes(j); };
+  p.check_model = [](const ir::Model& m, const nlohmann::json& j) {
+    if (j.contains("input-shape")) check_input_shapes_in(m, j["input-shape"].get<std::vector<std::string>>());
+  };
   p.run = [](ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     const size_t before = m.graph->node_count();
     auto st = optimize(m, OptimizeOptions::table().from_json(j));

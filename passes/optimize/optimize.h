@@ -88,6 +88,9 @@ std::pair<std::string, std::vector<int64_t>> parse_input_shape(std::string_view 
 // Sets the declared dims of the graph inputs named in `specs`; throws Error(BadInput) for a
 // name that is no input, or a rank that differs from the declared one.
 int64_t fix_input_shapes(ir::Model& m, const std::vector<std::string>& specs);
+// The same checks without changing the model (recipes run them on the input model before any
+// step, so a bad name fails before work is done or logged).
+void check_input_shapes_in(const ir::Model& m, const std::vector<std::string>& specs);
 
 nlohmann::json stats_json(const OptimizeStats& s);
 // One message per malformed entry of an "input-shape" option (options with defaults).

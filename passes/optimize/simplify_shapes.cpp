@@ -174,27 +174,42 @@ std::pair<std::string, std::vector<int64_t>> parse_input_shape(std::string_view 
   return {std::string(text.substr(0, eq)), dims};
 }
 
+namespace {
+
+// The graph input that `spec` names, after every check against the model; with its new dims.
+std::pair<ir::Value*, std::vector<int64_t>> resolve_input_shape(const ir::Model& m, const std::string& spec) {
+  auto [name, dims] = parse_input_shape(spec);
+  ir::Value* v = nullptr;
+  std::string names;
+  for (auto& vi : m.graph->inputs) {
+    if (!vi.value) continue;
+    if (vi.value->name == name) v = vi.value;
+    names += (names.empty() ? "" : ", ") + vi.value->name;
+  }
+  if (!v)
+    bad_input("--input-shape '{}': the model{} has no input '{}' (inputs: {})", spec,
+              m.path.empty() ? "" : " " + m.path, name, names.empty() ? "none" : names);
+  const ir::TensorType& t = v->type;
+  if (!t.is_tensor || !t.container.empty()) bad_input("--input-shape '{}': input '{}' is not a tensor", spec, name);
+  if (t.has_shape && t.dims.size() != dims.size())
+    bad_input("--input-shape '{}': input '{}' has rank {}, not {}", spec, name, t.dims.size(), dims.size());
+  for (size_t i = 0; i < dims.size() && t.has_shape; ++i)
+    if (t.dims[i].known() && t.dims[i].value != dims[i])
+      bad_input("--input-shape '{}': dim {} of input '{}' is fixed at {}", spec, i, name, t.dims[i].value);
+  return {v, std::move(dims)};
+}
+
+}  // namespace
+
+void check_input_shapes_in(const ir::Model& m, const std::vector<std::string>& specs) {
+  for (const std::string& spec : specs) resolve_input_shape(m, spec);
+}
+
 int64_t fix_input_shapes(ir::Model& m, const std::vector<std::string>& specs) {
   int64_t fixed = 0;
   for (const std::string& spec : specs) {
-    auto [name, dims] = parse_input_shape(spec);
-    ir::Value* v = nullptr;
-    std::string names;
-    for (auto& vi : m.graph->inputs) {
-      if (!vi.value) continue;
-      if (vi.value->name == name) v = vi.value;
-      names += (names.empty() ? "" : ", ") + vi.value->name;
-    }
-    if (!v)
-      bad_input("--input-shape '{}': the model{} has no input '{}' (inputs: {})", spec,
-                m.path.empty() ? "" : " " + m.path, name, names.empty() ? "none" : names);
+    auto [v, dims] = resolve_input_shape(m, spec);
     ir::TensorType& t = v->type;
-    if (!t.is_tensor || !t.container.empty()) bad_input("--input-shape '{}': input '{}' is not a tensor", spec, name);
-    if (t.has_shape && t.dims.size() != dims.size())
-      bad_input("--input-shape '{}': input '{}' has rank {}, not {}", spec, name, t.dims.size(), dims.size());
-    for (size_t i = 0; i < dims.size() && t.has_shape; ++i)
-      if (t.dims[i].known() && t.dims[i].value != dims[i])
-        bad_input("--input-shape '{}': dim {} of input '{}' is fixed at {}", spec, i, name, t.dims[i].value);
     t.has_shape = true;
     t.dims.clear();
     for (int64_t d : dims) t.dims.push_back({d, {}});
@@ -239,6 +254,9 @@ PassInfo simplify_shapes_pass_info() {
   p.summary = "infer shapes (fixing dynamic input dims on request) and fold Shape/Size arithmetic on known dims";
   p.options = ShapeOptions::table().specs();
   p.check = [](const nlohmann::json& j, Naming) { return check_input_shapes(j); };
+  p.check_model = [](const ir::Model& m, const nlohmann::json& j) {
+    if (j.contains("input-shape")) check_input_shapes_in(m, j["input-shape"].get<std::vector<std::string>>());
+  };
   p.run = [](ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     ctx.report = stats_json(simplify_shapes(m, ShapeOptions::table().from_json(j)));
   };

@@ -71,6 +71,7 @@ recipe no_steps.json '{"input": "model.onnx", "output": "out.onnx", "steps": []}
 recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
+recipe opt_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "optimize", "options": {"input-shapes": ["input_ids=1,8"]}}]}'
 recipe quant_mode.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int3-weight"}}]}'
 # Quantization inputs: the fixture models, one of them already quantized.
 cp "$FX/gpt_bytes.onnx" gpt.onnx
@@ -97,6 +98,15 @@ expect_bad "unknown flag"               "$S" convert model.onnx -o out.onnx --bo
 expect_bad "bad --external-data"        "$S" convert model.onnx -o out.onnx --external-data sometimes
 expect_bad "bad option value on CLI"    "$S" convert model.onnx -o out.onnx --remove-identity maybe
 expect_bad "missing -o"                 "$S" convert model.onnx
+# convert --optimize --input-shape (#12): the name must be a graph input, every dim a positive integer.
+expect_bad "optimize: --input-shape names no input" "$S" convert gpt.onnx -o out.onnx --optimize --input-shape ids=8,64
+expect_bad "optimize: --input-shape dim 0" "$S" convert gpt.onnx -o out.onnx --optimize --input-shape input_ids=8,0
+expect_bad "optimize: --input-shape dim -1" "$S" convert gpt.onnx -o out.onnx --optimize --input-shape input_ids=-1,64
+expect_bad "optimize: --input-shape wrong rank" "$S" convert gpt.onnx -o out.onnx --optimize --input-shape input_ids=8
+expect_bad "optimize: --input-shape no '='" "$S" convert gpt.onnx -o out.onnx --optimize --input-shape 8,64
+expect_bad "optimize: --input-shape without --optimize" "$S" convert gpt.onnx -o out.onnx --input-shape input_ids=8,64
+expect_bad "optimize: unknown --target" "$S" convert gpt.onnx -o out.onnx --optimize --target tensorrt
+expect_bad "optimize: recipe option typo" "$S" run opt_typo.json
 expect_bad "recipe JSON syntax error"   "$S" run syntax.json
 expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
 expect_bad "recipe unknown option key"  "$S" run unknown_option.json

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # evaluate end to end on the fixtures: accuracy and perplexity equal PyTorch's figures
 # (tests/fixtures/reference.json), a model against itself has perfect fidelity, goals gate
-# with exit 3, and 3 merged shards give the figures of one run.
+# with exit 3, 3 merged shards give the figures of one run, and --no-optimize runs the graph as
+# written with the same figures.
 # Usage: evaluate_test.sh SLMOPS_BINARY SOURCE_DIR
 set -u
 S=$1
@@ -30,6 +31,20 @@ for lm in gpt_bytes llama_bytes; do
       "$WORK/$lm.$data.json"
   done
 done
+
+# The evaluator optimizes a copy of the model before it runs it (passes/optimize); --no-optimize
+# runs the graph as written. Both give the same perplexity; the report says which ran.
+check "by default the report says the graph was optimized, with fewer nodes" \
+  js "r.optimized === true && r.optimize.nodes_after < r.optimize.nodes_before" "$WORK/gpt_bytes.lm_eval.npz.json"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --no-optimize --json > "$WORK/asis.json"
+check "--no-optimize: the report says the graph ran as written" js "r.optimized === false && !r.optimize" "$WORK/asis.json"
+check "... and the perplexity equals the optimized run's within 1e-5 (relative)" \
+  js "Math.abs(r.metrics.perplexity / JSON.parse(fs.readFileSync('$WORK/gpt_bytes.lm_eval.npz.json', 'utf8')).metrics.perplexity - 1) < 1e-5" \
+  "$WORK/asis.json"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --optimize false --json > "$WORK/asis2.json"
+check "--optimize false is the same switch" js "r.optimized === false" "$WORK/asis2.json"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 > "$WORK/human.txt"
+check "the text report names the graph that ran" grep -q "^graph    optimized (175 -> 85 nodes)" "$WORK/human.txt"
 
 "$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --baseline "$FX/gpt_bytes.onnx" \
   --json --report "$WORK/self.md" > "$WORK/self.json"
