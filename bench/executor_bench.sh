@@ -187,7 +187,7 @@ for c in "${CONFIGS[@]}"; do
       node "$ORT_JS" reference "$model" "$ref/$dims" --shape "$input=$dims" --seed 7 --opt basic >/dev/null ||
         die "$label: ORT failed on a random $input=$dims input"
       for t in "${THREADS[@]}"; do
-        if ! out=$("$SLMOPS" -q --threads "$t" evaluate "$model" --check --data "$ref/$dims" --scaled \
+        if ! out=$("$SLMOPS" -q --threads "$t" evaluate "$model" --check --no-optimize --data "$ref/$dims" --scaled \
                      --rtol "$rtol" --atol 0 2>&1); then
           echo "executor_bench: WRONG OUTPUT: slmops --threads $t on $label ($input=$dims) differs from ONNX Runtime (basic):" >&2
           echo "$out" >&2
