@@ -1,6 +1,8 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -18,11 +20,13 @@ struct GraphRunner::Step {
   // Folded at plan time: the outputs (also as constants), for RunOptions::on_node.
   bool folded = false;
   std::vector<RValue> folded_outputs;
-  // Fusion (kFusionRules; today Relu, OpContext::fused_relu): the producer has fuses_relu;
-  // on the Relu step that is its output's only reader, the producer's index. Done in runs without on_node and
-  // without the producer's output among the extra outputs; otherwise both steps run as planned.
-  bool fuses_relu = false;
-  int relu_producer = -1;
+  // Fusion (kFusionRules: Relu, Clip with constant bounds; OpContext::fused_clamp): the
+  // producer has fuses_clamp and the bounds; on the Relu or Clip step that is its output's only
+  // reader, the producer's index. Done in runs without on_node and without the producer's
+  // output among the extra outputs; otherwise both steps run as planned.
+  bool fuses_clamp = false;
+  float clamp_lo = 0.0f, clamp_hi = 0.0f;
+  int clamp_producer = -1;
 };
 
 std::string node_label(const ir::Node& n) {
@@ -274,17 +278,45 @@ void GraphRunner::plan_qdq(const std::unordered_set<int>& keep, const PlanContex
 }
 
 // Plan-time fusions, one row each: an op that a producing kernel can apply to its own output
-// 0 when that op is the output's only reader. The reader must be in the default domain with
-// one input and one output. Adding a fusion is a row here and the kernel honouring it
-// (OpContext); the ir::Graph is never changed, and runs that look at the producer's output
-// (RunOptions::on_node, extra_outputs) run both steps as planned.
+// 0 when that op is the output's only reader, as a clamp to [lo, hi] (OpContext::fused_clamp).
+// The reader must be in the default domain with one output, and read the producer's output as
+// its input 0; the row's bounds() says whether this node qualifies and gives its bounds, with
+// `constant` returning a constant input's tensor (nullptr otherwise). Adding a fusion is a row
+// here and the kernel honouring it; the ir::Graph is never changed, and runs that look at the
+// producer's output (RunOptions::on_node, extra_outputs) run both steps as planned.
 namespace {
+using ConstantOf = std::function<const Tensor*(const ir::Value*)>;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+bool relu_bounds(const ir::Node& n, const ConstantOf&, float& lo, float& hi) {
+  lo = 0.0f;
+  hi = kInf;
+  return n.inputs.size() == 1;
+}
+
+// Clip's bounds are attributes before opset 11 (min, max) and optional inputs since; they are
+// fused when each is absent or a float32 scalar constant that is not NaN (Clip ignores a NaN
+// bound, a fused clamp would not). mobilenet_v2 exports ReLU6 as Clip(x, 0, 6) after each Conv.
+bool clip_bounds(const ir::Node& n, const ConstantOf& constant, float& lo, float& hi) {
+  lo = n.attr_float("min", -kInf);
+  hi = n.attr_float("max", kInf);
+  if (n.inputs.empty() || n.inputs.size() > 3) return false;
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    if (!n.inputs[i]) continue;
+    const Tensor* t = constant(n.inputs[i]);
+    if (!t || t->dtype != ir::DType::Float || t->numel() != 1) return false;
+    (i == 1 ? lo : hi) = t->values<float>()[0];
+  }
+  return !std::isnan(lo) && !std::isnan(hi);
+}
+
 struct FusionRule {
   std::string_view reader_op;
-  bool (*producer_can)(const Kernel&);
+  bool (*bounds)(const ir::Node& reader, const ConstantOf& constant, float& lo, float& hi);
 };
 constexpr FusionRule kFusionRules[] = {
-    {"Relu", [](const Kernel& k) { return k.fuses_relu(); }},
+    {"Relu", relu_bounds},
+    {"Clip", clip_bounds},
 };
 }  // namespace
 
@@ -294,6 +326,12 @@ constexpr FusionRule kFusionRules[] = {
 void GraphRunner::plan_fusions(std::vector<std::unique_ptr<Step>>& steps, const std::unordered_set<int>& keep) {
   std::unordered_map<const ir::Node*, int> index;
   std::unordered_set<const ir::Value*> implicit;
+  const ConstantOf constant = [&](const ir::Value* v) -> const Tensor* {
+    auto it = ref_.find(v);
+    if (it == ref_.end() || it->second > kConst) return nullptr;
+    const RValue& c = constants_[kConst - it->second];
+    return c.is_tensor() ? &c.tensor : nullptr;
+  };
   for (size_t i = 0; i < steps.size(); ++i) {
     index[steps[i]->node] = static_cast<int>(i);
     for (const ir::Value* v : steps[i]->node->implicit_inputs) implicit.insert(v);
@@ -304,17 +342,21 @@ void GraphRunner::plan_fusions(std::vector<std::unique_ptr<Step>>& steps, const 
     if (!v || v->consumers.size() != 1 || implicit.count(v) || keep.count(step->out_slots[0])) continue;
     const ir::Node* reader = v->consumers[0];
     auto it = index.find(reader);
-    if (!reader->domain.empty() || it == index.end() || reader->inputs.size() != 1 || reader->outputs.size() != 1 ||
-        !reader->outputs[0])
+    if (!reader->domain.empty() || it == index.end() || reader->inputs.empty() || reader->inputs[0] != v ||
+        reader->outputs.size() != 1 || !reader->outputs[0] || !step->kernel->fuses_clamp())
       continue;
     for (const FusionRule& rule : kFusionRules) {
-      if (reader->op_type != rule.reader_op || !rule.producer_can(*step->kernel)) continue;
+      float lo = 0.0f, hi = 0.0f;
+      if (reader->op_type != rule.reader_op || !rule.bounds(*reader, constant, lo, hi)) continue;
       Step& fused = *steps[it->second];
       if (fused.folded || fused.out_slots.size() != 1 || fused.out_slots[0] < 0) break;
       // In the QDQ plan the step may write another value than its node's output 0 (the Q's).
       if (fused.in_refs.empty() || fused.in_refs[0] != step->out_slots[0]) break;
-      step->fuses_relu = true;
-      fused.relu_producer = static_cast<int>(&step - steps.data());
+      step->fuses_clamp = true;
+      step->clamp_lo = lo;
+      step->clamp_hi = hi;
+      fused.clamp_producer = static_cast<int>(&step - steps.data());
+      if (&steps == &steps_) ++clamp_fused_;
       break;
     }
   }
@@ -364,18 +406,20 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
   OpContext ctx;
   ctx.pool = &pool;
   ctx.frame = &frame;
-  // Whether this run lets a fusing step apply the Relu that reads its output.
-  auto relu_fused = [&](const Step& producer) { return !on_node && !extra_keep.count(producer.out_slots[0]); };
+  // Whether this run lets a fusing step apply the Relu or Clip that reads its output.
+  auto clamp_fused = [&](const Step& producer) { return !on_node && !extra_keep.count(producer.out_slots[0]); };
   for (auto& step : steps) {
     if (step->folded) {
       if (on_node) opts->on_node(*step->node, step->folded_outputs);
       continue;
     }
     outs.resize(step->out_slots.size());
-    if (step->relu_producer >= 0 && relu_fused(*steps[step->relu_producer])) {
-      outs[0] = *resolve(step->in_refs[0], slots);  // the producer applied this Relu already
+    if (step->clamp_producer >= 0 && clamp_fused(*steps[step->clamp_producer])) {
+      outs[0] = *resolve(step->in_refs[0], slots);  // the producer applied this clamp already
     } else {
-      ctx.fused_relu = step->fuses_relu && relu_fused(*step);
+      ctx.fused_clamp = step->fuses_clamp && clamp_fused(*step);
+      ctx.fused_lo = step->clamp_lo;
+      ctx.fused_hi = step->clamp_hi;
       ctx.node = step->node;
       ctx.inputs.clear();
       for (int r : step->in_refs) ctx.inputs.push_back(resolve(r, slots));

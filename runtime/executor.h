@@ -50,6 +50,7 @@ class GraphRunner {
 
   size_t folded_count() const { return folded_count_; }  // nodes folded into constants
   int qdq_fused_count() const { return qdq_fused_; }     // QDQ groups run as integer kernels
+  int clamp_fused_count() const { return clamp_fused_; }  // Relu / Clip steps fused (float plan)
 
  private:
   struct Step;
@@ -69,6 +70,7 @@ class GraphRunner {
   std::vector<std::unique_ptr<Step>> steps_;
   std::vector<std::unique_ptr<Step>> qdq_steps_;  // the integer QDQ plan (empty: none fused)
   int qdq_fused_ = 0;
+  int clamp_fused_ = 0;
   std::unordered_map<const ir::Value*, int> ref_;  // every value's reference (slot or constant)
   int slot_count_ = 0;
   std::vector<RValue> constants_;
@@ -119,6 +121,8 @@ class Session {
   size_t folded_nodes() const { return main_->folded_count(); }
   // QDQ groups of the main graph that runs take as integer kernels (GraphRunner::plan_qdq).
   int qdq_fused_groups() const { return main_->qdq_fused_count(); }
+  // Relu and Clip nodes of the main graph's float plan that their producer applies itself.
+  int clamp_fusions() const { return main_->clamp_fused_count(); }
   // The most bytes of tensors made by this session's runs that were alive at once, over all
   // runs so far: activations, outputs not yet released and kernel scratch tensors, each
   // rounded up to 64 bytes; tensors that share storage (Reshape) count once. Weights and

@@ -29,18 +29,21 @@ struct OpContext {
   Tensor& set_out(size_t i, Tensor t);
   size_t output_count() const { return outputs->size(); }
   const ir::Node* node = nullptr;
-  // Set by the executor for a kernel whose fuses_relu() is true when its output 0 is read by
-  // one Relu node only: the kernel applies Relu (x > 0 ? x : 0, as the Relu kernel does) to
-  // output 0 itself and the executor skips that Relu node, passing the value through.
-  bool fused_relu = false;
+  // Set by the executor for a kernel whose fuses_clamp() is true when its output 0 is read
+  // only by one Relu, or one Clip whose bounds are constants: the kernel clamps output 0 to
+  // [fused_lo, fused_hi] itself (Relu: [0, +inf]; an infinite bound is not applied; a NaN
+  // becomes fused_lo, as Relu's x > 0 ? x : 0 and ONNX Runtime's fused Conv activations do)
+  // and the executor skips that node, passing the value through.
+  bool fused_clamp = false;
+  float fused_lo = 0.0f, fused_hi = 0.0f;
 };
 
 class Kernel {
  public:
   virtual ~Kernel() = default;
   virtual void run(OpContext& ctx) = 0;
-  // Whether run() honours OpContext::fused_relu.
-  virtual bool fuses_relu() const { return false; }
+  // Whether run() honours OpContext::fused_clamp.
+  virtual bool fuses_clamp() const { return false; }
 };
 
 // The values of a session's initializers as kernels and the executor read them. The tensor

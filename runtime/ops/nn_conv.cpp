@@ -311,8 +311,8 @@ class ConvKernel : public Kernel {
     Tensor y = new_tensor(DType::Float, y_dims);
     const bool depthwise = d.in_channels == d.group && d.group > 1 && !s.pointwise();
     float* py = y.mutable_values<float>();
-    const float lo = ctx.fused_relu ? 0.0f : -std::numeric_limits<float>::infinity();
-    const float hi = std::numeric_limits<float>::infinity();
+    const float lo = ctx.fused_clamp ? ctx.fused_lo : -std::numeric_limits<float>::infinity();
+    const float hi = ctx.fused_clamp ? ctx.fused_hi : std::numeric_limits<float>::infinity();
     if (y.numel() == 0) {
     } else if (depthwise && d.out_channels == d.group && s.rank() == 2) {
       conv_depthwise_2d(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, lo, hi);
@@ -322,12 +322,12 @@ class ConvKernel : public Kernel {
       (batched_gemm_fits(d, s) ? conv_gemm_batched
        : depthwise             ? conv_depthwise
                                : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool);
-      if (ctx.fused_relu) kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
+      kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
     }
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
   }
 
-  bool fuses_relu() const override { return true; }
+  bool fuses_clamp() const override { return true; }
 
  private:
   // The im2col tables of the last input geometry (making them walks every window: on a

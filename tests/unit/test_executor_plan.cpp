@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "ir/graph.h"
@@ -122,12 +125,14 @@ TEST_CASE("peak_activation_bytes counts the tensors a run had alive at once") {
 
 namespace {
 
-// x [1,1,4,4] -> Conv 3x3 pad 1 (2 maps, weights of both signs) -> Relu -> y; with
-// `conv_is_output` the Conv's output is a graph output too (then it must not be fused).
-std::unique_ptr<ir::Model> conv_relu_model(bool conv_is_output) {
+// x [1,1,4,4] -> Conv 3x3 pad 1 (2 maps, weights of both signs) -> an activation that `act`
+// adds, reading the Conv's output -> y; with `conv_is_output` the Conv's output is a graph
+// output too (then it must not be fused).
+using AddActivation = std::function<ir::Node*(ir::Graph&, ir::Value* conv)>;
+std::unique_ptr<ir::Model> conv_act_model(bool conv_is_output, const AddActivation& act, int64_t opset) {
   auto m = std::make_unique<ir::Model>();
   m->ir_version = 8;
-  m->opsets = {{"", 17}};
+  m->opsets = {{"", opset}};
   m->graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *m->graph;
   ir::Value* x = g.add_input("x", ir::TensorType::of(ir::DType::Float, {1, 1, 4, 4}));
@@ -140,8 +145,7 @@ std::unique_ptr<ir::Model> conv_relu_model(bool conv_is_output) {
   std::vector<ir::Attribute> attrs;
   attrs.push_back(ir::Attribute::make_ints("pads", {1, 1, 1, 1}));
   ir::Node* conv = g.add_node("Conv", {x, w, b}, {"conv"}, std::move(attrs));
-  ir::Node* relu = g.add_node("Relu", {conv->outputs[0]}, {"y"});
-  g.add_output(relu->outputs[0]);
+  g.add_output(act(g, conv->outputs[0])->outputs[0]);
   if (conv_is_output) g.add_output(conv->outputs[0]);
   return m;
 }
@@ -151,43 +155,119 @@ std::vector<float> values_of(const RValue& v) {
   return std::vector<float>(p, p + v.tensor.numel());
 }
 
-}  // namespace
+// A float32 scalar initializer named `name`.
+ir::Value* scalar(ir::Graph& g, const std::string& name, float v) {
+  ir::Tensor t = floats({}, {v});
+  t.name = name;
+  return g.add_initializer(t);
+}
 
-TEST_CASE("Conv -> Relu: the fused run equals Relu run separately, and intermediates stay pre-Relu") {
+// Runs the model of `act` (see conv_act_model) fused and not: y must be the Conv's output
+// clamped to [lo, hi] either way, the session must fuse `fusions` steps, and a run that asks
+// for the Conv's output (extra_outputs, on_node) must see it before the clamp. Graph inputs
+// past x (a bound that is not a constant) are fed `lo`.
+void check_conv_activation(const AddActivation& act, int64_t opset, float lo, float hi, int fusions) {
   std::vector<float> xv(16);
   for (int i = 0; i < 16; ++i) xv[i] = static_cast<float>((i * 7) % 11) - 5.0f;
-  const std::vector<RValue> feeds = {RValue::of(floats({1, 1, 4, 4}, xv))};
+  auto feeds_for = [&](const Session& s) {
+    std::vector<RValue> feeds = {RValue::of(floats({1, 1, 4, 4}, xv))};
+    while (feeds.size() < s.inputs().size()) feeds.push_back(RValue::of(floats({}, {lo})));
+    return feeds;
+  };
 
-  // Reference: the Conv's output as a graph output disables fusion; Relu by hand.
-  auto ref_model = conv_relu_model(true);
+  // Reference: the Conv's output as a graph output disables fusion; the clamp by hand.
+  auto ref_model = conv_act_model(true, act, opset);
   Session ref(*ref_model, 1);
-  auto ref_out = ref.run(feeds);
+  CHECK(ref.clamp_fusions() == 0);
+  auto ref_out = ref.run(feeds_for(ref));
   REQUIRE(ref_out.size() == 2);
   const std::vector<float> conv = values_of(ref_out[1]);
   std::vector<float> want(conv.size());
-  for (size_t i = 0; i < conv.size(); ++i) want[i] = conv[i] > 0 ? conv[i] : 0;
+  for (size_t i = 0; i < conv.size(); ++i) want[i] = std::min(std::max(conv[i], lo), hi);
   CHECK(values_of(ref_out[0]) == want);
-  CHECK(std::count_if(conv.begin(), conv.end(), [](float v) { return v < 0; }) > 0);  // Relu matters here
+  // The bounds matter here.
+  if (lo > -std::numeric_limits<float>::infinity())
+    CHECK(std::count_if(conv.begin(), conv.end(), [&](float v) { return v < lo; }) > 0);
+  if (hi < std::numeric_limits<float>::infinity())
+    CHECK(std::count_if(conv.begin(), conv.end(), [&](float v) { return v > hi; }) > 0);
 
-  auto m = conv_relu_model(false);
+  auto m = conv_act_model(false, act, opset);
   Session s(*m, 1);
+  CHECK(s.clamp_fusions() == fusions);
+  const std::vector<RValue> feeds = feeds_for(s);
   CHECK(values_of(s.run(feeds)[0]) == want);  // fused
-  // With the Conv's output asked for, it comes back before Relu, and y is unchanged.
+  // With the Conv's output asked for, it comes back before the clamp, and y is unchanged.
   runtime::RunOptions extra;
   extra.extra_outputs = {"conv"};
   auto with_extra = s.run(feeds, extra);
   REQUIRE(with_extra.size() == 2);
   CHECK(values_of(with_extra[0]) == want);
   CHECK(values_of(with_extra[1]) == conv);
-  // on_node sees both nodes, the Conv's output before Relu.
+  // on_node sees both nodes, the Conv's output before the clamp.
   runtime::RunOptions watch;
   std::vector<std::string> seen;
   watch.on_node = [&](const ir::Node& n, const std::vector<RValue>& outs) {
+    if (n.op_type == "Constant") return;
     seen.push_back(n.op_type);
     if (n.op_type == "Conv") CHECK(values_of(outs[0]) == conv);
   };
   CHECK(values_of(s.run(feeds, watch)[0]) == want);
-  CHECK(seen == std::vector<std::string>{"Conv", "Relu"});
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0] == "Conv");
+}
+
+}  // namespace
+
+TEST_CASE("Conv -> Relu: the fused run equals Relu run separately, and intermediates stay pre-Relu") {
+  check_conv_activation([](ir::Graph& g, ir::Value* c) { return g.add_node("Relu", {c}, {"y"}); }, 17, 0.0f,
+                        std::numeric_limits<float>::infinity(), 1);
+}
+
+TEST_CASE("Conv -> Clip with constant bounds is fused; a bound fed at run time is not") {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  SUBCASE("bounds as initializers (opset 11+)") {
+    check_conv_activation(
+        [](ir::Graph& g, ir::Value* c) {
+          return g.add_node("Clip", {c, scalar(g, "lo", -1.5f), scalar(g, "hi", 2.0f)}, {"y"});
+        },
+        17, -1.5f, 2.0f, 1);
+  }
+  SUBCASE("bounds from Constant nodes (folded), as PyTorch exports ReLU6") {
+    check_conv_activation(
+        [](ir::Graph& g, ir::Value* c) {
+          auto constant = [&](const std::string& name, float v) {
+            std::vector<ir::Attribute> a;
+            a.push_back(ir::Attribute::make_tensor("value", floats({}, {v})));
+            return g.add_node("Constant", {}, {name}, std::move(a))->outputs[0];
+          };
+          return g.add_node("Clip", {c, constant("lo", 0.0f), constant("hi", 6.0f)}, {"y"});
+        },
+        17, 0.0f, 6.0f, 1);
+  }
+  SUBCASE("min omitted") {
+    check_conv_activation(
+        [](ir::Graph& g, ir::Value* c) {
+          return g.add_node("Clip", {c, nullptr, scalar(g, "hi", 2.0f)}, {"y"});
+        },
+        17, -kInf, 2.0f, 1);
+  }
+  SUBCASE("bounds as attributes (opset 6)") {
+    check_conv_activation(
+        [](ir::Graph& g, ir::Value* c) {
+          std::vector<ir::Attribute> a;
+          a.push_back(ir::Attribute::make_float("min", -1.0f));
+          return g.add_node("Clip", {c}, {"y"}, std::move(a));
+        },
+        6, -1.0f, kInf, 1);
+  }
+  SUBCASE("a bound that is a graph input") {
+    check_conv_activation(
+        [](ir::Graph& g, ir::Value* c) {
+          ir::Value* lo = g.add_input("lo", ir::TensorType::of(ir::DType::Float, {}));
+          return g.add_node("Clip", {c, lo, scalar(g, "hi", 2.0f)}, {"y"});
+        },
+        17, -1.0f, 2.0f, 0);
+  }
 }
 
 // ---- QDQ groups as integer kernels (GraphRunner::plan_qdq) ------------------------------------
