@@ -417,8 +417,12 @@ class QdqRewriter {
                                     ir::Buffer::copy_of(zeros.data(), zeros.size() * sizeof(int32_t)));
     std::vector<ir::Attribute> attrs;
     if (per_channel) attrs.push_back(ir::Attribute::make_int("axis", 0));
-    ir::Node* dq = g_.add_node("DequantizeLinear", {qv, sv, zv}, {g_.unique_name(b->name + "_DequantizeLinear_Output")},
-                               std::move(attrs), b->name + "_DequantizeLinear");
+    // A bias shared by several nodes (through Identity) gets one DequantizeLinear per node (its
+    // scale follows each node's input and weight scales); node names must stay unique.
+    const int use = bias_uses_[b]++;
+    ir::Node* dq =
+        g_.add_node("DequantizeLinear", {qv, sv, zv}, {g_.unique_name(b->name + "_DequantizeLinear_Output")},
+                    std::move(attrs), b->name + "_DequantizeLinear" + (use > 0 ? "_" + std::to_string(use) : ""));
     bytes = n * 4 + static_cast<int64_t>(bscale.size()) * 8;
     return dq->outputs[0];
   }
@@ -427,9 +431,40 @@ class QdqRewriter {
   ir::Graph& g_;
   QType act_;
   std::map<std::pair<ir::Value*, int64_t>, Weight> weights_;
+  std::map<const ir::Value*, int> bias_uses_;
 };
 
 std::string type_label(ir::DType dt) { return std::string(ir::dtype_name(dt)); }
+
+// PyTorch's exporter shares identical constants through Identity nodes: the (zero) biases of
+// the BatchNorm-folded convolutions of a ResNet read Identity(one initializer). Behind the
+// Identity a bias is not an initializer, so it stayed float and the integer Conv kernel had to
+// add it in float after the rescale. Weighted nodes read such an initializer directly (the
+// Identity goes when nothing else reads it), so their biases become int32 as ORT's quantizer
+// makes them. Returns the number of inputs rewired.
+int64_t bypass_constant_identities(ir::Graph& g) {
+  int64_t rewired = 0;
+  std::vector<ir::Node*> identities;
+  for (const auto& n : g.nodes())
+    if (n->op_type == "Identity" && ir::is_default_domain(n->domain) && n->inputs.size() == 1 &&
+        n->outputs.size() == 1 && n->outputs[0] && !n->outputs[0]->is_graph_output() &&
+        float_initializer(g, n->inputs[0]))
+      identities.push_back(n.get());
+  for (ir::Node* id : identities) {
+    ir::Value* out = id->outputs[0];
+    const std::vector<ir::Node*> readers(out->consumers.begin(), out->consumers.end());
+    for (ir::Node* r : readers) {
+      if (!kWeighted.count(r->op_type) || !ir::is_default_domain(r->domain)) continue;
+      for (size_t i = 1; i < r->inputs.size(); ++i)
+        if (r->inputs[i] == out) {
+          r->set_input(i, id->inputs[0]);
+          ++rewired;
+        }
+    }
+    if (out->consumers.empty()) g.remove_node(id);
+  }
+  return rewired;
+}
 
 }  // namespace
 
@@ -439,6 +474,7 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
   if (!bits16 && o.mode != "int8-static") bad_input("quantize_static: mode '{}' is not a static mode", o.mode);
   const QType act = activation_qtype(bits16, o.symmetric_activations);
   ir::Graph& g = *m.graph;
+  const int64_t rewired = bypass_constant_identities(g);
 
   CalibConfig cfg;
   cfg.method = parse_calib_method(o.calib_method);
@@ -595,6 +631,7 @@ void quantize_static(ir::Model& m, const QuantizeOptions& o, const NodeFilter& f
   ir::sort_nodes(g);
   g.compact_values();
 
+  if (rewired > 0) report.extra["identity_constants_bypassed"] = rewired;
   report.extra["activation_type"] = type_label(act.dt);
   report.extra["activation_symmetric"] = act.symmetric;
   report.extra["weight_type"] = "int8";

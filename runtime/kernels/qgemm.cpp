@@ -223,27 +223,35 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
     const int64_t mbi = t / pgroups, pgi = t % pgroups;
     const int64_t m0 = mbi * mb, m1 = std::min(M, m0 + mb);
     const int64_t p0 = pgi * pg, p1 = std::min(panels, p0 + pg);
-    const int64_t kcmax = std::min<int64_t>(kQKC, kp);
+    // A's rows [m0, m1) packed once for the whole depth: per depth block k0, per quad of rows,
+    // a kQMR x kc tile (zero rows past M, zeros past K), so the column chunks below reuse it.
+    const int64_t quads = (m1 - m0 + kQMR - 1) / kQMR;
     thread_local std::vector<uint8_t> abuf;
-    abuf.resize(static_cast<size_t>(kQMR * kcmax * eb));
+    abuf.resize(static_cast<size_t>(quads * kQMR * kp * eb));
+    auto tile_of = [&](int64_t k0, int64_t q) {
+      const int64_t kc = std::min<int64_t>(kQKC, kp - k0);
+      return abuf.data() + (quads * kQMR * k0 + q * kQMR * kc) * eb;
+    };
     for (int64_t k0 = 0; k0 < kp; k0 += kQKC) {
       const int64_t kc = std::min<int64_t>(kQKC, kp - k0);
       const int64_t kreal = std::clamp<int64_t>(K - k0, 0, kc);
-      for (int64_t r0 = m0; r0 < m1; r0 += kQMR) {
+      for (int64_t q = 0; q < quads; ++q) {
+        const int64_t r0 = m0 + q * kQMR;
         const int mr = static_cast<int>(std::min<int64_t>(kQMR, m1 - r0));
-        // Pack the A tile: kQMR rows x kc, zero-padded.
         if (eb == 1) {
-          uint8_t* dst = abuf.data();
-          std::memset(dst, 0, static_cast<size_t>(kQMR * kc));
+          uint8_t* dst = tile_of(k0, q);
+          // Zeros only in the padding: rows past M and depth past K.
+          if (mr < kQMR) std::memset(dst + mr * kc, 0, static_cast<size_t>((kQMR - mr) * kc));
           for (int r = 0; r < mr; ++r) {
             const uint8_t* src = A + (r0 + r) * lda + k0;
             uint8_t* d = dst + r * kc;
             if (a_signed)
               for (int64_t k = 0; k < kreal; ++k) d[k] = static_cast<uint8_t>(src[k] ^ 0x80);
             else std::memcpy(d, src, static_cast<size_t>(kreal));
+            if (kreal < kc) std::memset(d + kreal, 0, static_cast<size_t>(kc - kreal));
           }
         } else {
-          int16_t* dst = reinterpret_cast<int16_t*>(abuf.data());
+          int16_t* dst = reinterpret_cast<int16_t*>(tile_of(k0, q));
           std::memset(dst, 0, static_cast<size_t>(kQMR * kc * 2));
           for (int r = 0; r < mr; ++r) {
             const uint8_t* src = A + (r0 + r) * lda + k0;
@@ -251,27 +259,42 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
             for (int64_t k = 0; k < kreal; ++k) d[k] = canon_a(src[k], a_signed);
           }
         }
-        int64_t p = p0;
-        if (micro4)  // four panels at a time
-          for (; p + 4 <= p1; p += 4) {
-            const uint8_t* bp = B.data() + (p * kp + k0) * kQNR * eb;
-            int32_t* cp = C + r0 * ldc + p * kQNR;
-            if ((p + 4) * kQNR <= N) {
-              micro4(kc, abuf.data(), bp, kp * kQNR * eb, cp, ldc, mr, k0 > 0);
-              continue;
+      }
+    }
+    // Columns in chunks of kChunkPanels panels (kQKC x 256 bytes of B, in L2 while every quad
+    // of rows passes over it). Without the chunks a wide B (GPT-2's 3072 or 50257 columns)
+    // came from L3 or memory again for every quad of rows.
+    constexpr int64_t kChunkPanels = 16;
+    for (int64_t c0 = p0; c0 < p1; c0 += kChunkPanels) {
+      const int64_t c1 = std::min(p1, c0 + kChunkPanels);
+      for (int64_t k0 = 0; k0 < kp; k0 += kQKC) {
+        const int64_t kc = std::min<int64_t>(kQKC, kp - k0);
+        for (int64_t q = 0; q < quads; ++q) {
+          const int64_t r0 = m0 + q * kQMR;
+          const int mr = static_cast<int>(std::min<int64_t>(kQMR, m1 - r0));
+          const uint8_t* at = tile_of(k0, q);
+          int64_t p = c0;
+          if (micro4)  // four panels at a time
+            for (; p + 4 <= c1; p += 4) {
+              const uint8_t* bp = B.data() + (p * kp + k0) * kQNR * eb;
+              int32_t* cp = C + r0 * ldc + p * kQNR;
+              if ((p + 4) * kQNR <= N) {
+                micro4(kc, at, bp, kp * kQNR * eb, cp, ldc, mr, k0 > 0);
+                continue;
+              }
+              // The last columns (fewer than 64; the panels are zero padded): through a tile, so
+              // that a product as narrow as a 7x7 convolution's 49 pixels still takes this kernel.
+              const int64_t w = N - p * kQNR;
+              alignas(64) int32_t tile[kQMR][4 * kQNR];
+              if (k0 > 0)
+                for (int r = 0; r < mr; ++r) std::memcpy(tile[r], cp + r * ldc, static_cast<size_t>(w) * 4);
+              micro4(kc, at, bp, kp * kQNR * eb, tile[0], 4 * kQNR, mr, k0 > 0);
+              for (int r = 0; r < mr; ++r) std::memcpy(cp + r * ldc, tile[r], static_cast<size_t>(w) * 4);
             }
-            // The last columns (fewer than 64; the panels are zero padded): through a tile, so
-            // that a product as narrow as a 7x7 convolution's 49 pixels still takes this kernel.
-            const int64_t w = N - p * kQNR;
-            alignas(64) int32_t tile[kQMR][4 * kQNR];
-            if (k0 > 0)
-              for (int r = 0; r < mr; ++r) std::memcpy(tile[r], cp + r * ldc, static_cast<size_t>(w) * 4);
-            micro4(kc, abuf.data(), bp, kp * kQNR * eb, tile[0], 4 * kQNR, mr, k0 > 0);
-            for (int r = 0; r < mr; ++r) std::memcpy(cp + r * ldc, tile[r], static_cast<size_t>(w) * 4);
+          for (; p < c1; ++p) {
+            const int nr = static_cast<int>(std::min<int64_t>(kQNR, N - p * kQNR));
+            micro(kc, at, B.data() + (p * kp + k0) * kQNR * eb, C + r0 * ldc + p * kQNR, ldc, mr, nr, k0 > 0);
           }
-        for (; p < p1; ++p) {
-          const int nr = static_cast<int>(std::min<int64_t>(kQNR, N - p * kQNR));
-          micro(kc, abuf.data(), B.data() + (p * kp + k0) * kQNR * eb, C + r0 * ldc + p * kQNR, ldc, mr, nr, k0 > 0);
         }
       }
     }

@@ -563,9 +563,8 @@ struct QdqTableKernel : Kernel {
     const uint8_t* in = x.data.data();
     uint8_t* out = y.mutable_values<uint8_t>();
     const uint8_t flip = in_type == DType::Int8 ? 0x80 : 0;  // int8 v at index v + 128
-    ctx.pool->parallel_for(static_cast<int64_t>(x.numel()), 1 << 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out[i] = table[in[i] ^ flip];
-    });
+    ctx.pool->parallel_for(static_cast<int64_t>(x.numel()), 1 << 16,
+                           [&](int64_t b, int64_t e) { kernels::lookup_u8(table, in + b, e - b, flip, out + b); });
   }
 };
 

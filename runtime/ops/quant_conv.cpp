@@ -4,6 +4,7 @@
 // nothing) followed by the integer GEMM W[M/g, C/g * k] x col[C/g * k, out pixels] with the
 // weight zero points per output channel.
 #include <algorithm>
+#include <cstring>
 
 #include "runtime/kernels/qdq.h"
 #include "runtime/kernels/qgemm.h"
@@ -178,6 +179,77 @@ void conv_integer(OpContext& ctx, const ConvGeom& g, const Tensor& X, const Tens
 
 bool int8ish(DType t) { return t == DType::UInt8 || t == DType::Int8; }
 
+// ---- Channels-last integer convolution (2-D, one group) -----------------------------------
+//
+// ONNX Runtime's QLinearConv orientation: the image's pixels are the rows of A (uint8, the
+// operand vpdpbusd takes unsigned) and the weight is a B packed once at plan time with its
+// column sums, so a run packs nothing per call and the only zero-point correction is the
+// input's (x_zp times the precomputed column sums). The NCHW way (weights as A, the im2col
+// matrix packed as B on every call, weight row sums and sign shifts per call) spent most of
+// an int8 ResNet-18 run outside the multiply: the packing, its memsets and the sums were more
+// than the dot products.
+//
+//   x [C, H, W] --transpose--> [H, W, C] --im2col--> A [P, KH * KW * C] (k ordered kh, kw, c)
+//   acc [P, M] = A x W'[KH * KW * C, M]; each finished block requantized per channel and
+//   written transposed into y [M, P].
+
+// src [C, HW] -> dst [HW, C], blocks of pixels in parallel.
+void to_channels_last(const uint8_t* src, int64_t C, int64_t HW, uint8_t* dst, ThreadPool* pool) {
+  constexpr int64_t kBlock = 64;
+  pool->parallel_for((HW + kBlock - 1) / kBlock, std::max<int64_t>(1, 8192 / std::max<int64_t>(C * kBlock, 1)),
+                     [&](int64_t b, int64_t e) {
+                       const int64_t p0 = b * kBlock, p1 = std::min(HW, e * kBlock);
+                       kernels::transpose_u8(src + p0, C, p1 - p0, HW, dst + p0 * C, C);
+                     });
+}
+
+// Rows of A for output rows [oh0, oh1): row p = (oh, ow) holds, for each tap (kh, kw), the C
+// channels of input pixel (oh * sh - ph + kh * dh, ow * sw - pw + kw * dw), or `pad` (the input
+// zero point, so padded taps contribute nothing) outside the image.
+void im2col_channels_last(const ConvGeom& g, const uint8_t* x, uint8_t pad, uint8_t* a, int64_t oh0, int64_t oh1) {
+  const int64_t H = g.in[0], Wd = g.in[1], OW = g.out[1], C = g.C;
+  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dil[0], dw = g.dil[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1], KH = g.k[0], KW = g.k[1];
+  const int64_t K = KH * KW * C;
+  for (int64_t oh = oh0; oh < oh1; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      uint8_t* row = a + (oh * OW + ow) * K;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        uint8_t* dst = row + kh * KW * C;
+        const int64_t ih = oh * sh - ph + kh * dh;
+        if (ih < 0 || ih >= H) {
+          std::memset(dst, pad, static_cast<size_t>(KW * C));
+          continue;
+        }
+        const int64_t iw0 = ow * sw - pw;
+        // Taps kw in [lo, hi) are inside: 0 <= iw0 + kw * dw < Wd.
+        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : (-iw0 + dw - 1) / dw, 0, KW);
+        const int64_t hi = std::clamp<int64_t>(Wd - iw0 > 0 ? (Wd - iw0 + dw - 1) / dw : 0, lo, KW);
+        const uint8_t* src = x + ih * Wd * C;
+        if (lo > 0) std::memset(dst, pad, static_cast<size_t>(lo * C));
+        if (dw == 1) {
+          std::memcpy(dst + lo * C, src + (iw0 + lo) * C, static_cast<size_t>((hi - lo) * C));
+        } else {
+          for (int64_t kw = lo; kw < hi; ++kw)
+            std::memcpy(dst + kw * C, src + (iw0 + kw * dw) * C, static_cast<size_t>(C));
+        }
+        if (hi < KW) std::memset(dst + hi * C, pad, static_cast<size_t>((KW - hi) * C));
+      }
+    }
+}
+
+// The weight [M, C, KH, KW] as the B of the channels-last product, packed: W'[k, m] with k
+// ordered (kh, kw, c).
+std::unique_ptr<kernels::QPackedB> pack_channels_last_weight(const Tensor& w) {
+  const int64_t M = w.dims[0], C = w.dims[1], KH = w.dims[2], KW = w.dims[3], K = C * KH * KW;
+  std::vector<uint8_t> wr(static_cast<size_t>(M * K));
+  const uint8_t* src = w.data.data();
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < KH * KW; ++t) wr[m * K + t * C + c] = src[(m * C + c) * KH * KW + t];
+  return std::make_unique<kernels::QPackedB>(K, M, wr.data(), K, w.dtype == DType::Int8, /*trans_b=*/true);
+}
+
 void conv_integer_op(const ir::Node& n, OpContext& ctx) {
   const Tensor& X = ctx.in(0);
   const Tensor& W = ctx.in(1);
@@ -237,6 +309,79 @@ struct QdqConvKernel : Kernel {
   std::vector<float> scale;   // 1 or M: x_scale * w_scale[m] / y_scale
   std::vector<int32_t> bias;  // M values or empty
   std::vector<float> offset;  // a float bias: M values of bias / y_scale, or empty
+  // The channels-last path (2-D, one group, constant weight): the packed weight and the
+  // requantization parameters expanded to one per output channel.
+  std::unique_ptr<kernels::QPackedB> packed;
+  const Tensor* packed_from = nullptr;
+  std::vector<int32_t> bias_m;
+  std::vector<float> scale_m, offset_m;
+  bool folded_zp = false;  // bias_m holds the input zero point's correction
+
+  void prepare_channels_last(const Tensor& w) {
+    const int64_t M = w.dims[0];
+    packed = pack_channels_last_weight(w);
+    packed_from = &w;
+    bias_m = bias.empty() ? std::vector<int32_t>(static_cast<size_t>(M), 0) : bias;
+    offset_m = offset.empty() ? std::vector<float>(static_cast<size_t>(M), 0.f) : offset;
+    scale_m.resize(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) scale_m[m] = scale[scale.size() == 1 ? 0 : m];
+    // The input zero point's correction, -(x_zp + shift) * colsum[m] in the kernel's canonical
+    // (shifted) values, is the same for every pixel: it goes into the bias once here instead of
+    // a pass over the int32 product per call. Only with a signed weight without zero points
+    // (the kernel's B needs no shift and no row sums then); the sums wrap as the kernel's do.
+    if (w_type == DType::Int8 && w_zp.empty()) {
+      const uint32_t za = static_cast<uint32_t>(x_zp + (x_type == DType::Int8 ? 128 : 0));
+      const int32_t* colsum = packed->col_sums();
+      for (int64_t m = 0; m < M; ++m)
+        bias_m[m] = static_cast<int32_t>(static_cast<uint32_t>(bias_m[m]) - za * static_cast<uint32_t>(colsum[m]));
+      folded_zp = true;
+    }
+  }
+
+  void run_channels_last(OpContext& ctx, const ConvGeom& g, const Tensor& X, uint8_t* out) const {
+    const int64_t C = g.C, HW = g.in_size, P = g.out_size, M = g.M, K = packed->rows();
+    const bool pointwise = g.k[0] == 1 && g.k[1] == 1 && g.stride[0] == 1 && g.stride[1] == 1 && g.pad_begin[0] == 0 &&
+                           g.pad_begin[1] == 0 && P == HW;
+    Tensor xt = new_tensor(DType::UInt8, {HW * C});
+    Tensor at = new_tensor(DType::UInt8, {pointwise ? 0 : P * K});
+    Tensor acc_t = new_tensor(DType::Int32, {P * M});
+    uint8_t* xl = xt.mutable_values<uint8_t>();
+    uint8_t* a = pointwise ? xl : at.mutable_values<uint8_t>();
+    int32_t* acc = acc_t.mutable_values<int32_t>();
+    const int32_t* zbv = w_zp.empty() ? nullptr : w_zp.data();
+    // With the input's zero point folded into bias_m (fold_input_zero_point), the product is
+    // asked for with the zero point that needs no correction: 0 for uint8, -128 for int8 (whose
+    // values the kernel shifts by +128).
+    const int32_t no_correction = x_type == DType::Int8 ? -128 : 0;
+    const kernels::QZeroPoints za{folded_zp ? &no_correction : &x_zp, false}, zb{zbv, w_zp.size() > 1};
+    const int64_t OH = g.out[0], OW = std::max<int64_t>(g.out[1], 1);
+    for (int64_t b = 0; b < g.batch; ++b) {
+      to_channels_last(X.data.data() + b * C * HW, C, HW, xl, ctx.pool);
+      if (!pointwise)
+        ctx.pool->parallel_for(
+            OH, std::max<int64_t>(1, 16384 / std::max<int64_t>(OW * K, 1)),
+            [&](int64_t o0, int64_t o1) { im2col_channels_last(g, xl, static_cast<uint8_t>(x_zp), a, o0, o1); });
+      uint8_t* yb = out + b * M * P;
+      // A finished block of pixels [p0, p1) x channels [m0, m1): requantized along the
+      // channels into a tile, then written transposed (y is [M, P]).
+      const kernels::QBlockDone done = [&](int64_t p0, int64_t p1, int64_t m0, int64_t m1) {
+        const int64_t w = m1 - m0;
+        thread_local std::vector<uint8_t> tile;
+        tile.resize(static_cast<size_t>((p1 - p0) * w));
+        for (int64_t p = p0; p < p1; ++p) {
+          uint8_t* t = tile.data() + (p - p0) * w;
+          if (y_type == DType::UInt8)
+            kernels::requantize_s32_u8_per_element(acc + p * M + m0, w, bias_m.data() + m0, scale_m.data() + m0,
+                                                   offset_m.data() + m0, y_zp, t);
+          else
+            kernels::requantize_s32_s8_per_element(acc + p * M + m0, w, bias_m.data() + m0, scale_m.data() + m0,
+                                                   offset_m.data() + m0, y_zp, reinterpret_cast<int8_t*>(t));
+        }
+        kernels::transpose_u8(tile.data(), p1 - p0, w, w, yb + m0 * P + p0, P);
+      };
+      kernels::qgemm_packed(P, a, K, x_type == DType::Int8, za, *packed, zb, acc, M, ctx.pool, &done);
+    }
+  }
 
   void run(OpContext& ctx) override {
     const Tensor& X = ctx.in(0);
@@ -249,6 +394,12 @@ struct QdqConvKernel : Kernel {
         (!bias.empty() && static_cast<int64_t>(bias.size()) != g.M))
       bad_input("the weight's scales or bias do not have {} output channels", g.M);
     const int64_t P = g.out_size;
+    if (packed && g.group == 1 && g.in.size() == 2 && W.data.data() == packed_from->data.data() &&
+        W.dims == packed_from->dims) {
+      Tensor& y = ctx.set_out(0, new_tensor(y_type, g.out_dims));
+      run_channels_last(ctx, g, X, y.mutable_values<uint8_t>());
+      return;
+    }
     Tensor acc_t = new_tensor(DType::Int32, {g.batch * g.M * P});
     int32_t* acc = acc_t.mutable_values<int32_t>();
     conv_integer(ctx, g, X, W, x_zp, w_zp, acc);
@@ -300,6 +451,7 @@ std::unique_ptr<Kernel> qdq_conv_factory(const QdqGroup& g, const PlanContext& p
       for (float v : float_values(*b)) k->offset.push_back(v / y.scale[0]);
     }
   }
+  if (wt->dims.size() == 4 && n.attr_int("group", 1) == 1) k->prepare_channels_last(*wt);
   return k;
 }
 

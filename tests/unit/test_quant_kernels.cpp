@@ -548,3 +548,117 @@ TEST_CASE("qdq kernels equal quantize_value and the dequantize formula") {
     CHECK(mx == rmx);
   }
 }
+
+TEST_CASE("QDQ Conv's channels-last integer kernel equals QLinearConv byte for byte") {
+  using slmops::ir::Attribute;
+  struct Geometry {
+    int64_t batch, C, M, H, W, k, stride, pad, dil;
+  };
+  // 3x3 "same", a strided 7x7 stem with C = 3, pointwise (no im2col), strided 1x1, dilated,
+  // and output widths around the 16-column panels.
+  const Geometry cases[] = {{1, 5, 20, 9, 9, 3, 1, 1, 1},  {2, 3, 16, 15, 13, 7, 2, 3, 1},
+                            {1, 24, 70, 6, 7, 1, 1, 0, 1}, {2, 8, 33, 9, 9, 1, 2, 0, 1},
+                            {1, 6, 4, 10, 11, 3, 1, 2, 2}, {1, 32, 48, 12, 12, 3, 1, 1, 1}};
+  for (const Geometry& c : cases)
+    for (int threads : {1, 2})
+      for (DType xt : {DType::UInt8, DType::Int8}) {
+        CAPTURE(c.C);
+        CAPTURE(c.M);
+        CAPTURE(c.k);
+        CAPTURE(threads);
+        CAPTURE(static_cast<int>(xt));
+        OneNodeModel m(13);
+        const std::vector<int64_t> xdims = {c.batch, c.C, c.H, c.W}, wdims = {c.M, c.C, c.k, c.k};
+        const int64_t wn = c.M * c.C * c.k * c.k;
+        const float xs = 0.02f, ys = 0.07f;
+        std::vector<float> ws(c.M);
+        std::vector<int32_t> bias(c.M);
+        for (int64_t i = 0; i < c.M; ++i) {
+          ws[i] = 0.001f * static_cast<float>(i % 7 + 1);
+          bias[i] = static_cast<int32_t>((i * 977) % 3001 - 1500);
+        }
+        std::vector<float> bs(c.M);
+        for (int64_t i = 0; i < c.M; ++i) bs[i] = xs * ws[i];
+        auto* x = m.g->add_input("x", TensorType::of(xt, xdims));
+        auto* xsv = m.g->add_initializer(Tensor::from_values<float>("xs", DType::Float, {}, {xs}));
+        auto* xz = m.g->add_initializer(Tensor::from_values<uint8_t>("xz", xt, {}, {117}));
+        auto* w = m.g->add_initializer(Tensor::from_values<uint8_t>("w", DType::Int8, wdims, random_bytes(wn, 3)));
+        auto* wsv = m.g->add_initializer(Tensor::from_values<float>("ws", DType::Float, {c.M}, ws));
+        auto* wz =
+            m.g->add_initializer(Tensor::from_values<uint8_t>("wz", DType::Int8, {c.M}, std::vector<uint8_t>(c.M, 0)));
+        auto* b = m.g->add_initializer(Tensor::from_values<int32_t>("b", DType::Int32, {c.M}, bias));
+        auto* bsv = m.g->add_initializer(Tensor::from_values<float>("bs", DType::Float, {c.M}, bs));
+        auto* bz =
+            m.g->add_initializer(Tensor::from_values<int32_t>("bz", DType::Int32, {c.M}, std::vector<int32_t>(c.M, 0)));
+        auto* ysv = m.g->add_initializer(Tensor::from_values<float>("ys", DType::Float, {}, {ys}));
+        auto* yz = m.g->add_initializer(Tensor::from_values<uint8_t>("yz", DType::UInt8, {}, {131}));
+        auto conv_attrs = [&] {
+          std::vector<Attribute> a;
+          a.push_back(Attribute::make_ints("strides", {c.stride, c.stride}));
+          a.push_back(Attribute::make_ints("pads", {c.pad, c.pad, c.pad, c.pad}));
+          a.push_back(Attribute::make_ints("dilations", {c.dil, c.dil}));
+          return a;
+        };
+        auto axis0 = [] { return int_attrs({{"axis", 0}}); };
+        auto* xd = m.g->add_node("DequantizeLinear", {x, xsv, xz}, {"xd"})->outputs[0];
+        auto* wd = m.g->add_node("DequantizeLinear", {w, wsv, wz}, {"wd"}, axis0())->outputs[0];
+        auto* bd = m.g->add_node("DequantizeLinear", {b, bsv, bz}, {"bd"}, axis0())->outputs[0];
+        auto* conv = m.g->add_node("Conv", {xd, wd, bd}, {"conv"}, conv_attrs())->outputs[0];
+        m.g->add_output(m.g->add_node("QuantizeLinear", {conv, ysv, yz}, {"y_qdq"})->outputs[0]);
+        m.g->add_output(
+            m.g->add_node("QLinearConv", {x, xsv, xz, w, wsv, wz, ysv, yz, b}, {"y_ref"}, conv_attrs())->outputs[0]);
+        Session s(m.model, threads);
+        CHECK(s.qdq_fused_groups() == 1);
+        std::vector<RValue> in;
+        in.push_back(
+            RValue::of(Tensor::from_values<uint8_t>("x", xt, xdims, random_bytes(c.batch * c.C * c.H * c.W, 7))));
+        auto y = s.run(std::move(in));
+        REQUIRE(y.size() == 2);
+        CHECK(y[0].tensor.dims == y[1].tensor.dims);
+        CHECK(values_of<uint8_t>(y[0].tensor) == values_of<uint8_t>(y[1].tensor));
+        const auto v = values_of<uint8_t>(y[0].tensor);
+        CHECK(std::count(v.begin(), v.end(), v[0]) < static_cast<long>(v.size()));  // not constant
+      }
+}
+
+TEST_CASE("transpose_u8, lookup_u8 and per-element requantization equal their plain loops") {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 16}, {64, 48}, {37, 70}, {5, 3}, {1, 33}}) {
+    const int64_t lds = cols + 3, ldd = rows + 5;
+    auto src = random_bytes(static_cast<size_t>(rows * lds), 9);
+    std::vector<uint8_t> dst(static_cast<size_t>(cols * ldd), 0), want(dst.size(), 0);
+    transpose_u8(src.data(), rows, cols, lds, dst.data(), ldd);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) want[c * ldd + r] = src[r * lds + c];
+    CHECK(dst == want);
+  }
+  const auto table = random_bytes(256, 4);
+  for (int64_t n : {0, 1, 63, 64, 200, 1000})
+    for (uint8_t flip : {0x00, 0x80}) {
+      const auto in = random_bytes(static_cast<size_t>(n), 5);
+      std::vector<uint8_t> out(in.size()), want(in.size());
+      lookup_u8(table.data(), in.data(), n, flip, out.data());
+      for (int64_t i = 0; i < n; ++i) want[i] = table[in[i] ^ flip];
+      CHECK(out == want);
+    }
+  const int64_t n = 77;
+  std::vector<int32_t> acc(n), bias(n);
+  std::vector<float> scale(n), offset(n);
+  for (int64_t i = 0; i < n; ++i) {
+    acc[i] = static_cast<int32_t>((i * 7919) % 20001 - 10000);
+    bias[i] = static_cast<int32_t>(i * 31 - 1000);
+    scale[i] = 0.001f * static_cast<float>(i % 13 + 1);
+    offset[i] = i % 3 == 0 ? 0.f : 0.25f * static_cast<float>(i % 5) - 0.5f;
+  }
+  std::vector<uint8_t> yu(n);
+  std::vector<int8_t> ys(n);
+  requantize_s32_u8_per_element(acc.data(), n, bias.data(), scale.data(), offset.data(), 7, yu.data());
+  requantize_s32_s8_per_element(acc.data(), n, bias.data(), scale.data(), offset.data(), -3, ys.data());
+  for (int64_t i = 0; i < n; ++i) {
+    uint8_t u;
+    int8_t v;
+    requantize_s32_u8(acc.data() + i, 1, bias[i], scale[i], offset[i], 7, &u);
+    requantize_s32_s8(acc.data() + i, 1, bias[i], scale[i], offset[i], -3, &v);
+    CHECK(yu[i] == u);
+    CHECK(ys[i] == v);
+  }
+}
