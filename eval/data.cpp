@@ -36,6 +36,20 @@ std::string shape_text(const ir::TensorType& t) {
   return "[" + fmt::format("{}", fmt::join(d, ", ")) + "]";
 }
 
+// Float data for a model converted to 16-bit floats (convert --to): the values in the input's
+// type, rounded as the conversion rounds; other tensors unchanged.
+void adopt_float_width(ir::Tensor& t, const ir::Value& input) {
+  const ir::DType want = input.type.is_tensor ? input.type.elem() : ir::DType::Undefined;
+  if (t.dtype != ir::DType::Float || (want != ir::DType::Float16 && want != ir::DType::BFloat16)) return;
+  std::vector<uint16_t> low(t.numel());
+  for (size_t i = 0; i < low.size(); ++i) {
+    float x;
+    std::memcpy(&x, t.data.data() + i * sizeof(float), sizeof(float));
+    low[i] = want == ir::DType::Float16 ? ir::float_to_half(x) : ir::float_to_bfloat16(x);
+  }
+  t = ir::Tensor::from_values(t.name, want, t.dims, low);
+}
+
 // Checks that an array (samples along axis 0 when `batched`) fits the declared input type.
 void check_fits(const std::string& what, const ir::Tensor& t, const ir::Value& input, bool batched) {
   const auto& ty = input.type;
@@ -91,8 +105,9 @@ class NpzSource : public DataSource {
         }
         bad_input("{}: no array for model input '{}' (it has: {})", path_, in->name, fmt::join(archive_.names, ", "));
       }
-      const ir::Tensor& t = archive_.arrays.at(in->name);
+      ir::Tensor& t = archive_.arrays.at(in->name);
       if (t.dims.empty()) bad_input("{}: array '{}' is a scalar; the first axis must be samples", path_, in->name);
+      adopt_float_width(t, *in);
       check_fits(path_, t, *in, true);
       if (n_ >= 0 && t.dims[0] != n_)
         bad_input("{}: array '{}' has {} samples, other inputs have {}", path_, in->name, t.dims[0], n_);
@@ -170,6 +185,7 @@ class TestDataSource : public DataSource {
         auto v = formats::load_data_value(p, inputs_[i]->type.container);
         if (v.kind != formats::DataValue::Kind::Tensor)
           bad_input("{}: only tensor inputs can be evaluated", p.string());
+        adopt_float_width(v.tensor, *inputs_[i]);
         check_fits(p.string(), v.tensor, *inputs_[i], false);
         b.feeds.push_back(RValue::of(std::move(v.tensor)));
       }

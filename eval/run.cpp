@@ -168,6 +168,38 @@ std::string input_list(const ir::Model& m) {
 }
 
 // A baseline is run on the model's batches: its inputs must be the model's (names, types).
+bool is_float_type(ir::DType t) {
+  return t == ir::DType::Float || t == ir::DType::Float16 || t == ir::DType::BFloat16 || t == ir::DType::Double;
+}
+
+// A baseline whose float inputs have another width than the model's (an fp16 model against
+// its fp32 original): a copy that takes the model's types and casts them to its own, so both
+// read the same batches. std::nullopt when the types already agree.
+std::optional<ir::Model> baseline_taking_model_inputs(const ir::Model& m, const ir::Model& bm) {
+  std::optional<ir::Model> copy;
+  for (auto& in : m.graph->inputs) {
+    const ir::Value* v = in.value;
+    if (!v || v->initializer || !v->type.is_tensor) continue;
+    const ir::Value* bv0 = bm.graph->find_value(v->name);
+    if (!bv0 || !bv0->type.is_tensor || bv0->type.elem() == v->type.elem()) continue;
+    if (!copy) copy = bm.clone();
+    ir::Graph& g = *copy->graph;
+    ir::Value* bv = g.find_value(v->name);
+    const ir::DType own = bv->type.elem();
+    std::vector<ir::Node*> readers = bv->consumers;
+    std::vector<ir::Attribute> to;
+    to.push_back(ir::Attribute::make_int("to", static_cast<int64_t>(own)));
+    ir::Node* cast = g.add_node("Cast", {bv}, {g.unique_name(v->name + "_as_baseline")}, std::move(to));
+    for (ir::Node* c : readers)
+      for (size_t i = 0; i < c->inputs.size(); ++i)
+        if (c->inputs[i] == bv) c->set_input(i, cast->outputs[0]);
+    bv->type.elem_code = v->type.elem_code;
+    ir::sort_nodes(g);
+    copy->shapes_inferred = false;
+  }
+  return copy;
+}
+
 void check_baseline_inputs(const ir::Model& m, const ir::Model& bm, const std::string& baseline) {
   for (auto& in : m.graph->inputs) {
     const ir::Value* v = in.value;
@@ -178,7 +210,8 @@ void check_baseline_inputs(const ir::Model& m, const ir::Model& bm, const std::s
     if (!bv || !is_input)
       bad_input("--baseline {}: the baseline has no input '{}' (its inputs: {}; the model's: {})", baseline, v->name,
                 input_list(bm), input_list(m));
-    if (v->type.is_tensor && bv->type.is_tensor && v->type.elem() != bv->type.elem())
+    if (v->type.is_tensor && bv->type.is_tensor && v->type.elem() != bv->type.elem() &&
+        !(is_float_type(v->type.elem()) && is_float_type(bv->type.elem())))
       bad_input("--baseline {}: the baseline's input '{}' is {}, the model's is {}; the baseline must take the same "
                 "inputs", baseline, v->name, ir::dtype_name(bv->type.elem()), ir::dtype_name(v->type.elem()));
   }
@@ -226,6 +259,8 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   const auto& o = a.options;
   if (o.data.empty() && !a.random) bad_input("evaluate needs --data DATA (or --random)");
   if (bm) check_baseline_inputs(m, *bm, o.baseline);
+  std::optional<ir::Model> bm_cast = bm ? baseline_taking_model_inputs(m, *bm) : std::nullopt;
+  if (bm_cast) bm = &*bm_cast;
   for (auto& s : a.shapes) {
     auto [name, dims] = parse_shape_option(s);
     bool found = false;

@@ -810,4 +810,47 @@ void ensure_shapes(ir::Model& m) {
   if (!m.shapes_inferred) infer_shapes(m);
 }
 
+std::optional<bool> schema_allows(const std::string& op_type, const std::string& domain, int64_t opset, bool input,
+                                  size_t index, ir::DType dt) {
+  ensure_schemas();
+  const std::string dom = domain == "ai.onnx" ? "" : domain;
+  const OpSchema* schema = onnx::OpSchemaRegistry::Schema(op_type, static_cast<int>(opset), dom);
+  if (!schema) return std::nullopt;
+  const auto& params = input ? schema->inputs() : schema->outputs();
+  if (params.empty()) return std::nullopt;
+  const bool variadic = params.back().GetOption() == OpSchema::FormalParameterOption::Variadic;
+  if (index >= params.size() && !variadic) return std::nullopt;
+  const auto& param = params[std::min(index, params.size() - 1)];
+  const char* name = nullptr;
+  switch (dt) {
+    case ir::DType::Float:
+      name = "tensor(float)";
+      break;
+    case ir::DType::Float16:
+      name = "tensor(float16)";
+      break;
+    case ir::DType::BFloat16:
+      name = "tensor(bfloat16)";
+      break;
+    case ir::DType::Double:
+      name = "tensor(double)";
+      break;
+    default:
+      return std::nullopt;
+  }
+  for (const auto* t : param.GetTypes())
+    if (t && *t == name) return true;
+  return false;
+}
+
+bool is_known_op_type(const std::string& op_type) {
+  ensure_schemas();
+  static const std::unordered_set<std::string> names = [] {
+    std::unordered_set<std::string> n;
+    for (const auto& s : onnx::OpSchemaRegistry::get_all_schemas_with_history()) n.insert(s.Name());
+    return n;
+  }();
+  return names.count(op_type) > 0;
+}
+
 }  // namespace slmops::formats

@@ -4,6 +4,10 @@
 // The result goes into Value::inferred, never into Value::type: declared types (what the
 // file says) stay as loaded, so saving a model writes the same bytes as before.
 #pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
 #include "ir/graph.h"
 
 namespace slmops::formats {
@@ -26,5 +30,15 @@ void refresh_shapes(ir::Model& m);
 // (it would add a third to a memory-mapped load, plus libonnx's one-time schema set-up); code
 // that reads Value::inferred calls this first.
 void ensure_shapes(ir::Model& m);
+
+// What an op's schema (libonnx's, or slmops' own com.microsoft ones) lets formal input or
+// output `index` hold: whether tensors of `dt` are allowed (a variadic last parameter covers
+// every later index). std::nullopt when there is no schema for the op at `opset`, or the
+// index is past the schema's parameters.
+std::optional<bool> schema_allows(const std::string& op_type, const std::string& domain, int64_t opset, bool input,
+                                  size_t index, ir::DType dt);
+// Whether some schema of any domain and version has this op type (recipe and CLI checks of
+// op-type lists).
+bool is_known_op_type(const std::string& op_type);
 
 }  // namespace slmops::formats

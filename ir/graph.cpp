@@ -128,6 +128,12 @@ Value* Graph::new_value(std::string n, Value::Kind kind) {
   return raw;
 }
 
+void Graph::rename_value(Value* v, std::string name) {
+  if (auto it = by_name_.find(v->name); it != by_name_.end() && it->second == v) by_name_.erase(it);
+  v->name = std::move(name);
+  if (!v->name.empty()) by_name_[v->name] = v;
+}
+
 Value* Graph::add_input(std::string n, TensorType type) {
   Value* v = new_value(std::move(n), Value::Kind::Input);
   v->type = std::move(type);

@@ -147,6 +147,9 @@ class Graph {
                  std::vector<Attribute> attributes = {}, std::string name = {}, std::string domain = {});
   Value* find_value(std::string_view name) const;  // this scope only; nullptr when absent
   std::string unique_name(std::string_view prefix);
+  // Gives `v` (of this graph) a new name, unused in this scope (a converted graph output keeps
+  // its name while the value that fed it is renamed).
+  void rename_value(Value* v, std::string name);
 
   // Editing.
   void remove_node(Node* n);             // drops its input uses; its outputs lose their producer

@@ -69,6 +69,7 @@ PassInfo fold_constants_pass_info();
 PassInfo simplify_shapes_pass_info();
 PassInfo eliminate_pass_info();
 PassInfo fuse_pass_info();
+PassInfo to_float16_pass_info();
 PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
 PassInfo from_folder_step_info();

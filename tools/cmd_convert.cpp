@@ -1,5 +1,5 @@
-// slmops convert MODEL -o OUT: graph clean-up and storage layout (external data). The same
-// machinery as a one-step recipe {"pass": "cleanup"}.
+// slmops convert MODEL -o OUT: graph clean-up, optimization, 16-bit floats and storage layout
+// (external data). The same machinery as a recipe of the steps cleanup, optimize, to-float16.
 #include "ir/error.h"
 #include "passes/registry.h"
 #include "tools/cli.h"
@@ -18,6 +18,7 @@ void register_convert(CLI::App& app) {
     bool optimize = false;
     std::vector<std::string> input_shape;
     std::string target = "onnx";
+    nlohmann::json f16 = nlohmann::json::object();  // to-float16's options given as flags
   };
   static Args a;
   auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
@@ -25,7 +26,9 @@ void register_convert(CLI::App& app) {
   cmd->add_option("-o,--output", a.output, "output .onnx path")->required();
   cmd->add_flag("--no-cleanup", a.no_cleanup, "copy the graph as it is (only re-lay the storage)");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
-  cmd->add_option("--to", a.to, "convert element types (fp16, bf16): not built yet")->type_name("TYPE");
+  cmd->add_option("--to", a.to,
+                  "store and compute floats in fp16 or bf16 (the to-float16 pass: ONNX Runtime's float16 converter)")
+      ->type_name("fp16|bf16");
   cmd->add_option("--opset", a.opset, "convert to another opset: not built yet")->type_name("N");
   cmd->add_flag(
       "--optimize", a.optimize,
@@ -39,8 +42,13 @@ void register_convert(CLI::App& app) {
       ->type_name("onnx|onnxruntime");
   add_external_data_flag(cmd, &a.external);
   add_pass_option_flags(cmd, *passes::find_pass("cleanup"), &a.cleanup);
+  add_pass_option_flags(cmd, *passes::find_pass("to-float16"), &a.f16,
+                        {"keep-io-types", "op-block-list", "node-block-list"});
   cmd->callback([] {
-    if (!a.to.empty()) bad_input("convert --to is not built yet; nothing was written");
+    if (!a.to.empty() && a.to != "fp16" && a.to != "bf16")
+      bad_input("--to {}: expected fp16 or bf16; nothing was written", a.to);
+    if (a.to.empty() && !a.f16.empty())
+      bad_input("--{} needs --to fp16 or --to bf16; nothing was written", a.f16.begin().key());
     if (!a.opset.empty()) bad_input("convert --opset is not built yet; nothing was written");
     Recipe r;
     r.input = a.model;
@@ -50,10 +58,17 @@ void register_convert(CLI::App& app) {
     if (!a.optimize && a.target != "onnx") bad_input("--target needs --optimize; nothing was written");
     if (!a.no_cleanup) r.steps.push_back({"cleanup", a.cleanup});
     if (a.optimize) r.steps.push_back({"optimize", {{"input-shape", a.input_shape}, {"target", a.target}}});
+    if (!a.to.empty()) {
+      nlohmann::json o = a.f16;
+      o["dtype"] = a.to == "fp16" ? "float16" : "bfloat16";
+      r.steps.push_back({"to-float16", o});
+    }
     validate_recipe(r);
     auto report = execute(r);
-    if (a.json) print_json(report);
-    else fmt::print("{}\n", r.output.string());
+    if (a.json)
+      print_json(report);
+    else
+      fmt::print("{}\n", r.output.string());
   });
 }
 

@@ -72,6 +72,7 @@ recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps"
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
 recipe opt_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "optimize", "options": {"input-shapes": ["input_ids=1,8"]}}]}'
+recipe f16_dtype.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "to-float16", "options": {"dtype": "float8"}}]}'
 recipe quant_mode.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int3-weight"}}]}'
 # Quantization inputs: the fixture models, one of them already quantized.
 cp "$FX/gpt_bytes.onnx" gpt.onnx
@@ -107,6 +108,11 @@ expect_bad "optimize: --input-shape no '='" "$S" convert gpt.onnx -o out.onnx --
 expect_bad "optimize: --input-shape without --optimize" "$S" convert gpt.onnx -o out.onnx --input-shape input_ids=8,64
 expect_bad "optimize: unknown --target" "$S" convert gpt.onnx -o out.onnx --optimize --target tensorrt
 expect_bad "optimize: recipe option typo" "$S" run opt_typo.json
+# convert --to (#13): the type, the block list's op types, flags that need --to.
+expect_bad "to-float16: --to fp8"       "$S" convert gpt.onnx -o out.onnx --to fp8
+expect_bad "to-float16: unknown op in block list" "$S" convert gpt.onnx -o out.onnx --to fp16 --op-block-list Softmax,Sotfmax
+expect_bad "to-float16: --keep-io-types without --to" "$S" convert gpt.onnx -o out.onnx --keep-io-types
+expect_bad "to-float16: recipe bad dtype" "$S" run f16_dtype.json
 expect_bad "recipe JSON syntax error"   "$S" run syntax.json
 expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
 expect_bad "recipe unknown option key"  "$S" run unknown_option.json

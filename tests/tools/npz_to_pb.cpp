@@ -1,7 +1,9 @@
 // Test helper: writes arrays of an .npz as an ONNX test_data_set folder (input_K.pb), in the
-// order of a model's inputs, optionally the first N samples only.
+// order of a model's inputs, optionally the first N samples only. Float arrays become float16 /
+// bfloat16 where the model's input has that type.
 //   slmops_npz_to_pb MODEL.onnx DATA.npz OUT_DIR [--samples N]
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -31,6 +33,17 @@ int main(int argc, char** argv) {
         size_t row = t.nbytes() / static_cast<size_t>(t.dims[0]);
         t.dims[0] = samples;
         t.data = ir::Buffer::copy_of(t.data.data(), row * static_cast<size_t>(samples));
+      }
+      // A model converted to 16-bit floats (convert --to) reads the same data in its own type.
+      const ir::DType want = vi.value->type.elem();
+      if (t.dtype == ir::DType::Float && (want == ir::DType::Float16 || want == ir::DType::BFloat16)) {
+        std::vector<uint16_t> low(t.numel());
+        for (size_t i = 0; i < low.size(); ++i) {
+          float x;
+          std::memcpy(&x, t.data.data() + i * 4, 4);
+          low[i] = want == ir::DType::Float16 ? ir::float_to_half(x) : ir::float_to_bfloat16(x);
+        }
+        t = ir::Tensor::from_values(t.name, want, t.dims, low);
       }
       t.name = vi.value->name;
       formats::save_tensor_pb(t, std::filesystem::path(argv[3]) / ("input_" + std::to_string(k++) + ".pb"));

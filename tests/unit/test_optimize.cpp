@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "graph_builders.h"
 #include "ir/error.h"
 #include "ir/graph.h"
 #include "passes/optimize/optimize.h"
@@ -19,34 +20,12 @@ using namespace slmops::ir;
 
 namespace {
 
-TensorType f32(std::vector<int64_t> dims) { return TensorType::of(DType::Float, dims); }
-
-Model new_model(int64_t opset = 17) {
-  Model m;
-  m.ir_version = 8;
-  m.opsets = {{"", opset}};
-  m.graph = std::make_unique<Graph>();
-  return m;
-}
-
-Value* floats(Graph& g, const std::string& name, std::vector<int64_t> dims, uint32_t seed, float lo = -1, float hi = 1) {
-  auto v = test::random_floats(element_count(dims), seed, lo, hi);
-  return g.add_initializer(Tensor::from_values(name, DType::Float, dims, v));
-}
-
-Value* ints(Graph& g, const std::string& name, std::vector<int64_t> v) {
-  return g.add_initializer(Tensor::from_values(name, DType::Int64, {static_cast<int64_t>(v.size())}, v));
-}
-
-Value* scalar(Graph& g, const std::string& name, float x) {
-  return g.add_initializer(Tensor::from_values(name, DType::Float, {}, std::vector<float>{x}));
-}
-
-int count_op(const Model& m, const std::string& op) {
-  int n = 0;
-  for (auto& node : m.graph->nodes()) n += node->op_type == op;
-  return n;
-}
+using test::count_op;
+using test::f32;
+using test::floats;
+using test::ints;
+using test::new_model;
+using test::scalar;
 
 // Runs the model on random float inputs of the given shapes (fixed seeds); outputs as floats.
 std::vector<std::vector<float>> run(const Model& m, const std::vector<std::vector<int64_t>>& shapes) {

@@ -158,4 +158,4 @@ function compareOutputs(outA, outB, rtol, atol) {
   };
 }
 
-module.exports = { compareOutputs };
+module.exports = { compareOutputs, halfToNumber };

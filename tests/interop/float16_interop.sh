@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `slmops convert --to fp16|bf16` (#13) on the fixture models, checked in ONNX Runtime:
+#  - each converted model loads and runs in ORT on the fixture's real data, and against the
+#    float model in ORT: CNN top-1 agreement >= 0.99, LM perplexity within 1% (printed);
+#  - --keep-io-types keeps the graph's input and output types, without it they are 16-bit;
+#  - no initializer is left unread or duplicated (a cleanup of the converted model removes
+#    and merges nothing);
+#  - slmops' own executor runs the converted models too: evaluate --baseline FP32 gives the
+#    same bars (top-1 agreement >= 0.99 for the CNN; LM perplexity within 1%);
+#  - bfloat16: ONNX Runtime's CPU provider has no bfloat16 kernels for most ops (and does not
+#    cast them to float, as it does for float16), so there the model must pass ORT's loading
+#    and type checks up to the kernel lookup, and its numbers are checked in slmops' executor.
+# Usage: float16_interop.sh SLMOPS NPZ_TO_PB SOURCE_DIR
+set -u
+S=$1
+NPZ_TO_PB=$2
+SRC=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
+FX=$SRC/tests/fixtures
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-f16-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+node "$HERE/check_ort.js" >/dev/null || { echo "ONNX Runtime is not installed (see tests/interop/README.md)"; exit 1; }
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+
+# io_types MODEL: "input-dtypes -> output-dtypes" from inspect --json.
+io_types() {
+  "$S" -q inspect "$1" --json | node -e "let s = ''; process.stdin.on('data', (d) => s += d).on('end', () => {
+    const r = JSON.parse(s); console.log(r.inputs.map((v) => v.dtype).join(',') + ' -> ' + r.outputs.map((v) => v.dtype).join(','));
+  })"
+}
+
+for spec in cnn:cnn_digits:cnn_digits_test.npz:540 lm:gpt_bytes:lm_eval.npz:16 lm:llama_bytes:lm_eval.npz:16; do
+  IFS=: read -r kind model data samples <<<"$spec"
+  fp="$FX/$model.onnx"
+  "$NPZ_TO_PB" "$fp" "$FX/$data" "$WORK/$model-in" --samples "$samples" || { bad "$model: inputs"; continue; }
+  fp_io=$(io_types "$fp")
+  for variant in "fp16" "fp16 --keep-io-types" "bf16 --keep-io-types" "fp16 --op-block-list Softmax,LayerNormalization,Erf"; do
+    name="$model --to $variant"
+    tag=$(tr -c 'a-zA-Z0-9' '_' <<<"$variant")
+    low="$WORK/$model-$tag.onnx"
+    # shellcheck disable=SC2086
+    if ! err=$("$S" -q convert "$fp" -o "$low" --to $variant 2>&1 >/dev/null); then bad "$name: convert: $err"; continue; fi
+    io=$(io_types "$low")
+    case $variant in
+      *keep-io-types*) want=$fp_io ;;
+      fp16*) want=$(sed 's/float32/float16/g; s/\bfloat\b/float16/g' <<<"$fp_io") ;;
+    esac
+    if [ "$io" = "$want" ]; then ok "$name: graph inputs -> outputs $io"; else bad "$name: io types $io, expected $want"; fi
+    "$NPZ_TO_PB" "$low" "$FX/$data" "$WORK/$model-$tag-in" --samples "$samples" || { bad "$name: inputs"; continue; }
+    if q=$(node "$HERE/float16_quality.js" "$kind" "$fp" "$WORK/$model-in" "$low" "$WORK/$model-$tag-in" 2>&1); then
+      ok "$name: runs in ONNX Runtime, against float in ORT: $q"
+    elif [[ $variant == bf16* && $q == *"Could not find an implementation for"* ]]; then
+      # ORT's CPU provider has bfloat16 kernels for almost no op (and, unlike float16, does not
+      # cast them to float itself): the model passed ORT's loading and type checks up to the
+      # kernel lookup; its numbers are checked in slmops' executor below.
+      ok "$name: valid for ONNX Runtime up to the CPU kernel lookup (${q##*Could not find an implementation for })"
+    else
+      bad "$name: ONNX Runtime: $q"
+    fi
+    rep=$("$S" -q convert "$low" -o "$WORK/again.onnx" --json)
+    if node -e "const r = JSON.parse(process.argv[1]); const c = r.steps[0].report;
+                process.exit(c.unused_initializers_removed === 0 && c.duplicate_initializers_merged === 0 ? 0 : 1)" "$rep"; then
+      ok "$name: no initializer unread or duplicated"
+    else
+      bad "$name: cleanup of the converted model still finds work: $rep"
+    fi
+    # slmops' executor: the same bars against the float model (fidelity's top-1 agreement is
+    # per row for the CNN and per token for the LMs).
+    ev=$("$S" -q evaluate "$low" --data "$FX/$data" --batch-size 8 --baseline "$fp" --json 2>&1)
+    if node -e "const r = JSON.parse(process.argv[1]); const a = r.metrics.fidelity.top1_agreement;
+                let line = 'top-1 agreement ' + a, ok = a >= 0.99;
+                if ('$kind' === 'lm') {
+                  const p = r.metrics.perplexity, b = r.baseline.metrics.perplexity;
+                  line += ', perplexity ' + p.toFixed(4) + ' vs float ' + b.toFixed(4);
+                  ok = Math.abs(p / b - 1) <= 0.01 && a >= 0.95;
+                }
+                console.log(line); process.exit(ok ? 0 : 1)" "$ev" > "$WORK/ev.txt"; then
+      ok "$name: slmops' executor: $(cat "$WORK/ev.txt")"
+    else
+      bad "$name: slmops evaluate: $(cat "$WORK/ev.txt") $(head -c 300 <<<"$ev")"
+    fi
+  done
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
