@@ -142,6 +142,17 @@ SLMOPS_QDQ_CLONES void requantize_s32_s8_per_element(const int32_t* acc, int64_t
   requantize<int8_t>(acc, n, PerElement{bias, scale, offset}, zp, -128, 127, y);
 }
 
+SLMOPS_QDQ_CLONES void scale_s32_f32(const int32_t* acc, int64_t n, const float* scale, bool per_element,
+                                     const float* bias, float* y) {
+  // Two roundings, as the loops this replaces: the product, then the bias added to it.
+  if (per_element)
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * scale[i];
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * scale[0];
+  if (bias)
+    for (int64_t i = 0; i < n; ++i) y[i] += bias[i];
+}
+
 SLMOPS_QDQ_CLONES void min_max_f32(const float* x, int64_t n, float& mn, float& mx) {
   // 16 independent lanes (one vector) so that the loop vectorizes without reassociation.
   constexpr int kLanes = 16;

@@ -52,6 +52,15 @@ void scalar_micro(int64_t kc, const void* a_, const uint8_t* b, int32_t* c, int6
     }
 }
 
+// A row of A into its tile: rows are short (a convolution's 147 to 4608 bytes per depth
+// block), where memcpy's inlined rep movsq start-up cost more than the copy (11% of an int8
+// ResNet-18 run); 16-byte moves instead.
+inline void copy_row(const uint8_t* src, int64_t n, uint8_t* dst) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) __builtin_memcpy(dst + k, src + k, 16);
+  for (; k < n; ++k) dst[k] = src[k];
+}
+
 QMicroFn micro_for(QGemmIsa isa) {
   switch (isa) {
     case QGemmIsa::Avx2: return avx2_micro();
@@ -247,7 +256,8 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
             uint8_t* d = dst + r * kc;
             if (a_signed)
               for (int64_t k = 0; k < kreal; ++k) d[k] = static_cast<uint8_t>(src[k] ^ 0x80);
-            else std::memcpy(d, src, static_cast<size_t>(kreal));
+            else
+              copy_row(src, kreal, d);
             if (kreal < kc) std::memset(d + kreal, 0, static_cast<size_t>(kc - kreal));
           }
         } else {

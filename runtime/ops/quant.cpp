@@ -434,7 +434,10 @@ struct QdqMatMulKernel : Kernel {
     const bool per_col = mult.size() != 1;
     for (int64_t i = m0; i < m1; ++i) {
       const int32_t* a = acc + i * N;
-      if (!quantized_out) {
+      if (!quantized_out && bias.empty()) {
+        float* o = static_cast<float*>(out) + i * N;
+        kernels::scale_s32_f32(a + n0, n1 - n0, per_col ? mult.data() + n0 : mult.data(), per_col, nullptr, o + n0);
+      } else if (!quantized_out) {
         float* o = static_cast<float*>(out) + i * N;
         for (int64_t j = n0; j < n1; ++j) {
           const uint32_t v = static_cast<uint32_t>(a[j]) + (bias.empty() ? 0u : static_cast<uint32_t>(bias[j]));

@@ -267,16 +267,9 @@ struct IntegerToFloatKernel : Kernel {
       const float* bi = bias.empty() ? nullptr : bias.data();
       // int32 -> float (scale, bias) of a block of rows and columns, on the thread that made it.
       const kernels::QBlockDone rescale = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-        for (int64_t i = m0; i < m1; ++i) {
-          const int32_t* ar = acc + i * s.N;
-          float* orow = o + i * s.N;
-          if (per_col)
-            for (int64_t j = n0; j < n1; ++j) orow[j] = static_cast<float>(ar[j]) * mu[j];
-          else
-            for (int64_t j = n0; j < n1; ++j) orow[j] = static_cast<float>(ar[j]) * mu[0];
-          if (bi)
-            for (int64_t j = n0; j < n1; ++j) orow[j] += bi[j];
-        }
+        for (int64_t i = m0; i < m1; ++i)
+          kernels::scale_s32_f32(acc + i * s.N + n0, n1 - n0, per_col ? mu + n0 : mu, per_col, bi ? bi + n0 : nullptr,
+                                 o + i * s.N + n0);
       };
       if (pb) {
         kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc, s.N, ctx.pool, &rescale);

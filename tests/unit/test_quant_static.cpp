@@ -282,3 +282,50 @@ TEST_CASE("A Conv whose weight is a graph input stays float and says why") {
   CHECK(rep.nodes[0].how.rfind("skipped", 0) == 0);
   CHECK(find_named(g, "conv")->inputs[1] == w);
 }
+
+TEST_CASE("int8-static: a bias shared through Identity (PyTorch's export) becomes an int32 bias per Conv") {
+  // x -> Conv(w1, Identity(b)) -> Conv(w2, Identity(b)) -> out, both Identities of one initializer.
+  Model m;
+  m.ir_version = 8;
+  m.opsets = {{"", 17}};
+  m.graph = std::make_unique<Graph>();
+  Graph& g = *m.graph;
+  Value* x = g.add_input("x", TensorType::of(DType::Float, {1, 2, 4, 4}));
+  Value* b = g.add_initializer(Tensor::from_values("b", DType::Float, {2}, std::vector<float>{0.25f, -0.125f}));
+  Value* w1 = g.add_initializer(Tensor::from_values("w1", DType::Float, {2, 2, 3, 3}, random_floats(36, 21)));
+  Value* w2 = g.add_initializer(Tensor::from_values("w2", DType::Float, {2, 2, 3, 3}, random_floats(36, 22)));
+  Value* b1 = g.add_node("Identity", {b}, {"b1"}, {}, "id1")->outputs[0];
+  Value* b2 = g.add_node("Identity", {b}, {"b2"}, {}, "id2")->outputs[0];
+  auto pads = [] { return attrs(Attribute::make_ints("pads", {1, 1, 1, 1})); };
+  Value* c1 = g.add_node("Conv", {x, w1, b1}, {"c1"}, pads(), "conv1")->outputs[0];
+  Value* c2 = g.add_node("Conv", {c1, w2, b2}, {"out"}, pads(), "conv2")->outputs[0];
+  c2->type = TensorType::of(DType::Float, {1, 2, 4, 4});
+  g.add_output(c2);
+  runtime::Session before(m, 1);
+  auto feed = [] {
+    std::vector<runtime::RValue> f;
+    f.push_back(runtime::RValue::of(Tensor::from_values("x", DType::Float, {1, 2, 4, 4}, random_floats(32, 5))));
+    return f;
+  };
+  const Tensor ref = before.run(feed()).at(0).tensor;
+
+  q::QuantReport r = quantize(m, {});
+  CHECK(r.extra["identity_constants_bypassed"] == 2);
+  CHECK(count_op(g, "Identity") == 0);
+  for (const char* name : {"conv1", "conv2"}) {
+    const Node* conv = find_named(g, name);
+    REQUIRE(conv);
+    REQUIRE(conv->inputs.size() == 3);
+    const Node* dq = conv->inputs[2]->producer;
+    REQUIRE(dq);
+    CHECK(dq->op_type == "DequantizeLinear");
+    CHECK(init(dq->inputs[0]).dtype == DType::Int32);
+  }
+  CHECK(find_named(g, "b_DequantizeLinear"));
+  CHECK(find_named(g, "b_DequantizeLinear_1"));  // node names stay unique
+  runtime::Session after(m, 1);
+  const Tensor got = after.run(feed()).at(0).tensor;
+  const std::vector<float> a(got.values<float>(), got.values<float>() + got.numel());
+  const std::vector<float> e(ref.values<float>(), ref.values<float>() + ref.numel());
+  CHECK(rel_rms(a, e) < kMaxRelRms8);
+}
