@@ -115,11 +115,16 @@ TEST_CASE("StripIm2col writes every window's elements in 16-wide strips, zeros i
 
 TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and clamps on the last block") {
   const float inf = std::numeric_limits<float>::infinity();
+  // Bounds of the clamp in modes 3 (Relu) and 4 (Clip, as a fused ReLU6 but within the values' range).
+  const float los[] = {0.0f, -0.5f}, his[] = {inf, 0.75f};
   struct Case {
     int64_t M, kc, width;
   };
-  // Rows around the 8-row tile, widths around the 16 and 32-column tiles (partial strips).
-  const std::vector<Case> cases = {{1, 1, 1}, {8, 9, 16}, {13, 27, 37}, {7, 256, 64}, {17, 5, 33}, {3, 100, 15}};
+  // Rows around the 8-row tile, widths around the 16 and 32-column tiles (partial strips);
+  // last strips of 1 to 4 columns (dot products: 7x7 and 14x14 planes, 3 columns alone)
+  // with rows around their 4-row blocks and depths around the 16-float vector.
+  const std::vector<Case> cases = {{1, 1, 1},    {8, 9, 16},   {13, 27, 37},  {7, 256, 64}, {17, 5, 33},
+                                   {3, 100, 15}, {9, 261, 49}, {21, 19, 196}, {6, 16, 18},  {5, 33, 3}};
   for (const Case& cs : cases) {
     CAPTURE(cs.M);
     CAPTURE(cs.kc);
@@ -130,15 +135,17 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
     const auto bias = random_floats(cs.M, 4);
     const auto c_in = random_floats(cs.M * ldc, 5);
     for (kernels::ConvIsa isa : isas())
-      for (int mode = 0; mode < 4; ++mode) {
-        // 0: first with bias, 1: first without, 2: accumulate, 3: accumulate + Relu.
+      for (int mode = 0; mode < 5; ++mode) {
+        // 0: first with bias, 1: first without, 2: accumulate, 3: accumulate + Relu, 4: first
+        // with bias + Clip.
         CAPTURE(static_cast<int>(isa));
         CAPTURE(mode);
-        const bool first = mode < 2, last = mode == 3;
-        const float* bp = mode == 0 ? bias.data() : nullptr;
+        const bool first = mode < 2 || mode == 4, last = mode >= 3;
+        const float* bp = mode == 0 || mode == 4 ? bias.data() : nullptr;
+        const float lo = los[mode == 4], hi = his[mode == 4];
         std::vector<float> c = c_in;
         kernels::conv_gemm_strips_at(isa, cs.M, cs.kc, cs.width, a.data(), lda, b.data(), 16, cs.kc * 16, bp, first,
-                                     last, 0.0f, inf, c.data(), ldc);
+                                     last, lo, hi, c.data(), ldc);
         int64_t wrong = 0;
         for (int64_t m = 0; m < cs.M; ++m)
           for (int64_t j = 0; j < ldc; ++j) {
@@ -152,7 +159,7 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
               want += term;
               mag += std::abs(term);
             }
-            if (last) want = want > 0 ? want : 0;
+            if (last) want = std::min<double>(std::max<double>(want, lo), hi);
             wrong += std::abs(c[m * ldc + j] - want) > kRelTol * mag + 1e-7;
           }
         CHECK(wrong == 0);
