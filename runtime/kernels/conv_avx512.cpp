@@ -264,8 +264,9 @@ SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t 
 // Most columns of a partial last strip that gemm_tail_dots takes: a strip tile costs as much
 // for 1 column as for 16 (a 7x7 plane is 3 strips and 1 column: resnet18's layer4 and
 // mobilenet_v2's last stage spent a quarter of their FMAs on it), a column as dot products
-// about a third of a strip (512 x 256 x 49: 1.22 against 1.48 ms for 64 columns as strips).
-constexpr int64_t kDotTailMax = 4;
+// about a third of a strip (512 maps x 256 deep, per 20 calls: 49 columns 1.22 ms, 50 1.27,
+// 51 1.33, 52 1.43, 64 as strips 1.33 to 1.48).
+constexpr int64_t kDotTailMax = 2;
 // Rows of C that gemm_tail_dots computes together (R * n accumulators, A rows loaded once).
 constexpr int kDotRows = 4;
 
@@ -342,8 +343,7 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
     width -= tail;
     using TailDots = void (*)(int64_t, int64_t, const float*, int64_t, const float*, int64_t, const float*, bool, bool,
                               bool, float, float, float*, int64_t);
-    static constexpr TailDots kTailDots[kDotTailMax] = {gemm_tail_dots<1>, gemm_tail_dots<2>, gemm_tail_dots<3>,
-                                                        gemm_tail_dots<4>};
+    static constexpr TailDots kTailDots[kDotTailMax] = {gemm_tail_dots<1>, gemm_tail_dots<2>};
     kTailDots[tail - 1](M, kc, A, lda, B + width / 16 * sstride, ldb, bias, first, use_lo, use_hi, lo, hi, C + width,
                         ldc);
     if (width == 0) return;
