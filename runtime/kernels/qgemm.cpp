@@ -182,7 +182,8 @@ QPackedB::QPackedB(int64_t K, int64_t N, const void* B_, int64_t ldb, bool b_sig
 }
 
 void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,
-                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done) {
+                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done,
+                  const QRowFill* fill_a) {
   const int64_t N = B.cols(), K = B.rows(), kp = B.padded_k();
   if (M <= 0 || N <= 0) return;
   if (K == 0) {  // an empty sum: zeros
@@ -207,9 +208,11 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
   std::vector<uint32_t> row_sums;
   if (need_rows) {
     row_sums.assign(static_cast<size_t>(M), 0);
+    std::vector<uint8_t> filled(static_cast<size_t>(fill_a ? K : 0));
     for (int64_t m = 0; m < M; ++m) {
       uint32_t s = 0;
-      const uint8_t* a = A + m * lda;
+      if (fill_a) (*fill_a)(m, 0, K, filled.data());
+      const uint8_t* a = fill_a ? filled.data() : A + m * lda;
       for (int64_t k = 0; k < K; ++k) s += canon_a(a[k], a_signed);
       row_sums[m] = s;
     }
@@ -252,19 +255,31 @@ void qgemm_packed(int64_t M, const void* A_, int64_t lda, bool a_signed, QZeroPo
           // Zeros only in the padding: rows past M and depth past K.
           if (mr < kQMR) std::memset(dst + mr * kc, 0, static_cast<size_t>((kQMR - mr) * kc));
           for (int r = 0; r < mr; ++r) {
-            const uint8_t* src = A + (r0 + r) * lda + k0;
             uint8_t* d = dst + r * kc;
-            if (a_signed)
-              for (int64_t k = 0; k < kreal; ++k) d[k] = static_cast<uint8_t>(src[k] ^ 0x80);
-            else
-              copy_row(src, kreal, d);
+            if (fill_a) {
+              (*fill_a)(r0 + r, k0, kreal, d);
+              if (a_signed)
+                for (int64_t k = 0; k < kreal; ++k) d[k] ^= 0x80;
+            } else {
+              const uint8_t* src = A + (r0 + r) * lda + k0;
+              if (a_signed)
+                for (int64_t k = 0; k < kreal; ++k) d[k] = static_cast<uint8_t>(src[k] ^ 0x80);
+              else
+                copy_row(src, kreal, d);
+            }
             if (kreal < kc) std::memset(d + kreal, 0, static_cast<size_t>(kc - kreal));
           }
         } else {
           int16_t* dst = reinterpret_cast<int16_t*>(tile_of(k0, q));
           std::memset(dst, 0, static_cast<size_t>(kQMR * kc * 2));
+          thread_local std::vector<uint8_t> filled;
           for (int r = 0; r < mr; ++r) {
             const uint8_t* src = A + (r0 + r) * lda + k0;
+            if (fill_a) {
+              filled.resize(static_cast<size_t>(kreal));
+              (*fill_a)(r0 + r, k0, kreal, filled.data());
+              src = filled.data();
+            }
             int16_t* d = dst + r * kc;
             for (int64_t k = 0; k < kreal; ++k) d[k] = canon_a(src[k], a_signed);
           }

@@ -75,9 +75,15 @@ struct QZeroPoints {
 // there, while the block is in that core's cache, instead of in a pass over all of C after.
 using QBlockDone = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
 
-// C[M, N] (row stride ldc) from A[M, K] (row stride lda) and a packed B.
+// Writes A[row, k0 .. k0 + n) to dst (raw values, as A would hold them): an A that is never
+// stored whole, such as a convolution's im2col matrix, made row by row into the kernel's tiles.
+using QRowFill = std::function<void(int64_t row, int64_t k0, int64_t n, uint8_t* dst)>;
+
+// C[M, N] (row stride ldc) from A[M, K] (row stride lda) and a packed B. With fill_a, A's rows
+// come from it (A and lda are not read).
 void qgemm_packed(int64_t M, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp, const QPackedB& B,
-                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done = nullptr);
+                  QZeroPoints b_zp, int32_t* C, int64_t ldc, ThreadPool* pool, const QBlockDone* block_done = nullptr,
+                  const QRowFill* fill_a = nullptr);
 
 // The same with B packed on the fly (B[K, N] row-major, row stride ldb).
 void qgemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, bool a_signed, QZeroPoints a_zp,

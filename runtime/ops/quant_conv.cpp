@@ -189,7 +189,7 @@ bool int8ish(DType t) { return t == DType::UInt8 || t == DType::Int8; }
 // an int8 ResNet-18 run outside the multiply: the packing, its memsets and the sums were more
 // than the dot products.
 //
-//   x [C, H, W] --transpose--> [H, W, C] --im2col--> A [P, KH * KW * C] (k ordered kh, kw, c)
+//   x [C, H, W] --transpose--> [H, W, C] --im2col rows--> A [P, KH * KW * C] (k: kh, kw, c)
 //   acc [P, M] = A x W'[KH * KW * C, M]; each finished block requantized per channel and
 //   written transposed into y [M, P].
 
@@ -203,39 +203,46 @@ void to_channels_last(const uint8_t* src, int64_t C, int64_t HW, uint8_t* dst, T
                      });
 }
 
-// Rows of A for output rows [oh0, oh1): row p = (oh, ow) holds, for each tap (kh, kw), the C
-// channels of input pixel (oh * sh - ph + kh * dh, ow * sw - pw + kw * dw), or `pad` (the input
-// zero point, so padded taps contribute nothing) outside the image.
-void im2col_channels_last(const ConvGeom& g, const uint8_t* x, uint8_t pad, uint8_t* a, int64_t oh0, int64_t oh1) {
-  const int64_t H = g.in[0], Wd = g.in[1], OW = g.out[1], C = g.C;
-  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dil[0], dw = g.dil[1];
-  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1], KH = g.k[0], KW = g.k[1];
-  const int64_t K = KH * KW * C;
-  for (int64_t oh = oh0; oh < oh1; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      uint8_t* row = a + (oh * OW + ow) * K;
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        uint8_t* dst = row + kh * KW * C;
-        const int64_t ih = oh * sh - ph + kh * dh;
-        if (ih < 0 || ih >= H) {
-          std::memset(dst, pad, static_cast<size_t>(KW * C));
-          continue;
-        }
-        const int64_t iw0 = ow * sw - pw;
-        // Taps kw in [lo, hi) are inside: 0 <= iw0 + kw * dw < Wd.
-        const int64_t lo = std::clamp<int64_t>(iw0 >= 0 ? 0 : (-iw0 + dw - 1) / dw, 0, KW);
-        const int64_t hi = std::clamp<int64_t>(Wd - iw0 > 0 ? (Wd - iw0 + dw - 1) / dw : 0, lo, KW);
-        const uint8_t* src = x + ih * Wd * C;
-        if (lo > 0) std::memset(dst, pad, static_cast<size_t>(lo * C));
-        if (dw == 1) {
-          std::memcpy(dst + lo * C, src + (iw0 + lo) * C, static_cast<size_t>((hi - lo) * C));
-        } else {
-          for (int64_t kw = lo; kw < hi; ++kw)
-            std::memcpy(dst + kw * C, src + (iw0 + kw * dw) * C, static_cast<size_t>(C));
-        }
-        if (hi < KW) std::memset(dst + hi * C, pad, static_cast<size_t>((KW - hi) * C));
+// n bytes without a libc call: the taps of a 3-channel stem are runs of 3 to 21 bytes, and
+// 87808 memcpy calls per ResNet-18 stem cost more than their bytes.
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+  for (; n >= 16; n -= 16, dst += 16, src += 16) __builtin_memcpy(dst, src, 16);
+  if (n & 8) __builtin_memcpy(dst, src, 8), dst += 8, src += 8;
+  if (n & 4) __builtin_memcpy(dst, src, 4), dst += 4, src += 4;
+  if (n & 2) __builtin_memcpy(dst, src, 2), dst += 2, src += 2;
+  if (n & 1) *dst = *src;
+}
+
+// Elements [k0, k0 + n) of row p = (oh, ow) of the channels-last im2col matrix A [P, KH * KW *
+// C]: for each tap (kh, kw) the C channels of input pixel (oh * sh - ph + kh * dh, ow * sw -
+// pw + kw * dw), or `pad` (the input zero point, so padded taps contribute nothing) outside
+// the image. Made straight into the integer GEMM's A tiles (QRowFill) rather than as a [P, K]
+// matrix that the GEMM would copy again; taps in runs of C bytes (the first and last run
+// possibly partial), consecutive in-image taps (dilation 1) merged into one copy.
+void im2col_channels_last_segment(const ConvGeom& g, const uint8_t* x, uint8_t pad, int64_t p, int64_t k0, int64_t n,
+                                  uint8_t* dst) {
+  const int64_t H = g.in[0], Wd = g.in[1], OW = g.out[1], C = g.C, KW = g.k[1];
+  const int64_t oh = p / OW, ow = p % OW;
+  const int64_t ih0 = oh * g.stride[0] - g.pad_begin[0], iw0 = ow * g.stride[1] - g.pad_begin[1];
+  // The tap (kh, kw) and channel c of element k, advanced with k (no divisions per run).
+  int64_t c = k0 % C, kw = (k0 / C) % KW, kh = k0 / C / KW;
+  for (int64_t k = k0, end = k0 + n; k < end;) {
+    const int64_t ih = ih0 + kh * g.dil[0], iw = iw0 + kw * g.dil[1];
+    int64_t len = std::min(C - c, end - k);
+    if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) {
+      std::memset(dst, pad, static_cast<size_t>(len));
+    } else {
+      if (c == 0 && g.dil[1] == 1) {  // whole taps to the row's end or the image's right edge
+        const int64_t taps = std::min(KW - kw, Wd - iw);
+        len = std::min(taps * C, end - k);
       }
+      copy_bytes(dst, x + (ih * Wd + iw) * C + c, len);
     }
+    dst += len;
+    k += len;
+    for (c += len; c >= C; c -= C)
+      if (++kw == KW) kw = 0, ++kh;
+  }
 }
 
 // The weight [M, C, KH, KW] as the B of the channels-last product, packed: W'[k, m] with k
@@ -343,24 +350,17 @@ struct QdqConvKernel : Kernel {
     const bool pointwise = g.k[0] == 1 && g.k[1] == 1 && g.stride[0] == 1 && g.stride[1] == 1 && g.pad_begin[0] == 0 &&
                            g.pad_begin[1] == 0 && P == HW;
     Tensor xt = new_tensor(DType::UInt8, {HW * C});
-    Tensor at = new_tensor(DType::UInt8, {pointwise ? 0 : P * K});
     Tensor acc_t = new_tensor(DType::Int32, {P * M});
     uint8_t* xl = xt.mutable_values<uint8_t>();
-    uint8_t* a = pointwise ? xl : at.mutable_values<uint8_t>();
     int32_t* acc = acc_t.mutable_values<int32_t>();
     const int32_t* zbv = w_zp.empty() ? nullptr : w_zp.data();
-    // With the input's zero point folded into bias_m (fold_input_zero_point), the product is
+    // With the input's zero point folded into bias_m (prepare_channels_last), the product is
     // asked for with the zero point that needs no correction: 0 for uint8, -128 for int8 (whose
     // values the kernel shifts by +128).
     const int32_t no_correction = x_type == DType::Int8 ? -128 : 0;
     const kernels::QZeroPoints za{folded_zp ? &no_correction : &x_zp, false}, zb{zbv, w_zp.size() > 1};
-    const int64_t OH = g.out[0], OW = std::max<int64_t>(g.out[1], 1);
     for (int64_t b = 0; b < g.batch; ++b) {
       to_channels_last(X.data.data() + b * C * HW, C, HW, xl, ctx.pool);
-      if (!pointwise)
-        ctx.pool->parallel_for(
-            OH, std::max<int64_t>(1, 16384 / std::max<int64_t>(OW * K, 1)),
-            [&](int64_t o0, int64_t o1) { im2col_channels_last(g, xl, static_cast<uint8_t>(x_zp), a, o0, o1); });
       uint8_t* yb = out + b * M * P;
       // A finished block of pixels [p0, p1) x channels [m0, m1): requantized along the
       // channels into a tile, then written transposed (y is [M, P]).
@@ -379,7 +379,13 @@ struct QdqConvKernel : Kernel {
         }
         kernels::transpose_u8(tile.data(), p1 - p0, w, w, yb + m0 * P + p0, P);
       };
-      kernels::qgemm_packed(P, a, K, x_type == DType::Int8, za, *packed, zb, acc, M, ctx.pool, &done);
+      // A pointwise convolution's A is the transposed image itself; others make their im2col
+      // rows into the GEMM's tiles.
+      const kernels::QRowFill fill = [&](int64_t p, int64_t k0, int64_t n, uint8_t* dst) {
+        im2col_channels_last_segment(g, xl, static_cast<uint8_t>(x_zp), p, k0, n, dst);
+      };
+      kernels::qgemm_packed(P, xl, K, x_type == DType::Int8, za, *packed, zb, acc, M, ctx.pool, &done,
+                            pointwise ? nullptr : &fill);
     }
   }
 

@@ -584,8 +584,12 @@ TEST_CASE("QDQ Conv's channels-last integer kernel equals QLinearConv byte for b
         auto* xz = m.g->add_initializer(Tensor::from_values<uint8_t>("xz", xt, {}, {117}));
         auto* w = m.g->add_initializer(Tensor::from_values<uint8_t>("w", DType::Int8, wdims, random_bytes(wn, 3)));
         auto* wsv = m.g->add_initializer(Tensor::from_values<float>("ws", DType::Float, {c.M}, ws));
-        auto* wz =
-            m.g->add_initializer(Tensor::from_values<uint8_t>("wz", DType::Int8, {c.M}, std::vector<uint8_t>(c.M, 0)));
+        // Weight zero points (not ORT's symmetric weights, but valid QDQ) in one geometry: the
+        // kernel then needs A's row sums, made from the same im2col rows.
+        std::vector<uint8_t> wzv(c.M, 0);
+        if (c.C == 6)
+          for (int64_t i = 0; i < c.M; ++i) wzv[i] = static_cast<uint8_t>(static_cast<int8_t>(i % 5 - 2));
+        auto* wz = m.g->add_initializer(Tensor::from_values<uint8_t>("wz", DType::Int8, {c.M}, wzv));
         auto* b = m.g->add_initializer(Tensor::from_values<int32_t>("b", DType::Int32, {c.M}, bias));
         auto* bsv = m.g->add_initializer(Tensor::from_values<float>("bs", DType::Float, {c.M}, bs));
         auto* bz =
