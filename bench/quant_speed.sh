@@ -10,6 +10,11 @@
 #   --threads LIST         intra-op thread counts (default "1 2")
 #   --samples K            timed runs per measurement (default 10)
 #   --warmup W             untimed runs first (default 2)
+#   --cpu                  process CPU time instead of wall time, both sides: on a machine shared
+#                          with other work wall time also counts the waits for a core. slmops
+#                          then runs through $SLMOPS_BUILD/bench/slmops_op_profile --latency-only
+#                          (cpu_ms_p50; the graph as given, without evaluate's optimize pass),
+#                          ORT through ort_latency.js's cpu_ms.p50.
 #
 # slmops: $SLMOPS_BUILD/slmops (default build-h2 in the source tree) --threads N evaluate MODEL --random
 #         --shape INPUT=DIMS --samples K --warmup W --metrics latency --json
@@ -21,6 +26,7 @@ set -euo pipefail
 THREADS="1 2"
 SAMPLES=10
 WARMUP=2
+CPU=0
 die() { echo "quant_speed: error: $*" >&2; exit 1; }
 CASES=()
 while [[ $# -gt 0 ]]; do
@@ -28,7 +34,8 @@ while [[ $# -gt 0 ]]; do
     --threads) [[ $# -ge 2 ]] || die "--threads needs a value"; THREADS="$2"; shift 2 ;;
     --samples) [[ $# -ge 2 ]] || die "--samples needs a value"; SAMPLES="$2"; shift 2 ;;
     --warmup) [[ $# -ge 2 ]] || die "--warmup needs a value"; WARMUP="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cpu) CPU=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option '$1'" ;;
     *) CASES+=("$1"); shift ;;
   esac
@@ -37,19 +44,32 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SLMOPS="${SLMOPS_BUILD:-$ROOT/build-h2}/slmops"
 [[ -x "$SLMOPS" ]] || die "$SLMOPS not found; build it or set SLMOPS_BUILD"
+PROFILE="${SLMOPS_BUILD:-$ROOT/build-h2}/bench/slmops_op_profile"
+ORT_FIELD='.latency_ms.p50'
+if [[ $CPU == 1 ]]; then
+  [[ -x "$PROFILE" ]] || die "$PROFILE not found (--cpu); build the slmops_op_profile target"
+  ORT_FIELD='.cpu_ms.p50'
+fi
 
 declare -A SL_MS
-echo "| model | threads | slmops ms | ORT ms | slmops/ORT | slmops vs own fp32 |"
+unit="ms"
+[[ $CPU == 1 ]] && unit="CPU ms"
+echo "| model | threads | slmops $unit | ORT $unit | slmops/ORT | slmops vs own fp32 |"
 echo "|---|---|---|---|---|---|"
 for t in $THREADS; do
   for c in "${CASES[@]}"; do
     name="${c%%=*}"; rest="${c#*=}"; model="${rest%%:*}"; shape="${rest#*:}"
     [[ -f "$model" ]] || die "$name: no file $model"
-    sl=$("$SLMOPS" --threads "$t" evaluate "$model" --random --shape "$shape" \
-          --samples "$SAMPLES" --warmup "$WARMUP" --metrics latency --json 2>/dev/null |
-         jq -r '.. | objects | select(has("p50")) | .p50' | head -1)
+    if [[ $CPU == 1 ]]; then
+      sl=$("$PROFILE" "$model" "$shape" --threads "$t" --runs "$SAMPLES" --warmup "$WARMUP" --latency-only \
+           2>/dev/null | jq -r '.cpu_ms_p50')
+    else
+      sl=$("$SLMOPS" --threads "$t" evaluate "$model" --random --shape "$shape" \
+            --samples "$SAMPLES" --warmup "$WARMUP" --metrics latency --json 2>/dev/null |
+           jq -r '.. | objects | select(has("p50")) | .p50' | head -1)
+    fi
     ort=$(node "$ROOT/bench/ort_latency.js" time "$model" --shape "$shape" --threads "$t" --samples "$SAMPLES" \
-            --warmup "$WARMUP" 2>/dev/null | jq -r '.latency_ms.p50')
+            --warmup "$WARMUP" 2>/dev/null | jq -r "$ORT_FIELD")
     SL_MS["$name/$t"]=$sl
     base="${name%/*}"
     own="-"
