@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <optional>
 
+#include "runtime/kernels/conv.h"
 #include "runtime/kernels/unary_math.h"
 #include "runtime/ops/common.h"
 
@@ -222,9 +224,57 @@ Tensor legacy_broadcast_b(const ir::Node& n, const Tensor& a, const Tensor& b) {
   return reshaped(b, dims);
 }
 
+// Clamps t to [lo, hi] in place where a bound is finite (OpContext::fused_clamp).
+void clamp_output(Tensor& t, float lo, float hi) {
+  const int64_t n = static_cast<int64_t>(t.numel());
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = hi != std::numeric_limits<float>::infinity();
+  // As kernels::clamp_in_place: NaN becomes lo.
+  auto clamp = [&](double v) {
+    if (use_lo) v = v > lo ? v : lo;
+    if (use_hi) v = v < hi ? v : hi;
+    return v;
+  };
+  dispatch<kNumeric>(t.dtype, "fused clamp", [&](auto tag) {
+    using T = decltype(tag);
+    T* p = t.mutable_values<T>();
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::clamp_in_place(p, n, lo, hi);
+    } else if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+      for (int64_t i = 0; i < n; ++i) p[i] = from_f32<T>(static_cast<float>(clamp(to_f32(p[i]))));
+    } else if constexpr (std::is_same_v<T, double>) {
+      for (int64_t i = 0; i < n; ++i) p[i] = clamp(p[i]);
+    } else {  // integers: only Relu's 0 reaches them (a Clip fuses with float32 bounds only)
+      const T tlo = static_cast<T>(use_lo ? lo : 0), thi = static_cast<T>(use_hi ? hi : 0);
+      for (int64_t i = 0; i < n; ++i) {
+        if (use_lo) p[i] = p[i] > tlo ? p[i] : tlo;
+        if (use_hi) p[i] = p[i] < thi ? p[i] : thi;
+      }
+    }
+  });
+}
+
+// A kernel of `fn` that applies a fused Relu or Clip to its output 0 itself (resnet's
+// residual Add -> Relu in one step: the sum is clamped while it is still in cache, and the
+// Relu step's pass and output tensor are saved).
+class ClampingKernel : public Kernel {
+ public:
+  ClampingKernel(const ir::Node& n, KernelFn fn) : node_(n), fn_(std::move(fn)) {}
+  void run(OpContext& ctx) override {
+    fn_(node_, ctx);
+    if (ctx.fused_clamp && (*ctx.outputs)[0].is_tensor())
+      clamp_output((*ctx.outputs)[0].tensor, ctx.fused_lo, ctx.fused_hi);
+  }
+  bool fuses_clamp() const override { return true; }
+
+ private:
+  const ir::Node& node_;
+  KernelFn fn_;
+};
+
 template <unsigned Mask, BinKind Kind, typename F>
-void reg_binary(const char* name, int since, F f) {
-  register_kernel("", name, since, simple_kernel([f, name](const ir::Node& node, OpContext& ctx) {
+void reg_binary(const char* name, int since, F f, bool fuses_clamp = false) {
+  KernelFn fn = [f, name](const ir::Node& node, OpContext& ctx) {
     const Tensor& a = ctx.in(0);
     const Tensor b = legacy_broadcast_b(node, a, ctx.in(1));
     if (a.dtype != b.dtype)
@@ -245,7 +295,12 @@ void reg_binary(const char* name, int since, F f) {
         else binary_loop<T, bool>(a, b, y, ctx.pool, [&](T x, T z) { return static_cast<bool>(f(x, z)); });
       }
     });
-  }));
+  };
+  if (fuses_clamp)
+    register_kernel("", name, since,
+                    [fn](const ir::Node& n, const PlanContext&) { return std::make_unique<ClampingKernel>(n, fn); });
+  else
+    register_kernel("", name, since, simple_kernel(std::move(fn)));
 }
 
 // Integer division and modulo follow ONNX: Div truncates; Mod with fmod=0 takes the sign of
@@ -633,7 +688,8 @@ void register_elementwise_ops() {
                 kernels::UnaryOp::Relu);
 
   // Binary arithmetic.
-  reg_binary<kNumeric, BinKind::Arith>("Add", 1, [](auto a, auto b) { return a + b; });
+  reg_binary<kNumeric, BinKind::Arith>(
+      "Add", 1, [](auto a, auto b) { return a + b; }, true);
   reg_binary<kNumeric, BinKind::Arith>("Sub", 1, [](auto a, auto b) { return a - b; });
   reg_binary<kNumeric, BinKind::Arith>("Mul", 1, [](auto a, auto b) { return a * b; });
   reg_binary<kNumeric, BinKind::Arith>("Div", 1, [](auto a, auto b) {

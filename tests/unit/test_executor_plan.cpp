@@ -270,6 +270,48 @@ TEST_CASE("Conv -> Clip with constant bounds is fused; a bound fed at run time i
   }
 }
 
+TEST_CASE("Add -> Relu (a residual connection) fuses into the Add, float and integer") {
+  for (ir::DType dt : {ir::DType::Float, ir::DType::Int32}) {
+    CAPTURE(ir::dtype_name(dt));
+    auto m = std::make_unique<ir::Model>();
+    m->ir_version = 8;
+    m->opsets = {{"", 17}};
+    m->graph = std::make_unique<ir::Graph>();
+    ir::Graph& g = *m->graph;
+    ir::Value* a = g.add_input("a", ir::TensorType::of(dt, {2, 3}));
+    ir::Value* b = g.add_input("b", ir::TensorType::of(dt, {3}));  // broadcast, as a bias would
+    ir::Node* add = g.add_node("Add", {a, b}, {"sum"});
+    g.add_output(g.add_node("Relu", {add->outputs[0]}, {"y"})->outputs[0]);
+    Session s(*m, 1);
+    CHECK(s.clamp_fusions() == 1);
+    const std::vector<float> av = {-3, 1, 2, 5, -1, 0}, bv = {1, -2, 0.5f};
+    auto tensor = [&](std::vector<int64_t> dims, const std::vector<float>& v) {
+      ir::Tensor t = runtime::new_tensor(dt, dims);
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (dt == ir::DType::Float)
+          t.mutable_values<float>()[i] = v[i];
+        else
+          t.mutable_values<int32_t>()[i] = static_cast<int32_t>(v[i]);  // 0.5 -> 0
+      }
+      return RValue::of(t);
+    };
+    const std::vector<RValue> feeds = {tensor({2, 3}, av), tensor({3}, bv)};
+    const RValue y = s.run(feeds)[0];
+    runtime::RunOptions extra;
+    extra.extra_outputs = {"sum"};
+    const auto unfused = s.run(feeds, extra);
+    for (size_t i = 0; i < 6; ++i) {
+      const double sum =
+          dt == ir::DType::Float ? double(av[i]) + bv[i % 3] : double(int32_t(av[i]) + int32_t(bv[i % 3]));
+      const double got = dt == ir::DType::Float ? y.tensor.values<float>()[i] : y.tensor.values<int32_t>()[i];
+      const double pre =
+          dt == ir::DType::Float ? unfused[1].tensor.values<float>()[i] : unfused[1].tensor.values<int32_t>()[i];
+      CHECK(got == std::max(sum, 0.0));
+      CHECK(pre == sum);  // asked for, the Add's output comes back before Relu
+    }
+  }
+}
+
 // ---- QDQ groups as integer kernels (GraphRunner::plan_qdq) ------------------------------------
 
 namespace {
