@@ -15,6 +15,7 @@ void register_convert(CLI::App& app) {
     formats::ExternalData external = formats::ExternalData::Auto;
     nlohmann::json cleanup = nlohmann::json::object();
     std::string to, opset;
+    int64_t ir_version = 0;
     bool optimize = false;
     std::vector<std::string> input_shape;
     std::string target = "onnx";
@@ -30,6 +31,10 @@ void register_convert(CLI::App& app) {
                   "store and compute floats in fp16 or bf16 (the to-float16 pass: ONNX Runtime's float16 converter)")
       ->type_name("fp16|bf16");
   cmd->add_option("--opset", a.opset, "convert to another opset: not built yet")->type_name("N");
+  cmd->add_option("--ir-version", a.ir_version,
+                  "write this IR version (4 to 11), for runtimes that refuse newer files; refused when the model's "
+                  "opset or types need a newer one")
+      ->type_name("N");
   cmd->add_flag(
       "--optimize", a.optimize,
       "after cleanup, run the optimize chain: fold-constants, simplify-shapes, eliminate, fuse (standard ops)");
@@ -63,6 +68,12 @@ void register_convert(CLI::App& app) {
       o["dtype"] = a.to == "fp16" ? "float16" : "bfloat16";
       r.steps.push_back({"to-float16", o});
     }
+    if (a.ir_version != 0 && (a.ir_version < 4 || a.ir_version > 11))
+      bad_input(
+          "--ir-version {}: expected 4 to 11 (IR 3 lists every initializer as a graph input); nothing was "
+          "written",
+          a.ir_version);
+    if (a.ir_version != 0) r.steps.push_back({"ir-version", {{"version", a.ir_version}}});
     validate_recipe(r);
     auto report = execute(r);
     if (a.json)

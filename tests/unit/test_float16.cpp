@@ -2,7 +2,7 @@
 // 16-bit, where Casts go, what stays float and why, clamping, attributes that name types,
 // subgraphs; and the converted model computes what the float one does (the executor runs
 // both; float16 within 1e-2 of the output's scale). Against ONNX Runtime, on the fixtures:
-// tests/interop/float16_interop.sh.
+// tests/interop/convert_interop.sh.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 

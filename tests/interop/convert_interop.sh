@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# `slmops convert --to fp16|bf16` (#13) on the fixture models, checked in ONNX Runtime:
+# `slmops convert` (#13) checked in ONNX Runtime.
+# --ir-version: every pytorch-converted and pytorch-operator model of libonnx-testdata (IR 3,
+# opsets 6-9) rewritten as IR 7 runs in ORT and agrees with the original there.
+# --to fp16|bf16 on the fixture models:
 #  - each converted model loads and runs in ORT on the fixture's real data, and against the
 #    float model in ORT: CNN top-1 agreement >= 0.99, LM perplexity within 1% (printed);
 #  - --keep-io-types keeps the graph's input and output types, without it they are 16-bit;
@@ -10,7 +13,7 @@
 #  - bfloat16: ONNX Runtime's CPU provider has no bfloat16 kernels for most ops (and does not
 #    cast them to float, as it does for float16), so there the model must pass ORT's loading
 #    and type checks up to the kernel lookup, and its numbers are checked in slmops' executor.
-# Usage: float16_interop.sh SLMOPS NPZ_TO_PB SOURCE_DIR
+# Usage: convert_interop.sh SLMOPS NPZ_TO_PB SOURCE_DIR
 set -u
 S=$1
 NPZ_TO_PB=$2
@@ -83,6 +86,13 @@ for spec in cnn:cnn_digits:cnn_digits_test.npz:540 lm:gpt_bytes:lm_eval.npz:16 l
       bad "$name: slmops evaluate: $(cat "$WORK/ev.txt") $(head -c 300 <<<"$ev")"
     fi
   done
+done
+for set in pytorch-converted pytorch-operator; do
+  if bash "$HERE/cleanup_differential.sh" "$S" "/usr/share/libonnx-testdata/data/$set" --ir-version 7 > "$WORK/ir.log" 2>&1; then
+    ok "--ir-version 7 on $set: $(head -1 "$WORK/ir.log"); in ORT against the originals: $(tail -1 "$WORK/ir.log")"
+  else
+    bad "--ir-version 7 on $set: $(grep -E 'FAIL|differ|error' "$WORK/ir.log" | head -3)"
+  fi
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
