@@ -213,37 +213,57 @@ inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
   if (n & 1) *dst = *src;
 }
 
-// Elements [k0, k0 + n) of row p = (oh, ow) of the channels-last im2col matrix A [P, KH * KW *
-// C]: for each tap (kh, kw) the C channels of input pixel (oh * sh - ph + kh * dh, ow * sw -
-// pw + kw * dw), or `pad` (the input zero point, so padded taps contribute nothing) outside
-// the image. Made straight into the integer GEMM's A tiles (QRowFill) rather than as a [P, K]
-// matrix that the GEMM would copy again; taps in runs of C bytes (the first and last run
-// possibly partial), consecutive in-image taps (dilation 1) merged into one copy.
-void im2col_channels_last_segment(const ConvGeom& g, const uint8_t* x, uint8_t pad, int64_t p, int64_t k0, int64_t n,
-                                  uint8_t* dst) {
-  const int64_t H = g.in[0], Wd = g.in[1], OW = g.out[1], C = g.C, KW = g.k[1];
-  const int64_t oh = p / OW, ow = p % OW;
-  const int64_t ih0 = oh * g.stride[0] - g.pad_begin[0], iw0 = ow * g.stride[1] - g.pad_begin[1];
-  // The tap (kh, kw) and channel c of element k, advanced with k (no divisions per run).
-  int64_t c = k0 % C, kw = (k0 / C) % KW, kh = k0 / C / KW;
-  for (int64_t k = k0, end = k0 + n; k < end;) {
-    const int64_t ih = ih0 + kh * g.dil[0], iw = iw0 + kw * g.dil[1];
-    int64_t len = std::min(C - c, end - k);
-    if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) {
-      std::memset(dst, pad, static_cast<size_t>(len));
-    } else {
-      if (c == 0 && g.dil[1] == 1) {  // whole taps to the row's end or the image's right edge
-        const int64_t taps = std::min(KW - kw, Wd - iw);
-        len = std::min(taps * C, end - k);
+// Rows of the channels-last im2col matrix A [P, KH * KW * C]: row p = (oh, ow) holds, for each
+// tap (kh, kw), the C channels of input pixel (oh * sh - ph + kh * dh, ow * sw - pw + kw * dw),
+// or `pad` (the input zero point, so padded taps contribute nothing) outside the image. fill()
+// writes elements [k0, k0 + n) of a row straight into the integer GEMM's A tile (QRowFill) rather
+// than a [P, K] matrix that the GEMM would copy again: taps in runs of C bytes (the first and
+// last possibly partial), consecutive in-image taps (dilation 1) merged into one copy.
+struct ChannelsLastIm2col {
+  int64_t H, Wd, C, KW, dh, dw;
+  std::vector<int32_t> ih0, iw0;  // per output pixel: its window's top-left input position
+  std::vector<int32_t> tap_kh, tap_kw;
+
+  explicit ChannelsLastIm2col(const ConvGeom& g)
+      : H(g.in[0]), Wd(g.in[1]), C(g.C), KW(g.k[1]), dh(g.dil[0]), dw(g.dil[1]) {
+    const int64_t OH = g.out[0], OW = g.out[1];
+    ih0.resize(static_cast<size_t>(OH * OW));
+    iw0.resize(ih0.size());
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        ih0[oh * OW + ow] = static_cast<int32_t>(oh * g.stride[0] - g.pad_begin[0]);
+        iw0[oh * OW + ow] = static_cast<int32_t>(ow * g.stride[1] - g.pad_begin[1]);
       }
-      copy_bytes(dst, x + (ih * Wd + iw) * C + c, len);
+    for (int64_t t = 0; t < g.k[0] * KW; ++t) {
+      tap_kh.push_back(static_cast<int32_t>(t / KW));
+      tap_kw.push_back(static_cast<int32_t>(t % KW));
     }
-    dst += len;
-    k += len;
-    for (c += len; c >= C; c -= C)
-      if (++kw == KW) kw = 0, ++kh;
   }
-}
+
+  void fill(const uint8_t* x, uint8_t pad, int64_t p, int64_t k0, int64_t n, uint8_t* dst) const {
+    // The tap (kh, kw) and channel c of element k, advanced with k: one division per call.
+    const int64_t t = k0 / C;
+    int64_t c = k0 - t * C, kh = tap_kh[t], kw = tap_kw[t];
+    const int64_t i0 = ih0[p], j0 = iw0[p];
+    for (int64_t k = k0, end = k0 + n; k < end;) {
+      const int64_t ih = i0 + kh * dh, iw = j0 + kw * dw;
+      int64_t len = std::min(C - c, end - k);
+      if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) {
+        std::memset(dst, pad, static_cast<size_t>(len));
+      } else {
+        if (c == 0 && dw == 1) {  // whole taps to the row's end or the image's right edge
+          const int64_t taps = std::min(KW - kw, Wd - iw);
+          len = std::min(taps * C, end - k);
+        }
+        copy_bytes(dst, x + (ih * Wd + iw) * C + c, len);
+      }
+      dst += len;
+      k += len;
+      for (c += len; c >= C; c -= C)
+        if (++kw == KW) kw = 0, ++kh;
+    }
+  }
+};
 
 // The weight [M, C, KH, KW] as the B of the channels-last product, packed: W'[k, m] with k
 // ordered (kh, kw, c).
@@ -359,6 +379,7 @@ struct QdqConvKernel : Kernel {
     // values the kernel shifts by +128).
     const int32_t no_correction = x_type == DType::Int8 ? -128 : 0;
     const kernels::QZeroPoints za{folded_zp ? &no_correction : &x_zp, false}, zb{zbv, w_zp.size() > 1};
+    const ChannelsLastIm2col im2col(g);
     for (int64_t b = 0; b < g.batch; ++b) {
       to_channels_last(X.data.data() + b * C * HW, C, HW, xl, ctx.pool);
       uint8_t* yb = out + b * M * P;
@@ -382,7 +403,7 @@ struct QdqConvKernel : Kernel {
       // A pointwise convolution's A is the transposed image itself; others make their im2col
       // rows into the GEMM's tiles.
       const kernels::QRowFill fill = [&](int64_t p, int64_t k0, int64_t n, uint8_t* dst) {
-        im2col_channels_last_segment(g, xl, static_cast<uint8_t>(x_zp), p, k0, n, dst);
+        im2col.fill(xl, static_cast<uint8_t>(x_zp), p, k0, n, dst);
       };
       kernels::qgemm_packed(P, xl, K, x_type == DType::Int8, za, *packed, zb, acc, M, ctx.pool, &done,
                             pointwise ? nullptr : &fill);
