@@ -142,13 +142,18 @@ SLMOPS_QDQ_CLONES void requantize_s32_s8_per_element(const int32_t* acc, int64_t
   requantize<int8_t>(acc, n, PerElement{bias, scale, offset}, zp, -128, 127, y);
 }
 
-SLMOPS_QDQ_CLONES void scale_s32_f32(const int32_t* acc, int64_t n, const float* scale, bool per_element,
-                                     const float* bias, float* y) {
-  // Two roundings, as the loops this replaces: the product, then the bias added to it.
+SLMOPS_QDQ_CLONES void scale_s32_f32(const int32_t* acc, int64_t n, const int32_t* acc_offset, const float* scale,
+                                     bool per_element, const float* bias, float* y) {
+  // Two roundings, as the loops this replaces: the product, then the bias added to it. The
+  // offset is added to the accumulator first, wrapping as the GEMM's own corrections do.
+  auto at = [&](int64_t i) {
+    const uint32_t a = static_cast<uint32_t>(acc[i]) + (acc_offset ? static_cast<uint32_t>(acc_offset[i]) : 0u);
+    return static_cast<float>(static_cast<int32_t>(a));
+  };
   if (per_element)
-    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * scale[i];
+    for (int64_t i = 0; i < n; ++i) y[i] = at(i) * scale[i];
   else
-    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * scale[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = at(i) * scale[0];
   if (bias)
     for (int64_t i = 0; i < n; ++i) y[i] += bias[i];
 }

@@ -27,9 +27,11 @@ void requantize_s32_u8_per_element(const int32_t* acc, int64_t n, const int32_t*
                                    const float* offset, int32_t zp, uint8_t* y);
 void requantize_s32_s8_per_element(const int32_t* acc, int64_t n, const int32_t* bias, const float* scale,
                                    const float* offset, int32_t zp, int8_t* y);
-// int32 accumulators back to float: y = float(acc) * scale (scale[i] per element or scale[0])
-// (+ bias[i] when bias is given), in AVX-512 / AVX2 clones (DynamicQuantizeMatMul's rescale).
-void scale_s32_f32(const int32_t* acc, int64_t n, const float* scale, bool per_element, const float* bias, float* y);
+// int32 accumulators back to float: y = float(acc + acc_offset[i]) * scale (scale[i] per
+// element or scale[0]) (+ bias[i] when bias is given; acc_offset may be nullptr; the int32 sum
+// wraps), in AVX-512 / AVX2 clones (DynamicQuantizeMatMul's rescale).
+void scale_s32_f32(const int32_t* acc, int64_t n, const int32_t* acc_offset, const float* scale, bool per_element,
+                   const float* bias, float* y);
 // dst[c * ldd + r] = src[r * lds + c] for rows x cols bytes (16 x 16 blocks in SSE2 registers):
 // the channels-last integer convolution's layout changes.
 void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, int64_t lds, uint8_t* dst, int64_t ldd);

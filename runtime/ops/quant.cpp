@@ -436,7 +436,8 @@ struct QdqMatMulKernel : Kernel {
       const int32_t* a = acc + i * N;
       if (!quantized_out && bias.empty()) {
         float* o = static_cast<float*>(out) + i * N;
-        kernels::scale_s32_f32(a + n0, n1 - n0, per_col ? mult.data() + n0 : mult.data(), per_col, nullptr, o + n0);
+        kernels::scale_s32_f32(a + n0, n1 - n0, nullptr, per_col ? mult.data() + n0 : mult.data(), per_col, nullptr,
+                               o + n0);
       } else if (!quantized_out) {
         float* o = static_cast<float*>(out) + i * N;
         for (int64_t j = n0; j < n1; ++j) {

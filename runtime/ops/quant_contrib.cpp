@@ -265,11 +265,27 @@ struct IntegerToFloatKernel : Kernel {
       float* o = out + t * s.M * s.N;
       const bool per_col = mult.size() != 1;
       const float* bi = bias.empty() ? nullptr : bias.data();
+      // A's zero point against a packed signed B without zero points: its correction,
+      // -(a_zp + shift) * colsum[n] in the kernel's canonical values, is the same for every row,
+      // so the rescale adds it on its way to float instead of the GEMM making a pass over the
+      // int32 block for it; the GEMM is asked for the zero point that needs no correction.
+      std::vector<int32_t> offset;
+      const int32_t no_correction = a_signed ? -128 : 0;
+      bool zb_zero = true;
+      for (int32_t z : bzp) zb_zero &= z == 0;
+      if (pb && pb->is_signed() && zb_zero) {
+        const uint32_t zc = static_cast<uint32_t>(a_zp + (a_signed ? 128 : 0));
+        offset.resize(static_cast<size_t>(s.N));
+        for (int64_t n = 0; n < s.N; ++n)
+          offset[n] = static_cast<int32_t>(0u - zc * static_cast<uint32_t>(pb->col_sums()[n]));
+        za = {&no_correction, false};
+      }
+      const int32_t* off = offset.empty() ? nullptr : offset.data();
       // int32 -> float (scale, bias) of a block of rows and columns, on the thread that made it.
       const kernels::QBlockDone rescale = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
         for (int64_t i = m0; i < m1; ++i)
-          kernels::scale_s32_f32(acc + i * s.N + n0, n1 - n0, per_col ? mu + n0 : mu, per_col, bi ? bi + n0 : nullptr,
-                                 o + i * s.N + n0);
+          kernels::scale_s32_f32(acc + i * s.N + n0, n1 - n0, off ? off + n0 : nullptr, per_col ? mu + n0 : mu, per_col,
+                                 bi ? bi + n0 : nullptr, o + i * s.N + n0);
       };
       if (pb) {
         kernels::qgemm_packed(s.M, am, s.K, a_signed, za, *pb, zb, acc, s.N, ctx.pool, &rescale);

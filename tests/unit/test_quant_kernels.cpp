@@ -665,4 +665,19 @@ TEST_CASE("transpose_u8, lookup_u8 and per-element requantization equal their pl
     CHECK(yu[i] == u);
     CHECK(ys[i] == v);
   }
+  // int32 -> float with a wrapping int32 offset, per-element and one scale, with and without bias.
+  std::vector<int32_t> off(n);
+  for (int64_t i = 0; i < n; ++i)
+    off[i] = i == 5 ? std::numeric_limits<int32_t>::max() : static_cast<int32_t>(i * 101 - 3000);
+  for (bool per : {false, true})
+    for (const float* bi : {static_cast<const float*>(nullptr), static_cast<const float*>(offset.data())}) {
+      std::vector<float> y(n);
+      scale_s32_f32(acc.data(), n, off.data(), scale.data(), per, bi, y.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t a = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + static_cast<uint32_t>(off[i]));
+        float want = static_cast<float>(a) * scale[per ? i : 0];
+        if (bi) want += bi[i];
+        CHECK(y[i] == want);
+      }
+    }
 }
