@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <vector>
 
 #include "runtime/kernels/conv.h"
 
@@ -261,74 +260,6 @@ SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t 
                     last);
 }
 
-// Most columns of a partial last strip that gemm_tail_dots takes: a strip tile costs as much
-// for 1 column as for 16 (a 7x7 plane is 3 strips and 1 column: resnet18's layer4 and
-// mobilenet_v2's last stage spent a quarter of their FMAs on it), a column as dot products
-// about a third of a strip (512 maps x 256 deep, per 20 calls: 49 columns 1.22 ms, 50 1.27,
-// 51 1.33, 52 1.43, 64 as strips 1.33 to 1.48).
-constexpr int64_t kDotTailMax = 2;
-// Rows of C that gemm_tail_dots computes together (R * n accumulators, A rows loaded once).
-constexpr int kDotRows = 4;
-
-// C[m, j] for the N (<= kDotTailMax) columns of B(k, j) = B[k * ldb + j], as dot products of
-// A's rows with those columns, copied once into contiguous rows of a scratch buffer (zero-
-// padded to whole vectors, so A's last partial vector is loaded masked). The same sums as
-// gemm_tile's (bias after the products, clamp where it stores) in another order.
-template <int N>
-SLMOPS_AVX512 void gemm_tail_dots(int64_t M, int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                                  const float* bias, bool first, bool use_lo, bool use_hi, float lo, float hi, float* C,
-                                  int64_t ldc) {
-  const int64_t kp = (kc + 15) / 16 * 16;
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < static_cast<size_t>(N * kp)) scratch.resize(static_cast<size_t>(N * kp));
-  float* bt = scratch.data();
-  for (int64_t j = 0; j < N; ++j) {
-    for (int64_t k = 0; k < kc; ++k) bt[j * kp + k] = B[k * ldb + j];
-    std::fill(bt + j * kp + kc, bt + (j + 1) * kp, 0.0f);
-  }
-  const __mmask16 tail = static_cast<__mmask16>((1u << (kc - (kp - 16))) - 1);
-  // (A lambda does not take the function's target: the vector reduction stays outside it.)
-  auto store = [&](int64_t m, int64_t j, float dot) {
-    float v = first ? (bias ? dot + bias[m] : dot) : C[m * ldc + j] + dot;
-    if (use_lo) v = v > lo ? v : lo;  // NaN -> lo, as _mm512_max_ps(v, lo) in gemm_tile
-    if (use_hi) v = v < hi ? v : hi;
-    C[m * ldc + j] = v;
-  };
-  int64_t m = 0;
-  for (; m + kDotRows <= M; m += kDotRows) {
-    __m512 acc[kDotRows][N];
-#pragma GCC unroll 4
-    for (int r = 0; r < kDotRows; ++r)
-#pragma GCC unroll 4
-      for (int j = 0; j < N; ++j) acc[r][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kp; k += 16) {
-      const __mmask16 mask = k + 16 < kp ? static_cast<__mmask16>(0xffff) : tail;
-      __m512 av[kDotRows];
-#pragma GCC unroll 4
-      for (int r = 0; r < kDotRows; ++r) av[r] = _mm512_maskz_loadu_ps(mask, A + (m + r) * lda + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < N; ++j) {
-        const __m512 bv = _mm512_loadu_ps(bt + j * kp + k);
-#pragma GCC unroll 4
-        for (int r = 0; r < kDotRows; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
-      }
-    }
-    for (int r = 0; r < kDotRows; ++r)
-      for (int j = 0; j < N; ++j) store(m + r, j, _mm512_reduce_add_ps(acc[r][j]));
-  }
-  for (; m < M; ++m) {
-    __m512 acc[N];
-#pragma GCC unroll 4
-    for (int j = 0; j < N; ++j) acc[j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kp; k += 16) {
-      const __m512 av = _mm512_maskz_loadu_ps(k + 16 < kp ? static_cast<__mmask16>(0xffff) : tail, A + m * lda + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < N; ++j) acc[j] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bt + j * kp + k), acc[j]);
-    }
-    for (int j = 0; j < N; ++j) store(m, j, _mm512_reduce_add_ps(acc[j]));
-  }
-}
-
 }  // namespace
 
 SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda,
@@ -337,17 +268,6 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
   const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
   const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  // A partial last strip of a few columns as dot products; the whole strips as tiles.
-  const int64_t tail = width - (width - 1) / 16 * 16;
-  if (tail <= kDotTailMax) {
-    width -= tail;
-    using TailDots = void (*)(int64_t, int64_t, const float*, int64_t, const float*, int64_t, const float*, bool, bool,
-                              bool, float, float, float*, int64_t);
-    static constexpr TailDots kTailDots[kDotTailMax] = {gemm_tail_dots<1>, gemm_tail_dots<2>};
-    kTailDots[tail - 1](M, kc, A, lda, B + width / 16 * sstride, ldb, bias, first, use_lo, use_hi, lo, hi, C + width,
-                        ldc);
-    if (width == 0) return;
-  }
   int64_t m = 0;
   for (; m + 8 <= M; m += 8)
     gemm_rows<8>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi, vlo,

@@ -120,9 +120,8 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
   struct Case {
     int64_t M, kc, width;
   };
-  // Rows around the 8-row tile, widths around the 16 and 32-column tiles (partial strips);
-  // last strips of 1 to 4 columns (1 and 2 as dot products: a 7x7 plane; 14x14; 3 columns
-  // alone) with rows around their 4-row blocks and depths around the 16-float vector.
+  // Rows around the 8-row tile, widths around the 16 and 32-column tiles (partial strips),
+  // the widths of 7x7 and 14x14 planes, depths around the 16-float vector.
   const std::vector<Case> cases = {{1, 1, 1},    {8, 9, 16},   {13, 27, 37},  {7, 256, 64}, {17, 5, 33},
                                    {3, 100, 15}, {9, 261, 49}, {21, 19, 196}, {6, 16, 18},  {5, 33, 3}};
   for (const Case& cs : cases) {
