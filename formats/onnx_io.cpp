@@ -1,24 +1,26 @@
 #include "formats/onnx_io.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+#include <onnx/version_converter/convert.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <google/protobuf/io/zero_copy_stream_impl.h>
-#include <algorithm>
 #include <map>
+#include <unordered_map>
 #include <unordered_set>
-#include <onnx/onnx_pb.h>
 
 #include "formats/file_util.h"
 #include "formats/onnx_detail.h"
 #include "formats/proto_wire.h"
 #include "ir/error.h"
 #include "ir/size.h"
-
-#include <fmt/ranges.h>
 
 namespace slmops::formats {
 namespace {
@@ -903,6 +905,23 @@ void visit_tensors(const ir::Graph& g, const std::function<void(const Tensor&, b
 
 // ---------------------------------------------------------------------------------------------
 
+// The model's fields and graph from `mp` (whose graph is consumed); the rest of `mp` becomes
+// the model's residual.
+void model_from_proto(LoadCtx& ctx, onnx::ModelProto& mp, ir::Model& m) {
+  m.ir_version = mp.ir_version();
+  m.producer_name = mp.producer_name();
+  m.producer_version = mp.producer_version();
+  m.domain = mp.domain();
+  m.doc_string = mp.doc_string();
+  m.model_version = mp.model_version();
+  for (auto& o : mp.opset_import()) m.opsets.push_back({o.domain(), o.version()});
+  for (auto& kv : mp.metadata_props()) m.metadata.emplace_back(kv.key(), kv.value());
+  m.graph = std::make_unique<ir::Graph>();
+  build_graph(ctx, *mp.mutable_graph(), *m.graph);
+  mp.clear_graph();
+  mp.SerializeToString(&m.residual);
+}
+
 ir::Model load_model(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) bad_input("{}: no such file", path.string());
@@ -951,20 +970,59 @@ ir::Model load_model(const fs::path& path) {
 
   ir::Model m;
   m.path = path.string();
-  m.ir_version = mp.ir_version();
-  m.producer_name = mp.producer_name();
-  m.producer_version = mp.producer_version();
-  m.domain = mp.domain();
-  m.doc_string = mp.doc_string();
-  m.model_version = mp.model_version();
-  for (auto& o : mp.opset_import()) m.opsets.push_back({o.domain(), o.version()});
-  for (auto& kv : mp.metadata_props()) m.metadata.emplace_back(kv.key(), kv.value());
-  m.graph = std::make_unique<ir::Graph>();
-  build_graph(ctx, *mp.mutable_graph(), *m.graph);
-  mp.clear_graph();
-  mp.SerializeToString(&m.residual);
+  model_from_proto(ctx, mp, m);
   m.source_files = std::move(ctx.sources);
   return m;
+}
+
+ir::Model convert_opset(const ir::Model& m, int64_t target) {
+  // The model as a ModelProto without the payloads of its large initializers (placeholders
+  // with their name, type and dims: no adapter reads weights), shapes inferred (the
+  // broadcasting and Softmax adapters need them), converted, and rebuilt with the original
+  // weight buffers: nothing is copied.
+  SaveOptions opts;
+  opts.external = ExternalData::Never;
+  SaveCtx ctx;
+  ctx.opts = &opts;
+  onnx::ModelProto mp;
+  model_to_proto(ctx, m, mp);
+  std::unordered_map<std::string, const Tensor*> kept;
+  for (size_t k = 0; k < ctx.spliced.size(); ++k)
+    if (ctx.spliced[k]) kept[mp.graph().initializer(static_cast<int>(k)).name()] = ctx.spliced[k];
+  std::unordered_set<std::string> declared;
+  for (auto& vi : mp.graph().value_info()) declared.insert(vi.name());
+  try {
+    onnx::shape_inference::InferShapes(mp);
+  } catch (const std::exception&) {
+    // Inference only helps the adapters; those that need a shape say so below.
+  }
+  onnx::ModelProto out;
+  try {
+    out = onnx::version_conversion::ConvertVersion(mp, static_cast<int>(target));
+  } catch (const std::exception& e) {
+    // libonnx's messages carry its source location and assertion text first:
+    // "./onnx/.../BaseConverter.h:66: adapter_lookup: Assertion `false` failed: No Adapter ...".
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    if (auto at = msg.find("failed: "); at != std::string::npos) msg = msg.substr(at + 8);
+    bad_input("--opset {}: {} cannot be converted: {}", target, m.path.empty() ? "the model" : m.path, msg);
+  }
+  // Drop the value_info that inference added (the file declares what it declared).
+  auto* vis = out.mutable_graph()->mutable_value_info();
+  for (int k = vis->size() - 1; k >= 0; --k)
+    if (!declared.count(vis->Get(k).name())) vis->DeleteSubrange(k, 1);
+
+  LoadCtx lctx;
+  lctx.model_path = m.path;
+  lctx.raw_views.resize(static_cast<size_t>(out.graph().initializer_size()));
+  for (int k = 0; k < out.graph().initializer_size(); ++k)
+    if (auto it = kept.find(out.graph().initializer(k).name()); it != kept.end())
+      lctx.raw_views[static_cast<size_t>(k)] = it->second->data;
+  ir::Model r;
+  r.path = m.path;
+  model_from_proto(lctx, out, r);
+  r.source_files = m.source_files;
+  return r;
 }
 
 // Points every external-data location `from` of the top-level initializers at `to`.

@@ -34,6 +34,10 @@ ir::Model load_model(const std::filesystem::path& path);
 // external data). Throws Error(BadInput) naming the path.
 void check_save_targets(const ir::Model& model, const std::filesystem::path& path);
 SaveReport save_model(const ir::Model& model, const std::filesystem::path& path, const SaveOptions& opts = {});
+// The model converted to default-domain opset `target` by libonnx's version converter (its
+// adapters, after ONNX shape inference); weights are shared with `model`, not copied. Throws
+// Error(BadInput) with the converter's reason (the op it has no adapter for) when it cannot.
+ir::Model convert_opset(const ir::Model& model, int64_t target);
 
 // Serialized ModelProto bytes of `path` after protobuf's own parse and re-serialization: the
 // canonical form the round-trip tests compare.

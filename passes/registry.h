@@ -71,6 +71,7 @@ PassInfo eliminate_pass_info();
 PassInfo fuse_pass_info();
 PassInfo to_float16_pass_info();
 PassInfo ir_version_pass_info();
+PassInfo opset_pass_info();
 PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
 PassInfo from_folder_step_info();

@@ -4,6 +4,7 @@
 
 #include "ir/edit.h"
 #include "ir/error.h"
+#include "passes/convert/versions.h"
 #include "passes/registry.h"
 
 namespace slmops::passes {
@@ -24,20 +25,6 @@ struct IrVersionOptions {
     return t;
   }
 };
-
-// The first IR version of the ONNX release that introduced default-domain opset `opset`
-// (onnx/docs/Versioning.md): a runtime of an older IR version cannot know the opset.
-int64_t ir_for_opset(int64_t opset) {
-  if (opset <= 8) return 3;
-  if (opset == 9) return 4;
-  if (opset == 10) return 5;
-  if (opset == 11) return 6;
-  if (opset <= 14) return 7;
-  if (opset <= 18) return 8;
-  if (opset <= 20) return 9;
-  if (opset <= 22) return 10;
-  return 11;
-}
 
 // The IR version that introduced an element type: float8 in 9, 4-bit integers in 10, float4 in 11.
 int64_t ir_for_dtype(ir::DType t) {

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "ir/edit.h"
+#include "ir/size.h"
 #include "passes/cleanup.h"
 #include "passes/optimize/optimize.h"
 #include "passes/optimize/pattern.h"
@@ -60,11 +61,13 @@ std::optional<std::vector<int64_t>> reshape_result(const std::vector<int64_t>& i
       infer = static_cast<int64_t>(i);
     } else if (target[i] < 0) {
       return std::nullopt;
-    } else {
-      known *= target[i];
+    } else if (__builtin_mul_overflow(known, target[i], &known)) {
+      return std::nullopt;  // a target no tensor can have (the regression model's wrapping dims)
     }
   }
-  const auto total = static_cast<int64_t>(ir::element_count(in));
+  const auto count = ir::checked_element_count(in);
+  if (!count || *count > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+  const auto total = static_cast<int64_t>(*count);
   if (infer >= 0) {
     if (known == 0 || total % known) return std::nullopt;
     target[infer] = total / known;

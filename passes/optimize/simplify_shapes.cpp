@@ -13,6 +13,7 @@
 #include "formats/shape_infer.h"
 #include "ir/edit.h"
 #include "ir/error.h"
+#include "ir/size.h"
 #include "passes/optimize/optimize.h"
 #include "passes/optimize/pattern.h"
 #include "passes/registry.h"
@@ -138,7 +139,8 @@ void fold_shapes(ir::Model& m, ir::Graph& g, OptimizeStats& st) {
       if (values && all_known(*values)) folded = int64_tensor(*values, {static_cast<int64_t>(values->size())});
     } else if (n->op_type == "Size") {
       if (auto dims = static_shape(n->inputs.empty() ? nullptr : n->inputs[0]))
-        folded = int64_tensor({static_cast<int64_t>(ir::element_count(*dims))}, {});
+        if (auto count = ir::checked_element_count(*dims); count && *count <= static_cast<uint64_t>(INT64_MAX))
+          folded = int64_tensor({static_cast<int64_t>(*count)}, {});
     } else if (n->op_type == "Gather" || n->op_type == "Slice") {
       if (auto sel = known_selection(*n, opset)) folded = int64_tensor(sel->first, sel->second);
     }

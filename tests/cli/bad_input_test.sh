@@ -113,6 +113,9 @@ expect_bad "to-float16: --to fp8"       "$S" convert gpt.onnx -o out.onnx --to f
 expect_bad "to-float16: unknown op in block list" "$S" convert gpt.onnx -o out.onnx --to fp16 --op-block-list Softmax,Sotfmax
 expect_bad "to-float16: --keep-io-types without --to" "$S" convert gpt.onnx -o out.onnx --keep-io-types
 expect_bad "to-float16: recipe bad dtype" "$S" run f16_dtype.json
+expect_bad "opset: 3"                   "$S" convert gpt.onnx -o out.onnx --opset 3
+expect_bad "opset: 99"                  "$S" convert gpt.onnx -o out.onnx --opset 99
+expect_bad "opset: no adapter down"     "$S" convert gpt.onnx -o out.onnx --opset 13
 expect_bad "ir-version: 3"              "$S" convert gpt.onnx -o out.onnx --ir-version 3
 expect_bad "ir-version: 99"             "$S" convert gpt.onnx -o out.onnx --ir-version 99
 expect_bad "ir-version: below the opset's" "$S" convert gpt.onnx -o out.onnx --ir-version 7
