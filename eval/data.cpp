@@ -3,17 +3,17 @@
 #include <fmt/ranges.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <unordered_set>
-
-#include <nlohmann/json.hpp>
 
 #include "eval/check_data.h"
 #include "formats/file_util.h"
 #include "formats/npz.h"
 #include "formats/test_data.h"
 #include "ir/error.h"
+#include "ir/float_width.h"
 #include "ir/size.h"
 
 namespace slmops::eval {
@@ -39,15 +39,7 @@ std::string shape_text(const ir::TensorType& t) {
 // Float data for a model converted to 16-bit floats (convert --to): the values in the input's
 // type, rounded as the conversion rounds; other tensors unchanged.
 void adopt_float_width(ir::Tensor& t, const ir::Value& input) {
-  const ir::DType want = input.type.is_tensor ? input.type.elem() : ir::DType::Undefined;
-  if (t.dtype != ir::DType::Float || (want != ir::DType::Float16 && want != ir::DType::BFloat16)) return;
-  std::vector<uint16_t> low(t.numel());
-  for (size_t i = 0; i < low.size(); ++i) {
-    float x;
-    std::memcpy(&x, t.data.data() + i * sizeof(float), sizeof(float));
-    low[i] = want == ir::DType::Float16 ? ir::float_to_half(x) : ir::float_to_bfloat16(x);
-  }
-  t = ir::Tensor::from_values(t.name, want, t.dims, low);
+  if (input.type.is_tensor) t = ir::to_float_width(t, input.type.elem());
 }
 
 // Checks that an array (samples along axis 0 when `batched`) fits the declared input type.

@@ -160,6 +160,7 @@ class Converter {
         node_block_(o.node_block_list.begin(), o.node_block_list.end()) {}
 
   Float16Stats run() {
+    collect_captured();
     formats::ensure_shapes(m_);
     convert_graph(*m_.graph, true, true);
     m_.shapes_inferred = false;
@@ -199,8 +200,6 @@ class Converter {
       return "a float output typed by something other than its inputs";
     return "";
   }
-
-  Float16Stats st_;
 
   bool low(const ir::Value* v) const {
     auto it = low_of_.find(v);
@@ -384,8 +383,8 @@ class Converter {
   std::unordered_map<const ir::Value*, bool> low_of_;
   std::map<std::pair<ir::Value*, bool>, ir::Value*> casts_;
   std::unordered_set<const ir::Value*> captured_;
+  Float16Stats st_;
 
- public:
   // Outer values that some subgraph reads: kept 16-bit when they are initializers, so the
   // subgraph casts if it needs float (the outer graph cannot see those readers).
   void collect_captured() {
@@ -400,9 +399,7 @@ class Converter {
 
 Float16Stats convert_float16(ir::Model& m, const Float16Options& o) {
   if (!m.graph) return {};
-  Converter c(m, o);
-  c.collect_captured();
-  return c.run();
+  return Converter(m, o).run();
 }
 
 nlohmann::json float16_stats_json(const Float16Stats& s) {

@@ -3,7 +3,6 @@
 // bfloat16 where the model's input has that type.
 //   slmops_npz_to_pb MODEL.onnx DATA.npz OUT_DIR [--samples N]
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -11,6 +10,7 @@
 #include "formats/onnx_io.h"
 #include "formats/test_data.h"
 #include "ir/error.h"
+#include "ir/float_width.h"
 
 using namespace slmops;
 
@@ -35,16 +35,7 @@ int main(int argc, char** argv) {
         t.data = ir::Buffer::copy_of(t.data.data(), row * static_cast<size_t>(samples));
       }
       // A model converted to 16-bit floats (convert --to) reads the same data in its own type.
-      const ir::DType want = vi.value->type.elem();
-      if (t.dtype == ir::DType::Float && (want == ir::DType::Float16 || want == ir::DType::BFloat16)) {
-        std::vector<uint16_t> low(t.numel());
-        for (size_t i = 0; i < low.size(); ++i) {
-          float x;
-          std::memcpy(&x, t.data.data() + i * 4, 4);
-          low[i] = want == ir::DType::Float16 ? ir::float_to_half(x) : ir::float_to_bfloat16(x);
-        }
-        t = ir::Tensor::from_values(t.name, want, t.dims, low);
-      }
+      t = ir::to_float_width(t, vi.value->type.elem());
       t.name = vi.value->name;
       formats::save_tensor_pb(t, std::filesystem::path(argv[3]) / ("input_" + std::to_string(k++) + ".pb"));
     }

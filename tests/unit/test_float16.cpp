@@ -14,6 +14,7 @@
 #include "graph_builders.h"
 #include "ir/edit.h"
 #include "ir/error.h"
+#include "ir/float_width.h"
 #include "passes/convert/float16.h"
 #include "passes/registry.h"
 #include "runtime/executor.h"
@@ -78,12 +79,7 @@ std::vector<float> as_floats(const Tensor& t) {
 std::vector<std::vector<float>> run(const Model& m, const std::vector<float>& x, std::vector<int64_t> dims) {
   runtime::Session s(m, 1);
   DType in = m.graph->inputs[0].value->type.elem();
-  Tensor t = Tensor::from_values("", DType::Float, dims, x);
-  if (in != DType::Float) {
-    std::vector<uint16_t> low(x.size());
-    for (size_t i = 0; i < x.size(); ++i) low[i] = in == DType::Float16 ? float_to_half(x[i]) : float_to_bfloat16(x[i]);
-    t = Tensor::from_values("", in, dims, low);
-  }
+  Tensor t = to_float_width(Tensor::from_values("", DType::Float, dims, x), in);
   std::vector<runtime::RValue> feeds;
   feeds.push_back(runtime::RValue::of(std::move(t)));
   std::vector<std::vector<float>> out;
@@ -229,13 +225,8 @@ std::vector<std::vector<float>> run_case(const Model& m, const std::filesystem::
   runtime::Session s(m, 1);
   std::vector<runtime::RValue> feeds;
   for (size_t k = 0; k < m.graph->inputs.size(); ++k) {
-    Tensor t = formats::load_tensor_pb(dir / fmt::format("input_{}.pb", k));
-    const DType want = m.graph->inputs[k].value->type.elem();
-    if (t.dtype == DType::Float && want == DType::Float16) {
-      std::vector<uint16_t> low(t.numel());
-      for (size_t i = 0; i < low.size(); ++i) low[i] = float_to_half(test::value_at<float>(t, i));
-      t = Tensor::from_values(t.name, want, t.dims, low);
-    }
+    Tensor t = to_float_width(formats::load_tensor_pb(dir / fmt::format("input_{}.pb", k)),
+                              m.graph->inputs[k].value->type.elem());
     feeds.push_back(runtime::RValue::of(std::move(t)));
   }
   std::vector<std::vector<float>> out;
