@@ -15,6 +15,7 @@
 #include "ir/error.h"
 #include "passes/optimize/pattern.h"
 #include "passes/registry.h"
+#include "runtime/kernels/cpu_features.h"
 
 namespace slmops::passes {
 
@@ -139,7 +140,7 @@ ir::Tensor to_low(const ir::Tensor& t, DType low, Float16Stats& st) {
   ir::Buffer out = ir::Buffer::allocate(n * 2);
   auto* dst = reinterpret_cast<uint16_t*>(out.mutable_data());
   const uint8_t* src = t.data.data();
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool avx2 = runtime::kernels::cpu().avx2;  // AVX2 + FMA + F16C
   if (low == DType::BFloat16)
     floats_to_bfloat16(src, n, dst);
   else if (avx2)
