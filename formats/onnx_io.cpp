@@ -5,7 +5,6 @@
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
-#include <onnx/version_converter/convert.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 
 #include "formats/file_util.h"
 #include "formats/onnx_detail.h"
+#include "formats/opset_adapters.h"
 #include "formats/proto_wire.h"
 #include "ir/error.h"
 #include "ir/size.h"
@@ -998,7 +998,7 @@ ir::Model convert_opset(const ir::Model& m, int64_t target) {
   }
   onnx::ModelProto out;
   try {
-    out = onnx::version_conversion::ConvertVersion(mp, static_cast<int>(target));
+    out = convert_version(mp, target);
   } catch (const std::exception& e) {
     // libonnx's messages carry its source location and assertion text first:
     // "./onnx/.../BaseConverter.h:66: adapter_lookup: Assertion `false` failed: No Adapter ...".

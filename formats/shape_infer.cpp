@@ -810,6 +810,12 @@ void ensure_shapes(ir::Model& m) {
   if (!m.shapes_inferred) infer_shapes(m);
 }
 
+bool op_exists_at(const std::string& op_type, const std::string& domain, int64_t opset) {
+  ensure_schemas();
+  const std::string dom = domain == "ai.onnx" ? "" : domain;
+  return onnx::OpSchemaRegistry::Schema(op_type, static_cast<int>(opset), dom) != nullptr;
+}
+
 std::optional<bool> schema_allows(const std::string& op_type, const std::string& domain, int64_t opset, bool input,
                                   size_t index, ir::DType dt) {
   ensure_schemas();

@@ -37,6 +37,8 @@ void ensure_shapes(ir::Model& m);
 // index is past the schema's parameters.
 std::optional<bool> schema_allows(const std::string& op_type, const std::string& domain, int64_t opset, bool input,
                                   size_t index, ir::DType dt);
+// Whether `op_type` of `domain` exists in opset `opset` (has a schema at or before it).
+bool op_exists_at(const std::string& op_type, const std::string& domain, int64_t opset);
 // Whether some schema of any domain and version has this op type (recipe and CLI checks of
 // op-type lists).
 bool is_known_op_type(const std::string& op_type);

@@ -93,6 +93,14 @@ struct Attribute {
   static Attribute make_tensor(std::string name, Tensor v);
 };
 
+// A node's attribute list (Attribute is move-only, so no initializer list).
+template <typename... A>
+std::vector<Attribute> attribute_list(A&&... a) {
+  std::vector<Attribute> v;
+  (v.push_back(std::forward<A>(a)), ...);
+  return v;
+}
+
 struct Node {
   std::string name, op_type, domain;
   std::vector<Value*> inputs;    // nullptr: an omitted optional input

@@ -213,17 +213,11 @@ class Converter {
     if (auto it = casts_.find(key); it != casts_.end()) return it->second;
     const int64_t code = static_cast<int64_t>(to_low ? low_ : DType::Float);
     ir::Node* c = g.add_node("Cast", {v}, {g.unique_name(v->name + (to_low ? std::string("_") + low_name() : "_fp32"))},
-                             attribute_list(ir::Attribute::make_int("to", code)));
+                             ir::attribute_list(ir::Attribute::make_int("to", code)));
     ++st_.casts_inserted;
     casts_[key] = c->outputs[0];
     low_of_[c->outputs[0]] = to_low;
     return c->outputs[0];
-  }
-
-  static std::vector<ir::Attribute> attribute_list(ir::Attribute a) {
-    std::vector<ir::Attribute> v;
-    v.push_back(std::move(a));
-    return v;
   }
 
   void convert_graph(ir::Graph& g, bool is_main, bool convert_body) {

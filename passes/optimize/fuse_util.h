@@ -29,13 +29,7 @@ ir::Value* mean_over_last(const ir::Node* n, int64_t opset);
 // the order. Counts each fusion in st.fusions; returns how many fired.
 int64_t apply_rules(ir::Graph& g, const std::function<const char*(ir::Node*)>& rule, OptimizeStats& st);
 
-// A node's attribute list (Attribute is move-only, so no initializer list).
-template <typename... A>
-std::vector<ir::Attribute> attribute_list(A&&... a) {
-  std::vector<ir::Attribute> v;
-  (v.push_back(std::forward<A>(a)), ...);
-  return v;
-}
+using ir::attribute_list;
 
 int64_t fuse_standard(ir::Model& m, ir::Graph& g, OptimizeStats& st);
 int64_t fuse_onnxruntime(ir::Model& m, ir::Graph& g, OptimizeStats& st);

@@ -76,6 +76,9 @@ recipe f16_dtype.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"p
 recipe quant_mode.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int3-weight"}}]}'
 # Quantization inputs: the fixture models, one of them already quantized.
 cp "$FX/gpt_bytes.onnx" gpt.onnx
+ND=/usr/share/libonnx-testdata/data/node
+cp "$ND/test_tril/model.onnx" tril.onnx                                    # Trilu: opset 14 and later
+cp "$ND/test_reshape_allowzero_reordered/model.onnx" allowzero.onnx        # Reshape-14 allowzero=1
 cp "$FX/cnn_digits_calib.npz" digits.npz
 cp "$FX/lm_calib.npz" lm.npz
 "$SLMOPS" -q quantize gpt.onnx -o gpt_int4.onnx --mode int4-weight >/dev/null || { echo "FAIL setup: quantize"; exit 1; }
@@ -115,7 +118,8 @@ expect_bad "to-float16: --keep-io-types without --to" "$S" convert gpt.onnx -o o
 expect_bad "to-float16: recipe bad dtype" "$S" run f16_dtype.json
 expect_bad "opset: 3"                   "$S" convert gpt.onnx -o out.onnx --opset 3
 expect_bad "opset: 99"                  "$S" convert gpt.onnx -o out.onnx --opset 99
-expect_bad "opset: no adapter down"     "$S" convert gpt.onnx -o out.onnx --opset 13
+expect_bad "opset: op newer than target" "$S" convert tril.onnx -o out.onnx --opset 13
+expect_bad "opset: attribute older schema lacks" "$S" convert allowzero.onnx -o out.onnx --opset 13
 expect_bad "ir-version: 3"              "$S" convert gpt.onnx -o out.onnx --ir-version 3
 expect_bad "ir-version: 99"             "$S" convert gpt.onnx -o out.onnx --ir-version 99
 expect_bad "ir-version: below the opset's" "$S" convert gpt.onnx -o out.onnx --ir-version 7
