@@ -131,6 +131,7 @@ ModelStats model_statistics(const Model& m) {
   ModelStats s;
   walk_graphs(*m.graph, [&](const Graph& g) {
     std::map<const Value*, uint64_t> logical;  // initializer -> its logical count (0: not a parameter)
+    std::map<const Value*, std::string> nbits;  // MatMulNBits weight -> "uint4" / "uint8"
     for (auto& n : g.nodes()) {
       ++s.nodes;
       ++s.ops[is_default_domain(n->domain) ? n->op_type : n->domain + "." + n->op_type];
@@ -138,8 +139,10 @@ ModelStats model_statistics(const Model& m) {
       if (it == quantization_inputs().end()) continue;
       for (size_t k : it->second)
         if (k < n->inputs.size() && n->inputs[k] && n->inputs[k]->initializer) logical[n->inputs[k]] = 0;
-      if (n->op_type == "MatMulNBits" && n->inputs.size() > 1 && n->inputs[1] && n->inputs[1]->initializer)
+      if (n->op_type == "MatMulNBits" && n->inputs.size() > 1 && n->inputs[1] && n->inputs[1]->initializer) {
         logical[n->inputs[1]] = static_cast<uint64_t>(n->attr_int("N", 0) * n->attr_int("K", 0));
+        nbits[n->inputs[1]] = "uint" + std::to_string(n->attr_int("bits", 4));
+      }
     }
     for (const Value* v : g.initializers) {
       const Tensor& t = *v->initializer;
@@ -148,7 +151,12 @@ ModelStats model_statistics(const Model& m) {
       s.weight_bytes += bytes;
       s.bytes_by_dtype[dtype_key(t.dtype_code)] += bytes;
       auto it = logical.find(v);
-      s.parameters += it != logical.end() ? it->second : static_cast<uint64_t>(t.numel());
+      const uint64_t params = it != logical.end() ? it->second : static_cast<uint64_t>(t.numel());
+      s.parameters += params;
+      if (params) {
+        auto nb = nbits.find(v);
+        s.parameters_by_dtype[nb != nbits.end() ? nb->second : dtype_key(t.dtype_code)] += params;
+      }
       if (t.storage == Tensor::Storage::External && t.data.source()) {
         auto& e = s.external[t.data.source()->path()];
         ++e.first;

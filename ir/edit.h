@@ -67,6 +67,9 @@ struct ModelStats {
   uint64_t parameters = 0;
   uint64_t weight_bytes = 0;                         // bytes of every initializer's values
   std::map<std::string, uint64_t> bytes_by_dtype;    // "float", "uint8", "type99" for unknown codes
+  // Parameters by the type they are stored in ("float16"; a MatMulNBits weight under "uint4" or
+  // "uint8" by its bits): how much of the model a conversion or quantization moved.
+  std::map<std::string, uint64_t> parameters_by_dtype;
   std::map<std::string, int64_t> ops;                // "MatMul", "com.microsoft.MatMulNBits"
   std::map<std::string, std::pair<int64_t, uint64_t>> external;  // data file -> tensors, bytes
 };

@@ -133,6 +133,7 @@ void register_inspect(CLI::App& app) {
     j["initializers"] = s.initializers;
     j["parameters"] = s.parameters;
     j["bytes_by_dtype"] = s.bytes_by_dtype;
+    j["parameters_by_dtype"] = s.parameters_by_dtype;
     j["external_data"] = nlohmann::json::array();
     for (auto& [f, e] : s.external)
       j["external_data"].push_back({{"file", f}, {"tensors", e.first}, {"bytes", e.second}});
@@ -187,7 +188,13 @@ void register_inspect(CLI::App& app) {
     std::sort(hist.begin(), hist.end(), [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
     for (auto& [op, n] : hist) fmt::print("  {:<30} {}\n", op, n);
     fmt::print("parameters   {} in {} initializers\n", s.parameters, s.initializers);
-    for (auto& [dt, b] : s.bytes_by_dtype) fmt::print("  {:<30} {}\n", dt, human_bytes(b));
+    for (auto& [dt, b] : s.bytes_by_dtype) {
+      auto p = s.parameters_by_dtype.find(dt);
+      fmt::print("  {:<30} {:<10} {}\n", dt, human_bytes(b),
+                 p != s.parameters_by_dtype.end() ? fmt::format("{} parameters", p->second) : std::string());
+    }
+    for (auto& [dt, n] : s.parameters_by_dtype)
+      if (!s.bytes_by_dtype.count(dt)) fmt::print("  {:<30} {:<10} {} parameters\n", dt, "", n);
     if (!s.external.empty()) {
       fmt::print("external data\n");
       for (auto& [f, e] : s.external) fmt::print("  {}  {} tensors, {}\n", f, e.first, human_bytes(e.second));

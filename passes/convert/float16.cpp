@@ -426,10 +426,13 @@ PassInfo to_float16_pass_info() {
   p.options = Float16Options::table().specs();
   p.check = [](const nlohmann::json& j, Naming naming) { return check_float16_options(j, naming); };
   p.run = [](ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
-    auto before = ir::model_statistics(m).bytes_by_dtype;
+    const ir::ModelStats before = ir::model_statistics(m);
     ctx.report = float16_stats_json(convert_float16(m, Float16Options::table().from_json(j)));
-    ctx.report["bytes_by_dtype_before"] = before;
-    ctx.report["bytes_by_dtype_after"] = ir::model_statistics(m).bytes_by_dtype;
+    const ir::ModelStats after = ir::model_statistics(m);
+    ctx.report["bytes_by_dtype_before"] = before.bytes_by_dtype;
+    ctx.report["bytes_by_dtype_after"] = after.bytes_by_dtype;
+    ctx.report["parameters_by_dtype_before"] = before.parameters_by_dtype;
+    ctx.report["parameters_by_dtype_after"] = after.parameters_by_dtype;
   };
   return p;
 }

@@ -88,6 +88,22 @@ for spec in cnn:cnn_digits:cnn_digits_test.npz:540 lm:gpt_bytes:lm_eval.npz:16 l
     fi
   done
 done
+# Parameters per dtype, before and after, in the --json report and in inspect: with
+# LayerNormalization blocked its scale and bias stay float, everything else is float16, and
+# the totals match.
+rep=$("$S" -q convert "$FX/gpt_bytes.onnx" -o "$WORK/pd.onnx" --to fp16 --op-block-list LayerNormalization --json)
+insp=$("$S" -q inspect "$WORK/pd.onnx" --json)
+if line=$(node -e "const r = JSON.parse(process.argv[1]).steps.find((s) => s.pass === 'to-float16').report;
+    const i = JSON.parse(process.argv[2]).parameters_by_dtype;
+    const b = r.parameters_by_dtype_before, a = r.parameters_by_dtype_after;
+    const sum = (o) => Object.values(o).reduce((x, y) => x + y, 0);
+    console.log('before ' + JSON.stringify(b) + ', after ' + JSON.stringify(a) + ', inspect ' + JSON.stringify(i));
+    process.exit(Object.keys(b).join() === 'float' && sum(a) === sum(b) && a.float > 0 && a.float16 > a.float &&
+                 JSON.stringify(i) === JSON.stringify(a) ? 0 : 1)" "$rep" "$insp"); then
+  ok "parameters per dtype: $line"
+else
+  bad "parameters per dtype: $line"
+fi
 for set in pytorch-converted pytorch-operator; do
   if bash "$HERE/cleanup_differential.sh" "$S" "/usr/share/libonnx-testdata/data/$set" --ir-version 7 > "$WORK/ir.log" 2>&1; then
     ok "--ir-version 7 on $set: $(head -1 "$WORK/ir.log"); in ORT against the originals: $(tail -1 "$WORK/ir.log")"
