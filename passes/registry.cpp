@@ -15,6 +15,7 @@ const std::vector<PassInfo>& all_passes() {
     v.push_back(eliminate_pass_info());
     v.push_back(fuse_pass_info());
     v.push_back(to_float16_pass_info());
+    v.push_back(mixed_precision_pass_info());
     v.push_back(ir_version_pass_info());
     v.push_back(opset_pass_info());
     v.push_back(quantize_pass_info());

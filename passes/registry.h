@@ -70,6 +70,7 @@ PassInfo simplify_shapes_pass_info();
 PassInfo eliminate_pass_info();
 PassInfo fuse_pass_info();
 PassInfo to_float16_pass_info();
+PassInfo mixed_precision_pass_info();
 PassInfo ir_version_pass_info();
 PassInfo opset_pass_info();
 PassInfo evaluate_step_info();

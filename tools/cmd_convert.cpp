@@ -21,6 +21,7 @@ void register_convert(CLI::App& app) {
     std::vector<std::string> input_shape;
     std::string target = "onnx";
     nlohmann::json f16 = nlohmann::json::object();  // to-float16's options given as flags
+    nlohmann::json mixed = nlohmann::json::object();  // mixed-precision's own options given as flags
   };
   static Args a;
   auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
@@ -29,8 +30,10 @@ void register_convert(CLI::App& app) {
   cmd->add_flag("--no-cleanup", a.no_cleanup, "copy the graph as it is (only re-lay the storage)");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
   cmd->add_option("--to", a.to,
-                  "store and compute floats in fp16 or bf16 (the to-float16 pass: ONNX Runtime's float16 converter)")
-      ->type_name("fp16|bf16");
+                  "store and compute floats in fp16 or bf16 (the to-float16 pass: ONNX Runtime's float16 converter), "
+                  "or mixed: fp16 except the nodes that --calib-data shows overflowing, or that miss "
+                  "--max-degradation (the mixed-precision pass: ORT's auto_mixed_precision)")
+      ->type_name("fp16|bf16|mixed");
   cmd->add_option("--opset", a.opset,
                   "convert to default-domain opset N (7 to 17), up or down, with libonnx's version converter")
       ->type_name("N");
@@ -52,11 +55,16 @@ void register_convert(CLI::App& app) {
   add_pass_option_flags(cmd, *passes::find_pass("cleanup"), &a.cleanup);
   add_pass_option_flags(cmd, *passes::find_pass("to-float16"), &a.f16,
                         {"keep-io-types", "op-block-list", "node-block-list"});
+  add_pass_option_flags(
+      cmd, *passes::find_pass("mixed-precision"), &a.mixed,
+      {"calib-data", "calib-samples", "calib-batch-size", "max-degradation", "eval-data", "max-fallback-steps"});
   cmd->callback([] {
-    if (!a.to.empty() && a.to != "fp16" && a.to != "bf16")
-      bad_input("--to {}: expected fp16 or bf16; nothing was written", a.to);
+    if (!a.to.empty() && a.to != "fp16" && a.to != "bf16" && a.to != "mixed")
+      bad_input("--to {}: expected fp16, bf16 or mixed; nothing was written", a.to);
     if (a.to.empty() && !a.f16.empty())
-      bad_input("--{} needs --to fp16 or --to bf16; nothing was written", a.f16.begin().key());
+      bad_input("--{} needs --to fp16, bf16 or mixed; nothing was written", a.f16.begin().key());
+    if (a.to != "mixed" && !a.mixed.empty())
+      bad_input("--{} needs --to mixed; nothing was written", a.mixed.begin().key());
     if (a.opset != 0 && (a.opset < 7 || a.opset > 17))
       bad_input(
           "--opset {}: expected 7 to 17 (the opsets Debian's libonnx 1.12 version converter knows); nothing "
@@ -72,7 +80,11 @@ void register_convert(CLI::App& app) {
     if (a.opset != 0) r.steps.push_back({"opset", {{"version", a.opset}}});
     if (!a.no_cleanup) r.steps.push_back({"cleanup", a.cleanup});
     if (a.optimize) r.steps.push_back({"optimize", {{"input-shape", a.input_shape}, {"target", a.target}}});
-    if (!a.to.empty()) {
+    if (a.to == "mixed") {
+      nlohmann::json o = a.f16;
+      o.update(a.mixed);
+      r.steps.push_back({"mixed-precision", o});
+    } else if (!a.to.empty()) {
       nlohmann::json o = a.f16;
       o["dtype"] = a.to == "fp16" ? "float16" : "bfloat16";
       r.steps.push_back({"to-float16", o});

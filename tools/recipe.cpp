@@ -10,6 +10,7 @@
 #include "eval/run.h"
 #include "formats/file_util.h"
 #include "ir/error.h"
+#include "passes/common/data.h"
 #include "passes/evaluate_step.h"
 #include "passes/registry.h"
 #include "tools/cli.h"
@@ -419,8 +420,15 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     if (!folder_out) formats::check_save_targets(*art.model, r.output);
     log_verbose("loaded {} ({} nodes, {} initializers)", r.input.string(), art.model->graph->node_count(),
                 art.model->graph->initializers.size());
-    for (auto& st : r.steps)
+    for (auto& st : r.steps) {
       if (const auto* p = passes::find_pass(st.pass); p && p->check_model) p->check_model(*art.model, st.options);
+      // Data a step will run the model on must fit it (input names, shapes), before any step
+      // runs and logs.
+      for (const char* key : {"calib-data", "eval-data"})
+        if (auto it = st.options.find(key);
+            it != st.options.end() && it->is_string() && !it->get<std::string>().empty())
+          pass_data_hooks().open(it->get<std::string>(), *art.model, 1);
+    }
   } else {
     art.path = r.input;
   }

@@ -1,13 +1,33 @@
 #include "passes/common/accuracy_aware.h"
 
 #include <cstdio>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "ir/error.h"
 #include "passes/common/activations.h"
 #include "passes/progress.h"
 
 namespace slmops::passes {
+
+std::string degradation_goal(const std::string& spec, Naming naming) {
+  const std::string flag = option_label("max-degradation", naming);
+  auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= spec.size())
+    bad_input("{} '{}': expected METRIC:VALUE, e.g. accuracy:0.005 or perplexity:1%", flag, spec);
+  std::string metric = spec.substr(0, colon), value = spec.substr(colon + 1);
+  bool percent = value.back() == '%';
+  if (percent) value.pop_back();
+  try {
+    size_t used = 0;
+    double v = std::stod(value, &used);
+    if (used != value.size() || v < 0) throw std::invalid_argument("x");
+  } catch (const std::exception&) {
+    bad_input("{} '{}': '{}' is not a non-negative number", flag, spec, value);
+  }
+  return fmt::format("{}:{}:{}", metric, percent ? "percent-max-degradation" : "max-degradation", value);
+}
 
 AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, const AccuracyAwareConfig& cfg,
                                    const DataHooks& data, Progress* progress) {

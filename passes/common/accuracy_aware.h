@@ -12,6 +12,7 @@
 
 #include "ir/graph.h"
 #include "passes/common/data.h"
+#include "passes/options.h"
 
 namespace slmops::passes {
 
@@ -39,6 +40,10 @@ struct AccuracyAwareResult {
   nlohmann::json steps = nlohmann::json::array();        // {kept, value, baseline, met} per round
   nlohmann::json sensitivity = nlohmann::json::array();  // {node, added_nmse}, most sensitive first
 };
+
+// A --max-degradation value, METRIC:VALUE or METRIC:VALUE%, as the Olive goal text the
+// evaluator understands (METRIC:max-degradation:VALUE); bad input naming the option otherwise.
+std::string degradation_goal(const std::string& spec, Naming naming = Naming::Cli);
 
 // Replaces `m` by the last candidate (the one that met the goal, or the one with the most
 // nodes kept when it was never met).

@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "ir/dtype.h"
+
 namespace slmops::passes {
 
 ActivationCollector::ActivationCollector(const ir::Model& m, std::vector<std::string> names, int threads)
@@ -71,14 +73,20 @@ std::vector<std::pair<std::string, double>> node_sensitivity(const ir::Model& re
     for (size_t k = 0; k < names.size(); ++k) {
       const auto& x = a[k];
       const auto& y = b[k];
-      if (!x.is_tensor() || !y.is_tensor() || x.tensor.dtype != ir::DType::Float || y.tensor.dtype != ir::DType::Float ||
-          x.tensor.numel() != y.tensor.numel())
+      // The changed model may compute the value in 16 bits (mixed precision).
+      const ir::DType yt = y.is_tensor() ? y.tensor.dtype : ir::DType::Undefined;
+      if (!x.is_tensor() || x.tensor.dtype != ir::DType::Float || x.tensor.numel() != y.tensor.numel() ||
+          (yt != ir::DType::Float && yt != ir::DType::Float16 && yt != ir::DType::BFloat16))
         continue;
       const float* p = x.tensor.values<float>();
-      const float* r = y.tensor.values<float>();
+      auto changed_at = [&](uint64_t i) -> double {
+        if (yt == ir::DType::Float) return y.tensor.values<float>()[i];
+        const uint16_t h = y.tensor.values<uint16_t>()[i];
+        return yt == ir::DType::Float16 ? ir::half_to_float(h) : ir::bfloat16_to_float(h);
+      };
       double num = 0, den = 0;
       for (uint64_t i = 0; i < x.tensor.numel(); ++i) {
-        double d = double(r[i]) - double(p[i]);
+        double d = changed_at(i) - double(p[i]);
         num += d * d;
         den += double(p[i]) * double(p[i]);
       }

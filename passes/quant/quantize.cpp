@@ -75,25 +75,6 @@ std::vector<std::string> default_op_types(const QuantizeOptions& o) {
   return v;
 }
 
-// METRIC:VALUE or METRIC:VALUE% -> an Olive goal text the evaluator understands.
-std::string goal_text(const std::string& spec, Naming naming = Naming::Cli) {
-  const std::string flag = option_label("max-degradation", naming);
-  auto colon = spec.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= spec.size())
-    bad_input("{} '{}': expected METRIC:VALUE, e.g. accuracy:0.005 or perplexity:1%", flag, spec);
-  std::string metric = spec.substr(0, colon), value = spec.substr(colon + 1);
-  bool percent = value.back() == '%';
-  if (percent) value.pop_back();
-  try {
-    size_t used = 0;
-    double v = std::stod(value, &used);
-    if (used != value.size() || v < 0) throw std::invalid_argument("x");
-  } catch (const std::exception&) {
-    bad_input("{} '{}': '{}' is not a non-negative number", flag, spec, value);
-  }
-  return fmt::format("{}:{}:{}", metric, percent ? "percent-max-degradation" : "max-degradation", value);
-}
-
 // Checks between options that need no model, on the options with defaults filled in: run by
 // recipe validation and --dry-run as well as before the pass works.
 std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming) {
@@ -120,7 +101,7 @@ std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming)
     if (o.eval_data.empty())
       p.push_back(fmt::format("{} needs {} (the data the goal is measured on)", L("max-degradation"), L("eval-data")));
     try {
-      goal_text(o.max_degradation, naming);
+      degradation_goal(o.max_degradation, naming);
     } catch (const Error& e) {
       p.push_back(e.what());
     }
@@ -197,7 +178,7 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     if (!ctx.data->measure) bad_input("quantize: this caller cannot evaluate models (--max-degradation)");
     auto eval = ctx.data->open(o.eval_data, m, 1);
     AccuracyAwareConfig cfg;
-    cfg.goal = goal_text(o.max_degradation);
+    cfg.goal = degradation_goal(o.max_degradation);
     cfg.eval_data = o.eval_data;
     cfg.max_steps = o.max_fallback_steps;
     cfg.sensitivity_data = calib ? calib.get() : eval.get();

@@ -116,6 +116,10 @@ expect_bad "to-float16: --to fp8"       "$S" convert gpt.onnx -o out.onnx --to f
 expect_bad "to-float16: unknown op in block list" "$S" convert gpt.onnx -o out.onnx --to fp16 --op-block-list Softmax,Sotfmax
 expect_bad "to-float16: --keep-io-types without --to" "$S" convert gpt.onnx -o out.onnx --keep-io-types
 expect_bad "to-float16: recipe bad dtype" "$S" run f16_dtype.json
+expect_bad "mixed: no --calib-data"     "$S" convert gpt.onnx -o out.onnx --to mixed
+expect_bad "mixed: --calib-data without --to mixed" "$S" convert gpt.onnx -o out.onnx --to fp16 --calib-data digits.npz
+expect_bad "mixed: --max-degradation malformed" "$S" convert gpt.onnx -o out.onnx --to mixed --calib-data digits.npz --max-degradation perplexity
+expect_bad "mixed: calib data that does not fit the model" "$S" convert gpt.onnx -o out.onnx --to mixed --calib-data digits.npz
 expect_bad "opset: 3"                   "$S" convert gpt.onnx -o out.onnx --opset 3
 expect_bad "opset: 99"                  "$S" convert gpt.onnx -o out.onnx --opset 99
 expect_bad "opset: op newer than target" "$S" convert tril.onnx -o out.onnx --opset 13

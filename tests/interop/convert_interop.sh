@@ -7,6 +7,7 @@
 #  - each converted model loads and runs in ORT on the fixture's real data, and against the
 #    float model in ORT: CNN top-1 agreement >= 0.99, LM perplexity within 1% (printed);
 #  - --keep-io-types keeps the graph's input and output types, without it they are 16-bit;
+#  - --to mixed --calib-data (float16 except what overflows on the data; io types kept) too;
 #  - no initializer is left unread or duplicated (a cleanup of the converted model removes
 #    and merges nothing);
 #  - slmops' own executor runs the converted models too: evaluate --baseline FP32 gives the
@@ -36,20 +37,22 @@ io_types() {
   })"
 }
 
-for spec in cnn:cnn_digits:cnn_digits_test.npz:540 lm:gpt_bytes:lm_eval.npz:16 lm:llama_bytes:lm_eval.npz:16; do
-  IFS=: read -r kind model data samples <<<"$spec"
+for spec in cnn:cnn_digits:cnn_digits_test.npz:540:cnn_digits_calib.npz lm:gpt_bytes:lm_eval.npz:16:lm_calib.npz \
+            lm:llama_bytes:lm_eval.npz:16:lm_calib.npz; do
+  IFS=: read -r kind model data samples calib <<<"$spec"
   fp="$FX/$model.onnx"
   "$NPZ_TO_PB" "$fp" "$FX/$data" "$WORK/$model-in" --samples "$samples" || { bad "$model: inputs"; continue; }
   fp_io=$(io_types "$fp")
-  for variant in "fp16" "fp16 --keep-io-types" "bf16 --keep-io-types" "fp16 --op-block-list Softmax,LayerNormalization,Erf"; do
-    name="$model --to $variant"
+  for variant in "fp16" "fp16 --keep-io-types" "bf16 --keep-io-types" "fp16 --op-block-list Softmax,LayerNormalization,Erf" \
+                 "mixed --calib-data $FX/$calib"; do
+    name="$model --to ${variant/$FX\//}"
     tag=$(tr -c 'a-zA-Z0-9' '_' <<<"$variant")
     low="$WORK/$model-$tag.onnx"
     # shellcheck disable=SC2086
     if ! err=$("$S" -q convert "$fp" -o "$low" --to $variant 2>&1 >/dev/null); then bad "$name: convert: $err"; continue; fi
     io=$(io_types "$low")
     case $variant in
-      *keep-io-types*) want=$fp_io ;;
+      *keep-io-types* | mixed*) want=$fp_io ;;
       fp16*) want=$(sed 's/float32/float16/g; s/\bfloat\b/float16/g' <<<"$fp_io") ;;
     esac
     if [ "$io" = "$want" ]; then ok "$name: graph inputs -> outputs $io"; else bad "$name: io types $io, expected $want"; fi

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "passes/common/data.h"
 #include "test_util.h"
 
 namespace slmops::test {
@@ -38,5 +39,35 @@ inline int count_op(const ir::Model& m, const std::string& op) {
   for (auto& node : m.graph->nodes()) n += node->op_type == op;
   return n;
 }
+
+// A FeedSource over fixed batches of one float input.
+// (input "x"; `sample_dims` without the batch axis.)
+class FixedFeeds : public passes::FeedSource {
+ public:
+  FixedFeeds(std::vector<float> data, std::vector<int64_t> sample_dims, int64_t batch)
+      : data_(std::move(data)), dims_(std::move(sample_dims)), batch_(batch) {}
+  int64_t samples() const override {
+    return static_cast<int64_t>(data_.size() / ir::element_count(dims_));
+  }
+  std::string describe() const override { return "fixed test batches"; }
+  void for_each_batch(int64_t limit, const std::function<void(std::vector<runtime::RValue>)>& fn) const override {
+    const int64_t per = static_cast<int64_t>(ir::element_count(dims_));
+    const int64_t n = limit > 0 ? std::min(limit, samples()) : samples();
+    for (int64_t b = 0; b < n; b += batch_) {
+      const int64_t k = std::min(batch_, n - b);
+      std::vector<int64_t> d = dims_;
+      d.insert(d.begin(), k);
+      std::vector<float> v(data_.begin() + b * per, data_.begin() + (b + k) * per);
+      std::vector<runtime::RValue> feeds;
+      feeds.push_back(runtime::RValue::of(ir::Tensor::from_values("x", ir::DType::Float, d, v)));
+      fn(std::move(feeds));
+    }
+  }
+
+ private:
+  std::vector<float> data_;
+  std::vector<int64_t> dims_;
+  int64_t batch_;
+};
 
 }  // namespace slmops::test

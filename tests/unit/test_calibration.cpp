@@ -9,11 +9,13 @@
 #include <random>
 
 #include "ir/graph.h"
+#include "graph_builders.h"
 #include "passes/quant/calibration.h"
 #include "runtime/executor.h"
 
 using namespace slmops;
 using namespace slmops::ir;
+using test::FixedFeeds;
 namespace q = slmops::passes::quant;
 
 namespace {
@@ -105,34 +107,6 @@ std::pair<double, double> ort_entropy_threshold(const std::vector<int64_t>& hist
   return thresholds[best];
 }
 
-// A FeedSource over fixed batches of one float input.
-class FixedFeeds : public passes::FeedSource {
- public:
-  FixedFeeds(std::vector<float> data, std::vector<int64_t> sample_dims, int64_t batch)
-      : data_(std::move(data)), dims_(std::move(sample_dims)), batch_(batch) {}
-  int64_t samples() const override {
-    return static_cast<int64_t>(data_.size() / element_count(dims_));
-  }
-  std::string describe() const override { return "fixed test batches"; }
-  void for_each_batch(int64_t limit, const std::function<void(std::vector<runtime::RValue>)>& fn) const override {
-    const int64_t per = static_cast<int64_t>(element_count(dims_));
-    const int64_t n = limit > 0 ? std::min(limit, samples()) : samples();
-    for (int64_t b = 0; b < n; b += batch_) {
-      const int64_t k = std::min(batch_, n - b);
-      std::vector<int64_t> d = dims_;
-      d.insert(d.begin(), k);
-      std::vector<float> v(data_.begin() + b * per, data_.begin() + (b + k) * per);
-      std::vector<runtime::RValue> feeds;
-      feeds.push_back(runtime::RValue::of(Tensor::from_values("x", DType::Float, d, v)));
-      fn(std::move(feeds));
-    }
-  }
-
- private:
-  std::vector<float> data_;
-  std::vector<int64_t> dims_;
-  int64_t batch_;
-};
 
 }  // namespace
 

@@ -286,3 +286,123 @@ TEST_CASE("to-float16 is registered; an op-block-list entry that is no op type i
   REQUIRE(problems.size() == 1);
   CHECK(problems[0].find("'Resise' is not an ONNX op type") != std::string::npos);
 }
+
+// x [n, 4] in [-4, 4] -> Mul 300 ("a", up to 1200) -> Mul 300 ("b", up to 360000: beyond
+// float16) -> Mul 1e-4 -> y. Nodes unnamed, as exporters often leave them.
+Model overflowing_chain() {
+  Model m = new_model(17);
+  Graph& g = *m.graph;
+  Value* x = g.add_input("x", f32({-1, 4}));
+  auto scalar = [&](const char* name, float v) {
+    return g.add_initializer(Tensor::from_values(name, DType::Float, {}, std::vector<float>{v}));
+  };
+  Node* up1 = g.add_node("Mul", {x, scalar("c1", 300)}, {"a"});
+  Node* up2 = g.add_node("Mul", {up1->outputs[0], scalar("c2", 300)}, {"b"});
+  Node* down = g.add_node("Mul", {up2->outputs[0], scalar("c3", 1e-4f)}, {"y"});
+  g.add_output(down->outputs[0]);
+  g.outputs[0].value->type = f32({-1, 4});
+  return m;
+}
+
+TEST_CASE("mixed-precision: the producer and readers of a value that overflows float16 on the data stay float") {
+  const std::vector<float> data = test::random_floats(64 * 4, 7, -4, 4);
+  passes::DataHooks hooks;
+  hooks.open = [&](const std::string&, const Model&, int64_t batch) {
+    return std::unique_ptr<passes::FeedSource>(new test::FixedFeeds(data, {4}, batch));
+  };
+  passes::PassContext ctx;
+  ctx.data = &hooks;
+  ctx.verbosity = 0;
+  const Model m = overflowing_chain();
+  const auto want = run(m, std::vector<float>(data.begin(), data.begin() + 32), {8, 4});
+
+  Model mixed = m.clone();
+  passes::run_pass(*passes::find_pass("mixed-precision"), mixed, {{"calib-data", "calib.npz"}}, ctx);
+  const auto& rep = ctx.report;
+  REQUIRE(rep["overflow_kept_float"].size() == 2);  // the Mul writing b and the one reading it
+  CHECK(rep["overflow_kept_float"][0]["max_abs"].get<double>() > 65504);
+  CHECK(rep["nodes_named"] == 3);
+  CHECK(rep["nodes_kept_float"] == 2);
+  CHECK(type_of(mixed.graph->find_value("c1")) == DType::Float16);  // the first Mul is float16
+  CHECK(type_of(mixed.graph->find_value("c2")) == DType::Float);
+  CHECK(type_of(mixed.graph->find_value("c3")) == DType::Float);
+  CHECK(count_op(mixed, "Cast") == 2);  // x to float16, a back to float
+  CHECK(mixed.graph->inputs[0].value->type.elem() == DType::Float);  // keep-io-types by default
+  check_close(want, run(mixed, std::vector<float>(data.begin(), data.begin() + 32), {8, 4}), 1e-2);
+
+  // Plain float16 overflows there: b is clamped (its reader sees 65504 at most), y is wrong.
+  Model plain = m.clone();
+  passes::Float16Options o;
+  o.keep_io_types = true;
+  passes::convert_float16(plain, o);
+  const auto got = run(plain, std::vector<float>(data.begin(), data.begin() + 32), {8, 4});
+  double worst = 0;
+  for (size_t i = 0; i < got[0].size(); ++i)
+    worst = std::max(worst, std::fabs(double(got[0][i]) - want[0][i]) / std::max(1.0, std::fabs(double(want[0][i]))));
+  CHECK(worst > 0.1);
+}
+
+TEST_CASE("mixed-precision needs calib-data; a bad max-degradation is refused") {
+  const passes::PassInfo* p = passes::find_pass("mixed-precision");
+  REQUIRE(p);
+  auto problems = passes::check_pass_options(*p, nlohmann::json::object(), passes::Naming::Cli);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("--calib-data") != std::string::npos);
+  problems = passes::check_pass_options(*p, {{"calib-data", "c.npz"}, {"max-degradation", "perplexity"}},
+                                        passes::Naming::Recipe);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("expected METRIC:VALUE") != std::string::npos);
+}
+
+TEST_CASE("mixed-precision with max-degradation: nodes that lose too much in float16 go back to float until the "
+          "goal is met") {
+  // x in [-1, 1] -> Add 1000 -> Sub 1000 -> Mul 2 -> y: in float16 1000 + x keeps a step of
+  // 0.5, so y is off by up to 0.5; the Sub (and the Add feeding it) must stay float.
+  Model m = new_model(17);
+  Graph& g = *m.graph;
+  Value* x = g.add_input("x", f32({-1, 4}));
+  auto scalar = [&](const char* name, float v) {
+    return g.add_initializer(Tensor::from_values(name, DType::Float, {}, std::vector<float>{v}));
+  };
+  Node* add = g.add_node("Add", {x, scalar("k1", 1000)}, {"s"});
+  Node* sub = g.add_node("Sub", {add->outputs[0], scalar("k2", 1000)}, {"d"});
+  Node* mul = g.add_node("Mul", {sub->outputs[0], scalar("k3", 2)}, {"y"});
+  g.add_output(mul->outputs[0]);
+  g.outputs[0].value->type = f32({-1, 4});
+
+  const std::vector<float> data = test::random_floats(32 * 4, 11, -1, 1);
+  auto max_error = [&](const Model& a, const Model& b) {
+    auto ya = run(a, data, {32, 4}), yb = run(b, data, {32, 4});
+    double worst = 0;
+    for (size_t i = 0; i < ya[0].size(); ++i) worst = std::max(worst, std::fabs(double(ya[0][i]) - yb[0][i]));
+    return worst;
+  };
+  passes::DataHooks hooks;
+  hooks.open = [&](const std::string&, const Model&, int64_t batch) {
+    return std::unique_ptr<passes::FeedSource>(new test::FixedFeeds(data, {4}, batch));
+  };
+  int measured = 0;
+  hooks.measure = [&](const Model& cand, const Model& base, const std::string&, const std::string&) {
+    ++measured;
+    const double e = max_error(cand, base);
+    return nlohmann::json{{"met", e <= 0.01}, {"value", e}, {"baseline", 0.0}};
+  };
+  passes::PassContext ctx;
+  ctx.data = &hooks;
+  ctx.verbosity = 0;
+  Model mixed = m.clone();
+  passes::run_pass(*passes::find_pass("mixed-precision"), mixed,
+                   {{"calib-data", "calib.npz"}, {"max-degradation", "max_abs_err:0.01"}}, ctx);
+  const auto& aa = ctx.report["accuracy_aware"];
+  CHECK(aa["goal_met"] == true);
+  const auto kept = aa["kept_float"].get<std::vector<std::string>>();
+  CHECK(std::find(kept.begin(), kept.end(), "Sub_mp1") != kept.end());
+  CHECK(kept.size() <= 2);  // Sub, and Add if needed; never the harmless Mul alone
+  CHECK(aa["steps"].size() == kept.size() + 1);
+  CHECK(measured == static_cast<int>(aa["steps"].size()));
+  CHECK(ctx.report["overflow_kept_float"].empty());
+  CHECK(max_error(mixed, m) <= 0.01);
+  // The first candidate (everything float16) missed the goal.
+  CHECK(aa["steps"][0]["met"] == false);
+  CHECK(aa["steps"][0]["value"].get<double>() > 0.1);
+}
