@@ -17,7 +17,7 @@ using Rows = std::vector<std::pair<std::string, nlohmann::json>>;
 std::string fmt_value(const nlohmann::json& v) {
   if (v.is_number_float()) return fmt::format("{:.6g}", v.get<double>());
   if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // Flattens {"fidelity": {"kl": 1}} to rows ("fidelity.kl", 1) for tables.

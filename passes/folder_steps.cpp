@@ -88,7 +88,7 @@ void package(Artifact& a, const nlohmann::json& j, PassContext& ctx) {
   nlohmann::json manifest = {{"format", "slmops-package"}, {"version", 1},     {"model", o.model_name},
                              {"files", files},            {"inputs", inputs}, {"outputs", outputs}};
   formats::AtomicFile f(ctx.scratch / "manifest.json");
-  f.write(manifest.dump(2) + "\n");
+  f.write(manifest.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   f.commit();
   ctx.report = {{"folder_files", files.size() + 1}, {"model_bytes", saved.model_bytes}, {"data_bytes", saved.data_bytes}};
   a.kind = ArtifactKind::Package;

@@ -42,6 +42,10 @@ static std::string valid_names(const std::vector<OptionSpec>& specs) {
   return s;
 }
 
+std::string json_text(const nlohmann::json& v) {
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string option_label(std::string_view name, Naming naming) {
   return naming == Naming::Cli ? fmt::format("--{}", name) : fmt::format("option '{}'", name);
 }
@@ -110,7 +114,7 @@ std::string describe_values(const OptionSpec& spec) {
   if (!spec.choices.empty()) s = fmt::format("one of {}", fmt::join(spec.choices, "|"));
   auto r = range_text(spec.range, spec.type == OptionType::Int);
   if (!r.empty()) s += " " + r;
-  s += ", default " + spec.default_value.dump();
+  s += ", default " + json_text(spec.default_value);
   if (!spec.applies.empty()) s += "; only with " + spec.applies;
   return s;
 }
@@ -148,10 +152,10 @@ bool option_applies(const OptionSpec& spec, const nlohmann::json& full, std::str
         ok = is_set(v);
         if (!ok && first_failure.empty()) first_failure = fmt::format("{} is not set", key);
       } else {
-        std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+        std::string text = v.is_string() ? v.get<std::string>() : json_text(v);
         ok = false;
         for (auto& allowed : split(cond.substr(eq + 1), "|")) ok = ok || allowed == text;
-        if (!ok && first_failure.empty()) first_failure = fmt::format("{} is {}", key, v.dump());
+        if (!ok && first_failure.empty()) first_failure = fmt::format("{} is {}", key, json_text(v));
       }
       all = all && ok;
     }
@@ -204,8 +208,8 @@ std::vector<std::string> validate_options(std::string_view pass, const std::vect
   }
   const bool cli = naming == Naming::Cli;
   auto subject = [&](const std::string& key, const nlohmann::json& v) {
-    std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-    return cli ? fmt::format("--{} {}", key, text) : fmt::format("pass '{}': option '{}' is {}", pass, key, v.dump());
+    std::string text = v.is_string() ? v.get<std::string>() : json_text(v);
+    return cli ? fmt::format("--{} {}", key, text) : fmt::format("pass '{}': option '{}' is {}", pass, key, json_text(v));
   };
   std::vector<std::string> names;
   for (auto& s : specs) names.push_back(s.name);
@@ -224,7 +228,7 @@ std::vector<std::string> validate_options(std::string_view pass, const std::vect
     if (!type_matches(spec->type, value)) {
       problems.push_back(cli ? fmt::format("{}: must be a {}", subject(key, value), option_type_name(spec->type))
                              : fmt::format("pass '{}': option '{}' must be a {}, got {}", pass, key,
-                                           option_type_name(spec->type), value.dump()));
+                                           option_type_name(spec->type), json_text(value)));
       types_ok = false;
       continue;
     }

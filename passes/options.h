@@ -43,6 +43,9 @@ struct OptionSpec {
 // in a recipe.
 enum class Naming { Cli, Recipe };
 std::string option_label(std::string_view name, Naming naming);
+// A JSON value as text for a message: invalid UTF-8 in strings (a recipe or --set value) is
+// replaced, where nlohmann's dump() would throw.
+std::string json_text(const nlohmann::json& v);
 
 // "" when `value` (of the right type) is inside the spec's range and choices, else what is
 // wrong ("must be from 16 to 256", "must be one of: rtn, gptq, hqq").

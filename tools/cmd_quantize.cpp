@@ -23,7 +23,7 @@ void print_summary(const nlohmann::json& step) {
     auto& aa = r["accuracy_aware"];
     fmt::print(stderr, "slmops: accuracy-aware: goal {} {} with {} node(s) kept float: {}\n",
                aa["goal"].get<std::string>(), aa["goal_met"].get<bool>() ? "met" : "NOT met",
-               aa["kept_float"].size(), aa["kept_float"].dump());
+               aa["kept_float"].size(), passes::json_text(aa["kept_float"]));
   }
 }
 

@@ -469,7 +469,7 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
     double sec = std::chrono::duration<double>(clock::now() - ts).count();
     std::string summary;
     for (auto& [k, v] : ctx.report.items())
-      if (!v.is_structured()) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, v.dump());
+      if (!v.is_structured()) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, passes::json_text(v));
     log("step {}/{} {}: {} ({:.2f} s)", i + 1, r.steps.size(), p->name, summary, sec);
     steps.push_back({{"pass", p->name}, {"report", ctx.report}, {"seconds", sec}});
     if (on_step) on_step(steps.back());

@@ -45,8 +45,8 @@ AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, 
     res.steps.push_back({{"kept_float", res.kept}, {"value", r["value"]}, {"baseline", r["baseline"]}, {"met", res.met}});
     if (cfg.verbosity >= 1)
       fmt::print(stderr, "slmops: accuracy-aware step {}: {} node(s) {}, {} = {} (float {}): {}\n", res.steps.size(),
-                 res.kept.size(), cfg.kept_as, cfg.goal.substr(0, cfg.goal.find(':')), r["value"].dump(),
-                 r["baseline"].dump(), res.met ? "goal met" : "goal missed");
+                 res.kept.size(), cfg.kept_as, cfg.goal.substr(0, cfg.goal.find(':')), json_text(r["value"]),
+                 json_text(r["baseline"]), res.met ? "goal met" : "goal missed");
     const bool last =
         res.met || (cfg.max_steps > 0 && static_cast<int64_t>(res.kept.size()) >= cfg.max_steps);
     if (!last && ranking.empty() && cfg.sensitivity_data) {

@@ -131,6 +131,7 @@ expect_bad "recipe JSON syntax error"   "$S" run syntax.json
 expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
 expect_bad "recipe unknown option key"  "$S" run unknown_option.json
 expect_bad "recipe wrong option type"   "$S" run wrong_type.json
+expect_bad "recipe --set value not UTF-8" "$S" run good.json --set "$(printf 'steps.0.options.subgraphs=f\x9fx')"
 expect_bad "recipe missing input file"  "$S" run missing_input.json
 expect_bad "recipe unknown key (typo)"  "$S" run typo_key.json
 expect_bad "recipe with no steps"       "$S" run no_steps.json
