@@ -8,6 +8,8 @@
 #include "ir/error.h"
 #include "runtime/ops/common.h"
 
+#include "formats/file_util.h"
+
 namespace slmops::eval {
 
 namespace fs = std::filesystem;
@@ -44,7 +46,7 @@ std::vector<fs::path> numbered(const fs::path& dir, const std::string& prefix) {
   std::vector<fs::path> files;
   for (int k = 0;; ++k) {
     fs::path p = dir / fmt::format("{}_{}.pb", prefix, k);
-    if (!fs::exists(p)) break;
+    if (!formats::path_exists(p)) break;
     files.push_back(p);
   }
   return files;
@@ -110,7 +112,7 @@ void compare_tensor(const std::string& name, const ir::Tensor& got, const ir::Te
 std::vector<fs::path> data_set_folders(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) bad_input("{}: not a folder of test data", dir.string());
-  if (fs::exists(dir / "input_0.pb") || fs::exists(dir / "output_0.pb")) return {dir};
+  if (formats::path_exists(dir / "input_0.pb") || formats::path_exists(dir / "output_0.pb")) return {dir};
   std::vector<fs::path> sets;
   for (auto& e : fs::directory_iterator(dir))
     if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());

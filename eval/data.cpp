@@ -167,7 +167,7 @@ class TestDataSource : public DataSource {
       b.count = 1;
       for (size_t i = 0; i < inputs_.size(); ++i) {
         fs::path p = sets_[k] / fmt::format("input_{}.pb", i);
-        if (!fs::exists(p)) {
+        if (!formats::path_exists(p)) {
           if (inputs_[i]->initializer) {
             b.feeds.emplace_back();
             continue;
@@ -183,7 +183,7 @@ class TestDataSource : public DataSource {
       }
       for (size_t o = 0; o < outputs_; ++o) {
         fs::path p = sets_[k] / fmt::format("output_{}.pb", o);
-        if (fs::exists(p)) b.reference.push_back(formats::load_tensor_pb(p));
+        if (formats::path_exists(p)) b.reference.push_back(formats::load_tensor_pb(p));
       }
       out.push_back(std::move(b));
     }

@@ -285,7 +285,8 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   }
   const ir::Value* out0 = m.graph->outputs.empty() ? nullptr : m.graph->outputs[0].value;
   bool looks_lm = lm_ids >= 0 && out0 && out0->type.has_shape && out0->type.dims.size() == 3;
-  bool has_reference = bm || fs::is_directory(o.data);
+  std::error_code dir_ec;
+  bool has_reference = bm || fs::is_directory(o.data, dir_ec);
   Selected sel = select_metrics(o.metrics, source->has_labels(), looks_lm && !a.random, has_reference);
   if (a.random) sel.accuracy = sel.lm = sel.fidelity = false;  // random tokens: no accuracy or perplexity
   if (sel.lm && lm_ids < 0) bad_input("--metrics perplexity needs a 2-D integer input (token ids)");
@@ -443,7 +444,8 @@ void check_arguments(const EvalArgs& a) {
       if (m == "accuracy" || m == "perplexity" || m == "fidelity")
         bad_input("--metrics {}: not with --random (random inputs have no labels or text; it measures latency, "
                   "size and memory)", m);
-  bool has_reference = !o.baseline.empty() || (!o.data.empty() && fs::is_directory(o.data));
+  std::error_code ec;
+  bool has_reference = !o.baseline.empty() || (!o.data.empty() && fs::is_directory(o.data, ec));
   auto problems = goal_problems(o.goals, has_reference, o.metrics);
   if (!problems.empty()) throw Error(ExitCode::BadInput, problems.front());
   if (a.random)
@@ -453,8 +455,8 @@ void check_arguments(const EvalArgs& a) {
         bad_input("--goal '{}': --random measures latency, size and memory only", text);
     }
   if (!o.report.empty()) check_writable_file("--report", o.report);
-  if (!o.data.empty() && !fs::exists(o.data)) bad_input("--data {}: no such file or folder", o.data);
-  if (!o.baseline.empty() && !fs::exists(o.baseline)) bad_input("--baseline {}: no such file", o.baseline);
+  if (!o.data.empty() && !fs::exists(o.data, ec)) bad_input("--data {}: no such file or folder", o.data);
+  if (!o.baseline.empty() && !fs::exists(o.baseline, ec)) bad_input("--baseline {}: no such file", o.baseline);
   if (!a.shard.empty()) {
     auto [i, k] = parse_shard(a.shard, true);
     if (k < 1 || k > 1000000 || i < 0 || i >= k)

@@ -23,6 +23,11 @@
 
 namespace slmops::formats {
 
+bool path_exists(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+
 // ---- Faults in mapped reads ----------------------------------------------------------------
 // A mapped file that shrinks while it is read (another process truncates it, a network file
 // system drops it) raises SIGBUS on the next touch of a page past its new end. Instead of a

@@ -94,6 +94,9 @@ class StagingFolder {
   bool committed_ = false;
 };
 
+// Whether `p` exists; a path the file system cannot look up (a name too long, a loop) does
+// not, instead of throwing std::filesystem_error.
+bool path_exists(const std::filesystem::path& p);
 // True when `path` exists and is a FIFO or a character device: written through, never replaced.
 bool is_write_through_target(const fs::path& path);
 

@@ -42,6 +42,8 @@ static std::string valid_names(const std::vector<OptionSpec>& specs) {
   return s;
 }
 
+bool value_has_type(OptionType t, const nlohmann::json& v) { return type_matches(t, v); }
+
 std::string json_text(const nlohmann::json& v) {
   return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

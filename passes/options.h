@@ -46,6 +46,9 @@ std::string option_label(std::string_view name, Naming naming);
 // A JSON value as text for a message: invalid UTF-8 in strings (a recipe or --set value) is
 // replaced, where nlohmann's dump() would throw.
 std::string json_text(const nlohmann::json& v);
+// Whether `v` has the JSON type an option of type `t` takes (an int option takes only JSON
+// integers: 1e44 or 2.5 is refused, never converted).
+bool value_has_type(OptionType t, const nlohmann::json& v);
 
 // "" when `value` (of the right type) is inside the spec's range and choices, else what is
 // wrong ("must be from 16 to 256", "must be one of: rtn, gptq, hqq").

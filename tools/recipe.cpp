@@ -329,6 +329,12 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
                                          st.options["data"].get<std::string>()));
         // Goals, the report's folder and the baseline: checked now, not after the work.
         passes::EvaluateStepOptions o;
+        // A mistyped option is reported already; converting it (1e44 to an int) is undefined.
+        bool typed = true;
+        for (auto& spec : passes::EvaluateStepOptions::table().specs())
+          if (st.options.contains(spec.name) && !passes::value_has_type(spec.type, st.options[spec.name]))
+            typed = false;
+        if (!typed) continue;
         try {
           o = passes::EvaluateStepOptions::table().from_json(
               passes::with_defaults(passes::EvaluateStepOptions::table().specs(), st.options));
@@ -356,7 +362,9 @@ Recipe load_recipe(const fs::path& file, const std::vector<std::string>& sets) {
   std::error_code ec;
   if (!r.input.empty() && !fs::exists(r.input, ec))
     problems.push_back(fmt::format("{}: input model '{}' does not exist", where, r.input.string()));
-  if (!r.input.empty() && !r.output.empty() && fs::weakly_canonical(r.input) == fs::weakly_canonical(r.output))
+  std::error_code in_ec, out_ec;  // a name too long for the file system is reported where it is opened
+  if (!r.input.empty() && !r.output.empty() &&
+      fs::weakly_canonical(r.input, in_ec) == fs::weakly_canonical(r.output, out_ec) && !in_ec && !out_ec)
     problems.push_back(fmt::format("{}: output '{}' is the input model; choose another output path", where,
                                    r.output.string()));
   if (!r.output.empty()) {

@@ -70,6 +70,8 @@ recipe typo_key.json '{"input": "model.onnx", "output": "out.onnx", "descripton"
 recipe no_steps.json '{"input": "model.onnx", "output": "out.onnx", "steps": []}'
 recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
+recipe eval_huge_int.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "evaluate", "options": {"data": "digits.npz", "batch-size": 169852274605654744777777777707777110706985221}}]}'
+recipe long_output.json "{\"input\": \"model.onnx\", \"output\": \"$(printf 'o%.0s' $(seq 300)).onnx\", \"steps\": [{\"pass\": \"cleanup\"}]}"
 recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
 recipe opt_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "optimize", "options": {"input-shapes": ["input_ids=1,8"]}}]}'
 recipe f16_dtype.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "to-float16", "options": {"dtype": "float8"}}]}'
@@ -131,6 +133,8 @@ expect_bad "recipe JSON syntax error"   "$S" run syntax.json
 expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
 expect_bad "recipe unknown option key"  "$S" run unknown_option.json
 expect_bad "recipe wrong option type"   "$S" run wrong_type.json
+expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
+expect_bad "recipe output name too long" "$S" run long_output.json
 expect_bad "recipe --set value not UTF-8" "$S" run good.json --set "$(printf 'steps.0.options.subgraphs=f\x9fx')"
 expect_bad "recipe missing input file"  "$S" run missing_input.json
 expect_bad "recipe unknown key (typo)"  "$S" run typo_key.json
