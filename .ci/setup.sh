@@ -19,7 +19,7 @@ for arg in "$@"; do
 done
 
 packages=(build-essential cmake ninja-build pkg-config libcli11-dev libprotobuf-dev protobuf-compiler
-          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev)
+          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev libpcre2-dev libutf8proc-dev)
 if [ "$want_tests" = 1 ]; then
   packages+=(libonnx-testdata perl time)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
@@ -51,7 +51,9 @@ if [ "$want_sanitize" = 1 ]; then
     fuzz_recipe fuzz_random_feeds
 fi
 
-if [ "$want_tests" = 1 ] && [ ! -d tests/interop/node_modules/onnxruntime-node ]; then
+# npm writes node_modules/.package-lock.json on every install: a lockfile newer than it (or
+# no install at all) means the pinned packages are not the installed ones.
+if [ "$want_tests" = 1 ] && [ tests/interop/package-lock.json -nt tests/interop/node_modules/.package-lock.json ]; then
   # The package's install script would download a GPU build; skip it and use the CPU
   # libonnxruntime.so the npm package ships.
   (cd tests/interop && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)

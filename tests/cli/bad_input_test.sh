@@ -70,6 +70,11 @@ recipe typo_key.json '{"input": "model.onnx", "output": "out.onnx", "descripton"
 recipe no_steps.json '{"input": "model.onnx", "output": "out.onnx", "steps": []}'
 recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps": [{"pass": "cleanup"}]}'
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
+# tokenize (#15, #20): tokenizer files with components slmops does not have, bad ids.
+mkdir -p tok_unigram tok_bert tok_ok
+recipe tok_ok/tokenizer.json '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}'
+recipe tok_unigram/tokenizer.json '{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}'
+recipe tok_bert/tokenizer.json '{"normalizer": {"type": "BertNormalizer"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'
 recipe eval_huge_int.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "evaluate", "options": {"data": "digits.npz", "batch-size": 169852274605654744777777777707777110706985221}}]}'
 recipe long_output.json "{\"input\": \"model.onnx\", \"output\": \"$(printf 'o%.0s' $(seq 300)).onnx\", \"steps\": [{\"pass\": \"cleanup\"}]}"
 recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
@@ -133,6 +138,11 @@ expect_bad "recipe JSON syntax error"   "$S" run syntax.json
 expect_bad "recipe unknown pass"        "$S" run unknown_pass.json
 expect_bad "recipe unknown option key"  "$S" run unknown_option.json
 expect_bad "recipe wrong option type"   "$S" run wrong_type.json
+expect_bad "tokenize: no tokenizer.json" "$S" tokenize --tokenizer nope
+expect_bad "tokenize: model type Unigram" "$S" tokenize --tokenizer tok_unigram
+expect_bad "tokenize: normalizer BertNormalizer" "$S" tokenize --tokenizer tok_bert/tokenizer.json
+expect_bad "tokenize: --decode of a word" sh -c "echo '1 0 x' | '$S' tokenize --tokenizer tok_ok --decode"
+expect_bad "tokenize: --decode id past the vocabulary" sh -c "echo '1 7' | '$S' tokenize --tokenizer tok_ok --decode"
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
 expect_bad "recipe output name too long" "$S" run long_output.json
 expect_bad "recipe --set value not UTF-8" "$S" run good.json --set "$(printf 'steps.0.options.subgraphs=f\x9fx')"
