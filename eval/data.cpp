@@ -15,6 +15,7 @@
 #include "ir/error.h"
 #include "ir/float_width.h"
 #include "ir/size.h"
+#include "tokenizers/tokenizer.h"
 
 namespace slmops::eval {
 
@@ -211,6 +212,10 @@ class JsonlSource : public DataSource {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object()) bad_input("{}:{}: not a JSON object", path_, lineno);
+      if (j.contains("text")) {
+        add_text_row(j["text"], m, lineno);
+        continue;
+      }
       Row row;
       for (const ir::Value* inp : inputs_) {
         if (!j.contains(inp->name)) {
@@ -231,14 +236,7 @@ class JsonlSource : public DataSource {
         }
         row.push_back(std::move(ids));
       }
-      if (!rows_.empty()) {
-        for (size_t i = 0; i < row.size(); ++i)
-          if (row[i].size() != rows_[0][i].size() && o.batch_size > 1)
-            bad_input("{}:{}: rows have different lengths ({} and {}); ragged rows cannot be batched, use "
-                      "--batch-size 1",
-                      path_, lineno, row[i].size(), rows_[0][i].size());
-      }
-      rows_.push_back(std::move(row));
+      push_row(std::move(row), lineno);
     }
     if (rows_.empty()) bad_input("{}: no rows", path_);
     for (size_t i = 0; i < inputs_.size(); ++i)
@@ -272,10 +270,71 @@ class JsonlSource : public DataSource {
 
  private:
   using Row = std::vector<std::vector<int64_t>>;
+
+  void push_row(Row row, int lineno) {
+    if (!rows_.empty())
+      for (size_t i = 0; i < row.size(); ++i)
+        if (row[i].size() != rows_[0][i].size() && opts_.batch_size > 1)
+          bad_input("{}:{}: rows have different lengths ({} and {}); ragged rows cannot be batched, use "
+                    "--batch-size 1",
+                    path_, lineno, row[i].size(), rows_[0][i].size());
+    rows_.push_back(std::move(row));
+  }
+
+  // A {"text": ...} row: tokenized (the post-processor's special tokens added, as Hugging
+  // Face's tokenizer(text) does), cut into --context-length windows, one sample each. The
+  // token-id input gets the ids; attention_mask ones, position_ids 0..n-1.
+  void add_text_row(const nlohmann::json& text, const ir::Model& m, int lineno) {
+    if (!text.is_string()) bad_input("{}:{}: \"text\" must be a string", path_, lineno);
+    if (!tokenizer_) {
+      std::string spec = opts_.tokenizer;
+      if (spec.empty()) {
+        const fs::path own = fs::path(m.path).parent_path() / "tokenizer.json";
+        if (m.path.empty() || !formats::path_exists(own))
+          bad_input("{}:{}: a text row needs a tokenizer: --tokenizer FILE_OR_FOLDER (the model's folder has no "
+                    "tokenizer.json)",
+                    path_, lineno);
+        spec = own.string();
+      }
+      tokenizer_ = std::make_unique<tok::Tokenizer>(tok::Tokenizer::load(spec));
+    }
+    int ids_input = -1;
+    for (size_t i = 0; i < inputs_.size(); ++i)
+      if (inputs_[i]->name == "input_ids") ids_input = static_cast<int>(i);
+    for (size_t i = 0; i < inputs_.size() && ids_input < 0; ++i)
+      if (inputs_[i]->type.is_tensor &&
+          (inputs_[i]->type.elem() == ir::DType::Int64 || inputs_[i]->type.elem() == ir::DType::Int32))
+        ids_input = static_cast<int>(i);
+    if (ids_input < 0) bad_input("{}:{}: a text row needs a model input of token ids (int64), the model has none", path_, lineno);
+    const std::vector<int32_t> ids = tokenizer_->encode(text.get<std::string>());
+    if (ids.empty()) bad_input("{}:{}: the text has no tokens", path_, lineno);
+    const size_t window = opts_.context_length > 0 ? static_cast<size_t>(opts_.context_length) : ids.size();
+    for (size_t at = 0; at < ids.size(); at += window) {
+      const size_t n = std::min(window, ids.size() - at);
+      Row row(inputs_.size());
+      for (size_t i = 0; i < inputs_.size(); ++i) {
+        const std::string& name = inputs_[i]->name;
+        if (static_cast<int>(i) == ids_input) {
+          row[i].assign(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(at + n));
+        } else if (name == "attention_mask") {
+          row[i].assign(n, 1);
+        } else if (name == "position_ids") {
+          for (size_t k = 0; k < n; ++k) row[i].push_back(static_cast<int64_t>(k));
+        } else if (!inputs_[i]->initializer) {
+          bad_input("{}:{}: a text row gives token ids, attention_mask and position_ids; model input '{}' needs "
+                    "its own values (write rows with every input instead)",
+                    path_, lineno, name);
+        }
+      }
+      push_row(std::move(row), lineno);
+    }
+  }
+
   DataOptions opts_;
   std::string path_;
   std::vector<const ir::Value*> inputs_;
   std::vector<Row> rows_;
+  std::unique_ptr<tok::Tokenizer> tokenizer_;
 };
 
 // Exclusive upper bound for random integer values fed to `in`: the row count of an embedding

@@ -19,6 +19,11 @@ struct DataOptions {
   bool random = false;
   int64_t random_samples = 16;
   uint64_t seed = 1;
+  // JSONL rows {"text": "..."}: the tokenizer.json (or its folder) that turns them into ids;
+  // empty: the model folder's tokenizer.json when there is one.
+  std::string tokenizer;
+  // > 0: a text row's ids are cut into windows of this many tokens (the last may be shorter).
+  int64_t context_length = 0;
 };
 
 struct Batch {

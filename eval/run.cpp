@@ -270,6 +270,8 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   DataOptions opts;
   opts.batch_size = o.batch_size > 0 ? o.batch_size : 1;
   opts.labels = o.labels;
+  opts.tokenizer = o.tokenizer;
+  opts.context_length = o.context_length;
   opts.random = a.random;
   opts.random_samples = a.samples;
   for (auto& s : a.shapes) opts.shapes.push_back(parse_shape_option(s));

@@ -25,6 +25,8 @@ struct EvaluateStepOptions {
   // before the session is planned, and let the executor run QDQ groups as integer kernels;
   // false: the graph exactly as written, QDQ pairs in float (--no-optimize).
   bool optimize = true;
+  std::string tokenizer;       // tokenizer.json (or its folder) for JSONL text rows
+  int64_t context_length = 0;  // text rows cut into windows of this many tokens (0: whole rows)
   static const OptionTable<EvaluateStepOptions>& table();
 };
 
@@ -58,6 +60,11 @@ inline const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
        "optimize a copy of the model (the optimize pass, standard ONNX ops) and run QDQ groups as integer kernels "
        "before evaluating; false: run the graph as written (--no-optimize)",
        {}},
+      {"tokenizer", &E::tokenizer,
+       "tokenizer.json, or a folder holding one, for JSONL rows {\"text\": ...} (default: the model folder's)", {},
+       true},
+      {"context-length", &E::context_length,
+       "cut each text row's tokens into windows of this many (0: one sample per row)", {}, false, {0, 1 << 24}},
   });
   return t;
 }

@@ -72,6 +72,8 @@ recipe same_output.json '{"input": "model.onnx", "output": "model.onnx", "steps"
 recipe good.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "cleanup"}]}'
 # tokenize (#15, #20): tokenizer files with components slmops does not have, bad ids.
 mkdir -p tok_unigram tok_bert tok_ok
+recipe text.jsonl '{"text": "hello"}'
+recipe text_num.jsonl '{"text": 5}'
 recipe tok_ok/tokenizer.json '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}'
 recipe tok_unigram/tokenizer.json '{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}'
 recipe tok_bert/tokenizer.json '{"normalizer": {"type": "BertNormalizer"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'
@@ -143,6 +145,8 @@ expect_bad "tokenize: model type Unigram" "$S" tokenize --tokenizer tok_unigram
 expect_bad "tokenize: normalizer BertNormalizer" "$S" tokenize --tokenizer tok_bert/tokenizer.json
 expect_bad "tokenize: --decode of a word" sh -c "echo '1 0 x' | '$S' tokenize --tokenizer tok_ok --decode"
 expect_bad "tokenize: --decode id past the vocabulary" sh -c "echo '1 7' | '$S' tokenize --tokenizer tok_ok --decode"
+expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
+expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
 expect_bad "recipe output name too long" "$S" run long_output.json
 expect_bad "recipe --set value not UTF-8" "$S" run good.json --set "$(printf 'steps.0.options.subgraphs=f\x9fx')"

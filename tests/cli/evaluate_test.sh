@@ -32,6 +32,24 @@ for lm in gpt_bytes llama_bytes; do
   done
 done
 
+# Text rows (#15): {"text": ...} through --tokenizer (the fixture LMs' byte-level tokenizer.json)
+# give the same ids as the pre-tokenized rows, so exactly the same perplexity and token count;
+# one long text cut by --context-length 64 gives the same 64-token rows; a model folder holding
+# tokenizer.json is used when --tokenizer is not given.
+ids_json=$WORK/gpt_bytes.lm_eval.jsonl.json
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval_text.jsonl" --tokenizer "$FX/bytes_tokenizer" \
+  --batch-size 8 --json > "$WORK/text.json"
+same_ppl="r.metrics.perplexity === JSON.parse(fs.readFileSync('$ids_json', 'utf8')).metrics.perplexity &&
+          r.metrics.tokens === JSON.parse(fs.readFileSync('$ids_json', 'utf8')).metrics.tokens"
+check "text rows + --tokenizer: perplexity and tokens equal the pre-tokenized rows'" js "$same_ppl" "$WORK/text.json"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval_longtext.jsonl" --tokenizer "$FX/bytes_tokenizer/tokenizer.json" \
+  --context-length 64 --batch-size 8 --json > "$WORK/long.json"
+check "one long text row cut by --context-length 64: the same perplexity" js "$same_ppl" "$WORK/long.json"
+mkdir -p "$WORK/folder"
+cp "$FX/gpt_bytes.onnx" "$FX/bytes_tokenizer/tokenizer.json" "$WORK/folder/"
+"$S" -q evaluate "$WORK/folder/gpt_bytes.onnx" --data "$FX/lm_eval_text.jsonl" --batch-size 8 --json > "$WORK/own.json"
+check "the model folder's own tokenizer.json when --tokenizer is not given" js "$same_ppl" "$WORK/own.json"
+
 # The evaluator optimizes a copy of the model before it runs it (passes/optimize); --no-optimize
 # runs the graph as written. Both give the same perplexity; the report says which ran.
 check "by default the report says the graph was optimized, with fewer nodes" \
