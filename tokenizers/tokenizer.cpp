@@ -5,6 +5,7 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -692,6 +693,8 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids{};
   // Pipeline.
   std::vector<AddedToken> added;
+  // Added tokens by their first byte, longest first (the leftmost-longest scan's candidates).
+  std::array<std::vector<const AddedToken*>, 256> added_by_byte;
   std::unique_ptr<Normalizer> normalizer;
   std::unique_ptr<PreTokenizer> pre;
   std::unique_ptr<Decoder> decoder;
@@ -773,8 +776,9 @@ struct Tokenizer::Impl {
     size_t prev = 0;
     for (size_t i = 0; i < s.size();) {
       const AddedToken* hit = nullptr;
-      for (const AddedToken& t : added) {
-        if (t.normalized != normalized_kind || t.content.empty()) continue;
+      for (const AddedToken* tp : added_by_byte[static_cast<unsigned char>(s[i])]) {
+        const AddedToken& t = *tp;
+        if (t.normalized != normalized_kind) continue;
         if (hit && t.content.size() <= hit->content.size()) continue;
         if (s.compare(i, t.content.size(), t.content) != 0) continue;
         if (t.single_word) {
@@ -965,6 +969,12 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   } catch (const json::exception& e) {
     bad_input("{}: unexpected structure: {}", where, e.what());
   }
+  for (const AddedToken& a : impl->added)
+    if (!a.content.empty()) impl->added_by_byte[static_cast<unsigned char>(a.content[0])].push_back(&a);
+  for (auto& v : impl->added_by_byte)
+    std::stable_sort(v.begin(), v.end(), [](const AddedToken* x, const AddedToken* y) {
+      return x->content.size() > y->content.size();
+    });
   const fs::path config = file.parent_path() / "tokenizer_config.json";
   if (fs::exists(config, ec)) {
     const json c = read_json(config);
