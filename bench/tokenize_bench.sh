@@ -7,12 +7,12 @@
 # `slmops tokenize` on that file minus the wall time on an empty file (the tokenizer.json load),
 # best of REPS. transformers.js: bench_ref.js's "cold" figure (its word cache cleared before
 # each encode, so both read every word afresh) and its "warm" figure.
-# Usage: bench/tokenize_bench.sh [SLMOPS] [TOKENIZER_NAME...]   (SIZE_MB=4, REPS=3)
+# Usage: bench/tokenize_bench.sh [SLMOPS] [TOKENIZER_NAME...]   (SIZE_MB=16, REPS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-build/slmops}
 shift || true
-SIZE_MB=${SIZE_MB:-4}
+SIZE_MB=${SIZE_MB:-16}
 REPS=${REPS:-3}
 HERE=tests/interop/tokenizers
 names=("$@")

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <queue>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
@@ -707,6 +708,49 @@ struct Tokenizer::Impl {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
 
+  // Merges the lowest-ranked adjacent pair (leftmost on ties) until none is left, as the
+  // Rust BPE does: symbols in a linked list, candidate pairs in a heap, O(n log n) (a
+  // tokenizer without a pre-tokenizer hands the whole text over as one word).
+  void merge(std::vector<int32_t>& sym) const {
+    const size_t n = sym.size();
+    if (n < 2) return;
+    std::vector<int32_t> prev(n), next(n);
+    for (size_t k = 0; k < n; ++k) {
+      prev[k] = static_cast<int32_t>(k) - 1;
+      next[k] = k + 1 < n ? static_cast<int32_t>(k + 1) : -1;
+    }
+    struct Cand {
+      int32_t rank, pos, left, right;  // left/right: the ids the pair had when queued
+      bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+    };
+    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+    auto push = [&](int32_t a) {
+      if (a < 0 || next[static_cast<size_t>(a)] < 0) return;
+      const int32_t b = next[static_cast<size_t>(a)];
+      auto it = merges.find(pair_key(sym[static_cast<size_t>(a)], sym[static_cast<size_t>(b)]));
+      if (it != merges.end()) heap.push({it->second.first, a, sym[static_cast<size_t>(a)], sym[static_cast<size_t>(b)]});
+    };
+    for (size_t k = 0; k + 1 < n; ++k) push(static_cast<int32_t>(k));
+    std::vector<char> dead(n, 0);
+    while (!heap.empty()) {
+      const Cand c = heap.top();
+      heap.pop();
+      const auto a = static_cast<size_t>(c.pos);
+      if (dead[a] || sym[a] != c.left || next[a] < 0) continue;
+      const auto b = static_cast<size_t>(next[a]);
+      if (sym[b] != c.right) continue;
+      sym[a] = merges.at(pair_key(c.left, c.right)).second;
+      dead[b] = 1;
+      next[a] = next[b];
+      if (next[b] >= 0) prev[static_cast<size_t>(next[b])] = c.pos;
+      push(prev[a]);
+      push(c.pos);
+    }
+    size_t w = 0;
+    for (int32_t k = 0; k >= 0; k = next[static_cast<size_t>(k)]) sym[w++] = sym[static_cast<size_t>(k)];
+    sym.resize(w);
+  }
+
   void bpe_word(const std::string& w, std::vector<int32_t>& out) const {
     if (ignore_merges) {
       auto it = vocab.find(w);
@@ -748,22 +792,7 @@ struct Tokenizer::Impl {
         last_unk = true;
       }
     }
-    // Merge the lowest-ranked adjacent pair (leftmost on ties) until none is left.
-    while (sym.size() > 1) {
-      int32_t best_rank = INT32_MAX, best_id = -1;
-      size_t best = 0;
-      for (size_t k = 0; k + 1 < sym.size(); ++k) {
-        auto it = merges.find(pair_key(sym[k], sym[k + 1]));
-        if (it != merges.end() && it->second.first < best_rank) {
-          best_rank = it->second.first;
-          best_id = it->second.second;
-          best = k;
-        }
-      }
-      if (best_id < 0) break;
-      sym[best] = best_id;
-      sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(best) + 1);
-    }
+    merge(sym);
     out.insert(out.end(), sym.begin(), sym.end());
     std::lock_guard<std::mutex> lock(cache_mu);
     if (cache.size() > 200000) cache.clear();
