@@ -22,7 +22,7 @@ ROOT=$PWD
 RUNS=${RUNS:-1000000}
 BUILD=${FUZZ_BUILD:-build-fuzz}
 MAX_TIME=${FUZZ_MAX_TIME:-0}
-ALL_TARGETS=(onnx_load external_data npz recipe random_feeds)
+ALL_TARGETS=(onnx_load external_data npz recipe random_feeds tokenizer)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
@@ -31,6 +31,7 @@ dict_for() {
     onnx_load|external_data|random_feeds) echo tests/fuzz/onnx.dict ;;
     npz) echo tests/fuzz/npz.dict ;;
     recipe) echo tests/fuzz/recipe.dict ;;
+    tokenizer) echo tests/fuzz/tokenizer.dict ;;
   esac
 }
 

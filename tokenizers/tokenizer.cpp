@@ -29,7 +29,7 @@ namespace {
 
 class Regex {
  public:
-  Regex(const std::string& pattern, const std::string& where) {
+  Regex(const std::string& pattern, const std::string& where) : pattern_(pattern), where_(where) {
     int err = 0;
     PCRE2_SIZE off = 0;
     code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
@@ -54,7 +54,12 @@ class Regex {
     while (at <= s.size()) {
       int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), at, PCRE2_NO_UTF_CHECK, md.get(),
                            nullptr);
-      if (rc < 0) break;
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) {  // the match or depth limit: a pattern that backtracks without end
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        bad_input("{}: regex /{}/ failed on the input: {}", where_, pattern_, reinterpret_cast<const char*>(msg));
+      }
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
       size_t b = ov[0], e = ov[1];
       if (e == b) {  // an empty match: step one character on
@@ -71,6 +76,7 @@ class Regex {
   }
 
  private:
+  std::string pattern_, where_;
   pcre2_code* code_ = nullptr;
 };
 
