@@ -217,6 +217,21 @@ bool bool_field(const json& j, const char* key, bool fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
+// A JSON integer in [0, max] (a token id, a count); bad input naming `what` otherwise (a float
+// such as 3e21 is never converted: that is undefined).
+int64_t whole_number(const json& v, int64_t max, const std::string& where, const std::string& what) {
+  if (!v.is_number_integer())
+    bad_input("{}: {} must be an integer, found {}", where, what,
+              v.dump(-1, ' ', false, json::error_handler_t::replace));
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max)
+                             : (v.get<int64_t>() < 0 || v.get<int64_t>() > max))
+    bad_input("{}: {} {} is out of range (0 to {})", where, what, v.dump(), max);
+  return v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+}
+int32_t token_id(const json& v, const std::string& where, const std::string& what) {
+  // 2^24: far above any real vocabulary (262,144 for Gemma 3), and a table that size is cheap.
+  return static_cast<int32_t>(whole_number(v, (1 << 24) - 1, where, what));
+}
 
 // ---------------------------------------------------------------------------------------
 // Normalizers.
@@ -654,8 +669,10 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
   if (type == "Strip") {
     auto d = std::make_unique<StripDecoder>();
     d->content = string_field(j, "content", " ");
-    d->start = j.value("start", 0);
-    d->stop = j.value("stop", 0);
+    d->start =
+        j.contains("start") ? static_cast<size_t>(whole_number(j["start"], 1 << 20, where, "decoder Strip start")) : 0;
+    d->stop =
+        j.contains("stop") ? static_cast<size_t>(whole_number(j["stop"], 1 << 20, where, "decoder Strip stop")) : 0;
     return d;
   }
   if (type == "Metaspace") {
@@ -905,7 +922,7 @@ void template_ids(const json& single, const json& special, const std::string& wh
     const std::string name = item.at("SpecialToken").at("id").get<std::string>();
     auto it = special.find(name);
     if (it == special.end()) bad_input("{}: post-processor names special token '{}' it does not define", where, name);
-    for (const json& id : it->at("ids")) (seen_a ? suffix : prefix).push_back(id.get<int32_t>());
+    for (const json& id : it->at("ids")) (seen_a ? suffix : prefix).push_back(token_id(id, where, "special token id"));
   }
 }
 
@@ -947,8 +964,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
     impl->ignore_merges = bool_field(model, "ignore_merges", false);
     impl->fuse_unk = bool_field(model, "fuse_unk", false);
     for (auto& [tok, id] : model.at("vocab").items()) {
-      const auto i = id.get<int32_t>();
-      if (i < 0) bad_input("{}: vocab id {} of '{}' is negative", where, i, tok);
+      const int32_t i = token_id(id, where, "vocab id of '" + tok + "'");
       impl->vocab[tok] = i;
       if (static_cast<size_t>(i) >= impl->id_to_token.size()) impl->id_to_token.resize(static_cast<size_t>(i) + 1);
       impl->id_to_token[static_cast<size_t>(i)] = tok;
@@ -982,7 +998,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
     if (j.contains("added_tokens"))
       for (const json& t : j["added_tokens"]) {
         AddedToken a;
-        a.id = t.at("id").get<int32_t>();
+        a.id = token_id(t.at("id"), where, "added token id");
         a.content = t.at("content").get<std::string>();
         a.special = bool_field(t, "special", false);
         a.normalized = bool_field(t, "normalized", !a.special);
@@ -1004,6 +1020,12 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   } catch (const json::exception& e) {
     bad_input("{}: unexpected structure: {}", where, e.what());
   }
+  for (int32_t id : impl->prefix)
+    if (static_cast<size_t>(id) >= impl->id_to_token.size())
+      bad_input("{}: post-processor special token id {} is not in the vocabulary", where, id);
+  for (int32_t id : impl->suffix)
+    if (static_cast<size_t>(id) >= impl->id_to_token.size())
+      bad_input("{}: post-processor special token id {} is not in the vocabulary", where, id);
   for (const AddedToken& a : impl->added)
     if (!a.content.empty()) impl->added_by_byte[static_cast<unsigned char>(a.content[0])].push_back(&a);
   for (auto& v : impl->added_by_byte)
