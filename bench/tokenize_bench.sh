@@ -3,16 +3,19 @@
 # test compares ids with), in one run, on the same text, one core each.
 #
 # Text: the tokenizer corpus (tests/interop/tokenizers/corpus/*.txt, license texts, C++ source,
-# multilingual sample) repeated to about SIZE_MB megabytes. slmops: wall time of
-# `slmops tokenize` on that file minus the wall time on an empty file (the tokenizer.json load),
-# best of REPS. transformers.js: bench_ref.js's "cold" figure (its word cache cleared before
-# each encode, so both read every word afresh) and its "warm" figure.
-# Usage: bench/tokenize_bench.sh [SLMOPS] [TOKENIZER_NAME...]   (SIZE_MB=16, REPS=3)
+# multilingual sample) repeated to about SIZE_MB megabytes for slmops and REF_MB for
+# transformers.js (the same text, shorter: the reference runs at about 1 MB/s; throughput on
+# a repeated corpus does not depend on the length). slmops: wall time of `slmops tokenize` on
+# that file minus the wall time on an empty file (the tokenizer.json load), best of REPS.
+# transformers.js: bench_ref.js's "cold" figure (its word cache cleared before each encode,
+# so both read every word afresh) and its "warm" figure.
+# Usage: bench/tokenize_bench.sh [SLMOPS] [TOKENIZER_NAME...]   (SIZE_MB=16, REF_MB=2, REPS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-build/slmops}
 shift || true
 SIZE_MB=${SIZE_MB:-16}
+REF_MB=${REF_MB:-2}
 REPS=${REPS:-3}
 HERE=tests/interop/tokenizers
 names=("$@")
@@ -22,6 +25,7 @@ trap 'rm -rf "$WORK"' EXIT
 : > "$WORK/text.txt"
 while [ "$(stat -c %s "$WORK/text.txt")" -lt $((SIZE_MB * 1000000)) ]; do cat "$HERE"/corpus/*.txt >> "$WORK/text.txt"; done
 : > "$WORK/empty.txt"
+head -c $((REF_MB * 1000000)) "$WORK/text.txt" > "$WORK/ref.txt"
 bytes=$(stat -c %s "$WORK/text.txt")
 best() {  # best wall seconds of REPS runs of: slmops tokenize --tokenizer $1 < $2
   local b=999999
@@ -41,7 +45,7 @@ for n in "${names[@]}"; do
   load=$(best "$dir" "$WORK/empty.txt")
   all=$(best "$dir" "$WORK/text.txt")
   ours=$(echo "$bytes / 1000000 / ($all - $load)" | bc -l)
-  ref=$(cd tests/interop && node tokenizers/bench_ref.js "../../$dir" "$WORK/text.txt" --min-seconds 2 | tail -1)
+  ref=$(cd tests/interop && node tokenizers/bench_ref.js "../../$dir" "$WORK/ref.txt" --min-seconds 2 | tail -1)
   cold=$(sed -n 's/.*cold \([0-9.]*\) MB\/s.*/\1/p' <<<"$ref")
   warm=$(sed -n 's/.*warm \([0-9.]*\) MB\/s.*/\1/p' <<<"$ref")
   printf '| %s | %.1f | %.2f | %.2f | %s | %s | %.1f | %.1f |\n' "$n" "$(echo "$bytes / 1000000" | bc -l)" "$load" "$ours" \
