@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ir/error.h"
 #include "tokenizers/unicode.h"
@@ -183,6 +184,21 @@ std::vector<std::pair<size_t, size_t>> literal_matches(std::string_view s, const
   return out;
 }
 
+// `s` with each of `matches` (sorted, non-overlapping) replaced by `content`.
+std::string replace_matches(const std::string& s, const std::vector<std::pair<size_t, size_t>>& matches,
+                            std::string_view content) {
+  if (matches.empty()) return s;
+  std::string out;
+  size_t prev = 0;
+  for (auto [b, e] : matches) {
+    out.append(s, prev, b - prev);
+    out += content;
+    prev = e;
+  }
+  out.append(s, prev);
+  return out;
+}
+
 // GPT-2's pre-tokenizer regex (ByteLevel with use_regex).
 const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
@@ -259,17 +275,7 @@ struct ReplaceNormalizer : Normalizer {
   std::string literal, content;
   std::unique_ptr<Regex> regex;
   void apply(std::string& s) const override {
-    auto m = regex ? regex->find_all(s) : literal_matches(s, literal);
-    if (m.empty()) return;
-    std::string out;
-    size_t prev = 0;
-    for (auto [b, e] : m) {
-      out.append(s, prev, b - prev);
-      out += content;
-      prev = e;
-    }
-    out.append(s, prev);
-    s = std::move(out);
+    s = replace_matches(s, regex ? regex->find_all(s) : literal_matches(s, literal), content);
   }
 };
 
@@ -546,19 +552,7 @@ struct ByteLevelDecoder : Decoder {
 struct ReplaceDecoder : Decoder {
   std::string literal, content;
   std::vector<std::string> decode(std::vector<std::string> tokens) const override {
-    for (auto& t : tokens) {
-      auto m = literal_matches(t, literal);
-      if (m.empty()) continue;
-      std::string out;
-      size_t prev = 0;
-      for (auto [b, e] : m) {
-        out.append(t, prev, b - prev);
-        out += content;
-        prev = e;
-      }
-      out.append(t, prev);
-      t = std::move(out);
-    }
+    for (auto& t : tokens) t = replace_matches(t, literal_matches(t, literal), content);
     return tokens;
   }
 };
@@ -717,6 +711,7 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids{};
   // Pipeline.
   std::vector<AddedToken> added;
+  std::unordered_set<int32_t> special_ids;  // added tokens marked special (decode --skip-special)
   // Added tokens by their first byte, longest first (the leftmost-longest scan's candidates).
   std::array<std::vector<const AddedToken*>, 256> added_by_byte;
   std::unique_ptr<Normalizer> normalizer;
@@ -1027,6 +1022,8 @@ Tokenizer Tokenizer::load(const fs::path& path) {
     if (static_cast<size_t>(id) >= impl->id_to_token.size())
       bad_input("{}: post-processor special token id {} is not in the vocabulary", where, id);
   for (const AddedToken& a : impl->added)
+    if (a.special) impl->special_ids.insert(a.id);
+  for (const AddedToken& a : impl->added)
     if (!a.content.empty()) impl->added_by_byte[static_cast<unsigned char>(a.content[0])].push_back(&a);
   for (auto& v : impl->added_by_byte)
     std::stable_sort(v.begin(), v.end(), [](const AddedToken* x, const AddedToken* y) {
@@ -1046,12 +1043,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) 
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
   std::vector<std::string> tokens;
-  std::vector<bool> is_special(impl_->id_to_token.size(), false);
-  for (const AddedToken& a : impl_->added)
-    if (a.special) is_special[static_cast<size_t>(a.id)] = true;
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= impl_->id_to_token.size()) continue;
-    if (skip_special && is_special[static_cast<size_t>(id)]) continue;
+    if (skip_special && impl_->special_ids.count(id)) continue;
     tokens.push_back(impl_->id_to_token[static_cast<size_t>(id)]);
   }
   if (impl_->decoder) tokens = impl_->decoder->decode(std::move(tokens));
@@ -1061,18 +1055,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
     static const std::pair<const char*, const char*> rules[] = {
         {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
         {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    for (auto [from, to] : rules) {
-      std::string r;
-      const std::string f = from;
-      size_t prev = 0;
-      for (size_t at = out.find(f); at != std::string::npos; at = out.find(f, prev)) {
-        r.append(out, prev, at - prev);
-        r += to;
-        prev = at + f.size();
-      }
-      r.append(out, prev);
-      out = std::move(r);
-    }
+    for (auto [from, to] : rules) out = replace_matches(out, literal_matches(out, from), to);
   }
   return out;
 }
