@@ -77,6 +77,13 @@ recipe text_num.jsonl '{"text": 5}'
 recipe tok_ok/tokenizer.json '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}'
 recipe tok_unigram/tokenizer.json '{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}'
 recipe tok_bert/tokenizer.json '{"normalizer": {"type": "BertNormalizer"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'
+# Chat templates: one that raises on a system message, one that does not parse, one missing.
+mkdir -p chat_raise chat_syntax
+cp tok_ok/tokenizer.json chat_raise/ && cp tok_ok/tokenizer.json chat_syntax/
+recipe chat_raise/tokenizer_config.json '{"chat_template": "{% for m in messages %}{% if m.role == \"system\" %}{{ raise_exception(\"System role not supported\") }}{% endif %}{{ m.content }}{% endfor %}"}'
+recipe chat_syntax/tokenizer_config.json '{"chat_template": "{% for m in messages %}{{ m.content }}"}'
+recipe chat_system.json '[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]'
+recipe chat_notlist.json '{"role": "user", "content": "u"}'
 recipe eval_huge_int.json '{"input": "model.onnx", "output": "out.onnx", "steps": [{"pass": "evaluate", "options": {"data": "digits.npz", "batch-size": 169852274605654744777777777707777110706985221}}]}'
 recipe long_output.json "{\"input\": \"model.onnx\", \"output\": \"$(printf 'o%.0s' $(seq 300)).onnx\", \"steps\": [{\"pass\": \"cleanup\"}]}"
 recipe quant_typo.json '{"input": "gpt.onnx", "output": "out.onnx", "steps": [{"pass": "quantize", "options": {"mode": "int4-weight", "blok-size": 32}}]}'
@@ -145,6 +152,13 @@ expect_bad "tokenize: model type Unigram" "$S" tokenize --tokenizer tok_unigram
 expect_bad "tokenize: normalizer BertNormalizer" "$S" tokenize --tokenizer tok_bert/tokenizer.json
 expect_bad "tokenize: --decode of a word" sh -c "echo '1 0 x' | '$S' tokenize --tokenizer tok_ok --decode"
 expect_bad "tokenize: --decode id past the vocabulary" sh -c "echo '1 7' | '$S' tokenize --tokenizer tok_ok --decode"
+expect_bad "tokenize --chat: the template raises" "$S" tokenize --tokenizer chat_raise --chat chat_system.json
+expect_bad "tokenize --chat: template syntax error" "$S" tokenize --tokenizer chat_syntax --chat chat_system.json
+expect_bad "tokenize --chat: no chat template" "$S" tokenize --tokenizer tok_ok --chat chat_system.json
+expect_bad "tokenize --chat: messages not a list" "$S" tokenize --tokenizer chat_raise --chat chat_notlist.json
+expect_bad "tokenize --chat: messages file missing" "$S" tokenize --tokenizer chat_raise --chat nope.json
+expect_bad "tokenize --chat: --var without =" "$S" tokenize --tokenizer chat_raise --chat chat_system.json --var enable_thinking
+expect_bad "tokenize: --ids without --chat" "$S" tokenize --tokenizer tok_ok --ids
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
