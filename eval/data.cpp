@@ -15,6 +15,7 @@
 #include "ir/error.h"
 #include "ir/float_width.h"
 #include "ir/size.h"
+#include "tokenizers/chat_template.h"
 #include "tokenizers/tokenizer.h"
 
 namespace slmops::eval {
@@ -216,6 +217,10 @@ class JsonlSource : public DataSource {
         add_text_row(j["text"], m, lineno);
         continue;
       }
+      if (j.contains("messages")) {
+        add_chat_row(j["messages"], m, lineno);
+        continue;
+      }
       Row row;
       for (const ir::Value* inp : inputs_) {
         if (!j.contains(inp->name)) {
@@ -265,13 +270,30 @@ class JsonlSource : public DataSource {
         }
         batch.feeds.push_back(RValue::of(std::move(t)));
       }
+      // Sliding-window rows carry their own targets; a row without them (batched beside them)
+      // predicts its next tokens.
+      bool explicit_targets = false;
+      for (int64_t r = a; r < b; ++r) explicit_targets = explicit_targets || !targets_[r].empty();
+      if (!explicit_targets) return;
+      const auto& first_ids = rows_[a][static_cast<size_t>(ids_input_)];
+      const int64_t len = static_cast<int64_t>(first_ids.size());
+      std::vector<int64_t> flat;
+      for (int64_t r = a; r < b; ++r) {
+        if (!targets_[r].empty()) {
+          flat.insert(flat.end(), targets_[r].begin(), targets_[r].end());
+          continue;
+        }
+        const auto& ids = rows_[r][static_cast<size_t>(ids_input_)];
+        for (int64_t k = 0; k < len; ++k) flat.push_back(k + 1 < len ? ids[static_cast<size_t>(k + 1)] : -1);
+      }
+      batch.labels = ir::Tensor::from_values("", ir::DType::Int64, {b - a, len}, flat);
     });
   }
 
  private:
   using Row = std::vector<std::vector<int64_t>>;
 
-  void push_row(Row row, int lineno) {
+  void push_row(Row row, int lineno, std::vector<int64_t> targets = {}) {
     if (!rows_.empty())
       for (size_t i = 0; i < row.size(); ++i)
         if (row[i].size() != rows_[0][i].size() && opts_.batch_size > 1)
@@ -279,25 +301,53 @@ class JsonlSource : public DataSource {
                     "--batch-size 1",
                     path_, lineno, row[i].size(), rows_[0][i].size());
     rows_.push_back(std::move(row));
+    targets_.push_back(std::move(targets));
   }
 
-  // A {"text": ...} row: tokenized (the post-processor's special tokens added, as Hugging
-  // Face's tokenizer(text) does), cut into --context-length windows, one sample each. The
-  // token-id input gets the ids; attention_mask ones, position_ids 0..n-1.
+  // The tokenizer for text and chat rows: --tokenizer, else the model folder's tokenizer.json.
+  std::string tokenizer_spec(const ir::Model& m, int lineno) const {
+    if (!opts_.tokenizer.empty()) return opts_.tokenizer;
+    const fs::path own = fs::path(m.path).parent_path() / "tokenizer.json";
+    if (m.path.empty() || !formats::path_exists(own))
+      bad_input(
+          "{}:{}: a text or chat row needs a tokenizer: --tokenizer FILE_OR_FOLDER (the model's folder has no "
+          "tokenizer.json)",
+          path_, lineno);
+    return own.string();
+  }
+
+  // A {"text": ...} row: tokenized with the post-processor's special tokens added, as Hugging
+  // Face's tokenizer(text) does.
   void add_text_row(const nlohmann::json& text, const ir::Model& m, int lineno) {
     if (!text.is_string()) bad_input("{}:{}: \"text\" must be a string", path_, lineno);
-    if (!tokenizer_) {
-      std::string spec = opts_.tokenizer;
-      if (spec.empty()) {
-        const fs::path own = fs::path(m.path).parent_path() / "tokenizer.json";
-        if (m.path.empty() || !formats::path_exists(own))
-          bad_input("{}:{}: a text row needs a tokenizer: --tokenizer FILE_OR_FOLDER (the model's folder has no "
-                    "tokenizer.json)",
-                    path_, lineno);
-        spec = own.string();
-      }
-      tokenizer_ = std::make_unique<tok::Tokenizer>(tok::Tokenizer::load(spec));
+    if (!tokenizer_) tokenizer_ = std::make_unique<tok::Tokenizer>(tok::Tokenizer::load(tokenizer_spec(m, lineno)));
+    add_token_row(tokenizer_->encode(text.get<std::string>()), m, lineno);
+  }
+
+  // A {"messages": [...]} row: the tokenizer folder's chat template rendered (no generation
+  // prompt), then tokenized without adding special tokens, as apply_chat_template(tokenize=True).
+  void add_chat_row(const nlohmann::json& messages, const ir::Model& m, int lineno) {
+    if (!messages.is_array() || messages.empty())
+      bad_input("{}:{}: \"messages\" must be a non-empty list of {{\"role\", \"content\"}} objects", path_, lineno);
+    if (!tokenizer_) tokenizer_ = std::make_unique<tok::Tokenizer>(tok::Tokenizer::load(tokenizer_spec(m, lineno)));
+    if (!chat_) chat_ = std::make_unique<tok::ChatTemplate>(tok::ChatTemplate::load(tokenizer_spec(m, lineno)));
+    tok::ChatRequest r;
+    r.messages = nlohmann::ordered_json::parse(messages.dump());
+    std::string text;
+    try {
+      text = chat_->render(r);
+    } catch (const jinja::Raised& e) {
+      bad_input("{}:{}: the chat template raised an exception: {}", path_, lineno, e.what());
+    } catch (const Error& e) {
+      bad_input("{}:{}: {}", path_, lineno, e.what());
     }
+    add_token_row(tokenizer_->encode(text, false), m, lineno);
+  }
+
+  // Token ids cut into --context-length windows (every --stride tokens), one sample each. The
+  // token-id input gets the ids; attention_mask ones, position_ids 0..n-1. With a stride
+  // shorter than the window, a window scores only the tokens the previous one did not.
+  void add_token_row(const std::vector<int32_t>& ids, const ir::Model& m, int lineno) {
     int ids_input = -1;
     for (size_t i = 0; i < inputs_.size(); ++i)
       if (inputs_[i]->name == "input_ids") ids_input = static_cast<int>(i);
@@ -305,17 +355,23 @@ class JsonlSource : public DataSource {
       if (inputs_[i]->type.is_tensor &&
           (inputs_[i]->type.elem() == ir::DType::Int64 || inputs_[i]->type.elem() == ir::DType::Int32))
         ids_input = static_cast<int>(i);
-    if (ids_input < 0) bad_input("{}:{}: a text row needs a model input of token ids (int64), the model has none", path_, lineno);
-    const std::vector<int32_t> ids = tokenizer_->encode(text.get<std::string>());
+    if (ids_input < 0)
+      bad_input("{}:{}: a text row needs a model input of token ids (int64), the model has none", path_, lineno);
+    ids_input_ = ids_input;
+    (void)m;
     if (ids.empty()) bad_input("{}:{}: the text has no tokens", path_, lineno);
     const size_t window = opts_.context_length > 0 ? static_cast<size_t>(opts_.context_length) : ids.size();
-    for (size_t at = 0; at < ids.size(); at += window) {
-      const size_t n = std::min(window, ids.size() - at);
+    const size_t stride = opts_.stride > 0 ? static_cast<size_t>(opts_.stride) : window;
+    const bool overlap = stride < window;
+    size_t scored_to = 0;  // tokens [0, scored_to) have been scored (or are the first token)
+    for (size_t at = 0;; at += stride) {
+      const size_t end = std::min(at + window, ids.size());
+      const size_t n = end - at;
       Row row(inputs_.size());
       for (size_t i = 0; i < inputs_.size(); ++i) {
         const std::string& name = inputs_[i]->name;
         if (static_cast<int>(i) == ids_input) {
-          row[i].assign(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(at + n));
+          row[i].assign(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end));
         } else if (name == "attention_mask") {
           row[i].assign(n, 1);
         } else if (name == "position_ids") {
@@ -326,7 +382,16 @@ class JsonlSource : public DataSource {
                     path_, lineno, name);
         }
       }
-      push_row(std::move(row), lineno);
+      std::vector<int64_t> targets;
+      if (overlap) {
+        // Position k predicts token at + k + 1; only tokens not scored by an earlier window count.
+        targets.assign(n, -1);
+        for (size_t k = 0; k + 1 < n; ++k)
+          if (at + k + 1 >= scored_to) targets[k] = ids[at + k + 1];
+      }
+      push_row(std::move(row), lineno, std::move(targets));
+      scored_to = end;
+      if (end == ids.size()) break;
     }
   }
 
@@ -334,7 +399,10 @@ class JsonlSource : public DataSource {
   std::string path_;
   std::vector<const ir::Value*> inputs_;
   std::vector<Row> rows_;
+  std::vector<std::vector<int64_t>> targets_;  // per row: explicit next-token targets (-1: not scored), or empty
   std::unique_ptr<tok::Tokenizer> tokenizer_;
+  std::unique_ptr<tok::ChatTemplate> chat_;
+  int ids_input_ = -1;  // the token-id input, once a text or chat row found it
 };
 
 // Exclusive upper bound for random integer values fed to `in`: the row count of an embedding

@@ -24,6 +24,10 @@ struct DataOptions {
   std::string tokenizer;
   // > 0: a text row's ids are cut into windows of this many tokens (the last may be shorter).
   int64_t context_length = 0;
+  // > 0 (with context_length): windows start every `stride` tokens and only the tokens the
+  // previous window did not score are scored (the others are context), as Hugging Face's
+  // sliding-window perplexity does.
+  int64_t stride = 0;
 };
 
 struct Batch {

@@ -272,6 +272,11 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   opts.labels = o.labels;
   opts.tokenizer = o.tokenizer;
   opts.context_length = o.context_length;
+  opts.stride = o.stride;
+  if (o.stride > 0 && o.context_length == 0) bad_input("--stride needs --context-length (the window it slides)");
+  if (o.stride > o.context_length)
+    bad_input("--stride {} is longer than --context-length {}: tokens between windows would not be scored", o.stride,
+              o.context_length);
   opts.random = a.random;
   opts.random_samples = a.samples;
   for (auto& s : a.shapes) opts.shapes.push_back(parse_shape_option(s));

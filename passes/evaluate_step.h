@@ -27,6 +27,7 @@ struct EvaluateStepOptions {
   bool optimize = true;
   std::string tokenizer;       // tokenizer.json (or its folder) for JSONL text rows
   int64_t context_length = 0;  // text rows cut into windows of this many tokens (0: whole rows)
+  int64_t stride = 0;          // windows start every this many tokens (0: the context length)
   static const OptionTable<EvaluateStepOptions>& table();
 };
 
@@ -60,11 +61,25 @@ inline const OptionTable<EvaluateStepOptions>& EvaluateStepOptions::table() {
        "optimize a copy of the model (the optimize pass, standard ONNX ops) and run QDQ groups as integer kernels "
        "before evaluating; false: run the graph as written (--no-optimize)",
        {}},
-      {"tokenizer", &E::tokenizer,
-       "tokenizer.json, or a folder holding one, for JSONL rows {\"text\": ...} (default: the model folder's)", {},
+      {"tokenizer",
+       &E::tokenizer,
+       "tokenizer.json, or a folder holding one, for JSONL rows {\"text\": ...} and {\"messages\": [...]} (chat "
+       "rows, rendered with the folder's chat template) (default: the model folder's)",
+       {},
        true},
-      {"context-length", &E::context_length,
-       "cut each text row's tokens into windows of this many (0: one sample per row)", {}, false, {0, 1 << 24}},
+      {"context-length",
+       &E::context_length,
+       "cut each text row's tokens into windows of this many (0: one sample per row)",
+       {},
+       false,
+       {0, 1 << 24}},
+      {"stride",
+       &E::stride,
+       "with context-length: a window starts every this many tokens and scores only the tokens the one before did "
+       "not (Hugging Face's sliding-window perplexity); 0: the context length (windows do not overlap)",
+       {},
+       false,
+       {0, 1 << 24}},
   });
   return t;
 }

@@ -45,6 +45,43 @@ check "text rows + --tokenizer: perplexity and tokens equal the pre-tokenized ro
 "$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval_longtext.jsonl" --tokenizer "$FX/bytes_tokenizer/tokenizer.json" \
   --context-length 64 --batch-size 8 --json > "$WORK/long.json"
 check "one long text row cut by --context-length 64: the same perplexity" js "$same_ppl" "$WORK/long.json"
+# --stride: Hugging Face's sliding-window perplexity. A stride equal to the window is the plain
+# cut; a shorter one scores every token but the first exactly once (4096 bytes: 4095 tokens).
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval_longtext.jsonl" --tokenizer "$FX/bytes_tokenizer" \
+  --context-length 64 --stride 64 --batch-size 8 --json > "$WORK/stride64.json"
+check "--stride equal to --context-length: the plain cut's perplexity" js "$same_ppl" "$WORK/stride64.json"
+for st in 32 7; do
+  "$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval_longtext.jsonl" --tokenizer "$FX/bytes_tokenizer" \
+    --context-length 64 --stride $st --batch-size 1 --json > "$WORK/stride$st.json"
+  check "--stride $st: every token but the first scored once (4095), with more context a lower perplexity" \
+    js "r.metrics.tokens === 4095 && r.metrics.perplexity < JSON.parse(fs.readFileSync('$ids_json', 'utf8')).metrics.perplexity" \
+    "$WORK/stride$st.json"
+done
+
+# Chat rows {"messages": [...]}: the tokenizer folder's chat template, tokenized without special
+# tokens (as apply_chat_template(tokenize=True)); the same perplexity as the ids that
+# `slmops tokenize --chat --ids` gives for the same conversations.
+mkdir -p "$WORK/chat_tok"
+cp "$FX/bytes_tokenizer/tokenizer.json" "$WORK/chat_tok/"
+printf '%s\n' '{"chat_template": "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content | trim }}\n{% endfor %}"}' \
+  > "$WORK/chat_tok/tokenizer_config.json"
+: > "$WORK/chat.jsonl"
+: > "$WORK/chat_ids.jsonl"
+for k in 0 1 2; do
+  conv=$(node -e "const t = require('fs').readFileSync('$FX/lm_eval_text.jsonl', 'utf8').split('\n');
+    const x = (i) => JSON.parse(t[i]).text.slice(0, 12);  // the fixture LM's context is 64 tokens
+    console.log(JSON.stringify([{role: 'user', content: x($k)}, {role: 'assistant', content: x($k + 3)}]))")
+  printf '{"messages": %s}\n' "$conv" >> "$WORK/chat.jsonl"
+  printf '%s' "$conv" > "$WORK/conv$k.json"
+  ids=$("$S" tokenize --tokenizer "$WORK/chat_tok" --chat "$WORK/conv$k.json" --ids | tr ' ' ',')
+  printf '{"input_ids": [%s]}\n' "$ids" >> "$WORK/chat_ids.jsonl"
+done
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$WORK/chat.jsonl" --tokenizer "$WORK/chat_tok" --json > "$WORK/chat.json"
+"$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$WORK/chat_ids.jsonl" --json > "$WORK/chat_ids.json"
+check "chat rows: the perplexity and tokens of the chat template's ids" \
+  js "r.metrics.tokens > 100 && r.metrics.perplexity === JSON.parse(fs.readFileSync('$WORK/chat_ids.json', 'utf8')).metrics.perplexity && r.metrics.tokens === JSON.parse(fs.readFileSync('$WORK/chat_ids.json', 'utf8')).metrics.tokens" \
+  "$WORK/chat.json"
+
 mkdir -p "$WORK/folder"
 cp "$FX/gpt_bytes.onnx" "$FX/bytes_tokenizer/tokenizer.json" "$WORK/folder/"
 "$S" -q evaluate "$WORK/folder/gpt_bytes.onnx" --data "$FX/lm_eval_text.jsonl" --batch-size 8 --json > "$WORK/own.json"
