@@ -2,9 +2,12 @@
 // machinery: the same data sources and metrics as `slmops evaluate`.
 #include "tools/pass_data.h"
 
+#include <filesystem>
+
 #include "eval/data.h"
 #include "eval/metrics.h"
 #include "eval/run.h"
+#include "formats/file_util.h"
 #include "ir/error.h"
 #include "passes/progress.h"
 #include "passes/quant/quantize.h"
@@ -39,20 +42,30 @@ class Feeds : public passes::FeedSource {
 const passes::DataHooks& pass_data_hooks() {
   static const passes::DataHooks hooks = [] {
     passes::DataHooks h;
-    h.open = [](const std::string& spec, const ir::Model& model, int64_t batch_size) {
+    h.open = [](const std::string& spec, const ir::Model& model, int64_t batch_size, const passes::TextData& text) {
       eval::DataOptions opts;
       opts.batch_size = batch_size;
+      opts.tokenizer = text.tokenizer;
+      opts.context_length = text.context_length;
       std::unique_ptr<passes::FeedSource> f = std::make_unique<Feeds>(eval::open_data(spec, model, opts), batch_size);
       if (f->samples() == 0) bad_input("{}: the data set is empty", spec);
       return f;
     };
-    h.measure = [](const ir::Model& cand, const ir::Model& base, const std::string& data, const std::string& goal) {
+    h.measure = [](const ir::Model& cand, const ir::Model& base, const std::string& data, const std::string& goal,
+                   const passes::TextData& text) {
       eval::Goal g = eval::parse_goal(goal);
       eval::EvalArgs a;
       a.model = "(quantized candidate)";
       a.options.baseline = "(float model)";
       a.options.data = data;
       a.options.goals = {goal};
+      // Text rows: the given tokenizer, else the original model folder's (the candidate has no folder).
+      a.options.tokenizer = text.tokenizer;
+      if (a.options.tokenizer.empty() && !base.path.empty()) {
+        const std::filesystem::path own = std::filesystem::path(base.path).parent_path() / "tokenizer.json";
+        if (formats::path_exists(own)) a.options.tokenizer = own.string();
+      }
+      a.options.context_length = text.context_length;
       a.warmup = 0;
       a.threads = effective_threads();
       a.options.metrics = {g.metric == "accuracy" || g.metric.rfind("top_", 0) == 0 ? "accuracy"

@@ -435,7 +435,9 @@ nlohmann::json execute(const Recipe& r, const std::function<void(const nlohmann:
       for (const char* key : {"calib-data", "eval-data"})
         if (auto it = st.options.find(key);
             it != st.options.end() && it->is_string() && !it->get<std::string>().empty())
-          pass_data_hooks().open(it->get<std::string>(), *art.model, 1);
+          pass_data_hooks().open(it->get<std::string>(), *art.model, 1,
+                                 passes::TextData{st.options.value("tokenizer", std::string()),
+                                                  st.options.value("context-length", int64_t{0})});
     }
   } else {
     art.path = r.input;

@@ -40,7 +40,7 @@ AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, 
     stage.update(static_cast<int64_t>(res.steps.size()), fmt::format("{} node(s) {}", res.kept.size(), cfg.kept_as));
     ir::Model cand = original.clone();
     std::vector<std::string> changed = rewrite(cand, res.kept);
-    nlohmann::json r = data.measure(cand, original, cfg.eval_data, cfg.goal);
+    nlohmann::json r = data.measure(cand, original, cfg.eval_data, cfg.goal, cfg.text);
     res.met = r.value("met", false);
     res.steps.push_back({{"kept_float", res.kept}, {"value", r["value"]}, {"baseline", r["baseline"]}, {"met", res.met}});
     if (cfg.verbosity >= 1)

@@ -25,6 +25,7 @@ using KeepingRewrite = std::function<std::vector<std::string>(ir::Model& m, cons
 struct AccuracyAwareConfig {
   std::string goal;            // Olive form, METRIC:TYPE:VALUE (DataHooks::measure)
   std::string eval_data;       // the data the goal is measured on
+  TextData text;               // how its text rows are tokenized
   int64_t max_steps = 0;       // nodes kept at most (0: until met or none left)
   const FeedSource* sensitivity_data = nullptr;  // batches the ranking runs on
   int64_t sensitivity_limit = 0;                 // samples of it (0: all)

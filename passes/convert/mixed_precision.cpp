@@ -35,6 +35,8 @@ constexpr double kHalfMax = 65504.0;
 
 struct MixedOptions {
   std::string calib_data;
+  std::string tokenizer;
+  int64_t context_length = 0;
   int64_t calib_samples = 0;
   int64_t calib_batch_size = 1;
   std::string max_degradation;
@@ -53,6 +55,17 @@ struct MixedOptions {
          "or test_data_set folder",
          {},
          true},
+        {"tokenizer",
+         &O::tokenizer,
+         "tokenizer.json or its folder for JSONL text and chat rows (default: the model folder's)",
+         {},
+         true},
+        {"context-length",
+         &O::context_length,
+         "text rows cut into windows of this many tokens",
+         {},
+         false,
+         {0, 1 << 24}},
         {"calib-samples", &O::calib_samples, "calibration samples to use (0: all)", {}, false, {0, big}},
         {"calib-batch-size", &O::calib_batch_size, "samples per calibration run", {}, false, {1, 65536}},
         {"max-degradation",
@@ -182,7 +195,8 @@ void run_mixed(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   const ir::ModelStats before = ir::model_statistics(m);
   const int64_t named = name_nodes(*m.graph);
   formats::ensure_shapes(m);
-  std::unique_ptr<FeedSource> calib = ctx.data->open(o.calib_data, m, o.calib_batch_size);
+  const TextData text{o.tokenizer, o.context_length};
+  std::unique_ptr<FeedSource> calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
 
   int64_t batches = 0;
   std::vector<Overflow> overflows;
@@ -218,6 +232,7 @@ void run_mixed(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     AccuracyAwareConfig cfg;
     cfg.goal = degradation_goal(o.max_degradation);
     cfg.eval_data = o.eval_data.empty() ? o.calib_data : o.eval_data;
+    cfg.text = text;
     cfg.max_steps = o.max_fallback_steps;
     cfg.sensitivity_data = calib.get();
     cfg.sensitivity_limit = o.calib_samples;

@@ -51,6 +51,8 @@ struct QuantizeOptions {
   int64_t hqq_iterations = 20;
   // Static (and GPTQ) calibration.
   std::string calib_data;                     // any evaluate data source
+  std::string tokenizer;                      // JSONL text rows: tokenizer.json or its folder
+  int64_t context_length = 0;                 // JSONL text rows: window length (0: whole rows)
   std::string calib_method = "minmax";        // minmax | entropy | percentile
   double calib_percentile = 99.999;
   int64_t calib_samples = 0;                  // 0: all

@@ -70,6 +70,29 @@ for lm in gpt_bytes llama_bytes; do
     js "r.metrics.perplexity <= 1.06 * r.baseline.metrics.perplexity" "$WORK/${lm}_hqq.json"
 done
 
+# Text calibration data (#15): GPTQ calibrated on {"text": ...} rows through --tokenizer writes the
+# same bytes as on the same text pre-tokenized to ids; one long text cut by --context-length 64
+# gives those rows too. (Compared up to the metadata that records the options, which differ.)
+same_model() {
+  local a b
+  a=$(grep -boa 'slmops.recipe' "$1" | head -1 | cut -d: -f1)
+  b=$(grep -boa 'slmops.recipe' "$2" | head -1 | cut -d: -f1)
+  # the metadata entry starts 5 bytes before its key: tag, 2-byte length, key tag, key length
+  [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s -n $((a - 5)) "$1" "$2"
+}
+M=$FX/gpt_bytes.onnx
+$Q "$M" -o "$WORK/gptq_ids.onnx" --mode int4-weight --algorithm gptq --calib-data "$FX/lm_eval.jsonl" > /dev/null
+$Q "$M" -o "$WORK/gptq_text.onnx" --mode int4-weight --algorithm gptq --calib-data "$FX/lm_eval_text.jsonl" \
+  --tokenizer "$FX/bytes_tokenizer" > /dev/null
+check "GPTQ on text rows with --tokenizer: the same bytes as on the ids" same_model "$WORK/gptq_ids.onnx" "$WORK/gptq_text.onnx"
+$Q "$M" -o "$WORK/gptq_long.onnx" --mode int4-weight --algorithm gptq --calib-data "$FX/lm_eval_longtext.jsonl" \
+  --tokenizer "$FX/bytes_tokenizer/tokenizer.json" --context-length 64 > /dev/null
+check "... and on one long text cut by --context-length 64" same_model "$WORK/gptq_ids.onnx" "$WORK/gptq_long.onnx"
+$Q "$M" -o "$WORK/static_text.onnx" --mode int8-static --calib-data "$FX/lm_eval_text.jsonl" \
+  --tokenizer "$FX/bytes_tokenizer" > /dev/null
+$Q "$M" -o "$WORK/static_ids.onnx" --mode int8-static --calib-data "$FX/lm_eval.jsonl" > /dev/null
+check "int8-static calibrated on text rows: the same bytes as on the ids" same_model "$WORK/static_ids.onnx" "$WORK/static_text.onnx"
+
 # Determinism and recipe equivalence; the per-node report.
 M=$FX/gpt_bytes.onnx
 $Q "$M" -o "$WORK/a.onnx" --mode int4-weight --json > "$WORK/a.json"

@@ -307,7 +307,7 @@ Model overflowing_chain() {
 TEST_CASE("mixed-precision: the producer and readers of a value that overflows float16 on the data stay float") {
   const std::vector<float> data = test::random_floats(64 * 4, 7, -4, 4);
   passes::DataHooks hooks;
-  hooks.open = [&](const std::string&, const Model&, int64_t batch) {
+  hooks.open = [&](const std::string&, const Model&, int64_t batch, const passes::TextData&) {
     return std::unique_ptr<passes::FeedSource>(new test::FixedFeeds(data, {4}, batch));
   };
   passes::PassContext ctx;
@@ -378,11 +378,12 @@ TEST_CASE("mixed-precision with max-degradation: nodes that lose too much in flo
     return worst;
   };
   passes::DataHooks hooks;
-  hooks.open = [&](const std::string&, const Model&, int64_t batch) {
+  hooks.open = [&](const std::string&, const Model&, int64_t batch, const passes::TextData&) {
     return std::unique_ptr<passes::FeedSource>(new test::FixedFeeds(data, {4}, batch));
   };
   int measured = 0;
-  hooks.measure = [&](const Model& cand, const Model& base, const std::string&, const std::string&) {
+  hooks.measure = [&](const Model& cand, const Model& base, const std::string&, const std::string&,
+                      const passes::TextData&) {
     ++measured;
     const double e = max_error(cand, base);
     return nlohmann::json{{"met", e <= 0.01}, {"value", e}, {"baseline", 0.0}};
