@@ -480,6 +480,7 @@ class Parser {
 
   // Statements up to a block tag named in `ends` (its name is consumed and returned in *end).
   Body parse_body(const std::set<std::string>& ends, std::string* end) {
+    const Depth d(*this);
     Body body;
     while (true) {
       const Token& t = cur();
@@ -641,8 +642,8 @@ class Parser {
     if (name == "filter") {
       auto s = stmt(Stmt::Kind::FilterBlock);
       s->line = line;
-      ExprPtr chain = parse_filter(nullptr, false);
-      while (is_op("|")) chain = parse_filter(std::move(chain), true);
+      ExprPtr chain = chained(parse_filter(nullptr, false));
+      while (is_op("|")) chain = chained(parse_filter(std::move(chain), true));
       s->exprs.push_back(std::move(chain));
       expect_block_end();
       s->bodies.push_back(parse_body({"endfilter"}, &end));
@@ -686,7 +687,7 @@ class Parser {
   void parse_set_block(Stmt& s) {
     if (is_op("|")) {
       ExprPtr chain;
-      while (is_op("|")) chain = parse_filter(std::move(chain), true);
+      while (is_op("|")) chain = chained(parse_filter(std::move(chain), true));
       s.exprs.push_back(std::move(chain));
     }
     expect_block_end();
@@ -736,10 +737,24 @@ class Parser {
     }
     auto e = make(Expr::Kind::Tuple, line);
     e->args = std::move(items);
-    return e;
+    return chained(std::move(e));
   }
 
-  ExprPtr parse_expression(bool with_condexpr) { return with_condexpr ? parse_condexpr() : parse_or(); }
+  // Nesting (brackets, unary operators, blocks) deeper than this is refused: the parser and the
+  // renderer recurse once per level.
+  static constexpr int kMaxDepth = 300;
+  struct Depth {
+    Parser& p;
+    explicit Depth(Parser& parser) : p(parser) {
+      if (++p.depth_ > kMaxDepth) p.fail(fmt::format("nested deeper than {} levels", kMaxDepth));
+    }
+    ~Depth() { --p.depth_; }
+  };
+
+  ExprPtr parse_expression(bool with_condexpr) {
+    const Depth d(*this);
+    return with_condexpr ? parse_condexpr() : parse_or();
+  }
 
   ExprPtr parse_condexpr() {
     const size_t unknown_before = unknown_.size();
@@ -756,7 +771,7 @@ class Parser {
       c->args.push_back(std::move(cond));
       c->args.push_back(std::move(e));
       c->args.push_back(std::move(other));
-      e = std::move(c);
+      e = chained(std::move(c));
     }
     return e;
   }
@@ -769,7 +784,7 @@ class Parser {
       auto e = make(kind, line);
       e->args.push_back(std::move(left));
       e->args.push_back((this->*next)());
-      left = std::move(e);
+      left = chained(std::move(e));
     }
     return left;
   }
@@ -777,11 +792,12 @@ class Parser {
   ExprPtr parse_and() { return binary_chain(Expr::Kind::And, "and", &Parser::parse_not); }
 
   ExprPtr parse_not() {
+    const Depth d(*this);
     if (is_name("not")) {
       auto e = make(Expr::Kind::Not, cur().line);
       ++i_;
       e->args.push_back(parse_not());
-      return e;
+      return chained(std::move(e));
     }
     return parse_compare();
   }
@@ -811,8 +827,9 @@ class Parser {
       }
       cmp->ops.push_back(op);
       cmp->args.push_back(parse_math1());
+      if (cmp->ops.size() > kMaxChain) fail(fmt::format("more than {} chained comparisons", kMaxChain));
     }
-    return cmp ? std::move(cmp) : std::move(first);
+    return cmp ? chained(std::move(cmp)) : std::move(first);
   }
 
   ExprPtr binary(std::string op, ExprPtr l, ExprPtr r, int line) {
@@ -820,6 +837,21 @@ class Parser {
     e->name = std::move(op);
     e->args.push_back(std::move(l));
     e->args.push_back(std::move(r));
+    return chained(std::move(e));
+  }
+
+  // Operator, attribute and filter chains build left-deep trees without recursing here, but
+  // rendering (and freeing) one recurses per level: a chain as deep as kMaxChain is refused.
+  static constexpr int kMaxChain = 2000;
+  ExprPtr chained(ExprPtr e) {
+    int d = 0;
+    for (const auto& a : e->args)
+      if (a) d = std::max(d, a->depth);
+    for (const auto& kv : e->kwargs)
+      if (kv.second) d = std::max(d, kv.second->depth);
+    e->depth = d + 1;
+    if (e->depth > kMaxChain)
+      syntax_error(e->line, fmt::format("an expression nested deeper than {} levels", kMaxChain));
     return e;
   }
 
@@ -866,12 +898,14 @@ class Parser {
   }
 
   ExprPtr parse_unary(bool with_filter) {
+    const Depth d(*this);
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
       node = make(Expr::Kind::Unary, cur().line);
       node->name = cur().text;
       ++i_;
       node->args.push_back(parse_unary(false));
+      node = chained(std::move(node));
     } else {
       node = parse_primary();
     }
@@ -919,7 +953,7 @@ class Parser {
         }
         e->args.push_back(parse_expression(true));
       }
-      return e;
+      return chained(std::move(e));
     }
     if (is_op("{")) {
       auto e = make(Expr::Kind::Dict, t.line);
@@ -933,7 +967,7 @@ class Parser {
         expect_op(":");
         e->args.push_back(parse_expression(true));
       }
-      return e;
+      return chained(std::move(e));
     }
     fail(fmt::format("unexpected {}", describe(t)));
   }
@@ -953,18 +987,18 @@ class Parser {
           auto e = make(Expr::Kind::GetItem, line);
           e->args.push_back(std::move(node));
           e->args.push_back(literal(t_[i_++].value, line));
-          node = std::move(e);
+          node = chained(std::move(e));
           continue;
         }
         auto e = make(Expr::Kind::GetAttr, line);
         e->name = expect_name();
         e->args.push_back(std::move(node));
-        node = std::move(e);
+        node = chained(std::move(e));
       } else if (is_op("[")) {
         ++i_;
-        node = parse_subscript(std::move(node), line);
+        node = chained(parse_subscript(std::move(node), line));
       } else if (is_op("(")) {
-        node = parse_call(std::move(node));
+        node = chained(parse_call(std::move(node)));
       } else {
         return node;
       }
@@ -1072,11 +1106,11 @@ class Parser {
   ExprPtr parse_filter_expr(ExprPtr node) {
     while (true) {
       if (is_op("|")) {
-        node = parse_filter(std::move(node), true);
+        node = chained(parse_filter(std::move(node), true));
       } else if (is_name("is")) {
-        node = parse_test(std::move(node));
+        node = chained(parse_test(std::move(node)));
       } else if (is_op("(")) {
-        node = parse_call(std::move(node));
+        node = chained(parse_call(std::move(node)));
       } else {
         return node;
       }
@@ -1086,6 +1120,7 @@ class Parser {
   std::vector<Token> t_;
   size_t i_ = 0;
   int loop_depth_ = 0;
+  int depth_ = 0;
   int soft_ = 0;                                      // inside an if statement or an inline if
   std::vector<std::pair<int, std::string>> unknown_;  // unknown filters/tests outside them
   std::vector<std::set<std::string>> names_read_;     // one per macro being parsed
