@@ -1,10 +1,15 @@
 // slmops inspect MODEL [--json] [--values]: versions, interface, op histogram, parameters,
 // storage, and the inferred dtype and shape of every value (formats/shape_infer.h).
+// slmops inspect CHECKPOINT [--json]: a Hugging Face checkpoint folder (or .safetensors file):
+// its architecture from config.json, tensors, parameters and bytes by dtype, files.
 #include <algorithm>
+#include <fstream>
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "formats/file_util.h"
+#include "formats/safetensors.h"
 #include "formats/shape_infer.h"
 #include "ir/edit.h"
 #include "ir/error.h"
@@ -75,6 +80,80 @@ void collect_values(const ir::Graph& g, const std::string& scope, std::vector<Va
 
 std::string inferred_dtype(const ir::TensorType& t) { return t.is_tensor ? dtype_text(t.elem_code) : "?"; }
 
+bool is_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return true;
+  return std::filesystem::path(path).extension() == ".safetensors";
+}
+
+void inspect_checkpoint(const std::string& path, bool json, int top) {
+  const formats::Checkpoint c = formats::load_checkpoint(path);
+  nlohmann::json j;
+  j["checkpoint"] = path;
+  std::map<std::string, uint64_t> bytes, params;
+  uint64_t total_params = 0;
+  for (const auto& [name, t] : c.tensors) {
+    const std::string dt(ir::dtype_name(t.dtype));
+    bytes[dt] += t.data.size();
+    params[dt] += t.numel();
+    total_params += t.numel();
+  }
+  std::set<std::string> files;
+  for (const auto& [name, f] : c.file_of) files.insert(f);
+  j["files"] = files;
+  j["tensors"] = c.tensors.size();
+  j["parameters"] = total_params;
+  j["bytes"] = c.data_bytes();
+  j["bytes_by_dtype"] = bytes;
+  j["parameters_by_dtype"] = params;
+  j["metadata"] = c.metadata;
+  std::error_code ec;
+  const std::filesystem::path dir =
+      std::filesystem::is_directory(path, ec) ? std::filesystem::path(path) : std::filesystem::path(path).parent_path();
+  const std::filesystem::path config = dir / "config.json";
+  if (formats::path_exists(config)) {
+    nlohmann::json cfg = nlohmann::json::parse(formats::read_text_file(config), nullptr, false);
+    if (cfg.is_discarded() || !cfg.is_object()) bad_input("{}: not valid JSON", config.string());
+    nlohmann::json keep = nlohmann::json::object();
+    for (const char* k :
+         {"architectures", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+          "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "rope_theta", "rope_scaling",
+          "tie_word_embeddings", "torch_dtype"})
+      if (cfg.contains(k)) keep[k] = cfg[k];
+    j["config"] = keep;
+  }
+  std::vector<const ir::Tensor*> largest;
+  for (const auto& [name, t] : c.tensors) largest.push_back(&t);
+  std::sort(largest.begin(), largest.end(), [](const ir::Tensor* a, const ir::Tensor* b) {
+    return a->data.size() != b->data.size() ? a->data.size() > b->data.size() : a->name < b->name;
+  });
+  if (static_cast<int>(largest.size()) > top) largest.resize(static_cast<size_t>(top));
+  j["largest_tensors"] = nlohmann::json::array();
+  for (const ir::Tensor* t : largest)
+    j["largest_tensors"].push_back(
+        {{"name", t->name}, {"dtype", ir::dtype_name(t->dtype)}, {"shape", t->dims}, {"bytes", t->data.size()}});
+  if (json) {
+    print_json(j);
+    return;
+  }
+  fmt::print("checkpoint   {} ({} in {} file{})\n", path, human_bytes(c.data_bytes()), files.size(),
+             files.size() == 1 ? "" : "s");
+  if (j.contains("config")) {
+    const auto& cfg = j["config"];
+    if (cfg.contains("architectures")) fmt::print("architecture {}\n", cfg["architectures"].dump());
+    for (const auto& [k, v] : cfg.items())
+      if (k != "architectures") fmt::print("  {:<28} {}\n", k, v.dump());
+  }
+  fmt::print("parameters   {} in {} tensors\n", total_params, c.tensors.size());
+  for (const auto& [dt, b] : bytes) fmt::print("  {:<30} {:<10} {} parameters\n", dt, human_bytes(b), params[dt]);
+  if (!largest.empty()) {
+    fmt::print("largest tensors\n");
+    for (const ir::Tensor* t : largest)
+      fmt::print("  {:<48} {:<8} [{}] {}\n", t->name, ir::dtype_name(t->dtype), fmt::join(t->dims, ", "),
+                 human_bytes(t->data.size()));
+  }
+}
+
 }  // namespace
 
 void register_inspect(CLI::App& app) {
@@ -83,7 +162,8 @@ void register_inspect(CLI::App& app) {
   static bool values = false;
   static int top = 10;
   auto* cmd = app.add_subcommand("inspect", "describe a model: versions, inputs/outputs, ops, parameters, storage");
-  cmd->add_option("model", model_path, "an .onnx model")->required();
+  cmd->add_option("model", model_path, "an .onnx model, or a Hugging Face checkpoint (folder or .safetensors)")
+      ->required();
   cmd->add_flag("--json", json, "print the description as JSON on stdout");
   cmd->add_flag("--values", values, "list every value with its inferred dtype and shape (JSON always has them)");
   add_spec_option(cmd,
@@ -91,6 +171,11 @@ void register_inspect(CLI::App& app) {
                    {0, 100000}},
                   [](const nlohmann::json& v) { top = v.get<int>(); });
   cmd->callback([] {
+    if (is_checkpoint(model_path)) {
+      if (values) bad_input("--values lists an ONNX model's values; {} is a checkpoint", model_path);
+      inspect_checkpoint(model_path, json, top);
+      return;
+    }
     ir::Model m = formats::load_model(model_path);
     formats::ensure_shapes(m);
     const ir::ModelStats s = ir::model_statistics(m);

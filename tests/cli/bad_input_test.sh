@@ -77,6 +77,15 @@ recipe text_num.jsonl '{"text": 5}'
 recipe tok_ok/tokenizer.json '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}'
 recipe tok_unigram/tokenizer.json '{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}'
 recipe tok_bert/tokenizer.json '{"normalizer": {"type": "BertNormalizer"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'
+# Checkpoints (#14): a truncated safetensors file, one whose offsets leave the data, an index
+# whose shard leaves the folder.
+node -e "const h = Buffer.from(JSON.stringify({w: {dtype: 'F32', shape: [4], data_offsets: [0, 16]}}).padEnd(56));
+  const n = Buffer.alloc(8); n.writeBigUInt64LE(BigInt(h.length));
+  require('fs').writeFileSync('trunc.safetensors', Buffer.concat([n, h, Buffer.alloc(8)]));
+  const l = Buffer.from(JSON.stringify({w: {dtype: 'F32', shape: [4], data_offsets: [8, 24]}}).padEnd(56));
+  require('fs').writeFileSync('lying.safetensors', Buffer.concat([n, l, Buffer.alloc(16)]));"
+mkdir -p ckpt_escape
+recipe ckpt_escape/model.safetensors.index.json '{"weight_map": {"w": "../trunc.safetensors"}}'
 # Chat templates: one that raises on a system message, one that does not parse, one missing.
 mkdir -p chat_raise chat_syntax
 cp tok_ok/tokenizer.json chat_raise/ && cp tok_ok/tokenizer.json chat_syntax/
@@ -159,6 +168,9 @@ expect_bad "tokenize --chat: messages not a list" "$S" tokenize --tokenizer chat
 expect_bad "tokenize --chat: messages file missing" "$S" tokenize --tokenizer chat_raise --chat nope.json
 expect_bad "tokenize --chat: --var without =" "$S" tokenize --tokenizer chat_raise --chat chat_system.json --var enable_thinking
 expect_bad "tokenize: --ids without --chat" "$S" tokenize --tokenizer tok_ok --ids
+expect_bad "inspect: truncated safetensors" "$S" inspect trunc.safetensors
+expect_bad "inspect: safetensors offsets past the data" "$S" inspect lying.safetensors
+expect_bad "inspect: shard leaving the checkpoint folder" "$S" inspect ckpt_escape
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
