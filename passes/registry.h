@@ -77,5 +77,6 @@ PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
 PassInfo from_folder_step_info();
 PassInfo package_step_info();
+PassInfo from_hf_step_info();
 
 }  // namespace slmops::passes

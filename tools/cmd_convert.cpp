@@ -1,5 +1,8 @@
 // slmops convert MODEL -o OUT: graph clean-up, optimization, 16-bit floats and storage layout
 // (external data). The same machinery as a recipe of the steps cleanup, optimize, to-float16.
+// slmops convert HF_DIR -o OUT_DIR [--precision fp32|fp16|int4] [--context-length N]: a Hugging
+// Face checkpoint folder built into an ONNX decoder with KV cache (the steps from-hf, then
+// to-float16 or quantize, then package).
 #include "ir/error.h"
 #include "passes/registry.h"
 #include "tools/cli.h"
@@ -22,11 +25,23 @@ void register_convert(CLI::App& app) {
     std::string target = "onnx";
     nlohmann::json f16 = nlohmann::json::object();  // to-float16's options given as flags
     nlohmann::json mixed = nlohmann::json::object();  // mixed-precision's own options given as flags
+    std::string precision;
+    int64_t context_length = 0;
+    std::string package;
   };
   static Args a;
   auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
-  cmd->add_option("model", a.model, "input .onnx model")->required();
-  cmd->add_option("-o,--output", a.output, "output .onnx path")->required();
+  cmd->add_option("model", a.model,
+                  "input .onnx model, or a Hugging Face checkpoint folder (config.json, *.safetensors)")
+      ->required();
+  cmd->add_option("-o,--output", a.output, "output .onnx path (a folder for a checkpoint)")->required();
+  cmd->add_option("--precision", a.precision, "checkpoint: weights of the built model (default fp32)")
+      ->type_name("fp32|fp16|int4");
+  cmd->add_option("--context-length", a.context_length,
+                  "checkpoint: positions the rotary tables cover (default max_position_embeddings, at most 131072)")
+      ->type_name("N");
+  cmd->add_option("--package", a.package, "checkpoint: a deployment folder for ONNX Runtime GenAI or Foundry Local")
+      ->type_name("genai|foundry-local");
   cmd->add_flag("--no-cleanup", a.no_cleanup, "copy the graph as it is (only re-lay the storage)");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
   cmd->add_option("--to", a.to,
@@ -59,6 +74,44 @@ void register_convert(CLI::App& app) {
       cmd, *passes::find_pass("mixed-precision"), &a.mixed,
       {"calib-data", "calib-samples", "calib-batch-size", "max-degradation", "eval-data", "max-fallback-steps"});
   cmd->callback([] {
+    std::error_code ec;
+    if (std::filesystem::is_directory(a.model, ec)) {
+      // A checkpoint folder: build the decoder, then its precision, then the output folder.
+      if (!a.to.empty() || a.opset != 0 || a.ir_version != 0 || a.optimize || a.no_cleanup)
+        bad_input(
+            "{}: a checkpoint folder takes --precision, --context-length and --package (not --to, --opset, "
+            "--ir-version, --optimize or --no-cleanup); nothing was written",
+            a.model);
+      if (!a.precision.empty() && a.precision != "fp32" && a.precision != "fp16" && a.precision != "int4")
+        bad_input("--precision {}: expected fp32, fp16 or int4; nothing was written", a.precision);
+      if (a.target != "onnx" && a.target != "standard")
+        bad_input(
+            "--target {}: checkpoints build standard ONNX ops only in this version (ONNX Runtime's contrib "
+            "ops are not built yet); nothing was written",
+            a.target);
+      if (!a.package.empty())
+        bad_input(
+            "--package {}: deployment folders for ONNX Runtime GenAI and Foundry Local are not built yet; "
+            "nothing was written",
+            a.package);
+      Recipe r;
+      r.input = a.model;
+      r.output = a.output;
+      r.external_data = a.external;
+      r.steps.push_back({"from-hf", {{"context-length", a.context_length}}});
+      if (a.precision == "fp16") r.steps.push_back({"to-float16", {{"dtype", "float16"}}});
+      if (a.precision == "int4") r.steps.push_back({"quantize", {{"mode", "int4-weight"}}});
+      r.steps.push_back({"package", nlohmann::json::object()});
+      validate_recipe(r);
+      auto report = execute(r);
+      if (a.json)
+        print_json(report);
+      else
+        fmt::print("{}\n", r.output.string());
+      return;
+    }
+    if (!a.precision.empty() || a.context_length != 0 || !a.package.empty())
+      bad_input("--precision, --context-length and --package are for a checkpoint folder; {} is not one", a.model);
     if (!a.to.empty() && a.to != "fp16" && a.to != "bf16" && a.to != "mixed")
       bad_input("--to {}: expected fp16, bf16 or mixed; nothing was written", a.to);
     if (a.to.empty() && !a.f16.empty())

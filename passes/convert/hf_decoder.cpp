@@ -1,0 +1,517 @@
+// The decoder builder: transformers' modeling_{llama,mistral,qwen2,qwen3,phi3}.py and
+// modeling_rope_utils.py written out as ONNX ops. Weights are converted to float32 (and
+// transposed for MatMul) one tensor at a time; the mapped checkpoint pages of each are
+// released after, so the checkpoint is never resident alongside the whole output.
+#include "passes/convert/hf_decoder.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+#include "formats/file_util.h"
+#include "formats/safetensors.h"
+#include "ir/error.h"
+#include "passes/registry.h"
+
+namespace slmops::passes {
+
+namespace fs = std::filesystem;
+using ir::Value;
+
+const std::vector<std::string>& supported_architectures() {
+  static const std::vector<std::string> v = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                             "Qwen3ForCausalLM", "Phi3ForCausalLM"};
+  return v;
+}
+
+namespace {
+
+int64_t int_key(const nlohmann::json& c, const char* key, const std::string& where, int64_t dflt = -1) {
+  if (!c.contains(key) || c[key].is_null()) {
+    if (dflt >= 0) return dflt;
+    bad_input("{}: config.json has no \"{}\"", where, key);
+  }
+  if (!c[key].is_number_integer() || c[key].get<int64_t>() < 0)
+    bad_input("{}: config.json \"{}\" must be a non-negative integer, found {}", where, key, c[key].dump());
+  return c[key].get<int64_t>();
+}
+
+double num_key(const nlohmann::json& c, const char* key, double dflt) {
+  if (!c.contains(key) || c[key].is_null()) return dflt;
+  if (!c[key].is_number()) bad_input("config.json \"{}\" must be a number, found {}", key, c[key].dump());
+  return c[key].get<double>();
+}
+
+// Float32 copy of rows [row0, row0+rows) of a 2-D (or 1-D) F32/F16/BF16 tensor, transposed to
+// [cols, rows] when `transpose`.
+ir::Tensor to_float(const ir::Tensor& t, const std::string& name, int64_t row0, int64_t rows, bool transpose) {
+  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1;
+  const size_t es = t.dtype == ir::DType::Float ? 4 : 2;
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  const uint8_t* base = t.data.data() + static_cast<size_t>(row0 * cols) * es;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint8_t* p = base + static_cast<size_t>(r * cols + c) * es;
+      float v;
+      if (t.dtype == ir::DType::Float) {
+        std::memcpy(&v, p, 4);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, p, 2);
+        v = t.dtype == ir::DType::Float16 ? ir::half_to_float(h) : ir::bfloat16_to_float(h);
+      }
+      out[static_cast<size_t>(transpose ? c * rows + r : r * cols + c)] = v;
+    }
+  std::vector<int64_t> dims = t.dims.size() >= 2
+                                  ? (transpose ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows, cols})
+                                  : std::vector<int64_t>{rows};
+  return ir::Tensor::from_values(name, ir::DType::Float, dims, out);
+}
+
+class Builder {
+ public:
+  Builder(ir::Graph& g, const formats::Checkpoint& ck) : g_(g), ck_(ck) {}
+
+  // One node with one output, named after the scope.
+  Value* op(const std::string& type, std::vector<Value*> in, std::vector<ir::Attribute> attrs = {},
+            std::string out_name = {}) {
+    return ops(type, std::move(in), 1, std::move(attrs), {std::move(out_name)})[0];
+  }
+  std::vector<Value*> ops(const std::string& type, std::vector<Value*> in, int n_out,
+                          std::vector<ir::Attribute> attrs = {}, std::vector<std::string> out_names = {}) {
+    const std::string node = unique(scope_ + "/" + type);
+    std::vector<std::string> outs;
+    for (int k = 0; k < n_out; ++k)
+      outs.push_back(static_cast<size_t>(k) < out_names.size() && !out_names[static_cast<size_t>(k)].empty()
+                         ? out_names[static_cast<size_t>(k)]
+                         : fmt::format("{}/output_{}", node, k));
+    ir::Node* n = g_.add_node(type, std::move(in), outs, std::move(attrs), node);
+    return n->outputs;
+  }
+  Value* i64(const std::string& name, std::vector<int64_t> v) {
+    return g_.add_initializer(
+        ir::Tensor::from_values(unique(name), ir::DType::Int64, {static_cast<int64_t>(v.size())}, v));
+  }
+  Value* i64_scalar(const std::string& name, int64_t v) {
+    return g_.add_initializer(ir::Tensor::from_values(unique(name), ir::DType::Int64, {}, std::vector<int64_t>{v}));
+  }
+  Value* f32_scalar(const std::string& name, float v) {
+    return g_.add_initializer(ir::Tensor::from_values(unique(name), ir::DType::Float, {}, std::vector<float>{v}));
+  }
+  Value* add(ir::Tensor t) { return g_.add_initializer(std::move(t)); }
+
+  // A checkpoint tensor of the expected shape.
+  const ir::Tensor& tensor(const std::string& name, const std::vector<int64_t>& dims) const {
+    if (!ck_.contains(name)) bad_input("{}: the checkpoint has no tensor '{}'", ck_.path, name);
+    const ir::Tensor& t = ck_.at(name);
+    if (t.dims != dims)
+      bad_input("{}: tensor '{}' has shape [{}], expected [{}]", ck_.path, name, fmt::join(t.dims, ", "),
+                fmt::join(dims, ", "));
+    if (t.dtype != ir::DType::Float && t.dtype != ir::DType::Float16 && t.dtype != ir::DType::BFloat16)
+      bad_input("{}: tensor '{}' is {}; weights must be F32, F16 or BF16", ck_.path, name, ir::dtype_name(t.dtype));
+    return t;
+  }
+  // A Linear weight [out, in] (rows [row0, row0+rows) of it) as a MatMul weight [in, out].
+  Value* linear(const std::string& name, const std::vector<int64_t>& dims, const std::string& onnx_name,
+                int64_t row0 = 0, int64_t rows = -1) {
+    const ir::Tensor& t = tensor(name, dims);
+    Value* v = add(to_float(t, onnx_name, row0, rows < 0 ? dims[0] : rows, true));
+    t.data.release_resident_pages();
+    return v;
+  }
+  Value* vec(const std::string& name, int64_t n, const std::string& onnx_name, int64_t off = 0, int64_t len = -1) {
+    const ir::Tensor& t = tensor(name, {n});
+    Value* v = add(to_float(t, onnx_name, off, len < 0 ? n : len, false));
+    t.data.release_resident_pages();
+    return v;
+  }
+  bool has(const std::string& name) const { return ck_.contains(name); }
+
+  std::string scope_;
+
+ private:
+  std::string unique(const std::string& base) {
+    const int n = used_[base]++;
+    return n == 0 ? base : fmt::format("{}_{}", base, n);
+  }
+  ir::Graph& g_;
+  const formats::Checkpoint& ck_;
+  std::map<std::string, int> used_;
+};
+
+// x * rsqrt(mean(x^2) + eps) * w, over the last axis (LlamaRMSNorm; float32).
+Value* rms_norm(Builder& b, Value* x, Value* w, double eps) {
+  Value* sq = b.op("Mul", {x, x});
+  Value* ms = b.op("ReduceMean", {sq},
+                   ir::attribute_list(ir::Attribute::make_ints("axes", {-1}), ir::Attribute::make_int("keepdims", 1)));
+  Value* e = b.op("Add", {ms, b.f32_scalar("eps", static_cast<float>(eps))});
+  Value* r = b.op("Sqrt", {e});
+  Value* y = b.op("Div", {x, r});
+  return b.op("Mul", {y, w});
+}
+
+// inv_freq of the rotary embedding (modeling_rope_utils.py), in float32 as torch computes it.
+std::vector<float> inv_freq(const DecoderConfig& c, int64_t dim, const std::vector<double>* ext_factors) {
+  std::vector<float> f(static_cast<size_t>(dim / 2));
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(dim);
+    float p = std::pow(static_cast<float>(c.rope_theta), e);
+    if (ext_factors) p = static_cast<float>((*ext_factors)[static_cast<size_t>(i)]) * p;
+    f[static_cast<size_t>(i)] = 1.0f / p;
+  }
+  return f;
+}
+
+std::string rope_type(const DecoderConfig& c) {
+  if (c.rope_scaling.is_null()) return "default";
+  const auto& r = c.rope_scaling;
+  std::string t = r.contains("rope_type") && r["rope_type"].is_string() ? r["rope_type"].get<std::string>()
+                  : r.contains("type") && r["type"].is_string()         ? r["type"].get<std::string>()
+                                                                        : "default";
+  if (t == "su") t = "longrope";
+  return t;
+}
+
+std::vector<double> factors(const nlohmann::json& r, const char* key, int64_t n) {
+  if (!r.contains(key) || !r[key].is_array() || static_cast<int64_t>(r[key].size()) != n)
+    bad_input("config.json rope_scaling \"{}\" must be a list of {} numbers", key, n);
+  std::vector<double> v;
+  for (const auto& x : r[key]) {
+    if (!x.is_number()) bad_input("config.json rope_scaling \"{}\" must hold numbers", key);
+    v.push_back(x.get<double>());
+  }
+  return v;
+}
+
+// cos and sin tables [rows, dim] (cat(freqs, freqs) as transformers builds them), scaled.
+std::pair<ir::Tensor, ir::Tensor> rope_tables(const std::vector<float>& inv, int64_t rows, float scale,
+                                              const std::string& suffix) {
+  const int64_t half = static_cast<int64_t>(inv.size()), dim = 2 * half;
+  std::vector<float> cs(static_cast<size_t>(rows * dim)), sn(cs.size());
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = static_cast<float>(p) * inv[static_cast<size_t>(i)];
+      const float cv = std::cos(a) * scale, sv = std::sin(a) * scale;
+      for (int64_t k : {i, i + half}) {
+        cs[static_cast<size_t>(p * dim + k)] = cv;
+        sn[static_cast<size_t>(p * dim + k)] = sv;
+      }
+    }
+  return {ir::Tensor::from_values("cos_cache" + suffix, ir::DType::Float, {rows, dim}, cs),
+          ir::Tensor::from_values("sin_cache" + suffix, ir::DType::Float, {rows, dim}, sn)};
+}
+
+}  // namespace
+
+DecoderConfig read_decoder_config(const fs::path& dir) {
+  const fs::path file = dir / "config.json";
+  if (!formats::path_exists(file))
+    bad_input("{}: no config.json (a Hugging Face checkpoint folder has one)", dir.string());
+  const std::string where = file.string();
+  nlohmann::json c = nlohmann::json::parse(formats::read_text_file(file), nullptr, false);
+  if (c.is_discarded() || !c.is_object()) bad_input("{}: not valid JSON", where);
+  DecoderConfig d;
+  if (!c.contains("architectures") || !c["architectures"].is_array() || c["architectures"].empty() ||
+      !c["architectures"][0].is_string())
+    bad_input("{}: no \"architectures\" list", where);
+  d.architecture = c["architectures"][0].get<std::string>();
+  const auto& sup = supported_architectures();
+  if (std::find(sup.begin(), sup.end(), d.architecture) == sup.end())
+    bad_input("{}: architecture {} is not supported (supported: {})", where, d.architecture, fmt::join(sup, ", "));
+  d.model_type = c.value("model_type", std::string());
+  d.hidden = int_key(c, "hidden_size", where);
+  d.intermediate = int_key(c, "intermediate_size", where);
+  d.layers = int_key(c, "num_hidden_layers", where);
+  d.heads = int_key(c, "num_attention_heads", where);
+  d.kv_heads = int_key(c, "num_key_value_heads", where, d.heads);
+  d.vocab = int_key(c, "vocab_size", where);
+  d.max_positions = int_key(c, "max_position_embeddings", where, 4096);
+  d.head_dim = int_key(c, "head_dim", where, d.heads > 0 ? d.hidden / d.heads : 0);
+  if (d.hidden == 0 || d.heads == 0 || d.kv_heads == 0 || d.layers == 0 || d.vocab == 0 || d.head_dim == 0 ||
+      d.heads % d.kv_heads != 0 || d.head_dim % 2 != 0)
+    bad_input(
+        "{}: hidden_size {}, num_attention_heads {}, num_key_value_heads {}, head_dim {}: heads must be a "
+        "multiple of key/value heads and head_dim even and positive",
+        where, d.hidden, d.heads, d.kv_heads, d.head_dim);
+  d.rms_eps = num_key(c, "rms_norm_eps", 1e-6);
+  d.rope_theta = num_key(c, "rope_theta", 10000.0);
+  d.rope_scaling = c.contains("rope_scaling") ? c["rope_scaling"] : nlohmann::json();
+  d.tied = c.value("tie_word_embeddings", false);
+  d.partial_rotary = num_key(c, "partial_rotary_factor", 1.0);
+  if (d.partial_rotary != 1.0)
+    bad_input("{}: partial_rotary_factor {} is not supported yet (1.0 is)", where, d.partial_rotary);
+  const std::string act = c.value("hidden_act", std::string("silu"));
+  if (act != "silu") bad_input("{}: hidden_act \"{}\" is not supported (silu is)", where, act);
+  if (d.architecture == "MistralForCausalLM" || d.architecture == "Phi3ForCausalLM")
+    d.sliding_window = c.contains("sliding_window") && c["sliding_window"].is_number_integer()
+                           ? c["sliding_window"].get<int64_t>()
+                           : 0;
+  if (d.architecture == "Qwen2ForCausalLM" && c.value("use_sliding_window", false))
+    bad_input("{}: Qwen2 with use_sliding_window is not supported", where);
+  d.qkv_bias = d.architecture == "Qwen2ForCausalLM" || c.value("attention_bias", false);
+  d.qk_norm = d.architecture == "Qwen3ForCausalLM";
+  d.fused_qkv = d.architecture == "Phi3ForCausalLM";
+  // Phi-3 keeps the pretrained length beside the extended one (longrope).
+  if (c.contains("original_max_position_embeddings") && d.rope_scaling.is_object() &&
+      !d.rope_scaling.contains("original_max_position_embeddings"))
+    d.rope_scaling["original_max_position_embeddings"] = c["original_max_position_embeddings"];
+  const std::string rt = rope_type(d);
+  if (rt != "default" && rt != "linear" && rt != "llama3" && rt != "longrope")
+    bad_input("{}: rope_scaling type \"{}\" is not supported (default, linear, llama3, longrope)", where, rt);
+  return d;
+}
+
+ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
+  const DecoderConfig c = read_decoder_config(dir);
+  const formats::Checkpoint ck = formats::load_checkpoint(dir);
+  ir::Model m;
+  m.ir_version = 8;
+  m.opsets = {{"", 17}};
+  m.producer_name = "slmops";
+  m.graph = std::make_unique<ir::Graph>();
+  m.graph->name = c.architecture;
+  ir::Graph& g = *m.graph;
+  Builder b(g, ck);
+
+  const int64_t H = c.heads, KV = c.kv_heads, D = c.head_dim, E = c.hidden, I = c.intermediate;
+  const int64_t rows = o.context_length > 0 ? o.context_length : std::min<int64_t>(c.max_positions, 131072);
+  using ir::Dim;
+  auto sym = [](const char* s) { return Dim{-1, s}; };
+  Value* ids =
+      g.add_input("input_ids", ir::TensorType::of_dims(ir::DType::Int64, {sym("batch_size"), sym("sequence_length")}));
+  Value* amask = g.add_input(
+      "attention_mask", ir::TensorType::of_dims(ir::DType::Int64, {sym("batch_size"), sym("total_sequence_length")}));
+  Value* pos = g.add_input("position_ids",
+                           ir::TensorType::of_dims(ir::DType::Int64, {sym("batch_size"), sym("sequence_length")}));
+  std::vector<Value*> past_k, past_v;
+  for (int64_t l = 0; l < c.layers; ++l)
+    for (const char* kind : {"key", "value"}) {
+      Value* p = g.add_input(fmt::format("past_key_values.{}.{}", l, kind),
+                             ir::TensorType::of_dims(ir::DType::Float, {sym("batch_size"), Dim{KV, ""},
+                                                                        sym("past_sequence_length"), Dim{D, ""}}));
+      (std::string(kind) == "key" ? past_k : past_v).push_back(p);
+    }
+
+  // The attention mask [batch, 1, seq, total]: 0 where a query may attend a key (causal,
+  // inside the sliding window, not padding), the float minimum elsewhere.
+  b.scope_ = "/model/attn_mask";
+  Value* S = b.op("Gather", {b.op("Shape", {ids}), b.i64_scalar("one", 1)},
+                  ir::attribute_list(ir::Attribute::make_int("axis", 0)));
+  Value* T = b.op("Gather", {b.op("Shape", {amask}), b.i64_scalar("one", 1)},
+                  ir::attribute_list(ir::Attribute::make_int("axis", 0)));
+  Value* past_len = b.op("Sub", {T, S});
+  Value* kidx = b.op("Range", {b.i64_scalar("zero", 0), T, b.i64_scalar("one", 1)});
+  Value* qidx = b.op("Range", {past_len, T, b.i64_scalar("one", 1)});
+  Value* q2 = b.op("Unsqueeze", {qidx, b.i64("axes", {1})});
+  Value* k2 = b.op("Unsqueeze", {kidx, b.i64("axes", {0})});
+  Value* allowed = b.op("LessOrEqual", {k2, q2});
+  if (c.sliding_window > 0)
+    allowed = b.op("And", {allowed, b.op("Less", {b.op("Sub", {q2, k2}), b.i64_scalar("window", c.sliding_window)})});
+  Value* pad = b.op("Unsqueeze", {b.op("Cast", {amask}, ir::attribute_list(ir::Attribute::make_int("to", 9))),
+                                  b.i64("axes", {1, 2})});
+  allowed = b.op("And", {b.op("Unsqueeze", {allowed, b.i64("axes", {0, 1})}), pad});
+  Value* mask = b.op("Where", {allowed, b.f32_scalar("zero_f", 0.0f), b.f32_scalar("min_f", -3.4028234663852886e38f)});
+
+  // Rotary tables, gathered at position_ids: [batch, 1, seq, head_dim].
+  b.scope_ = "/model/rotary_emb";
+  const std::string rt = rope_type(c);
+  Value* cos = nullptr;
+  Value* sin = nullptr;
+  auto gather_rows = [&](Value* table) {
+    return b.op("Unsqueeze", {b.op("Gather", {table, pos}, ir::attribute_list(ir::Attribute::make_int("axis", 0))),
+                              b.i64("axes", {1})});
+  };
+  if (rt == "longrope") {
+    const auto& r = c.rope_scaling;
+    const int64_t orig = r.contains("original_max_position_embeddings")
+                             ? r["original_max_position_embeddings"].get<int64_t>()
+                             : c.max_positions;
+    double factor = static_cast<double>(c.max_positions) / static_cast<double>(orig);
+    double attn = r.contains("attention_factor") && r["attention_factor"].is_number()
+                      ? r["attention_factor"].get<double>()
+                      : (factor <= 1.0 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(orig))));
+    const auto shortf = factors(r, "short_factor", D / 2), longf = factors(r, "long_factor", D / 2);
+    auto [cs, ss] = rope_tables(inv_freq(c, D, &shortf), rows, static_cast<float>(attn), "_short");
+    auto [cl, sl] = rope_tables(inv_freq(c, D, &longf), rows, static_cast<float>(attn), "_long");
+    // transformers picks the long factors once max(position_ids) + 1 passes the pretrained length.
+    Value* longer =
+        b.op("Greater", {b.op("ReduceMax", {pos}, ir::attribute_list(ir::Attribute::make_int("keepdims", 0))),
+                         b.i64_scalar("orig_minus_one", orig - 1)});
+    cos = b.op("Where", {longer, gather_rows(b.add(std::move(cl))), gather_rows(b.add(std::move(cs)))});
+    sin = b.op("Where", {longer, gather_rows(b.add(std::move(sl))), gather_rows(b.add(std::move(ss)))});
+  } else {
+    std::vector<float> inv = inv_freq(c, D, nullptr);
+    if (rt == "linear") {
+      const float f = static_cast<float>(num_key(c.rope_scaling, "factor", 1.0));
+      for (float& x : inv) x /= f;
+    } else if (rt == "llama3") {
+      const auto& r = c.rope_scaling;
+      const double factor = num_key(r, "factor", 8.0), lo = num_key(r, "low_freq_factor", 1.0),
+                   hi = num_key(r, "high_freq_factor", 4.0),
+                   old = num_key(r, "original_max_position_embeddings", 8192.0);
+      const double lo_wave = old / lo, hi_wave = old / hi;
+      for (float& x : inv) {
+        const double wave = 2 * std::numbers::pi / x;
+        float v = wave > lo_wave ? static_cast<float>(x / factor) : x;
+        if (!(wave < hi_wave) && !(wave > lo_wave)) {
+          const double smooth = (old / wave - lo) / (hi - lo);
+          v = static_cast<float>((1 - smooth) * v / factor + smooth * v);
+        }
+        x = v;
+      }
+    }
+    auto [ct, st] = rope_tables(inv, rows, 1.0f, "");
+    cos = gather_rows(b.add(std::move(ct)));
+    sin = gather_rows(b.add(std::move(st)));
+  }
+  auto rope = [&](Value* x) {  // x * cos + rotate_half(x) * sin, x [batch, heads, seq, D]
+    std::vector<Value*> halves = b.ops("Split", {x}, 2, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
+    Value* rot =
+        b.op("Concat", {b.op("Neg", {halves[1]}), halves[0]}, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
+    return b.op("Add", {b.op("Mul", {x, cos}), b.op("Mul", {rot, sin})});
+  };
+
+  b.scope_ = "/model/embed_tokens";
+  const ir::Tensor& emb = b.tensor("model.embed_tokens.weight", {c.vocab, E});
+  Value* emb_w = b.add(to_float(emb, "model.embed_tokens.weight", 0, c.vocab, false));
+  Value* x = b.op("Gather", {emb_w, ids}, ir::attribute_list(ir::Attribute::make_int("axis", 0)));
+  Value* scale = nullptr;
+
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    b.scope_ = fmt::format("/model/layers.{}", l);
+    Value* h = rms_norm(b, x, b.vec(p + "input_layernorm.weight", E, p + "input_layernorm.weight"), c.rms_eps);
+    b.scope_ = fmt::format("/model/layers.{}/self_attn", l);
+    auto project = [&](const std::string& w, int64_t heads, const char* kind, int64_t row0) {
+      Value* y;
+      if (c.fused_qkv)
+        y = b.op("MatMul", {h, b.linear(p + "self_attn.qkv_proj.weight", {(H + 2 * KV) * D, E},
+                                        p + "self_attn." + kind + "_proj.weight", row0, heads * D)});
+      else
+        y = b.op("MatMul",
+                 {h, b.linear(p + "self_attn." + w + ".weight", {heads * D, E}, p + "self_attn." + w + ".weight")});
+      if (c.qkv_bias)
+        y = b.op("Add", {y, b.vec(p + "self_attn." + w + ".bias", heads * D, p + "self_attn." + w + ".bias")});
+      y = b.op("Reshape", {y, b.i64("shape", {0, 0, heads, D})});
+      if (c.qk_norm && std::string(kind) != "v")
+        y = rms_norm(b, y, b.vec(p + "self_attn." + kind + "_norm.weight", D, p + "self_attn." + kind + "_norm.weight"),
+                     c.rms_eps);
+      return b.op("Transpose", {y}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3})));
+    };
+    Value* q = rope(project("q_proj", H, "q", 0));
+    Value* k = rope(project("k_proj", KV, "k", H * D));
+    Value* v = project("v_proj", KV, "v", (H + KV) * D);
+    Value* k_all = b.op("Concat", {past_k[static_cast<size_t>(l)], k},
+                        ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.key", l));
+    Value* v_all = b.op("Concat", {past_v[static_cast<size_t>(l)], v},
+                        ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.value", l));
+    auto repeat = [&](Value* t) {  // [batch, KV, T, D] -> [batch, H, T, D] (repeat_kv)
+      if (H == KV) return t;
+      Value* u = b.op("Unsqueeze", {t, b.i64("axes", {2})});
+      u = b.op("Tile", {u, b.i64("repeats", {1, 1, H / KV, 1, 1})});
+      return b.op("Reshape", {u, b.i64("shape", {0, H, -1, D})});
+    };
+    Value* kt = b.op("Transpose", {repeat(k_all)}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 1, 3, 2})));
+    if (!scale) scale = b.f32_scalar("/model/attn_scale", static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
+    Value* scores = b.op("Mul", {b.op("MatMul", {q, kt}), scale});
+    Value* probs =
+        b.op("Softmax", {b.op("Add", {scores, mask})}, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
+    Value* ctx = b.op("MatMul", {probs, repeat(v_all)});
+    ctx = b.op("Reshape", {b.op("Transpose", {ctx}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3}))),
+                           b.i64("shape", {0, 0, H * D})});
+    Value* attn =
+        b.op("MatMul", {ctx, b.linear(p + "self_attn.o_proj.weight", {E, H * D}, p + "self_attn.o_proj.weight")});
+    if (c.qkv_bias && c.architecture == "LlamaForCausalLM")
+      attn = b.op("Add", {attn, b.vec(p + "self_attn.o_proj.bias", E, p + "self_attn.o_proj.bias")});
+    b.scope_ = fmt::format("/model/layers.{}", l);
+    x = b.op("Add", {x, attn});
+    Value* h2 = rms_norm(b, x, b.vec(p + "post_attention_layernorm.weight", E, p + "post_attention_layernorm.weight"),
+                         c.rms_eps);
+    b.scope_ = fmt::format("/model/layers.{}/mlp", l);
+    Value *gate, *up;
+    if (c.fused_qkv) {
+      gate =
+          b.op("MatMul", {h2, b.linear(p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.gate_proj.weight", 0, I)});
+      up = b.op("MatMul", {h2, b.linear(p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.up_proj.weight", I, I)});
+    } else {
+      gate = b.op("MatMul", {h2, b.linear(p + "mlp.gate_proj.weight", {I, E}, p + "mlp.gate_proj.weight")});
+      up = b.op("MatMul", {h2, b.linear(p + "mlp.up_proj.weight", {I, E}, p + "mlp.up_proj.weight")});
+    }
+    Value* act = b.op("Mul", {gate, b.op("Sigmoid", {gate})});
+    Value* down = b.op(
+        "MatMul", {b.op("Mul", {act, up}), b.linear(p + "mlp.down_proj.weight", {E, I}, p + "mlp.down_proj.weight")});
+    b.scope_ = fmt::format("/model/layers.{}", l);
+    x = b.op("Add", {x, down});
+  }
+  b.scope_ = "/model/norm";
+  x = rms_norm(b, x, b.vec("model.norm.weight", E, "model.norm.weight"), c.rms_eps);
+  b.scope_ = "/lm_head";
+  // Tied embeddings: the head is the embedding table, transposed (the checkpoint has no lm_head).
+  Value* head = c.tied ? b.add(to_float(emb, "lm_head.weight", 0, c.vocab, true))
+                       : b.linear("lm_head.weight", {c.vocab, E}, "lm_head.weight");
+  emb.data.release_resident_pages();
+  Value* logits = b.op("MatMul", {x, head}, {}, "logits");
+  g.add_output(logits);
+  logits->type =
+      ir::TensorType::of_dims(ir::DType::Float, {sym("batch_size"), sym("sequence_length"), Dim{c.vocab, ""}});
+  for (int64_t l = 0; l < c.layers; ++l)
+    for (const char* kind : {"key", "value"}) {
+      Value* pv = g.find_value(fmt::format("present.{}.{}", l, kind));
+      pv->type = ir::TensorType::of_dims(ir::DType::Float,
+                                         {sym("batch_size"), Dim{KV, ""}, sym("total_sequence_length"), Dim{D, ""}});
+      g.add_output(pv);
+    }
+  m.metadata.emplace_back("slmops.source", c.architecture);
+  return m;
+}
+
+}  // namespace slmops::passes
+
+namespace slmops::passes {
+namespace {
+
+struct FromHfOptions {
+  int64_t context_length = 0;
+  static const OptionTable<FromHfOptions>& table() {
+    static const OptionTable<FromHfOptions> t({
+        {"context-length",
+         &FromHfOptions::context_length,
+         "positions the rotary tables cover (0: max_position_embeddings, at most 131072)",
+         {},
+         false,
+         {0, 1 << 24}},
+    });
+    return t;
+  }
+};
+
+void from_hf(Artifact& a, const nlohmann::json& j, PassContext& ctx) {
+  const FromHfOptions o = FromHfOptions::table().from_json(j);
+  DecoderOptions d;
+  d.context_length = o.context_length;
+  a.model = build_decoder(a.path, d);
+  const DecoderConfig c = read_decoder_config(a.path);
+  ctx.report = {{"architecture", c.architecture}, {"layers", c.layers},
+                {"hidden_size", c.hidden},        {"heads", c.heads},
+                {"kv_heads", c.kv_heads},         {"head_dim", c.head_dim},
+                {"vocab_size", c.vocab},          {"nodes", a.model->graph->node_count()}};
+  a.kind = ArtifactKind::OnnxModel;
+  a.path.clear();
+}
+
+}  // namespace
+
+PassInfo from_hf_step_info() {
+  PassInfo p;
+  p.name = "from-hf";
+  p.summary = "build an ONNX decoder with KV cache from a Hugging Face checkpoint folder (checkpoint -> onnx model)";
+  p.options = FromHfOptions::table().specs();
+  p.takes = ArtifactKind::Checkpoint;
+  p.returns = ArtifactKind::OnnxModel;
+  p.run_artifact = from_hf;
+  return p;
+}
+
+}  // namespace slmops::passes
