@@ -171,6 +171,7 @@ int main(int argc, char** argv) {
   register_convert(app);
   register_quantize(app);
   register_tokenize(app);
+  register_generate(app);
   register_evaluate(app);
   register_pending(app);
 

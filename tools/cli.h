@@ -50,6 +50,7 @@ void register_convert(CLI::App& app);
 void register_evaluate(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_generate(CLI::App& app);
 void register_pending(CLI::App& app);  // distill-data, prune: not built yet
 
 // Entry point used by main() and by tests: returns the exit code.
