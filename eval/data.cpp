@@ -255,6 +255,12 @@ class JsonlSource : public DataSource {
   std::vector<Batch> batches(int64_t begin, int64_t end) const override {
     return cut_batches(begin, end, opts_.batch_size, [&](Batch& batch, int64_t a, int64_t b) {
       for (size_t i = 0; i < inputs_.size(); ++i) {
+        if (rows_[a][i].empty() && is_empty_past(*inputs_[i])) {
+          const auto& d = inputs_[i]->type.dims;
+          batch.feeds.push_back(RValue::of(
+              ir::Tensor::from_values("", ir::DType::Float, {b - a, d[1].value, 0, d[3].value}, std::vector<float>{})));
+          continue;
+        }
         if (rows_[a][i].empty()) {
           batch.feeds.emplace_back();
           continue;
@@ -302,6 +308,14 @@ class JsonlSource : public DataSource {
                     path_, lineno, row[i].size(), rows_[0][i].size());
     rows_.push_back(std::move(row));
     targets_.push_back(std::move(targets));
+  }
+
+  // A KV-cache input (past_key_values.N.*, [batch, heads, past, head_dim] with heads and
+  // head_dim known) that text rows leave empty.
+  static bool is_empty_past(const ir::Value& v) {
+    const auto& t = v.type;
+    return v.name.rfind("past_key_values.", 0) == 0 && t.is_tensor && t.elem() == ir::DType::Float && t.has_shape &&
+           t.dims.size() == 4 && t.dims[1].known() && t.dims[3].known();
   }
 
   // The tokenizer for text and chat rows: --tokenizer, else the model folder's tokenizer.json.
@@ -376,6 +390,8 @@ class JsonlSource : public DataSource {
           row[i].assign(n, 1);
         } else if (name == "position_ids") {
           for (size_t k = 0; k < n; ++k) row[i].push_back(static_cast<int64_t>(k));
+        } else if (is_empty_past(*inputs_[i])) {
+          // a decoder with a KV cache: the past is empty (batches() feeds [batch, heads, 0, dim])
         } else if (!inputs_[i]->initializer) {
           bad_input("{}:{}: a text row gives token ids, attention_mask and position_ids; model input '{}' needs "
                     "its own values (write rows with every input instead)",

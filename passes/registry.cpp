@@ -22,6 +22,7 @@ const std::vector<PassInfo>& all_passes() {
     v.push_back(from_folder_step_info());
     v.push_back(package_step_info());
     v.push_back(from_hf_step_info());
+    v.push_back(package_genai_step_info());
     v.push_back(evaluate_step_info());
     return v;
   }();

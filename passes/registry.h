@@ -78,5 +78,6 @@ PassInfo quantize_pass_info();
 PassInfo from_folder_step_info();
 PassInfo package_step_info();
 PassInfo from_hf_step_info();
+PassInfo package_genai_step_info();
 
 }  // namespace slmops::passes

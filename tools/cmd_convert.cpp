@@ -27,7 +27,7 @@ void register_convert(CLI::App& app) {
     nlohmann::json mixed = nlohmann::json::object();  // mixed-precision's own options given as flags
     std::string precision;
     int64_t context_length = 0;
-    std::string package;
+    std::string package, name;
   };
   static Args a;
   auto* cmd = app.add_subcommand("convert", "clean up a model and choose how its weights are stored");
@@ -42,6 +42,7 @@ void register_convert(CLI::App& app) {
       ->type_name("N");
   cmd->add_option("--package", a.package, "checkpoint: a deployment folder for ONNX Runtime GenAI or Foundry Local")
       ->type_name("genai|foundry-local");
+  cmd->add_option("--name", a.name, "checkpoint: the model's name in Foundry Local's inference_model.json");
   cmd->add_flag("--no-cleanup", a.no_cleanup, "copy the graph as it is (only re-lay the storage)");
   cmd->add_flag("--json", a.json, "print the report as JSON on stdout");
   cmd->add_option("--to", a.to,
@@ -89,11 +90,8 @@ void register_convert(CLI::App& app) {
             "--target {}: checkpoints build standard ONNX ops only in this version (ONNX Runtime's contrib "
             "ops are not built yet); nothing was written",
             a.target);
-      if (!a.package.empty())
-        bad_input(
-            "--package {}: deployment folders for ONNX Runtime GenAI and Foundry Local are not built yet; "
-            "nothing was written",
-            a.package);
+      if (!a.package.empty() && a.package != "genai" && a.package != "foundry-local")
+        bad_input("--package {}: expected genai or foundry-local; nothing was written", a.package);
       Recipe r;
       r.input = a.model;
       r.output = a.output;
@@ -101,7 +99,10 @@ void register_convert(CLI::App& app) {
       r.steps.push_back({"from-hf", {{"context-length", a.context_length}}});
       if (a.precision == "fp16") r.steps.push_back({"to-float16", {{"dtype", "float16"}}});
       if (a.precision == "int4") r.steps.push_back({"quantize", {{"mode", "int4-weight"}}});
-      r.steps.push_back({"package", nlohmann::json::object()});
+      if (a.package.empty())
+        r.steps.push_back({"package", nlohmann::json::object()});
+      else
+        r.steps.push_back({"package-genai", {{"flavor", a.package}, {"name", a.name}}});
       validate_recipe(r);
       auto report = execute(r);
       if (a.json)

@@ -240,8 +240,12 @@ DecoderConfig read_decoder_config(const fs::path& dir) {
   d.rope_scaling = c.contains("rope_scaling") ? c["rope_scaling"] : nlohmann::json();
   d.tied = c.value("tie_word_embeddings", false);
   d.partial_rotary = num_key(c, "partial_rotary_factor", 1.0);
-  if (d.partial_rotary != 1.0)
-    bad_input("{}: partial_rotary_factor {} is not supported yet (1.0 is)", where, d.partial_rotary);
+  const auto rot = static_cast<int64_t>(static_cast<double>(d.head_dim) * d.partial_rotary);
+  if (d.partial_rotary <= 0 || d.partial_rotary > 1 || rot % 2 != 0 || rot == 0)
+    bad_input(
+        "{}: partial_rotary_factor {} with head_dim {} gives {} rotary dims; expected an even number in (0, "
+        "head_dim]",
+        where, d.partial_rotary, d.head_dim, rot);
   const std::string act = c.value("hidden_act", std::string("silu"));
   if (act != "silu") bad_input("{}: hidden_act \"{}\" is not supported (silu is)", where, act);
   if (d.architecture == "MistralForCausalLM" || d.architecture == "Phi3ForCausalLM")
@@ -276,6 +280,7 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
   Builder b(g, ck);
 
   const int64_t H = c.heads, KV = c.kv_heads, D = c.head_dim, E = c.hidden, I = c.intermediate;
+  const auto R = static_cast<int64_t>(static_cast<double>(D) * c.partial_rotary);  // rotary dims (Phi-3: a share)
   const int64_t rows = o.context_length > 0 ? o.context_length : std::min<int64_t>(c.max_positions, 131072);
   using ir::Dim;
   auto sym = [](const char* s) { return Dim{-1, s}; };
@@ -332,9 +337,9 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     double attn = r.contains("attention_factor") && r["attention_factor"].is_number()
                       ? r["attention_factor"].get<double>()
                       : (factor <= 1.0 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(orig))));
-    const auto shortf = factors(r, "short_factor", D / 2), longf = factors(r, "long_factor", D / 2);
-    auto [cs, ss] = rope_tables(inv_freq(c, D, &shortf), rows, static_cast<float>(attn), "_short");
-    auto [cl, sl] = rope_tables(inv_freq(c, D, &longf), rows, static_cast<float>(attn), "_long");
+    const auto shortf = factors(r, "short_factor", R / 2), longf = factors(r, "long_factor", R / 2);
+    auto [cs, ss] = rope_tables(inv_freq(c, R, &shortf), rows, static_cast<float>(attn), "_short");
+    auto [cl, sl] = rope_tables(inv_freq(c, R, &longf), rows, static_cast<float>(attn), "_long");
     // transformers picks the long factors once max(position_ids) + 1 passes the pretrained length.
     Value* longer =
         b.op("Greater", {b.op("ReduceMax", {pos}, ir::attribute_list(ir::Attribute::make_int("keepdims", 0))),
@@ -342,7 +347,7 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     cos = b.op("Where", {longer, gather_rows(b.add(std::move(cl))), gather_rows(b.add(std::move(cs)))});
     sin = b.op("Where", {longer, gather_rows(b.add(std::move(sl))), gather_rows(b.add(std::move(ss)))});
   } else {
-    std::vector<float> inv = inv_freq(c, D, nullptr);
+    std::vector<float> inv = inv_freq(c, R, nullptr);
     if (rt == "linear") {
       const float f = static_cast<float>(num_key(c.rope_scaling, "factor", 1.0));
       for (float& x : inv) x /= f;
@@ -366,11 +371,20 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     cos = gather_rows(b.add(std::move(ct)));
     sin = gather_rows(b.add(std::move(st)));
   }
-  auto rope = [&](Value* x) {  // x * cos + rotate_half(x) * sin, x [batch, heads, seq, D]
+  // x * cos + rotate_half(x) * sin on the first R dims of x [batch, heads, seq, D]; the rest pass.
+  auto rope = [&](Value* x) {
+    Value* pass = nullptr;
+    if (R < D) {
+      std::vector<Value*> parts =
+          b.ops("Split", {x, b.i64("split", {R, D - R})}, 2, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
+      x = parts[0];
+      pass = parts[1];
+    }
     std::vector<Value*> halves = b.ops("Split", {x}, 2, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
     Value* rot =
         b.op("Concat", {b.op("Neg", {halves[1]}), halves[0]}, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
-    return b.op("Add", {b.op("Mul", {x, cos}), b.op("Mul", {rot, sin})});
+    Value* y = b.op("Add", {b.op("Mul", {x, cos}), b.op("Mul", {rot, sin})});
+    return pass ? b.op("Concat", {y, pass}, ir::attribute_list(ir::Attribute::make_int("axis", -1))) : y;
   };
 
   b.scope_ = "/model/embed_tokens";
@@ -464,6 +478,12 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
       g.add_output(pv);
     }
   m.metadata.emplace_back("slmops.source", c.architecture);
+  // The checkpoint it came from: readers of the folder (tokenizer.json for text data, the
+  // deployment packagers) look beside config.json; saving never overwrites these files.
+  m.path = (dir / "config.json").string();
+  m.source_files.push_back(m.path);
+  for (const auto& [name, f] : ck.file_of)
+    if (std::find(m.source_files.begin(), m.source_files.end(), f) == m.source_files.end()) m.source_files.push_back(f);
   return m;
 }
 
