@@ -164,11 +164,15 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
   write("genai_config.json", genai.dump(4) + "\n");
   files.emplace_back("genai_config.json", "genai-config");
   // The tokenizer as transformers saves it, and the generation defaults.
+  // config.json too: transformers.js (and Optimum) load the folder with it.
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                           "generation_config.json"}) {
+                           "generation_config.json", "config.json"}) {
     if (!formats::path_exists(src / name)) continue;
     write(name, formats::read_text_file(src / name));
-    files.emplace_back(name, std::string(name) == "generation_config.json" ? "generation-config" : "tokenizer");
+    const std::string n(name);
+    files.emplace_back(name, n == "generation_config.json" ? "generation-config"
+                             : n == "config.json"          ? "config"
+                                                           : "tokenizer");
   }
   if (o.flavor == "foundry-local") {
     const std::string name = o.name.empty() ? fs::absolute(src).lexically_normal().filename().string() : o.name;
