@@ -85,11 +85,8 @@ void register_convert(CLI::App& app) {
             a.model);
       if (!a.precision.empty() && a.precision != "fp32" && a.precision != "fp16" && a.precision != "int4")
         bad_input("--precision {}: expected fp32, fp16 or int4; nothing was written", a.precision);
-      if (a.target != "onnx" && a.target != "standard")
-        bad_input(
-            "--target {}: checkpoints build standard ONNX ops only in this version (ONNX Runtime's contrib "
-            "ops are not built yet); nothing was written",
-            a.target);
+      if (a.target != "onnx" && a.target != "standard" && a.target != "onnxruntime")
+        bad_input("--target {}: expected standard or onnxruntime; nothing was written", a.target);
       if (!a.package.empty() && a.package != "genai" && a.package != "foundry-local")
         bad_input("--package {}: expected genai or foundry-local; nothing was written", a.package);
       Recipe r;
@@ -97,8 +94,13 @@ void register_convert(CLI::App& app) {
       r.output = a.output;
       r.external_data = a.external;
       r.steps.push_back({"from-hf", {{"context-length", a.context_length}}});
-      if (a.precision == "fp16") r.steps.push_back({"to-float16", {{"dtype", "float16"}}});
+      if (a.precision == "fp16") r.steps.push_back({"to-float16", {{"dtype", "float16"}, {"keep-io-types", true}}});
       if (a.precision == "int4") r.steps.push_back({"quantize", {{"mode", "int4-weight"}}});
+      // onnxruntime: ORT's contrib fusions of the optimize pass (SimplifiedLayerNormalization,
+      // SkipSimplifiedLayerNormalization, QuickGelu for SiLU, FusedMatMul), after the precision
+      // step (the float16 converter knows standard ops only); attention and rotary stay
+      // standard ops in this version.
+      if (a.target == "onnxruntime") r.steps.push_back({"optimize", {{"target", "onnxruntime"}}});
       if (a.package.empty())
         r.steps.push_back({"package", nlohmann::json::object()});
       else

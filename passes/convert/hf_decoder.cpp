@@ -143,7 +143,7 @@ class Builder {
 
 // x * rsqrt(mean(x^2) + eps) * w, over the last axis (LlamaRMSNorm; float32).
 Value* rms_norm(Builder& b, Value* x, Value* w, double eps) {
-  Value* sq = b.op("Mul", {x, x});
+  Value* sq = b.op("Pow", {x, b.f32_scalar("two", 2.0f)});  // Pow, as exporters write it: ORT fuses the pattern
   Value* ms = b.op("ReduceMean", {sq},
                    ir::attribute_list(ir::Attribute::make_ints("axes", {-1}), ir::Attribute::make_int("keepdims", 1)));
   Value* e = b.op("Add", {ms, b.f32_scalar("eps", static_cast<float>(eps))});

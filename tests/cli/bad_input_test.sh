@@ -86,6 +86,15 @@ node -e "const h = Buffer.from(JSON.stringify({w: {dtype: 'F32', shape: [4], dat
   require('fs').writeFileSync('lying.safetensors', Buffer.concat([n, l, Buffer.alloc(16)]));"
 mkdir -p ckpt_escape
 recipe ckpt_escape/model.safetensors.index.json '{"weight_map": {"w": "../trunc.safetensors"}}'
+# Checkpoint folders for convert (#14): no config.json, an unknown architecture, a tensor
+# missing, a tensor of the wrong shape, a truncated shard.
+HFX=$3/tests/fixtures/hf/llama_gqa
+for c in hf_noconfig hf_arch hf_missing hf_shape hf_trunc; do mkdir -p $c && cp "$HFX"/* $c/; done
+rm hf_noconfig/config.json
+sed -i 's/LlamaForCausalLM/GPTNeoXForCausalLM/' hf_arch/config.json
+sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' hf_missing/config.json
+sed -i 's/"intermediate_size": [0-9]*/"intermediate_size": 200/' hf_shape/config.json
+truncate -s -100 hf_trunc/model.safetensors
 # Chat templates: one that raises on a system message, one that does not parse, one missing.
 mkdir -p chat_raise chat_syntax
 cp tok_ok/tokenizer.json chat_raise/ && cp tok_ok/tokenizer.json chat_syntax/
@@ -171,6 +180,12 @@ expect_bad "tokenize: --ids without --chat" "$S" tokenize --tokenizer tok_ok --i
 expect_bad "inspect: truncated safetensors" "$S" inspect trunc.safetensors
 expect_bad "inspect: safetensors offsets past the data" "$S" inspect lying.safetensors
 expect_bad "inspect: shard leaving the checkpoint folder" "$S" inspect ckpt_escape
+expect_bad "convert checkpoint: no config.json" "$S" convert hf_noconfig -o hf_out
+expect_bad "convert checkpoint: unknown architecture" "$S" convert hf_arch -o hf_out
+expect_bad "convert checkpoint: a tensor missing" "$S" convert hf_missing -o hf_out
+expect_bad "convert checkpoint: a tensor of the wrong shape" "$S" convert hf_shape -o hf_out
+expect_bad "convert checkpoint: truncated safetensors" "$S" convert hf_trunc -o hf_out
+expect_bad "convert checkpoint: --precision int3" "$S" convert hf_shape -o hf_out --precision int3
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json

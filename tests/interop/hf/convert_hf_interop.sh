@@ -3,7 +3,8 @@
 # models of every family, with transformers' reference outputs): each built decoder runs in
 # ONNX Runtime, its prefill logits agree with the reference within 1e-4, and 32 greedy steps
 # with the KV cache give the reference's tokens (computed without a cache) and step logits;
-# slmops generate gives the same tokens through our executor.
+# slmops generate gives the same tokens through our executor; the fp16 and --target
+# onnxruntime builds agree too.
 # Usage: convert_hf_interop.sh SLMOPS_BINARY SOURCE_DIR
 set -u
 S=$1
@@ -48,6 +49,18 @@ for dir in "$HF"/*/; do
   got=$("$S" -q generate "$out" --input-ids "$ids" --max-new-tokens 32 --ignore-eos --json |
         node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).generated_ids.join(',')))")
   check "$f: slmops generate (our executor, KV cache) gives the same 32 tokens" [ "$got" = "$want" ]
+  # fp16 (weights and compute; the cache and logits stay float32) and --target onnxruntime
+  # (ORT's contrib fusions): the same tokens, logits within 0.15 (fp16 rounding of logits up
+  # to |24|) and within 1e-4 for the fused fp32 graph.
+  "$S" -q convert "$dir" -o "$WORK/$f.fp16" --precision fp16 > /dev/null 2>&1
+  res=$(node "$HERE/check_decoder.js" "$WORK/$f.fp16/model.onnx" "$dir/expected.npz" 0.15 $flag)
+  echo "     $f fp16: $(echo "$res" | cut -c1-120)"
+  check "$f: fp16 build agrees within fp16 tolerance, same greedy tokens" \
+    node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$res"
+  "$S" -q convert "$dir" -o "$WORK/$f.ort" --target onnxruntime > /dev/null 2>&1
+  res=$(node "$HERE/check_decoder.js" "$WORK/$f.ort/model.onnx" "$dir/expected.npz" 1e-4 $flag)
+  check "$f: --target onnxruntime (contrib fusions) agrees within 1e-4, same tokens" \
+    node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$res"
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
