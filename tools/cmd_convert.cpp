@@ -102,7 +102,8 @@ void register_convert(CLI::App& app) {
       // standard ops in this version.
       if (a.target == "onnxruntime") r.steps.push_back({"optimize", {{"target", "onnxruntime"}}});
       if (a.package.empty())
-        r.steps.push_back({"package", nlohmann::json::object()});
+        r.steps.push_back(
+            {"package", {{"external-data", a.external == formats::ExternalData::Never ? "never" : "always"}}});
       else
         r.steps.push_back({"package-genai", {{"flavor", a.package}, {"name", a.name}}});
       validate_recipe(r);

@@ -45,29 +45,49 @@ double num_key(const nlohmann::json& c, const char* key, double dflt) {
 }
 
 // Float32 copy of rows [row0, row0+rows) of a 2-D (or 1-D) F32/F16/BF16 tensor, transposed to
-// [cols, rows] when `transpose`.
+// [cols, rows] when `transpose`. Written straight into the new tensor's buffer, in 64x64 tiles
+// (the transpose reads and writes whole cache lines).
+template <typename Convert>
+void convert_rows(const uint8_t* base, size_t es, int64_t rows, int64_t cols, bool transpose, float* out, Convert cvt) {
+  constexpr int64_t kTile = 64;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* row = base + static_cast<size_t>(r * cols) * es;
+        if (transpose)
+          for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = cvt(row + static_cast<size_t>(c) * es);
+        else
+          for (int64_t c = c0; c < c1; ++c) out[r * cols + c] = cvt(row + static_cast<size_t>(c) * es);
+      }
+    }
+}
+
 ir::Tensor to_float(const ir::Tensor& t, const std::string& name, int64_t row0, int64_t rows, bool transpose) {
   const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1;
   const size_t es = t.dtype == ir::DType::Float ? 4 : 2;
-  std::vector<float> out(static_cast<size_t>(rows * cols));
+  ir::Buffer buf = ir::Buffer::allocate(static_cast<size_t>(rows * cols) * sizeof(float));
+  auto* out = reinterpret_cast<float*>(buf.mutable_data());
   const uint8_t* base = t.data.data() + static_cast<size_t>(row0 * cols) * es;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const uint8_t* p = base + static_cast<size_t>(r * cols + c) * es;
+  auto u16 = [](const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return h;
+  };
+  if (t.dtype == ir::DType::Float)
+    convert_rows(base, es, rows, cols, transpose, out, [](const uint8_t* p) {
       float v;
-      if (t.dtype == ir::DType::Float) {
-        std::memcpy(&v, p, 4);
-      } else {
-        uint16_t h;
-        std::memcpy(&h, p, 2);
-        v = t.dtype == ir::DType::Float16 ? ir::half_to_float(h) : ir::bfloat16_to_float(h);
-      }
-      out[static_cast<size_t>(transpose ? c * rows + r : r * cols + c)] = v;
-    }
+      std::memcpy(&v, p, 4);
+      return v;
+    });
+  else if (t.dtype == ir::DType::Float16)
+    convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
+  else
+    convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::bfloat16_to_float(u16(p)); });
   std::vector<int64_t> dims = t.dims.size() >= 2
                                   ? (transpose ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows, cols})
                                   : std::vector<int64_t>{rows};
-  return ir::Tensor::from_values(name, ir::DType::Float, dims, out);
+  return ir::Tensor::make(name, ir::DType::Float, dims, std::move(buf));
 }
 
 class Builder {
