@@ -13,6 +13,7 @@
 #include "formats/file_util.h"
 #include "formats/safetensors.h"
 #include "ir/error.h"
+#include "passes/progress.h"
 #include "passes/registry.h"
 
 namespace slmops::passes {
@@ -413,7 +414,9 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
   Value* x = b.op("Gather", {emb_w, ids}, ir::attribute_list(ir::Attribute::make_int("axis", 0)));
   Value* scale = nullptr;
 
+  ProgressStage stage(o.progress, "from-hf: decoder layers", c.layers, "layers");
   for (int64_t l = 0; l < c.layers; ++l) {
+    stage.update(l);
     const std::string p = fmt::format("model.layers.{}.", l);
     b.scope_ = fmt::format("/model/layers.{}", l);
     Value* h = rms_norm(b, x, b.vec(p + "input_layernorm.weight", E, p + "input_layernorm.weight"), c.rms_eps);
@@ -479,6 +482,7 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     b.scope_ = fmt::format("/model/layers.{}", l);
     x = b.op("Add", {x, down});
   }
+  stage.update(c.layers);
   b.scope_ = "/model/norm";
   x = rms_norm(b, x, b.vec("model.norm.weight", E, "model.norm.weight"), c.rms_eps);
   b.scope_ = "/lm_head";
@@ -531,6 +535,7 @@ void from_hf(Artifact& a, const nlohmann::json& j, PassContext& ctx) {
   const FromHfOptions o = FromHfOptions::table().from_json(j);
   DecoderOptions d;
   d.context_length = o.context_length;
+  d.progress = ctx.progress;
   a.model = build_decoder(a.path, d);
   const DecoderConfig c = read_decoder_config(a.path);
   ctx.report = {{"architecture", c.architecture}, {"layers", c.layers},

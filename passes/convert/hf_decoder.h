@@ -40,8 +40,11 @@ const std::vector<std::string>& supported_architectures();
 // config.json of `dir`, checked (a missing key or an unknown architecture is refused naming it).
 DecoderConfig read_decoder_config(const std::filesystem::path& dir);
 
+class Progress;
+
 struct DecoderOptions {
   int64_t context_length = 0;  // rows of the rotary tables (0: max_position_embeddings, at most 131072)
+  Progress* progress = nullptr;  // layers built, on a terminal
 };
 
 // Builds the model. Throws Error(BadInput) naming the checkpoint and the tensor that is
