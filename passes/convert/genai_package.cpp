@@ -73,11 +73,15 @@ ojson prompt_template(const tok::ChatTemplate& t) {
   };
   auto turn = [](const char* role, const char* content) { return ojson{{"role", role}, {"content", content}}; };
   ojson out = ojson::object();
-  if (auto s = render(ojson::array({turn("system", "{Content}")}), false)) out["system"] = *s;
-  if (auto u = render(ojson::array({turn("user", "{Content}")}), false)) out["user"] = *u;
+  // A role's entry only when the template writes that turn's content where it stands (a
+  // template that folds the system message into the first user turn has no system entry).
+  auto has_content = [](const std::optional<std::string>& s) { return s && s->find("{Content}") != std::string::npos; };
+  if (auto s = render(ojson::array({turn("system", "{Content}")}), false); has_content(s)) out["system"] = *s;
+  if (auto u = render(ojson::array({turn("user", "{Content}")}), false); has_content(u)) out["user"] = *u;
   const auto before = render(ojson::array({turn("user", "{User}")}), false);
   const auto both = render(ojson::array({turn("user", "{User}"), turn("assistant", "{Content}")}), false);
-  if (before && both && both->compare(0, before->size(), *before) == 0) out["assistant"] = both->substr(before->size());
+  if (before && both && both->compare(0, before->size(), *before) == 0 && has_content(both->substr(before->size())))
+    out["assistant"] = both->substr(before->size());
   const auto prompt = render(ojson::array({turn("user", "{Content}")}), true);
   if (!prompt) bad_input("package-genai: the chat template does not render one user turn");
   out["prompt"] = *prompt;
@@ -154,7 +158,7 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
                    {"past_present_share_buffer", false},
                    {"repetition_penalty", gen.value("repetition_penalty", 1.0)},
                    {"temperature", gen.value("temperature", 1.0)},
-                   {"top_k", gen.value("top_k", 1)},
+                   {"top_k", gen.value("top_k", 50)},  // transformers' and GenAI's builder's default
                    {"top_p", gen.value("top_p", 1.0)}}}};
   auto write = [&](const std::string& name, const std::string& text) {
     formats::AtomicFile f(ctx.scratch / name);
