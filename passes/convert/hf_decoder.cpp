@@ -15,6 +15,7 @@
 #include "ir/error.h"
 #include "passes/progress.h"
 #include "passes/registry.h"
+#include "runtime/thread_pool.h"
 
 namespace slmops::passes {
 
@@ -64,12 +65,21 @@ void convert_rows(const uint8_t* base, size_t es, int64_t rows, int64_t cols, bo
     }
 }
 
-ir::Tensor to_float(const ir::Tensor& t, const std::string& name, int64_t row0, int64_t rows, bool transpose) {
-  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1;
+// One weight to convert: rows [row0, row0+rows) of `src` into `out` (see to_float).
+struct Job {
+  const ir::Tensor* src;
+  int64_t row0, rows;
+  bool transpose;
+  float* out;
+};
+
+void convert_job(const Job& j) {
+  const ir::Tensor& t = *j.src;
+  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1, rows = j.rows;
+  const bool transpose = j.transpose;
+  float* out = j.out;
   const size_t es = t.dtype == ir::DType::Float ? 4 : 2;
-  ir::Buffer buf = ir::Buffer::allocate(static_cast<size_t>(rows * cols) * sizeof(float));
-  auto* out = reinterpret_cast<float*>(buf.mutable_data());
-  const uint8_t* base = t.data.data() + static_cast<size_t>(row0 * cols) * es;
+  const uint8_t* base = t.data.data() + static_cast<size_t>(j.row0 * cols) * es;
   auto u16 = [](const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -85,6 +95,16 @@ ir::Tensor to_float(const ir::Tensor& t, const std::string& name, int64_t row0, 
     convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
   else
     convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::bfloat16_to_float(u16(p)); });
+  t.data.release_resident_pages();  // the checkpoint's pages leave the resident set once read
+}
+
+// A float32 tensor for rows [row0, row0+rows) of `t` (transposed to [cols, rows] when
+// `transpose`): allocated now, filled when the jobs run (on every thread, after the graph is built).
+ir::Tensor to_float(const ir::Tensor& t, const std::string& name, int64_t row0, int64_t rows, bool transpose,
+                    std::vector<Job>& jobs) {
+  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1;
+  ir::Buffer buf = ir::Buffer::allocate(static_cast<size_t>(rows * cols) * sizeof(float));
+  jobs.push_back({&t, row0, rows, transpose, reinterpret_cast<float*>(buf.mutable_data())});
   std::vector<int64_t> dims = t.dims.size() >= 2
                                   ? (transpose ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows, cols})
                                   : std::vector<int64_t>{rows};
@@ -138,17 +158,14 @@ class Builder {
   Value* linear(const std::string& name, const std::vector<int64_t>& dims, const std::string& onnx_name,
                 int64_t row0 = 0, int64_t rows = -1) {
     const ir::Tensor& t = tensor(name, dims);
-    Value* v = add(to_float(t, onnx_name, row0, rows < 0 ? dims[0] : rows, true));
-    t.data.release_resident_pages();
-    return v;
+    return add(to_float(t, onnx_name, row0, rows < 0 ? dims[0] : rows, true, jobs_));
   }
   Value* vec(const std::string& name, int64_t n, const std::string& onnx_name, int64_t off = 0, int64_t len = -1) {
     const ir::Tensor& t = tensor(name, {n});
-    Value* v = add(to_float(t, onnx_name, off, len < 0 ? n : len, false));
-    t.data.release_resident_pages();
-    return v;
+    return add(to_float(t, onnx_name, off, len < 0 ? n : len, false, jobs_));
   }
   bool has(const std::string& name) const { return ck_.contains(name); }
+  std::vector<Job> jobs_;  // weights to fill once the graph is built
 
   std::string scope_;
 
@@ -410,7 +427,7 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
 
   b.scope_ = "/model/embed_tokens";
   const ir::Tensor& emb = b.tensor("model.embed_tokens.weight", {c.vocab, E});
-  Value* emb_w = b.add(to_float(emb, "model.embed_tokens.weight", 0, c.vocab, false));
+  Value* emb_w = b.add(to_float(emb, "model.embed_tokens.weight", 0, c.vocab, false, b.jobs_));
   Value* x = b.op("Gather", {emb_w, ids}, ir::attribute_list(ir::Attribute::make_int("axis", 0)));
   Value* scale = nullptr;
 
@@ -487,9 +504,8 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
   x = rms_norm(b, x, b.vec("model.norm.weight", E, "model.norm.weight"), c.rms_eps);
   b.scope_ = "/lm_head";
   // Tied embeddings: the head is the embedding table, transposed (the checkpoint has no lm_head).
-  Value* head = c.tied ? b.add(to_float(emb, "lm_head.weight", 0, c.vocab, true))
+  Value* head = c.tied ? b.add(to_float(emb, "lm_head.weight", 0, c.vocab, true, b.jobs_))
                        : b.linear("lm_head.weight", {c.vocab, E}, "lm_head.weight");
-  emb.data.release_resident_pages();
   Value* logits = b.op("MatMul", {x, head}, {}, "logits");
   g.add_output(logits);
   logits->type =
@@ -501,6 +517,13 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
                                          {sym("batch_size"), Dim{KV, ""}, sym("total_sequence_length"), Dim{D, ""}});
       g.add_output(pv);
     }
+  // The weights, converted on every thread (one tensor per job, the largest first).
+  auto size_of = [](const Job& j) { return j.rows * (j.src->dims.size() >= 2 ? j.src->dims[1] : 1); };
+  std::stable_sort(b.jobs_.begin(), b.jobs_.end(), [&](const Job& x, const Job& y) { return size_of(x) > size_of(y); });
+  runtime::ThreadPool pool(std::max(1, o.threads));
+  pool.parallel_for(static_cast<int64_t>(b.jobs_.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) convert_job(b.jobs_[static_cast<size_t>(k)]);
+  });
   m.metadata.emplace_back("slmops.source", c.architecture);
   // The checkpoint it came from: readers of the folder (tokenizer.json for text data, the
   // deployment packagers) look beside config.json; saving never overwrites these files.
@@ -536,6 +559,7 @@ void from_hf(Artifact& a, const nlohmann::json& j, PassContext& ctx) {
   DecoderOptions d;
   d.context_length = o.context_length;
   d.progress = ctx.progress;
+  d.threads = ctx.threads;
   a.model = build_decoder(a.path, d);
   const DecoderConfig c = read_decoder_config(a.path);
   ctx.report = {{"architecture", c.architecture}, {"layers", c.layers},

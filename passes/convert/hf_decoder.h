@@ -45,6 +45,7 @@ class Progress;
 struct DecoderOptions {
   int64_t context_length = 0;  // rows of the rotary tables (0: max_position_embeddings, at most 131072)
   Progress* progress = nullptr;  // layers built, on a terminal
+  int threads = 1;               // weights are converted on this many threads
 };
 
 // Builds the model. Throws Error(BadInput) naming the checkpoint and the tensor that is
