@@ -101,11 +101,11 @@ void register_convert(CLI::App& app) {
       // step (the float16 converter knows standard ops only); attention and rotary stay
       // standard ops in this version.
       if (a.target == "onnxruntime") r.steps.push_back({"optimize", {{"target", "onnxruntime"}}});
-      if (a.package.empty())
-        r.steps.push_back(
-            {"package", {{"external-data", a.external == formats::ExternalData::Never ? "never" : "always"}}});
-      else
-        r.steps.push_back({"package-genai", {{"flavor", a.package}, {"name", a.name}}});
+      // Without --package: the model beside the checkpoint's config and tokenizer files.
+      r.steps.push_back({"package-genai",
+                         {{"flavor", a.package.empty() ? "plain" : a.package},
+                          {"name", a.name},
+                          {"external-data", a.external == formats::ExternalData::Never ? "never" : "always"}}});
       validate_recipe(r);
       auto report = execute(r);
       if (a.json)

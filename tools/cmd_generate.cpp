@@ -12,6 +12,7 @@
 #include "formats/onnx_io.h"
 #include "ir/error.h"
 #include "runtime/executor.h"
+#include "tokenizers/chat_template.h"
 #include "tokenizers/tokenizer.h"
 #include "tools/cli.h"
 
@@ -83,7 +84,7 @@ void register_generate(CLI::App& app) {
   struct Args {
     std::string model, input_ids, prompt;
     int64_t max_new_tokens = 32;
-    bool greedy = false, json = false, ignore_eos = false;
+    bool greedy = false, json = false, ignore_eos = false, chat = false;
     double temperature = 0, top_p = 1.0;
     int64_t top_k = 0;
     uint64_t seed = 0;
@@ -103,9 +104,13 @@ void register_generate(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", a.seed, "seed of the sampler (the same seed, the same tokens)");
   cmd->add_flag("--ignore-eos", a.ignore_eos, "do not stop at the end-of-sequence token");
+  cmd->add_flag("--chat", a.chat,
+                "with --prompt: the prompt is one user turn of the folder's chat template (with the generation "
+                "prompt), tokenized without adding special tokens again");
   cmd->add_flag("--json", a.json, "print the ids, text and timings as JSON");
   cmd->callback([] {
     if (a.input_ids.empty() == a.prompt.empty()) bad_input("generate needs exactly one of --input-ids and --prompt");
+    if (a.chat && a.prompt.empty()) bad_input("--chat needs --prompt (the user's turn)");
     Sampling s;
     s.greedy = a.greedy || a.temperature == 0;
     if (a.greedy && a.temperature != 0) bad_input("--greedy and --temperature exclude each other");
@@ -124,7 +129,21 @@ void register_generate(CLI::App& app) {
     if (!a.prompt.empty()) {
       if (!tokenizer)
         bad_input("--prompt needs a tokenizer.json beside the model in {}; give --input-ids instead", dir.string());
-      for (int32_t id : tokenizer->encode(a.prompt)) prompt.push_back(id);
+      if (a.chat) {
+        const tok::ChatTemplate t = tok::ChatTemplate::load(dir);
+        tok::ChatRequest r;
+        r.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", a.prompt}}});
+        r.add_generation_prompt = true;
+        std::string text;
+        try {
+          text = t.render(r);
+        } catch (const jinja::Raised& e) {
+          bad_input("{}: the chat template raised an exception: {}", t.origin(), e.what());
+        }
+        for (int32_t id : tokenizer->encode(text, false)) prompt.push_back(id);
+      } else {
+        for (int32_t id : tokenizer->encode(a.prompt)) prompt.push_back(id);
+      }
       if (prompt.empty()) bad_input("--prompt: the text has no tokens");
     } else {
       prompt = parse_id_list(a.input_ids);

@@ -31,8 +31,9 @@ struct GenaiOptions {
     static const OptionTable<GenaiOptions> t({
         {"flavor",
          &GenaiOptions::flavor,
-         "genai: ONNX Runtime GenAI's folder; foundry-local: also inference_model.json",
-         {"genai", "foundry-local"}},
+         "genai: ONNX Runtime GenAI's folder; foundry-local: also inference_model.json; plain: the model with the "
+         "checkpoint's config, generation config and tokenizer files (what transformers.js and slmops generate load)",
+         {"genai", "foundry-local", "plain"}},
         {"name",
          &GenaiOptions::name,
          "the model's name in inference_model.json (default: the checkpoint folder's)",
@@ -165,8 +166,10 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
     f.write(text);
     f.commit();
   };
-  write("genai_config.json", genai.dump(4) + "\n");
-  files.emplace_back("genai_config.json", "genai-config");
+  if (o.flavor != "plain") {
+    write("genai_config.json", genai.dump(4) + "\n");
+    files.emplace_back("genai_config.json", "genai-config");
+  }
   // The tokenizer as transformers saves it, and the generation defaults.
   // config.json too: transformers.js (and Optimum) load the folder with it.
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
