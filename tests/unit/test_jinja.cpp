@@ -106,6 +106,21 @@ TEST_CASE("jinja: runaway templates are stopped, not run out of memory or stack"
   CHECK_THROWS_WITH(Template("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").render({}),
                     doctest::Contains("recursion"));
   CHECK_THROWS_WITH(Template("{{ 'x' * 1000000000000 }}").render({}), doctest::Contains("too large"));
+  // Found by fuzz_jinja: work without end, values nested without end, huge counts, cycles.
+  CHECK_THROWS_WITH(Template("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").render({}),
+                    doctest::Contains("steps of work"));
+  CHECK_THROWS_WITH(Template("{% set ns = namespace(v=[]) %}{% for i in range(1000) %}{% set ns.v = [ns.v] %}{% endfor %}")
+                        .render({}),
+                    doctest::Contains("nested deeper than 256"));
+  CHECK(Template("{{ [] * 1000000000000000 }}").render({}) == "[]");
+  CHECK_THROWS_WITH(Template("{{ [1, 2]|batch(1000000000000)|list }}").render({}), doctest::Contains("too large"));
+  CHECK_THROWS_WITH(Template("{{ 'ab'.replace('', 'x' * 100000000) }}").render({}), doctest::Contains("too large"));
+  CHECK_THROWS_WITH(Template("{{ 1e300|int }}").render({}), doctest::Contains("integer overflow"));
+  CHECK(Template("{{ [1, 2, 3][::9223372036854775807] }}").render({}) == "[1]");
+  CHECK_THROWS_WITH(Template("{{ '\\ud800' }}"), doctest::Contains("lone surrogate"));
+  CHECK(Template("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").render({}) ==
+        "<Namespace {'me': <Namespace {...}>}>");
+  CHECK_THROWS_WITH(Template("{{ ['a', 'b']|sum(start='') }}").render({}), doctest::Contains("can't sum strings"));
 }
 
 TEST_CASE("chat template: transformers' variables, named templates and special tokens") {

@@ -328,6 +328,8 @@ class Lexer {
       const auto r = std::from_chars(src_.data() + i, src_.data() + i + n, v, 16);
       if (r.ptr != src_.data() + i + n || v > 0x10ffff)
         syntax_error(line, "invalid \\x, \\u or \\U escape in a string");
+      if (v >= 0xd800 && v <= 0xdfff)
+        syntax_error(line, fmt::format("a lone surrogate \\u{:04x} in a string (the output must be valid UTF-8)", v));
       i += n;
       return static_cast<char32_t>(v);
     };
@@ -742,7 +744,7 @@ class Parser {
 
   // Nesting (brackets, unary operators, blocks) deeper than this is refused: the parser and the
   // renderer recurse once per level.
-  static constexpr int kMaxDepth = 300;
+  static constexpr int kMaxDepth = 200;
   struct Depth {
     Parser& p;
     explicit Depth(Parser& parser) : p(parser) {
@@ -842,7 +844,7 @@ class Parser {
 
   // Operator, attribute and filter chains build left-deep trees without recursing here, but
   // rendering (and freeing) one recurses per level: a chain as deep as kMaxChain is refused.
-  static constexpr int kMaxChain = 2000;
+  static constexpr int kMaxChain = 1000;
   ExprPtr chained(ExprPtr e) {
     int d = 0;
     for (const auto& a : e->args)

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <ctime>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "tokenizers/jinja/ast.h"
 #include "tokenizers/jinja/template.h"
@@ -20,6 +21,8 @@ namespace {
 constexpr size_t kMaxRange = 100000;            // Jinja2's sandbox MAX_RANGE
 constexpr size_t kMaxString = size_t{1} << 28;  // 256 MiB: a string or output larger than this is refused
 constexpr int kMaxCallDepth = 256;              // macro recursion
+constexpr int64_t kMaxSteps = 2'000'000;  // statements, expressions and loop turns per render (a chat template: ~1e4)
+constexpr int kMaxRecursion = 1500;       // nested evaluation (the stack: a frame per level)
 
 // A RenderError that already names its template line.
 struct LinedError : RenderError {
@@ -253,6 +256,8 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
   if (old.empty()) {
     // Python inserts `with` between every character (and at both ends).
     const std::u32string u = to_u32(s);
+    if (!with.empty() && (u.size() + 1) > kMaxString / with.size())
+      type_error("replace: the result would be too large");
     int64_t n = 0;
     for (size_t k = 0; k <= u.size(); ++k) {
       if (count < 0 || n < count) {
@@ -270,6 +275,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
     if (f == std::string::npos) break;
     out.append(s, pos, f - pos);
     out += with;
+    if (out.size() > kMaxString) type_error("replace: the result would be too large");
     pos = f + old.size();
     ++n;
   }
@@ -411,10 +417,19 @@ std::vector<size_t> slice_indices(int64_t n, const Value& start, const Value& st
   const int64_t b = clamp(idx(start), st > 0 ? 0 : n - 1);
   const int64_t e = clamp(idx(stop), st > 0 ? n : -1);
   std::vector<size_t> out;
-  if (st > 0)
-    for (int64_t i = b; i < e; i += st) out.push_back(static_cast<size_t>(i));
-  else
-    for (int64_t i = b; i > e; i += st) out.push_back(static_cast<size_t>(i));
+  if (st > 0) {
+    for (int64_t i = b; i < e;) {
+      out.push_back(static_cast<size_t>(i));
+      if (st >= e - i) break;  // no i += st past e (st may be near INT64_MAX)
+      i += st;
+    }
+  } else {
+    for (int64_t i = b; i > e;) {
+      out.push_back(static_cast<size_t>(i));
+      if (st == INT64_MIN || -st >= i - e) break;
+      i += st;
+    }
+  }
   return out;
 }
 
@@ -511,7 +526,9 @@ Value binary_op(const std::string& op, const Value& l, const Value& r) {
       const Array& a = l.is_array() ? l.as_array() : r.as_array();
       const int64_t n = l.is_array() ? r.integer() : l.integer();
       std::vector<Value> items;
-      if (n > 0 && a.items.size() * static_cast<size_t>(n) > kMaxRange) type_error("list repetition too large");
+      if (n <= 0 || a.items.empty()) return Value::list({}, a.tuple);
+      if (static_cast<uint64_t>(n) > kMaxRange || a.items.size() * static_cast<size_t>(n) > kMaxRange)
+        type_error("list repetition too large");
       for (int64_t k = 0; k < n; ++k) items.insert(items.end(), a.items.begin(), a.items.end());
       return Value::list(std::move(items), a.tuple);
     }
@@ -580,7 +597,7 @@ class Renderer {
     if (name == "range") return make_callable("range", [](CallArgs& a) { return range(a); });
     if (name == "namespace" || name == "dict") {
       const bool ns = name == "namespace";
-      return make_callable(name, [ns](CallArgs& a) {
+      return make_callable(name, [ns, this](CallArgs& a) {
         std::vector<std::pair<std::string, Value>> items;
         if (a.positional.size() > 1)
           type_error(fmt::format("{}() takes at most 1 positional argument", ns ? "namespace" : "dict"));
@@ -590,7 +607,9 @@ class Renderer {
           items = init.as_object().items;
         }
         for (auto& kv : a.keyword) items.push_back(kv);
-        return make_object(std::move(items), ns);
+        Value v = make_object(std::move(items), ns);
+        if (ns) namespaces_.push_back(std::get<std::shared_ptr<Object>>(v.storage()));
+        return v;
       });
     }
     if (name == "joiner")
@@ -607,21 +626,23 @@ class Renderer {
         });
       });
     if (name == "cycler")
-      return make_callable("cycler", [](CallArgs& a) {
+      return make_callable("cycler", [this](CallArgs& a) {
         if (a.positional.empty()) type_error("at least one item has to be provided");
         auto items = std::make_shared<std::vector<Value>>(a.positional);
         auto pos = std::make_shared<size_t>(0);
         auto obj = std::make_shared<Object>();
         obj->is_namespace = true;
-        obj->set("next", make_callable("cycler.next", [items, pos, obj](CallArgs&) {
+        namespaces_.push_back(obj);
+        std::weak_ptr<Object> weak = obj;  // its methods live in it
+        obj->set("next", make_callable("cycler.next", [items, pos, weak](CallArgs&) {
                    const Value v = (*items)[*pos];
                    *pos = (*pos + 1) % items->size();
-                   obj->set("current", (*items)[*pos]);
+                   if (auto o = weak.lock()) o->set("current", (*items)[*pos]);
                    return v;
                  }));
-        obj->set("reset", make_callable("cycler.reset", [items, pos, obj](CallArgs&) {
+        obj->set("reset", make_callable("cycler.reset", [items, pos, weak](CallArgs&) {
                    *pos = 0;
-                   obj->set("current", (*items)[0]);
+                   if (auto o = weak.lock()) o->set("current", (*items)[0]);
                    return Value(None{});
                  }));
         obj->set("current", (*items)[0]);
@@ -682,7 +703,21 @@ class Renderer {
     return Flow::Normal;
   }
 
+  // Counts work and nesting; refuses a template that would run (or recurse) without end.
+  struct Step {
+    Renderer& r;
+    explicit Step(Renderer& renderer) : r(renderer) {
+      if (++r.steps_ > kMaxSteps) type_error(fmt::format("the template does more than {} steps of work", kMaxSteps));
+      if (++r.nesting_ > kMaxRecursion) {
+        --r.nesting_;
+        type_error(fmt::format("evaluation nested deeper than {} levels", kMaxRecursion));
+      }
+    }
+    ~Step() { --r.nesting_; }
+  };
+
   Flow exec_one(const Stmt& s, const FramePtr& f, std::string& out) {
+    const Step step(*this);
     switch (s.kind) {
       case Stmt::Kind::Text:
         out += s.text;
@@ -777,6 +812,7 @@ class Renderer {
     bool completed = false;
     auto changed_state = std::make_shared<std::optional<std::vector<Value>>>();
     for (int64_t k = 0; k < n; ++k) {
+      if (++steps_ > kMaxSteps) type_error(fmt::format("the template does more than {} steps of work", kMaxSteps));
       auto frame = std::make_shared<Frame>();
       frame->parent = f;
       assign(s.names, items[static_cast<size_t>(k)], *frame);
@@ -804,13 +840,18 @@ class Renderer {
       if (flow == Flow::Break) break;
       if (flow == Flow::Normal) completed = true;
     }
+    changed_state->reset();  // it may hold the loop object (loop.changed(loop)): a cycle to break
     if (!completed && s.has_else) return exec(s.bodies[1], f, out);
     return Flow::Normal;
   }
 
   Value make_macro(const Stmt& s, const FramePtr& defined_in) {
     const Stmt* m = &s;
-    return make_callable(s.names[0], [this, m, defined_in](CallArgs& a) -> Value {
+    // The defining frame is held weakly: the macro lives in that frame (a strong hold would
+    // be a cycle that is never freed); a macro called after its loop iteration ended sees the
+    // top-level variables.
+    std::weak_ptr<Frame> weak_frame = defined_in;
+    return make_callable(s.names[0], [this, m, weak_frame](CallArgs& a) -> Value {
       if (++depth_ > kMaxCallDepth) {
         --depth_;
         type_error(fmt::format("macro '{}': recursion deeper than {} calls", m->names[0], kMaxCallDepth));
@@ -820,7 +861,8 @@ class Renderer {
         ~Guard() { --d; }
       } guard{depth_};
       auto frame = std::make_shared<Frame>();
-      frame->parent = defined_in;
+      frame->parent = weak_frame.lock();
+      if (!frame->parent) frame->parent = root_;
       const size_t nparams = m->names.size() - 1, ndefaults = m->exprs.size();
       std::vector<Value> varargs;
       for (size_t k = 0; k < a.positional.size(); ++k) {
@@ -863,6 +905,7 @@ class Renderer {
   // ---- expressions ----
 
   Value eval(const Expr& e, const FramePtr& f) {
+    const Step step(*this);
     switch (e.kind) {
       case Expr::Kind::Literal:
         return e.value;
@@ -1431,7 +1474,13 @@ class Renderer {
       const int base = static_cast<int>(p.get(1, Value(int64_t{10})).integer());
       if (v.is_undefined()) undefined_error(v);
       if (v.is_integral()) return Value(v.integer());
-      if (v.is_float()) return std::isfinite(v.as_float()) ? Value(static_cast<int64_t>(v.as_float())) : dflt;
+      if (v.is_float()) {
+        const double d = v.as_float();
+        if (!std::isfinite(d)) return dflt;
+        if (!(d > -9.2e18 && d < 9.2e18))
+          type_error("integer overflow (Python integers are unbounded; this engine's are 64-bit)");
+        return Value(static_cast<int64_t>(d));
+      }
       if (v.is_string()) {
         std::string s = py_strip(v.as_string(), nullptr, true, true);
         s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
@@ -1443,7 +1492,11 @@ class Renderer {
         }
         char* end = nullptr;
         const double d = std::strtod(s.c_str(), &end);
-        if (!s.empty() && end == s.c_str() + s.size() && std::isfinite(d)) return Value(static_cast<int64_t>(d));
+        if (!s.empty() && end == s.c_str() + s.size() && std::isfinite(d)) {
+          if (!(d > -9.2e18 && d < 9.2e18))
+            type_error("integer overflow (Python integers are unbounded; this engine's are 64-bit)");
+          return Value(static_cast<int64_t>(d));
+        }
       }
       return dflt;
     }
@@ -1578,10 +1631,16 @@ class Renderer {
       const bool cs = p.get(0, Value(false)).truthy();
       const Value attr = p.get(1, Value(None{}));
       std::vector<Value> out, seen;
+      std::unordered_set<std::string> seen_strings;  // strings: hashed (the common case, and no n^2)
       for (const auto& item : iterate(v)) {
         const Value key = sort_key(attr.is_none() ? item : attribute_path(item, attr), cs);
-        if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return py_equal(s, key); })) continue;
-        seen.push_back(key);
+        if (key.is_string()) {
+          if (!seen_strings.insert(key.as_string()).second) continue;
+        } else {
+          if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return py_equal(s, key); })) continue;
+          if (seen.size() >= 10000) type_error("unique: more than 10000 distinct non-string items");
+          seen.push_back(key);
+        }
         out.push_back(item);
       }
       return Value::list(std::move(out));
@@ -1648,6 +1707,7 @@ class Renderer {
       const Params p("sum", a, {"attribute", "start"});
       const Value attr = p.get(0, Value(None{}));
       Value acc = p.get(1, Value(int64_t{0}));
+      if (acc.is_string()) type_error("sum() can't sum strings [use ''.join(seq) instead]");
       for (const auto& item : iterate(v)) acc = binary_op("+", acc, attr.is_none() ? item : attribute_path(item, attr));
       return acc;
     }
@@ -1696,6 +1756,7 @@ class Renderer {
       if (!p.get(0)) type_error(fmt::format("{}() needs a count", name));
       const int64_t count = p.get(0)->integer();
       if (count <= 0) type_error(fmt::format("{}() count must be positive", name));
+      if (static_cast<uint64_t>(count) > kMaxRange) type_error(fmt::format("{}() count {} is too large", name, count));
       const Value* fill = p.get(1);
       const bool has_fill = fill && !fill->is_none();
       const std::vector<Value> items = iterate(v);
@@ -1725,10 +1786,10 @@ class Renderer {
     }
     if (name == "truncate") {
       const Params p("truncate", a, {"length", "killwords", "end", "leeway"});
-      const int64_t length = p.get(0, Value(int64_t{255})).integer();
+      const int64_t length = std::clamp<int64_t>(p.get(0, Value(int64_t{255})).integer(), INT32_MIN, INT32_MAX);
       const bool killwords = p.get(1, Value(false)).truthy();
       const std::u32string end = to_u32(text_of(p.get(2, Value("..."))));
-      const int64_t leeway = p.get(3, Value(int64_t{5})).integer();
+      const int64_t leeway = std::clamp<int64_t>(p.get(3, Value(int64_t{5})).integer(), INT32_MIN, INT32_MAX);
       if (length < static_cast<int64_t>(end.size()))
         type_error(fmt::format("expected length >= {}, got {}", end.size(), length));
       if (leeway < 0) type_error(fmt::format("expected leeway >= 0, got {}", leeway));
@@ -1811,6 +1872,17 @@ class Renderer {
 
   FramePtr root_;
   int depth_ = 0;
+  // Namespaces can hold themselves (ns.me = ns) or each other: their values are dropped when
+  // the render ends, so such cycles are freed.
+  mutable std::vector<std::weak_ptr<Object>> namespaces_;
+  int64_t steps_ = 0;  // statements and expressions evaluated (see kMaxSteps)
+  int nesting_ = 0;    // evaluation recursion (see kMaxRecursion)
+
+ public:
+  ~Renderer() {
+    for (auto& w : namespaces_)
+      if (auto o = w.lock()) o->items.clear();
+  }
 };
 
 }  // namespace

@@ -7,15 +7,28 @@
 #include <charconv>
 #include <cmath>
 
+#include "ir/error.h"
 #include "tokenizers/unicode.h"
 
 namespace slmops::jinja {
 
+[[noreturn]] void too_deep() {
+  throw RenderError(fmt::format("lists and dicts nested deeper than {} levels", kMaxNesting));
+}
+
 Value Value::list(std::vector<Value> items, bool tuple) {
   auto a = std::make_shared<Array>();
+  for (const Value& v : items) a->depth = std::max(a->depth, v.depth() + 1);
+  if (a->depth > kMaxNesting) too_deep();
   a->items = std::move(items);
   a->tuple = tuple;
   return Value(std::shared_ptr<const Array>(std::move(a)));
+}
+
+int Value::depth() const {
+  if (is_array()) return as_array().depth;
+  if (is_object()) return as_object().depth;
+  return 0;
 }
 
 double Value::number() const {
@@ -43,8 +56,8 @@ bool Value::truthy() const {
           return x != 0;
         else if constexpr (std::is_same_v<T, double>)
           return x != 0.0;
-        else if constexpr (std::is_same_v<T, std::string>)
-          return !x.empty();
+        else if constexpr (std::is_same_v<T, std::shared_ptr<const std::string>>)
+          return !x->empty();
         else if constexpr (std::is_same_v<T, std::shared_ptr<const Array>>)
           return !x->items.empty();
         else if constexpr (std::is_same_v<T, std::shared_ptr<Object>>)
@@ -85,6 +98,8 @@ void Object::set(const std::string& key, Value v) {
 Value make_object(std::vector<std::pair<std::string, Value>> items, bool is_namespace) {
   auto o = std::make_shared<Object>();
   o->is_namespace = is_namespace;
+  for (const auto& kv : items) o->depth = std::max(o->depth, kv.second.depth() + 1);
+  if (o->depth > kMaxNesting) too_deep();
   for (auto& [k, v] : items) o->set(k, std::move(v));  // a repeated key keeps its first place, as in a dict
   return Value(std::move(o));
 }
@@ -201,6 +216,14 @@ std::string py_repr(const Value& v) {
   }
   if (v.is_object()) {
     const Object& o = v.as_object();
+    // A namespace can hold itself (ns.me = ns): Python prints the inner one as {...}.
+    thread_local std::vector<const Object*> open;
+    if (std::find(open.begin(), open.end(), &o) != open.end()) return o.is_namespace ? "<Namespace {...}>" : "{...}";
+    if (open.size() >= static_cast<size_t>(kMaxNesting)) throw RenderError("values nested too deep to print");
+    open.push_back(&o);
+    struct Pop {
+      ~Pop() { open.pop_back(); }
+    } pop;
     std::string out = o.is_namespace ? "<Namespace {" : "{";
     for (size_t k = 0; k < o.items.size(); ++k) {
       if (k) out += ", ";
@@ -226,8 +249,8 @@ std::string py_str(const Value& v) {
           return std::to_string(x);
         else if constexpr (std::is_same_v<T, double>)
           return py_float_repr(x);
-        else if constexpr (std::is_same_v<T, std::string>)
-          return x;
+        else if constexpr (std::is_same_v<T, std::shared_ptr<const std::string>>)
+          return *x;
         else if constexpr (std::is_same_v<T, std::shared_ptr<const Callable>>)
           return "<function " + x->name + ">";
         else
@@ -395,7 +418,11 @@ std::string py_json_dumps(const Value& v, const JsonStyle& style) {
   return out;
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+namespace {
+
+Value from_json_at(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxNesting)
+    throw Error(ExitCode::BadInput, fmt::format("JSON nested deeper than {} levels", kMaxNesting));
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null:
       return Value(None{});
@@ -415,18 +442,22 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& x : j) items.push_back(from_json(x));
+      for (const auto& x : j) items.push_back(from_json_at(x, depth + 1));
       return Value::list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       std::vector<std::pair<std::string, Value>> items;
       items.reserve(j.size());
-      for (const auto& [k, x] : j.items()) items.emplace_back(k, from_json(x));
+      for (const auto& [k, x] : j.items()) items.emplace_back(k, from_json_at(x, depth + 1));
       return make_object(std::move(items));
     }
     default:
       return Value(None{});  // binary and discarded values do not come from a JSON file
   }
 }
+
+}  // namespace
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 1); }
 
 }  // namespace slmops::jinja

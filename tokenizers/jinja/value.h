@@ -35,15 +35,22 @@ struct Undefined {
 struct None {};
 
 // A list; `tuple` marks Python tuples ((1, 2) prints with parentheses and never equals a list).
+// `depth`: lists and dicts nested in it, itself included (bounded: see kMaxNesting).
 struct Array {
   std::vector<Value> items;
   bool tuple = false;
+  int depth = 1;
 };
+
+// Values nest at most this deep (a list in a list ...): printing, comparing and freeing them
+// recurse once per level.
+constexpr int kMaxNesting = 256;
 
 class Value {
  public:
-  using Storage = std::variant<Undefined, None, bool, int64_t, double, std::string, std::shared_ptr<const Array>,
-                               std::shared_ptr<Object>, std::shared_ptr<const Callable>>;
+  // Strings are shared (immutable): copying a value never copies its text.
+  using Storage = std::variant<Undefined, None, bool, int64_t, double, std::shared_ptr<const std::string>,
+                               std::shared_ptr<const Array>, std::shared_ptr<Object>, std::shared_ptr<const Callable>>;
   Value() : v_(Undefined{}) {}
   Value(Undefined u) : v_(std::move(u)) {}
   Value(None) : v_(None{}) {}
@@ -51,8 +58,8 @@ class Value {
   Value(int64_t i) : v_(i) {}
   Value(int i) : v_(int64_t{i}) {}
   Value(double d) : v_(d) {}
-  Value(std::string s) : v_(std::move(s)) {}
-  Value(const char* s) : v_(std::string(s)) {}
+  Value(std::string s) : v_(std::make_shared<const std::string>(std::move(s))) {}
+  Value(const char* s) : v_(std::make_shared<const std::string>(s)) {}
   Value(std::shared_ptr<const Array> a) : v_(std::move(a)) {}
   Value(std::shared_ptr<Object> o) : v_(std::move(o)) {}
   Value(std::shared_ptr<const Callable> c) : v_(std::move(c)) {}
@@ -66,7 +73,7 @@ class Value {
   bool is_int() const { return std::holds_alternative<int64_t>(v_); }
   bool is_float() const { return std::holds_alternative<double>(v_); }
   bool is_number() const { return is_int() || is_float() || is_bool(); }  // Python: bool is an int
-  bool is_string() const { return std::holds_alternative<std::string>(v_); }
+  bool is_string() const { return std::holds_alternative<std::shared_ptr<const std::string>>(v_); }
   bool is_array() const { return std::holds_alternative<std::shared_ptr<const Array>>(v_); }
   bool is_object() const { return std::holds_alternative<std::shared_ptr<Object>>(v_); }
   bool is_callable() const { return std::holds_alternative<std::shared_ptr<const Callable>>(v_); }
@@ -74,7 +81,7 @@ class Value {
   bool as_bool() const { return std::get<bool>(v_); }
   int64_t as_int() const { return std::get<int64_t>(v_); }
   double as_float() const { return std::get<double>(v_); }
-  const std::string& as_string() const { return std::get<std::string>(v_); }
+  const std::string& as_string() const { return *std::get<std::shared_ptr<const std::string>>(v_); }
   const Array& as_array() const { return *std::get<std::shared_ptr<const Array>>(v_); }
   Object& as_object() const { return *std::get<std::shared_ptr<Object>>(v_); }
   const Callable& as_callable() const { return *std::get<std::shared_ptr<const Callable>>(v_); }
@@ -89,6 +96,8 @@ class Value {
   bool truthy() const;
   // Python's type name, for error messages ("str", "int", "list", "dict", "NoneType", ...).
   std::string type_name() const;
+  // Nesting of lists and dicts (0 for anything else).
+  int depth() const;
   const Storage& storage() const { return v_; }
 
  private:
@@ -99,6 +108,7 @@ class Value {
 struct Object {
   std::vector<std::pair<std::string, Value>> items;
   bool is_namespace = false;
+  int depth = 1;  // as Array::depth (a namespace's is fixed at creation; its values may change)
   const Value* find(std::string_view key) const;
   void set(const std::string& key, Value v);
 };
