@@ -62,5 +62,24 @@ for dir in "$HF"/*/; do
   check "$f: --target onnxruntime (contrib fusions) agrees within 1e-4, same tokens" \
     node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$res"
 done
+# A trained checkpoint (llama_trained: byte-level text, held-out eval_text.jsonl): the built
+# fp32 model's perplexity through slmops evaluate (the folder's tokenizer) equals the
+# reference's within 1e-4 (relative), and the int4 build's is within 3% of it.
+T=$HF/llama_trained
+if [ -f "$T/perplexity.json" ]; then
+  "$S" -q convert "$T" -o "$WORK/trained32" > /dev/null 2>&1
+  "$S" -q convert "$T" -o "$WORK/trained4" --precision int4 > /dev/null 2>&1
+  ppl() { "$S" -q evaluate "$1/model.onnx" --data "$T/eval_text.jsonl" --json |
+          node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).metrics.perplexity))"; }
+  p32=$(ppl "$WORK/trained32")
+  p4=$(ppl "$WORK/trained4")
+  ref=$(node -e "console.log(require('$T/perplexity.json').perplexity.perplexity)")
+  echo "     llama_trained perplexity: reference $ref, fp32 $p32, int4 $p4"
+  check "llama_trained: fp32 perplexity equals the reference's (1e-4 relative)" \
+    node -e "process.exit(Math.abs($p32 / $ref - 1) < 1e-4 ? 0 : 1)"
+  check "llama_trained: int4 perplexity within 3% of fp32" node -e "process.exit($p4 <= 1.03 * $p32 ? 0 : 1)"
+else
+  check "llama_trained fixture present (tests/fixtures/hf/llama_trained/perplexity.json)" false
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
