@@ -35,7 +35,9 @@ run() {
     echo "$name <error>" >>"$out"
     return 0
   fi
-  (cd "$work/$name" && for f in $(ls | grep -v '\.md$' | LC_ALL=C sort); do echo "$name $f $(sha256sum "$f" | cut -d' ' -f1)"; done) >>"$out"
+  # files in name order, those of a folder output (a package) by their path inside it
+  (cd "$work/$name" && for f in $(find . -type f ! -name '*.md' | sed 's|^\./||' | LC_ALL=C sort); do
+    echo "$name $f $(sha256sum "$f" | cut -d' ' -f1)"; done) >>"$out"
 }
 
 for m in cnn_digits gpt_bytes llama_bytes; do
