@@ -144,7 +144,11 @@ async function main() {
     const [pkg, hf, refFile, name] = args;
     const g = readJson(path.join(pkg, 'genai_config.json'));
     const cfg = readJson(path.join(hf, 'config.json'));
-    const ref = readJson(refFile).checkpoints[name].effective;
+    // reference.json covers the random-weight checkpoints; llama_trained keeps its own
+    // reference (perplexity.json): its config.json values are checked alone.
+    const entry = readJson(refFile).checkpoints[name];
+    const ref = entry ? entry.effective : { kv_heads: cfg.num_key_value_heads ?? cfg.num_attention_heads,
+                                            head_dim: cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads };
     const m = g.model, d = m.decoder;
     const want = (what, got, exp, why) => { if (!same(got, exp)) fail(`${what} = ${show(got)}, want ${show(exp)} (${why})`); };
     const heads = cfg.num_attention_heads;
