@@ -48,7 +48,7 @@ if [ "$want_sanitize" = 1 ]; then
   cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLMOPS_SANITIZE=address,undefined >/dev/null
   # Only what `ctest -L sanitize` runs: the binary, the unit tests and the fuzz replays.
   cmake --build build-sanitize --target slmops slmops_tests fuzz_onnx_load fuzz_external_data fuzz_npz \
-    fuzz_recipe fuzz_random_feeds fuzz_tokenizer fuzz_safetensors
+    fuzz_recipe fuzz_random_feeds fuzz_tokenizer fuzz_safetensors fuzz_jinja
 fi
 
 # npm writes node_modules/.package-lock.json on every install: a lockfile newer than it (or

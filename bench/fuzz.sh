@@ -22,7 +22,7 @@ ROOT=$PWD
 RUNS=${RUNS:-1000000}
 BUILD=${FUZZ_BUILD:-build-fuzz}
 MAX_TIME=${FUZZ_MAX_TIME:-0}
-ALL_TARGETS=(onnx_load external_data npz recipe random_feeds tokenizer)
+ALL_TARGETS=(onnx_load external_data npz recipe random_feeds tokenizer safetensors jinja)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
@@ -32,6 +32,8 @@ dict_for() {
     npz) echo tests/fuzz/npz.dict ;;
     recipe) echo tests/fuzz/recipe.dict ;;
     tokenizer) echo tests/fuzz/tokenizer.dict ;;
+    jinja) echo tests/fuzz/jinja.dict ;;
+    safetensors) echo tests/fuzz/npz.dict ;;
   esac
 }
 

@@ -1165,6 +1165,7 @@ class Renderer {
              if (!first) out += s;
              first = false;
              out += str_arg(item, "sequence item");
+             if (out.size() > kMaxString) type_error("join: the result would be too large");
            }
            return Value(std::move(out));
          }},
@@ -1453,6 +1454,7 @@ class Renderer {
         if (!first) out += sep;
         first = false;
         out += text_of(attr.is_none() ? item : attribute_path(item, attr));
+        if (out.size() > kMaxString) type_error("join: the result would be too large");
       }
       return Value(std::move(out));
     }
@@ -1724,6 +1726,7 @@ class Renderer {
         if (k) rv += "\n";
         if (k && (blank || !lines[k].empty())) rv += ind;
         rv += lines[k];
+        if (rv.size() > kMaxString) type_error("indent: the result would be too large");
       }
       if (first) rv = ind + rv;
       return Value(std::move(rv));

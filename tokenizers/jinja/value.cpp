@@ -360,6 +360,7 @@ void json_dump(std::string& out, const Value& v, const JsonStyle& st, int depth)
     if (!st.indent) return;
     out.push_back('\n');
     for (int k = 0; k < d; ++k) out += st.indent_unit;
+    if (out.size() > (size_t{1} << 28)) throw RenderError("tojson: the result would be too large");
   };
   if (v.is_none()) {
     out += "null";
