@@ -27,7 +27,7 @@ trap 'rm -rf -- "$WORK"' EXIT
 node "$HERE/make_hf_checkpoint.js" "$WORK/ckpt" --mb "$MB" >&2
 now() { date +%s%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-cp_t=() conv_t=() conv_rss=() int4_t=() int4_rss=()
+cp_t=() cpo_t=() conv_t=() conv_rss=() int4_t=() int4_rss=()
 for r in $(seq "$RUNS"); do
   sync; rm -rf "$WORK/copy"; mkdir "$WORK/copy"
   t0=$(now); cp "$WORK/ckpt/model.safetensors" "$WORK/copy/"; t1=$(now)
@@ -38,29 +38,44 @@ for r in $(seq "$RUNS"); do
     read -r e m < "$WORK/time"
     if [ $p = fp32 ]; then conv_t+=("$e"); conv_rss+=("$m"); else int4_t+=("$e"); int4_rss+=("$m"); fi
   done
+  # The peer for the bytes the fp32 conversion writes: cp of its output (page cache warm).
+  sync; rm -rf "$WORK/copy_out"; mkdir "$WORK/copy_out"
+  t0=$(now); cp "$WORK/out_fp32"/model.onnx* "$WORK/copy_out/"; t1=$(now)
+  cpo_t+=("$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')")
 done
+"$S" -q --threads "$THREADS" convert "$WORK/ckpt" -o "$WORK/out_ort" --target onnxruntime > /dev/null
 out_bytes=$(du -bc "$WORK/out_fp32"/model.onnx* | tail -1 | cut -f1)
 int4_bytes=$(du -bc "$WORK/out_int4"/model.onnx* | tail -1 | cut -f1)
 ck_bytes=$(stat -c %s "$WORK/ckpt/model.safetensors")
-cpm=$(printf '%s\n' "${cp_t[@]}" | median)
+cpm=$(printf '%s\n' "${cp_t[@]}" | median); cpo=$(printf '%s\n' "${cpo_t[@]}" | median)
 cvm=$(printf '%s\n' "${conv_t[@]}" | median); cvr=$(printf '%s\n' "${conv_rss[@]}" | median)
 i4m=$(printf '%s\n' "${int4_t[@]}" | median); i4r=$(printf '%s\n' "${int4_rss[@]}" | median)
 ids=$(seq -s, 11 26)
-sl=() ol=()
+sl=() ol=() slg=() olg=()
+slm_rate() {
+  "$S" -q --threads "$THREADS" generate "$1" --input-ids "$ids" --max-new-tokens $((NEW + 1)) --ignore-eos --json |
+    node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).decode.tokens_per_s))"
+}
+ort_rate() {
+  node "$HERE/ort_decode.js" "$1/model.onnx" "$ids" "$NEW" "$THREADS" |
+    node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).decode_tokens_per_s))"
+}
 for r in $(seq "$RUNS"); do
-  sl+=("$("$S" -q --threads "$THREADS" generate "$WORK/out_fp32" --input-ids "$ids" --max-new-tokens $((NEW + 1)) --ignore-eos --json |
-        node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).decode.tokens_per_s))")")
-  ol+=("$(node "$HERE/ort_decode.js" "$WORK/out_fp32/model.onnx" "$ids" "$NEW" "$THREADS" |
-        node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).decode_tokens_per_s))")")
+  sl+=("$(slm_rate "$WORK/out_fp32")"); ol+=("$(ort_rate "$WORK/out_fp32")")
+  slg+=("$(slm_rate "$WORK/out_ort")"); olg+=("$(ort_rate "$WORK/out_ort")")
 done
 slm=$(printf '%s\n' "${sl[@]}" | median); orm=$(printf '%s\n' "${ol[@]}" | median)
+slmg=$(printf '%s\n' "${slg[@]}" | median); ormg=$(printf '%s\n' "${olg[@]}" | median)
 echo "| measure ($MB MB BF16 checkpoint, $THREADS threads, median of $RUNS) | value | ratio |"
 echo "|---|---|---|"
-awk -v c="$cpm" -v t="$cvm" -v r="$cvr" -v o="$out_bytes" -v k="$ck_bytes" 'BEGIN {
+awk -v c="$cpm" -v co="$cpo" -v t="$cvm" -v r="$cvr" -v o="$out_bytes" -v k="$ck_bytes" 'BEGIN {
   printf "| convert fp32: time vs cp of the %.0f MB weights | %.2f s vs %.2f s | %.2f |\n", k/1e6, t, c, t/c;
+  printf "| convert fp32: time vs cp of its %.0f MB output | %.2f s vs %.2f s | %.2f |\n", o/1e6, t, co, t/co;
   printf "| convert fp32: peak RSS vs output (%.0f MB) | %.0f MB | %.2f |\n", o/1e6, r/1024, r*1024/o }'
 awk -v c="$cpm" -v t="$i4m" -v r="$i4r" -v o="$int4_bytes" 'BEGIN {
   printf "| convert int4: time vs cp | %.2f s | %.2f |\n", t, t/c;
   printf "| convert int4: peak RSS vs output (%.0f MB) | %.0f MB | %.2f |\n", o/1e6, r/1024, r*1024/o }'
 awk -v s="$slm" -v o="$orm" -v n="$NEW" 'BEGIN {
   printf "| decode fp32, %d tokens after 16: slmops generate vs ONNX Runtime | %.1f vs %.1f tokens/s | %.2f (ORT time / slmops time) |\n", n, s, o, s/o }'
+awk -v s="$slmg" -v o="$ormg" -v n="$NEW" 'BEGIN {
+  printf "| decode fp32 --target onnxruntime (GroupQueryAttention), %d tokens: slmops vs ONNX Runtime | %.1f vs %.1f tokens/s | %.2f |\n", n, s, o, s/o }'

@@ -165,6 +165,78 @@ void register_contrib_schemas() {
     reg(std::move(s));
   }
 
+  // RotaryEmbedding: output like input.
+  reg(OpSchema()
+          .SetName("RotaryEmbedding")
+          .SetDomain(ms)
+          .SinceVersion(1)
+          .Attr("interleaved", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("is_packed_batching", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("num_heads", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("rotary_embedding_dim", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("scale", "", onnx::AttributeProto::FLOAT, 1.0f)
+          .Input(0, "input", "", "T")
+          .Input(1, "position_ids", "", "M")
+          .Input(2, "cos_cache", "", "T")
+          .Input(3, "sin_cache", "", "T")
+          .Output(0, "output", "", "T")
+          .TypeConstraint("T", {"tensor(float)", "tensor(float16)", "tensor(bfloat16)"}, "")
+          .TypeConstraint("M", {"tensor(int64)"}, "")
+          .TypeAndShapeInferenceFunction([](InferenceContext& ctx) { like_input0(ctx, 0); }));
+
+  // GroupQueryAttention: output [batch, seq, num_heads * head] like query (unpacked);
+  // present_key/value [batch, kv_heads, ?, head] typed like query.
+  reg(OpSchema()
+          .SetName("GroupQueryAttention")
+          .SetDomain(ms)
+          .SinceVersion(1)
+          .Attr("num_heads", "", onnx::AttributeProto::INT)
+          .Attr("kv_num_heads", "", onnx::AttributeProto::INT)
+          .Attr("scale", "", onnx::AttributeProto::FLOAT, 0.0f)
+          .Attr("softcap", "", onnx::AttributeProto::FLOAT, 0.0f)
+          .Attr("local_window_size", "", onnx::AttributeProto::INT, int64_t{-1})
+          .Attr("do_rotary", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("rotary_interleaved", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("smooth_softmax", "", onnx::AttributeProto::INT, int64_t{0})
+          .Attr("qk_output", "", onnx::AttributeProto::INT, int64_t{0})
+          .Input(0, "query", "", "T")
+          .Input(1, "key", "", "T", OpSchema::Optional)
+          .Input(2, "value", "", "T", OpSchema::Optional)
+          .Input(3, "past_key", "", "T", OpSchema::Optional)
+          .Input(4, "past_value", "", "T", OpSchema::Optional)
+          .Input(5, "seqlens_k", "", "M")
+          .Input(6, "total_sequence_length", "", "M")
+          .Input(7, "cos_cache", "", "T", OpSchema::Optional)
+          .Input(8, "sin_cache", "", "T", OpSchema::Optional)
+          .Input(9, "position_ids", "", "P", OpSchema::Optional)
+          .Input(10, "attention_bias", "", "T", OpSchema::Optional)
+          .Input(11, "head_sink", "", "T", OpSchema::Optional)
+          .Output(0, "output", "", "T")
+          .Output(1, "present_key", "", "T")
+          .Output(2, "present_value", "", "T")
+          .Output(3, "output_qk", "", "T", OpSchema::Optional)
+          .TypeConstraint("T", {"tensor(float)", "tensor(float16)", "tensor(bfloat16)"}, "")
+          .TypeConstraint("M", {"tensor(int32)"}, "")
+          .TypeConstraint("P", {"tensor(int64)"}, "")
+          .TypeAndShapeInferenceFunction([](InferenceContext& ctx) {
+            for (size_t o = 0; o < 3 && o < ctx.getNumOutputs(); ++o)
+              onnx::propagateElemTypeFromInputToOutput(ctx, 0, o);
+            if (ctx.getNumInputs() > 1 && ctx.getInputType(1) && onnx::hasInputShape(ctx, 0))
+              onnx::propagateShapeFromInputToOutput(ctx, 0, 0);  // unpacked: the query's shape
+            if (ctx.getNumInputs() > 3 && ctx.getInputType(3) && onnx::hasInputShape(ctx, 3)) {
+              const auto& past = onnx::getInputShape(ctx, 3);
+              if (past.dim_size() != 4) fail_shape_inference("GroupQueryAttention: past_key must have rank 4");
+              for (size_t o = 1; o < 3 && o < ctx.getNumOutputs(); ++o) {
+                onnx::TensorShapeProto p;
+                *p.add_dim() = past.dim(0);
+                *p.add_dim() = past.dim(1);
+                p.add_dim();  // the total length: known at run time
+                *p.add_dim() = past.dim(3);
+                onnx::updateOutputShape(ctx, o, p);
+              }
+            }
+          }));
+
   // SimplifiedLayerNormalization (RMSNorm): ORT defines it in the ONNX domain (opset 1) and
   // slmops also runs it under com.microsoft.
   for (const char* domain : {"", ms}) {

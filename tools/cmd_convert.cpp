@@ -25,6 +25,7 @@ void register_convert(CLI::App& app) {
     std::string target = "onnx";
     nlohmann::json f16 = nlohmann::json::object();  // to-float16's options given as flags
     nlohmann::json mixed = nlohmann::json::object();  // mixed-precision's own options given as flags
+    nlohmann::json quant = nlohmann::json::object();  // checkpoint --precision int4: quantize's options
     std::string precision;
     int64_t context_length = 0;
     std::string package, name;
@@ -65,8 +66,9 @@ void register_convert(CLI::App& app) {
       ->type_name("NAME=DIMS");
   cmd->add_option("--target", a.target,
                   "with --optimize: onnxruntime also fuses into ONNX Runtime's contrib ops (the model then runs only "
-                  "there)")
-      ->type_name("onnx|onnxruntime");
+                  "there and in slmops); for a checkpoint folder: standard (default) writes attention in standard "
+                  "ops, onnxruntime as ONNX Runtime GenAI does (RotaryEmbedding, GroupQueryAttention, fused norms)")
+      ->type_name("onnx|standard|onnxruntime");
   add_external_data_flag(cmd, &a.external);
   add_pass_option_flags(cmd, *passes::find_pass("cleanup"), &a.cleanup);
   add_pass_option_flags(cmd, *passes::find_pass("to-float16"), &a.f16,
@@ -74,6 +76,8 @@ void register_convert(CLI::App& app) {
   add_pass_option_flags(
       cmd, *passes::find_pass("mixed-precision"), &a.mixed,
       {"calib-data", "calib-samples", "calib-batch-size", "max-degradation", "eval-data", "max-fallback-steps"});
+  add_pass_option_flags(cmd, *passes::find_pass("quantize"), &a.quant,
+                        {"algorithm", "block-size", "symmetric", "accuracy-level"});
   cmd->callback([] {
     std::error_code ec;
     if (std::filesystem::is_directory(a.model, ec)) {
@@ -89,18 +93,44 @@ void register_convert(CLI::App& app) {
         bad_input("--target {}: expected standard or onnxruntime; nothing was written", a.target);
       if (!a.package.empty() && a.package != "genai" && a.package != "foundry-local")
         bad_input("--package {}: expected genai or foundry-local; nothing was written", a.package);
+      if (!a.quant.empty() && a.precision != "int4")
+        bad_input("--{} is for --precision int4; nothing was written", a.quant.begin().key());
+      const std::string algorithm = a.quant.value("algorithm", "rtn");
+      nlohmann::json calib = nlohmann::json::object();  // quantize's calibration options, for gptq
+      for (const auto& [key, value] : a.mixed.items()) {
+        if (key.rfind("calib-", 0) != 0 || a.precision != "int4" || algorithm != "gptq")
+          bad_input(
+              "--{}: a checkpoint folder takes calibration data only with --precision int4 --algorithm gptq; "
+              "nothing was written",
+              key);
+        calib[key] = value;
+      }
       Recipe r;
       r.input = a.model;
       r.output = a.output;
       r.external_data = a.external;
-      r.steps.push_back({"from-hf", {{"context-length", a.context_length}}});
+      const bool ort = a.target == "onnxruntime";
+      nlohmann::json from_hf = {{"context-length", a.context_length}, {"target", ort ? "onnxruntime" : "standard"}};
+      // int4 by round-to-nearest is quantized as the weights are read (never a float32 model in
+      // memory); GPTQ and HQQ run the quantize pass over the float model.
+      if (a.precision == "int4" && algorithm == "rtn") {
+        from_hf["weights"] = "int4";
+        for (const auto& [key, value] : a.quant.items())
+          if (key != "algorithm") from_hf[key] = value;
+      }
+      r.steps.push_back({"from-hf", from_hf});
       if (a.precision == "fp16") r.steps.push_back({"to-float16", {{"dtype", "float16"}, {"keep-io-types", true}}});
-      if (a.precision == "int4") r.steps.push_back({"quantize", {{"mode", "int4-weight"}}});
-      // onnxruntime: ORT's contrib fusions of the optimize pass (SimplifiedLayerNormalization,
-      // SkipSimplifiedLayerNormalization, QuickGelu for SiLU, FusedMatMul), after the precision
-      // step (the float16 converter knows standard ops only); attention and rotary stay
-      // standard ops in this version.
-      if (a.target == "onnxruntime") r.steps.push_back({"optimize", {{"target", "onnxruntime"}}});
+      if (a.precision == "int4" && algorithm != "rtn") {
+        nlohmann::json q = a.quant;
+        q["mode"] = "int4-weight";
+        q.update(calib);
+        r.steps.push_back({"quantize", q});
+      }
+      // onnxruntime: the builder writes RotaryEmbedding and GroupQueryAttention; the optimize
+      // pass adds ORT's contrib fusions (SimplifiedLayerNormalization,
+      // SkipSimplifiedLayerNormalization, QuickGelu for SiLU, FusedMatMul) after the precision
+      // step, whose float16 converter would otherwise meet fused norms.
+      if (ort) r.steps.push_back({"optimize", {{"target", "onnxruntime"}}});
       // Without --package: the model beside the checkpoint's config and tokenizer files.
       r.steps.push_back({"package-genai",
                          {{"flavor", a.package.empty() ? "plain" : a.package},
@@ -114,8 +144,11 @@ void register_convert(CLI::App& app) {
         fmt::print("{}\n", r.output.string());
       return;
     }
-    if (!a.precision.empty() || a.context_length != 0 || !a.package.empty())
-      bad_input("--precision, --context-length and --package are for a checkpoint folder; {} is not one", a.model);
+    if (!a.precision.empty() || a.context_length != 0 || !a.package.empty() || !a.quant.empty())
+      bad_input(
+          "--precision, --context-length, --package, --algorithm, --block-size, --symmetric and --accuracy-level are "
+          "for a checkpoint folder; {} is not one (slmops quantize quantizes a model)",
+          a.model);
     if (!a.to.empty() && a.to != "fp16" && a.to != "bf16" && a.to != "mixed")
       bad_input("--to {}: expected fp16, bf16 or mixed; nothing was written", a.to);
     if (a.to.empty() && !a.f16.empty())

@@ -110,12 +110,11 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
   std::vector<std::pair<std::string, std::string>> files = {{"model.onnx", "model"}};
   if (!saved.data_file.empty()) files.emplace_back(fs::path(saved.data_file).filename().string(), "external-data");
 
-  // The decoder's context: the rotary tables' rows (the model holds them) bound max_length.
+  // The decoder's context: the positions its rotary tables cover (the builder records them)
+  // bound max_length.
   int64_t context = c.max_positions;
-  if (const ir::Value* cos = m.graph->find_value("cos_cache"); cos && cos->initializer)
-    context = std::min(context, cos->initializer->dims[0]);
-  if (const ir::Value* cos = m.graph->find_value("cos_cache_short"); cos && cos->initializer)
-    context = std::min(context, cos->initializer->dims[0]);
+  for (const auto& [key, value] : m.metadata)
+    if (key == "slmops.context_length") context = std::min(context, static_cast<int64_t>(std::stoll(value)));
   const std::vector<const json*> id_sources = {&gen, &cfg};
   const json eos = token_id(id_sources, "eos_token_id").value_or(json(nullptr));
   const json bos = token_id(id_sources, "bos_token_id").value_or(json(nullptr));

@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "ir/error.h"
 #include "passes/progress.h"
+#include "passes/quant/block_quant.h"
 #include "passes/registry.h"
 #include "runtime/thread_pool.h"
 
@@ -65,21 +66,28 @@ void convert_rows(const uint8_t* base, size_t es, int64_t rows, int64_t cols, bo
     }
 }
 
-// One weight to convert: rows [row0, row0+rows) of `src` into `out` (see to_float).
+// One weight to convert: rows [row0, row0+rows) of `src` into `out` (see to_float); or, when
+// `q.B` is set, those rows (output features of a Linear, K values each) quantized to int4 into
+// MatMulNBits' B, scales and packed zero points (see Builder::matmul).
+struct Int4Out {
+  uint8_t* B = nullptr;
+  float* scales = nullptr;
+  uint8_t* zero_points = nullptr;  // null: symmetric
+  int64_t block = 32;
+};
 struct Job {
   const ir::Tensor* src;
   int64_t row0, rows;
   bool transpose;
   float* out;
+  Int4Out q;
 };
 
-void convert_job(const Job& j) {
-  const ir::Tensor& t = *j.src;
-  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1, rows = j.rows;
-  const bool transpose = j.transpose;
-  float* out = j.out;
+// Float32 of rows [row0, row0+rows) of `t`, transposed to [cols, rows] when `transpose`.
+void convert_block(const ir::Tensor& t, int64_t row0, int64_t rows, bool transpose, float* out) {
+  const int64_t cols = t.dims.size() >= 2 ? t.dims[1] : 1;
   const size_t es = t.dtype == ir::DType::Float ? 4 : 2;
-  const uint8_t* base = t.data.data() + static_cast<size_t>(j.row0 * cols) * es;
+  const uint8_t* base = t.data.data() + static_cast<size_t>(row0 * cols) * es;
   auto u16 = [](const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -95,7 +103,36 @@ void convert_job(const Job& j) {
     convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
   else
     convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::bfloat16_to_float(u16(p)); });
-  t.data.release_resident_pages();  // the checkpoint's pages leave the resident set once read
+}
+
+// Rows of a Linear weight [N, K] quantized 64 at a time: each chunk goes to float32 as MatMul's
+// B [K, 64] (a small buffer), then through the quantize pass's RTN, whose MatMulNBits layout is
+// N-major, so chunks land one after another. The same bytes as quantize over the float model.
+void quantize_job(const Job& j) {
+  constexpr int64_t kChunk = 64;
+  const int64_t K = j.src->dims[1], bs = j.q.block, kb = K / bs, blob = bs / 2, zp_row = (kb * 4 + 7) / 8;
+  const passes::quant::BlockParams bp{4, bs, j.q.zero_points == nullptr};
+  std::vector<float> w(static_cast<size_t>(K * kChunk));
+  std::vector<uint8_t> zp(static_cast<size_t>(kChunk * kb));
+  for (int64_t n0 = 0; n0 < j.rows; n0 += kChunk) {
+    const int64_t nc = std::min(kChunk, j.rows - n0);
+    convert_block(*j.src, j.row0 + n0, nc, true, w.data());
+    passes::quant::quantize_rtn_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb, zp.data());
+    if (!j.q.zero_points) continue;
+    uint8_t* dst = j.q.zero_points + n0 * zp_row;
+    std::fill(dst, dst + nc * zp_row, uint8_t{0});
+    for (int64_t n = 0; n < nc; ++n)  // two 4-bit zero points per byte, the first in the low nibble
+      for (int64_t b = 0; b < kb; ++b)
+        dst[n * zp_row + b / 2] |= static_cast<uint8_t>((zp[static_cast<size_t>(n * kb + b)] & 15) << (b % 2 * 4));
+  }
+}
+
+void convert_job(const Job& j) {
+  if (j.q.B)
+    quantize_job(j);
+  else
+    convert_block(*j.src, j.row0, j.rows, j.transpose, j.out);
+  j.src->data.release_resident_pages();  // the checkpoint's pages leave the resident set once read
 }
 
 // A float32 tensor for rows [row0, row0+rows) of `t` (transposed to [cols, rows] when
@@ -121,14 +158,15 @@ class Builder {
     return ops(type, std::move(in), 1, std::move(attrs), {std::move(out_name)})[0];
   }
   std::vector<Value*> ops(const std::string& type, std::vector<Value*> in, int n_out,
-                          std::vector<ir::Attribute> attrs = {}, std::vector<std::string> out_names = {}) {
+                          std::vector<ir::Attribute> attrs = {}, std::vector<std::string> out_names = {},
+                          std::string domain = {}) {
     const std::string node = unique(scope_ + "/" + type);
     std::vector<std::string> outs;
     for (int k = 0; k < n_out; ++k)
       outs.push_back(static_cast<size_t>(k) < out_names.size() && !out_names[static_cast<size_t>(k)].empty()
                          ? out_names[static_cast<size_t>(k)]
                          : fmt::format("{}/output_{}", node, k));
-    ir::Node* n = g_.add_node(type, std::move(in), outs, std::move(attrs), node);
+    ir::Node* n = g_.add_node(type, std::move(in), outs, std::move(attrs), node, std::move(domain));
     return n->outputs;
   }
   Value* i64(const std::string& name, std::vector<int64_t> v) {
@@ -154,12 +192,41 @@ class Builder {
       bad_input("{}: tensor '{}' is {}; weights must be F32, F16 or BF16", ck_.path, name, ir::dtype_name(t.dtype));
     return t;
   }
-  // A Linear weight [out, in] (rows [row0, row0+rows) of it) as a MatMul weight [in, out].
-  Value* linear(const std::string& name, const std::vector<int64_t>& dims, const std::string& onnx_name,
-                int64_t row0 = 0, int64_t rows = -1) {
-    const ir::Tensor& t = tensor(name, dims);
-    return add(to_float(t, onnx_name, row0, rows < 0 ? dims[0] : rows, true, jobs_));
+  // x times a Linear weight [out, in] (rows [row0, row0+rows) of it): MatMul with the weight as
+  // float32 [in, out], or with int4_block set, MatMulNBits with the rows quantized as they are
+  // read (asymmetric RTN unless int4_symmetric; a weight whose K the block does not divide stays
+  // float, as quantize would refuse it).
+  Value* matmul(Value* x, const ir::Tensor& t, const std::string& onnx_name, int64_t row0 = 0, int64_t rows = -1,
+                std::string out_name = {}) {
+    if (rows < 0) rows = t.dims[0];
+    const int64_t K = t.dims[1], bs = int4_block;
+    if (bs == 0 || K % bs != 0)
+      return op("MatMul", {x, add(to_float(t, onnx_name, row0, rows, true, jobs_))}, {}, std::move(out_name));
+    const int64_t kb = K / bs, blob = bs / 2, zp_row = (kb * 4 + 7) / 8;
+    ir::Buffer B = ir::Buffer::allocate(static_cast<size_t>(rows * kb * blob));
+    ir::Buffer S = ir::Buffer::allocate(static_cast<size_t>(rows * kb) * sizeof(float));
+    ir::Buffer Z = int4_symmetric ? ir::Buffer() : ir::Buffer::allocate(static_cast<size_t>(rows * zp_row));
+    Int4Out q{B.mutable_data(), reinterpret_cast<float*>(S.mutable_data()), int4_symmetric ? nullptr : Z.mutable_data(),
+              bs};
+    jobs_.push_back({&t, row0, rows, true, nullptr, q});
+    std::vector<Value*> in = {
+        x, add(ir::Tensor::make(onnx_name + "_Q4", ir::DType::UInt8, {rows, kb, blob}, std::move(B))),
+        add(ir::Tensor::make(onnx_name + "_scales", ir::DType::Float, {rows, kb}, std::move(S)))};
+    if (!int4_symmetric)
+      in.push_back(add(ir::Tensor::make(onnx_name + "_zero_points", ir::DType::UInt8, {rows, zp_row}, std::move(Z))));
+    return ops("MatMulNBits", std::move(in), 1,
+               ir::attribute_list(ir::Attribute::make_int("K", K), ir::Attribute::make_int("N", rows),
+                                  ir::Attribute::make_int("bits", 4), ir::Attribute::make_int("block_size", bs),
+                                  ir::Attribute::make_int("accuracy_level", int4_accuracy_level)),
+               {std::move(out_name)}, "com.microsoft")[0];
   }
+  // The same for a checkpoint weight of the expected shape.
+  Value* matmul(Value* x, const std::string& name, const std::vector<int64_t>& dims, const std::string& onnx_name,
+                int64_t row0 = 0, int64_t rows = -1) {
+    return matmul(x, tensor(name, dims), onnx_name, row0, rows);
+  }
+  int64_t int4_block = 0, int4_accuracy_level = 0;
+  bool int4_symmetric = false;
   Value* vec(const std::string& name, int64_t n, const std::string& onnx_name, int64_t off = 0, int64_t len = -1) {
     const ir::Tensor& t = tensor(name, {n});
     return add(to_float(t, onnx_name, off, len < 0 ? n : len, false, jobs_));
@@ -223,20 +290,29 @@ std::vector<double> factors(const nlohmann::json& r, const char* key, int64_t n)
   return v;
 }
 
-// cos and sin tables [rows, dim] (cat(freqs, freqs) as transformers builds them), scaled.
-std::pair<ir::Tensor, ir::Tensor> rope_tables(const std::vector<float>& inv, int64_t rows, float scale,
-                                              const std::string& suffix) {
-  const int64_t half = static_cast<int64_t>(inv.size()), dim = 2 * half;
+// cos and sin tables [rows, dim] (cat(freqs, freqs) as transformers builds them), scaled; with
+// `halves`, [rows, dim / 2] (freqs once, the cache layout of ONNX Runtime's RotaryEmbedding).
+std::pair<std::vector<float>, std::vector<float>> rope_values(const std::vector<float>& inv, int64_t rows, float scale,
+                                                              bool halves) {
+  const int64_t half = static_cast<int64_t>(inv.size()), dim = halves ? half : 2 * half;
   std::vector<float> cs(static_cast<size_t>(rows * dim)), sn(cs.size());
   for (int64_t p = 0; p < rows; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const float a = static_cast<float>(p) * inv[static_cast<size_t>(i)];
       const float cv = std::cos(a) * scale, sv = std::sin(a) * scale;
       for (int64_t k : {i, i + half}) {
+        if (k >= dim) break;
         cs[static_cast<size_t>(p * dim + k)] = cv;
         sn[static_cast<size_t>(p * dim + k)] = sv;
       }
     }
+  return {std::move(cs), std::move(sn)};
+}
+
+std::pair<ir::Tensor, ir::Tensor> rope_tables(const std::vector<float>& inv, int64_t rows, float scale,
+                                              const std::string& suffix, bool halves) {
+  auto [cs, sn] = rope_values(inv, rows, scale, halves);
+  const int64_t dim = static_cast<int64_t>(cs.size()) / std::max<int64_t>(rows, 1);
   return {ir::Tensor::from_values("cos_cache" + suffix, ir::DType::Float, {rows, dim}, cs),
           ir::Tensor::from_values("sin_cache" + suffix, ir::DType::Float, {rows, dim}, sn)};
 }
@@ -337,31 +413,52 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
       (std::string(kind) == "key" ? past_k : past_v).push_back(p);
     }
 
-  // The attention mask [batch, 1, seq, total]: 0 where a query may attend a key (causal,
-  // inside the sliding window, not padding), the float minimum elsewhere.
+  // contrib: ONNX Runtime's RotaryEmbedding and GroupQueryAttention (--target onnxruntime).
+  const bool contrib = o.contrib_ops;
+  if (contrib || o.int4_block > 0) m.opsets.push_back({"com.microsoft", 1});
+  b.int4_block = o.int4_block;
+  b.int4_symmetric = o.int4_symmetric;
+  b.int4_accuracy_level = o.int4_accuracy_level;
   b.scope_ = "/model/attn_mask";
-  Value* S = b.op("Gather", {b.op("Shape", {ids}), b.i64_scalar("one", 1)},
-                  ir::attribute_list(ir::Attribute::make_int("axis", 0)));
-  Value* T = b.op("Gather", {b.op("Shape", {amask}), b.i64_scalar("one", 1)},
-                  ir::attribute_list(ir::Attribute::make_int("axis", 0)));
-  Value* past_len = b.op("Sub", {T, S});
-  Value* kidx = b.op("Range", {b.i64_scalar("zero", 0), T, b.i64_scalar("one", 1)});
-  Value* qidx = b.op("Range", {past_len, T, b.i64_scalar("one", 1)});
-  Value* q2 = b.op("Unsqueeze", {qidx, b.i64("axes", {1})});
-  Value* k2 = b.op("Unsqueeze", {kidx, b.i64("axes", {0})});
-  Value* allowed = b.op("LessOrEqual", {k2, q2});
-  if (c.sliding_window > 0)
-    allowed = b.op("And", {allowed, b.op("Less", {b.op("Sub", {q2, k2}), b.i64_scalar("window", c.sliding_window)})});
-  Value* pad = b.op("Unsqueeze", {b.op("Cast", {amask}, ir::attribute_list(ir::Attribute::make_int("to", 9))),
-                                  b.i64("axes", {1, 2})});
-  allowed = b.op("And", {b.op("Unsqueeze", {allowed, b.i64("axes", {0, 1})}), pad});
-  Value* mask = b.op("Where", {allowed, b.f32_scalar("zero_f", 0.0f), b.f32_scalar("min_f", -3.4028234663852886e38f)});
+  auto to_type = [](int64_t t) { return ir::attribute_list(ir::Attribute::make_int("to", t)); };
+  auto axis0 = [] { return ir::attribute_list(ir::Attribute::make_int("axis", 0)); };
+  Value* mask = nullptr;       // standard: [batch, 1, seq, total] additive mask
+  Value* seqlens_k = nullptr;  // contrib: sum(attention_mask[b]) - 1, int32
+  Value* total_len = nullptr;  // contrib: the mask's length, int32
+  if (contrib) {
+    // GroupQueryAttention reads each row's length from the mask's sum: a row's ones come first
+    // (no left padding), as ONNX Runtime GenAI feeds them.
+    Value* sum =
+        b.op("ReduceSum", {amask, b.i64("axes", {1})}, ir::attribute_list(ir::Attribute::make_int("keepdims", 0)));
+    seqlens_k = b.op("Cast", {b.op("Sub", {sum, b.i64_scalar("one", 1)})}, to_type(6));
+    total_len = b.op("Cast", {b.op("Gather", {b.op("Shape", {amask}), b.i64_scalar("one", 1)}, axis0())}, to_type(6));
+  } else {
+    // The attention mask [batch, 1, seq, total]: 0 where a query may attend a key (causal,
+    // inside the sliding window, not padding), the float minimum elsewhere.
+    Value* S = b.op("Gather", {b.op("Shape", {ids}), b.i64_scalar("one", 1)},
+                    ir::attribute_list(ir::Attribute::make_int("axis", 0)));
+    Value* T = b.op("Gather", {b.op("Shape", {amask}), b.i64_scalar("one", 1)},
+                    ir::attribute_list(ir::Attribute::make_int("axis", 0)));
+    Value* past_len = b.op("Sub", {T, S});
+    Value* kidx = b.op("Range", {b.i64_scalar("zero", 0), T, b.i64_scalar("one", 1)});
+    Value* qidx = b.op("Range", {past_len, T, b.i64_scalar("one", 1)});
+    Value* q2 = b.op("Unsqueeze", {qidx, b.i64("axes", {1})});
+    Value* k2 = b.op("Unsqueeze", {kidx, b.i64("axes", {0})});
+    Value* allowed = b.op("LessOrEqual", {k2, q2});
+    if (c.sliding_window > 0)
+      allowed = b.op("And", {allowed, b.op("Less", {b.op("Sub", {q2, k2}), b.i64_scalar("window", c.sliding_window)})});
+    Value* pad = b.op("Unsqueeze", {b.op("Cast", {amask}, ir::attribute_list(ir::Attribute::make_int("to", 9))),
+                                    b.i64("axes", {1, 2})});
+    allowed = b.op("And", {b.op("Unsqueeze", {allowed, b.i64("axes", {0, 1})}), pad});
+    mask = b.op("Where", {allowed, b.f32_scalar("zero_f", 0.0f), b.f32_scalar("min_f", -3.4028234663852886e38f)});
+  }
 
   // Rotary tables, gathered at position_ids: [batch, 1, seq, head_dim].
   b.scope_ = "/model/rotary_emb";
   const std::string rt = rope_type(c);
-  Value* cos = nullptr;
+  Value* cos = nullptr;  // standard: the rows at position_ids [batch, 1, seq, R]; contrib: the caches
   Value* sin = nullptr;
+  Value* rot_pos = pos;  // contrib: the cache rows RotaryEmbedding reads
   auto gather_rows = [&](Value* table) {
     return b.op("Unsqueeze", {b.op("Gather", {table, pos}, ir::attribute_list(ir::Attribute::make_int("axis", 0))),
                               b.i64("axes", {1})});
@@ -376,14 +473,26 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
                       ? r["attention_factor"].get<double>()
                       : (factor <= 1.0 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(orig))));
     const auto shortf = factors(r, "short_factor", R / 2), longf = factors(r, "long_factor", R / 2);
-    auto [cs, ss] = rope_tables(inv_freq(c, R, &shortf), rows, static_cast<float>(attn), "_short");
-    auto [cl, sl] = rope_tables(inv_freq(c, R, &longf), rows, static_cast<float>(attn), "_long");
     // transformers picks the long factors once max(position_ids) + 1 passes the pretrained length.
     Value* longer =
         b.op("Greater", {b.op("ReduceMax", {pos}, ir::attribute_list(ir::Attribute::make_int("keepdims", 0))),
                          b.i64_scalar("orig_minus_one", orig - 1)});
-    cos = b.op("Where", {longer, gather_rows(b.add(std::move(cl))), gather_rows(b.add(std::move(cs)))});
-    sin = b.op("Where", {longer, gather_rows(b.add(std::move(sl))), gather_rows(b.add(std::move(ss)))});
+    if (contrib) {
+      // One cache of 2 * rows: the short factors' rows, then the long ones'; the positions move
+      // to the second half once the long factors apply.
+      auto [cs, ss] = rope_values(inv_freq(c, R, &shortf), rows, static_cast<float>(attn), true);
+      auto [cl, sl] = rope_values(inv_freq(c, R, &longf), rows, static_cast<float>(attn), true);
+      cs.insert(cs.end(), cl.begin(), cl.end());
+      ss.insert(ss.end(), sl.begin(), sl.end());
+      cos = b.add(ir::Tensor::from_values("cos_cache", ir::DType::Float, {2 * rows, R / 2}, cs));
+      sin = b.add(ir::Tensor::from_values("sin_cache", ir::DType::Float, {2 * rows, R / 2}, ss));
+      rot_pos = b.op("Add", {pos, b.op("Mul", {b.op("Cast", {longer}, to_type(7)), b.i64_scalar("rows", rows)})});
+    } else {
+      auto [cs, ss] = rope_tables(inv_freq(c, R, &shortf), rows, static_cast<float>(attn), "_short", false);
+      auto [cl, sl] = rope_tables(inv_freq(c, R, &longf), rows, static_cast<float>(attn), "_long", false);
+      cos = b.op("Where", {longer, gather_rows(b.add(std::move(cl))), gather_rows(b.add(std::move(cs)))});
+      sin = b.op("Where", {longer, gather_rows(b.add(std::move(sl))), gather_rows(b.add(std::move(ss)))});
+    }
   } else {
     std::vector<float> inv = inv_freq(c, R, nullptr);
     if (rt == "linear") {
@@ -405,9 +514,9 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
         x = v;
       }
     }
-    auto [ct, st] = rope_tables(inv, rows, 1.0f, "");
-    cos = gather_rows(b.add(std::move(ct)));
-    sin = gather_rows(b.add(std::move(st)));
+    auto [ct, st] = rope_tables(inv, rows, 1.0f, "", contrib);
+    cos = contrib ? b.add(std::move(ct)) : gather_rows(b.add(std::move(ct)));
+    sin = contrib ? b.add(std::move(st)) : gather_rows(b.add(std::move(st)));
   }
   // x * cos + rotate_half(x) * sin on the first R dims of x [batch, heads, seq, D]; the rest pass.
   auto rope = [&](Value* x) {
@@ -438,45 +547,77 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     b.scope_ = fmt::format("/model/layers.{}", l);
     Value* h = rms_norm(b, x, b.vec(p + "input_layernorm.weight", E, p + "input_layernorm.weight"), c.rms_eps);
     b.scope_ = fmt::format("/model/layers.{}/self_attn", l);
+    // q/k/v_proj (+ bias): [batch, seq, heads * D].
     auto project = [&](const std::string& w, int64_t heads, const char* kind, int64_t row0) {
       Value* y;
       if (c.fused_qkv)
-        y = b.op("MatMul", {h, b.linear(p + "self_attn.qkv_proj.weight", {(H + 2 * KV) * D, E},
-                                        p + "self_attn." + kind + "_proj.weight", row0, heads * D)});
+        y = b.matmul(h, p + "self_attn.qkv_proj.weight", {(H + 2 * KV) * D, E},
+                     p + "self_attn." + kind + "_proj.weight", row0, heads * D);
       else
-        y = b.op("MatMul",
-                 {h, b.linear(p + "self_attn." + w + ".weight", {heads * D, E}, p + "self_attn." + w + ".weight")});
+        y = b.matmul(h, p + "self_attn." + w + ".weight", {heads * D, E}, p + "self_attn." + w + ".weight");
       if (c.qkv_bias)
         y = b.op("Add", {y, b.vec(p + "self_attn." + w + ".bias", heads * D, p + "self_attn." + w + ".bias")});
+      return y;
+    };
+    // [batch, seq, heads, D], q and k normalized per head (Qwen3).
+    auto split_heads = [&](Value* y, int64_t heads, const char* kind) {
       y = b.op("Reshape", {y, b.i64("shape", {0, 0, heads, D})});
       if (c.qk_norm && std::string(kind) != "v")
         y = rms_norm(b, y, b.vec(p + "self_attn." + kind + "_norm.weight", D, p + "self_attn." + kind + "_norm.weight"),
                      c.rms_eps);
-      return b.op("Transpose", {y}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3})));
+      return y;
     };
-    Value* q = rope(project("q_proj", H, "q", 0));
-    Value* k = rope(project("k_proj", KV, "k", H * D));
-    Value* v = project("v_proj", KV, "v", (H + KV) * D);
-    Value* k_all = b.op("Concat", {past_k[static_cast<size_t>(l)], k},
-                        ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.key", l));
-    Value* v_all = b.op("Concat", {past_v[static_cast<size_t>(l)], v},
-                        ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.value", l));
-    auto repeat = [&](Value* t) {  // [batch, KV, T, D] -> [batch, H, T, D] (repeat_kv)
-      if (H == KV) return t;
-      Value* u = b.op("Unsqueeze", {t, b.i64("axes", {2})});
-      u = b.op("Tile", {u, b.i64("repeats", {1, 1, H / KV, 1, 1})});
-      return b.op("Reshape", {u, b.i64("shape", {0, H, -1, D})});
-    };
-    Value* kt = b.op("Transpose", {repeat(k_all)}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 1, 3, 2})));
-    if (!scale) scale = b.f32_scalar("/model/attn_scale", static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
-    Value* scores = b.op("Mul", {b.op("MatMul", {q, kt}), scale});
-    Value* probs =
-        b.op("Softmax", {b.op("Add", {scores, mask})}, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
-    Value* ctx = b.op("MatMul", {probs, repeat(v_all)});
-    ctx = b.op("Reshape", {b.op("Transpose", {ctx}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3}))),
+    Value* ctx = nullptr;
+    if (contrib) {
+      auto rotary = [&](Value* y, int64_t heads, const char* kind) {
+        if (c.qk_norm) y = b.op("Reshape", {split_heads(y, heads, kind), b.i64("shape", {0, 0, heads * D})});
+        std::vector<ir::Attribute> at = ir::attribute_list(ir::Attribute::make_int("num_heads", heads));
+        if (R < D) at.push_back(ir::Attribute::make_int("rotary_embedding_dim", R));
+        return b.ops("RotaryEmbedding", {y, rot_pos, cos, sin}, 1, std::move(at), {}, "com.microsoft")[0];
+      };
+      Value* q = rotary(project("q_proj", H, "q", 0), H, "q");
+      Value* k = rotary(project("k_proj", KV, "k", H * D), KV, "k");
+      Value* v = project("v_proj", KV, "v", (H + KV) * D);
+      std::vector<ir::Attribute> at = ir::attribute_list(
+          ir::Attribute::make_int("num_heads", H), ir::Attribute::make_int("kv_num_heads", KV),
+          ir::Attribute::make_float("scale", static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)))));
+      // transformers' window holds sliding_window keys, the current one included; so does
+      // local_window_size in ONNX Runtime 1.30 (checked against the reference in interop_convert_hf).
+      if (c.sliding_window > 0) at.push_back(ir::Attribute::make_int("local_window_size", c.sliding_window));
+      ctx = b.ops("GroupQueryAttention",
+                  {q, k, v, past_k[static_cast<size_t>(l)], past_v[static_cast<size_t>(l)], seqlens_k, total_len}, 3,
+                  std::move(at), {"", fmt::format("present.{}.key", l), fmt::format("present.{}.value", l)},
+                  "com.microsoft")[0];
+    } else {
+      auto heads_first = [&](Value* y) {
+        return b.op("Transpose", {y}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3})));
+      };
+      Value* q = rope(heads_first(split_heads(project("q_proj", H, "q", 0), H, "q")));
+      Value* k = rope(heads_first(split_heads(project("k_proj", KV, "k", H * D), KV, "k")));
+      Value* v = heads_first(split_heads(project("v_proj", KV, "v", (H + KV) * D), KV, "v"));
+      Value* k_all = b.op("Concat", {past_k[static_cast<size_t>(l)], k},
+                          ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.key", l));
+      Value* v_all = b.op("Concat", {past_v[static_cast<size_t>(l)], v},
+                          ir::attribute_list(ir::Attribute::make_int("axis", 2)), fmt::format("present.{}.value", l));
+      auto repeat = [&](Value* t) {  // [batch, KV, T, D] -> [batch, H, T, D] (repeat_kv)
+        if (H == KV) return t;
+        Value* u = b.op("Unsqueeze", {t, b.i64("axes", {2})});
+        u = b.op("Tile", {u, b.i64("repeats", {1, 1, H / KV, 1, 1})});
+        return b.op("Reshape", {u, b.i64("shape", {0, H, -1, D})});
+      };
+      Value* kt =
+          b.op("Transpose", {repeat(k_all)}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 1, 3, 2})));
+      if (!scale)
+        scale = b.f32_scalar("/model/attn_scale", static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
+      Value* scores = b.op("Mul", {b.op("MatMul", {q, kt}), scale});
+      Value* probs =
+          b.op("Softmax", {b.op("Add", {scores, mask})}, ir::attribute_list(ir::Attribute::make_int("axis", -1)));
+      ctx = b.op("MatMul", {probs, repeat(v_all)});
+      ctx =
+          b.op("Reshape", {b.op("Transpose", {ctx}, ir::attribute_list(ir::Attribute::make_ints("perm", {0, 2, 1, 3}))),
                            b.i64("shape", {0, 0, H * D})});
-    Value* attn =
-        b.op("MatMul", {ctx, b.linear(p + "self_attn.o_proj.weight", {E, H * D}, p + "self_attn.o_proj.weight")});
+    }
+    Value* attn = b.matmul(ctx, p + "self_attn.o_proj.weight", {E, H * D}, p + "self_attn.o_proj.weight");
     if (c.qkv_bias && c.architecture == "LlamaForCausalLM")
       attn = b.op("Add", {attn, b.vec(p + "self_attn.o_proj.bias", E, p + "self_attn.o_proj.bias")});
     b.scope_ = fmt::format("/model/layers.{}", l);
@@ -486,16 +627,14 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     b.scope_ = fmt::format("/model/layers.{}/mlp", l);
     Value *gate, *up;
     if (c.fused_qkv) {
-      gate =
-          b.op("MatMul", {h2, b.linear(p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.gate_proj.weight", 0, I)});
-      up = b.op("MatMul", {h2, b.linear(p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.up_proj.weight", I, I)});
+      gate = b.matmul(h2, p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.gate_proj.weight", 0, I);
+      up = b.matmul(h2, p + "mlp.gate_up_proj.weight", {2 * I, E}, p + "mlp.up_proj.weight", I, I);
     } else {
-      gate = b.op("MatMul", {h2, b.linear(p + "mlp.gate_proj.weight", {I, E}, p + "mlp.gate_proj.weight")});
-      up = b.op("MatMul", {h2, b.linear(p + "mlp.up_proj.weight", {I, E}, p + "mlp.up_proj.weight")});
+      gate = b.matmul(h2, p + "mlp.gate_proj.weight", {I, E}, p + "mlp.gate_proj.weight");
+      up = b.matmul(h2, p + "mlp.up_proj.weight", {I, E}, p + "mlp.up_proj.weight");
     }
     Value* act = b.op("Mul", {gate, b.op("Sigmoid", {gate})});
-    Value* down = b.op(
-        "MatMul", {b.op("Mul", {act, up}), b.linear(p + "mlp.down_proj.weight", {E, I}, p + "mlp.down_proj.weight")});
+    Value* down = b.matmul(b.op("Mul", {act, up}), p + "mlp.down_proj.weight", {E, I}, p + "mlp.down_proj.weight");
     b.scope_ = fmt::format("/model/layers.{}", l);
     x = b.op("Add", {x, down});
   }
@@ -504,9 +643,9 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
   x = rms_norm(b, x, b.vec("model.norm.weight", E, "model.norm.weight"), c.rms_eps);
   b.scope_ = "/lm_head";
   // Tied embeddings: the head is the embedding table, transposed (the checkpoint has no lm_head).
-  Value* head = c.tied ? b.add(to_float(emb, "lm_head.weight", 0, c.vocab, true, b.jobs_))
-                       : b.linear("lm_head.weight", {c.vocab, E}, "lm_head.weight");
-  Value* logits = b.op("MatMul", {x, head}, {}, "logits");
+  Value* logits = c.tied
+                      ? b.matmul(x, emb, "lm_head.weight", 0, c.vocab, "logits")
+                      : b.matmul(x, b.tensor("lm_head.weight", {c.vocab, E}), "lm_head.weight", 0, c.vocab, "logits");
   g.add_output(logits);
   logits->type =
       ir::TensorType::of_dims(ir::DType::Float, {sym("batch_size"), sym("sequence_length"), Dim{c.vocab, ""}});
@@ -525,6 +664,7 @@ ir::Model build_decoder(const fs::path& dir, const DecoderOptions& o) {
     for (int64_t k = lo; k < hi; ++k) convert_job(b.jobs_[static_cast<size_t>(k)]);
   });
   m.metadata.emplace_back("slmops.source", c.architecture);
+  m.metadata.emplace_back("slmops.context_length", std::to_string(rows));  // the rotary tables' positions
   // The checkpoint it came from: readers of the folder (tokenizer.json for text data, the
   // deployment packagers) look beside config.json; saving never overwrites these files.
   m.path = (dir / "config.json").string();
@@ -541,6 +681,10 @@ namespace {
 
 struct FromHfOptions {
   int64_t context_length = 0;
+  std::string target = "standard";
+  std::string weights = "fp32";
+  int64_t block_size = 32, accuracy_level = 0;
+  bool symmetric = false;
   static const OptionTable<FromHfOptions>& table() {
     static const OptionTable<FromHfOptions> t({
         {"context-length",
@@ -549,6 +693,37 @@ struct FromHfOptions {
          {},
          false,
          {0, 1 << 24}},
+        {"target",
+         &FromHfOptions::target,
+         "standard: attention in standard ONNX ops (any runtime); onnxruntime: ONNX Runtime's RotaryEmbedding and "
+         "GroupQueryAttention (com.microsoft; batches without left padding)",
+         {"standard", "onnxruntime"}},
+        {"weights",
+         &FromHfOptions::weights,
+         "fp32, or int4: the Linear weights as MatMulNBits, quantized (RTN) as each is read (the bytes of "
+         "quantize mode=int4-weight over the fp32 model, at a fraction of its peak memory)",
+         {"fp32", "int4"}},
+        {"block-size",
+         &FromHfOptions::block_size,
+         "int4: values per scale along K (a power of two)",
+         {},
+         false,
+         {16, 256},
+         "weights=int4"},
+        {"symmetric",
+         &FromHfOptions::symmetric,
+         "int4: symmetric blocks (no zero points); default asymmetric",
+         {},
+         false,
+         {},
+         "weights=int4"},
+        {"accuracy-level",
+         &FromHfOptions::accuracy_level,
+         "int4: MatMulNBits accuracy_level (0 to 4)",
+         {},
+         false,
+         {0, 4},
+         "weights=int4"},
     });
     return t;
   }
@@ -560,12 +735,35 @@ void from_hf(Artifact& a, const nlohmann::json& j, PassContext& ctx) {
   d.context_length = o.context_length;
   d.progress = ctx.progress;
   d.threads = ctx.threads;
+  d.contrib_ops = o.target == "onnxruntime";
+  if (o.weights == "int4") {
+    if ((o.block_size & (o.block_size - 1)) != 0)
+      bad_input("from-hf: block-size {} must be a power of two from 16 to 256", o.block_size);
+    d.int4_block = o.block_size;
+    d.int4_symmetric = o.symmetric;
+    d.int4_accuracy_level = o.accuracy_level;
+  }
   a.model = build_decoder(a.path, d);
   const DecoderConfig c = read_decoder_config(a.path);
-  ctx.report = {{"architecture", c.architecture}, {"layers", c.layers},
-                {"hidden_size", c.hidden},        {"heads", c.heads},
-                {"kv_heads", c.kv_heads},         {"head_dim", c.head_dim},
-                {"vocab_size", c.vocab},          {"nodes", a.model->graph->node_count()}};
+  ctx.report = {{"architecture", c.architecture},
+                {"layers", c.layers},
+                {"hidden_size", c.hidden},
+                {"heads", c.heads},
+                {"kv_heads", c.kv_heads},
+                {"head_dim", c.head_dim},
+                {"vocab_size", c.vocab},
+                {"nodes", a.model->graph->node_count()},
+                {"target", o.target},
+                {"weights", o.weights}};
+  if (o.weights == "int4") {
+    int64_t nbits = 0, matmuls = 0;
+    for (const auto& n : a.model->graph->nodes()) {
+      nbits += n->op_type == "MatMulNBits";
+      matmuls += n->op_type == "MatMul";
+    }
+    ctx.report["int4_matmuls"] = nbits;
+    ctx.report["float_matmuls"] = matmuls;  // attention products, and weights whose K the block does not divide
+  }
   a.kind = ArtifactKind::OnnxModel;
   a.path.clear();
 }

@@ -10,7 +10,9 @@
 // Qwen2ForCausalLM (q/k/v bias), Qwen3ForCausalLM (per-head q/k RMSNorm), Phi3ForCausalLM
 // (fused qkv_proj and gate_up_proj; longrope). GQA/MQA, tied embeddings, head_dim.
 // The graph uses standard ONNX ops only (opset 17), float32: the model definitions of
-// transformers written out op by op.
+// transformers written out op by op; or, with DecoderOptions::contrib_ops, ONNX Runtime's
+// RotaryEmbedding and GroupQueryAttention for the attention, as ONNX Runtime GenAI's model
+// builder writes it.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -46,6 +48,17 @@ struct DecoderOptions {
   int64_t context_length = 0;  // rows of the rotary tables (0: max_position_embeddings, at most 131072)
   Progress* progress = nullptr;  // layers built, on a terminal
   int threads = 1;               // weights are converted on this many threads
+  // ONNX Runtime's contrib ops for attention (--target onnxruntime): RotaryEmbedding and
+  // GroupQueryAttention (com.microsoft) in place of the standard-op attention. Such a model
+  // runs in ONNX Runtime and in slmops' executor; its batches must not be left-padded.
+  bool contrib_ops = false;
+  // > 0: the Linear weights (MatMul B; lm_head included) as int4 MatMulNBits with blocks of
+  // this many values along K, quantized (RTN) as each is read, never held as float32: the
+  // bytes `quantize --mode int4-weight` writes over the float model, at a fraction of its peak
+  // memory. The embedding table stays float32.
+  int64_t int4_block = 0;
+  bool int4_symmetric = false;
+  int64_t int4_accuracy_level = 0;
 };
 
 // Builds the model. Throws Error(BadInput) naming the checkpoint and the tensor that is

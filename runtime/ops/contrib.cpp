@@ -2,7 +2,8 @@
 // GenAI model builder) emit:
 //   quantized matmuls (quant_contrib.cpp): MatMulNBits, DynamicQuantizeMatMul,
 //     MatMulIntegerToFloat; QuantizeLinear / DequantizeLinear (quant.cpp, the 16-bit QDQ form)
-//   activations: Gelu, BiasGelu, FastGelu
+//   activations: Gelu, BiasGelu, FastGelu, QuickGelu
+//   attention (contrib_attention.cpp): RotaryEmbedding, GroupQueryAttention
 //   normalizations: SkipLayerNormalization, SimplifiedLayerNormalization (also in the ONNX
 //     domain, as ONNX Runtime accepts it), SkipSimplifiedLayerNormalization
 // Float16 and bfloat16 compute through float; outputs keep the input type.
@@ -45,6 +46,29 @@ void biased_unary(const ir::Node&, OpContext& ctx) {
         if (bn) v += bias[i % bn];
         if constexpr (std::is_same_v<T, double>) out[i] = F(static_cast<float>(v));
         else out[i] = from_f32<T>(F(v));
+      }
+    });
+  });
+}
+
+// QuickGelu: y = x * sigmoid(alpha * x) (alpha 1.702 by default; the SiLU of Llama's MLP
+// is alpha 1, which ONNX Runtime's fusion and optimize --target onnxruntime write).
+void quick_gelu(const ir::Node& node, OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  const float alpha = node.attr_float("alpha", 1.702f);
+  const int64_t n = static_cast<int64_t>(x.numel());
+  Tensor& y = ctx.set_out(0, new_tensor(x.dtype, x.dims));
+  dispatch<kFloats | kHalfs>(x.dtype, "QuickGelu", [&](auto tag) {
+    using T = decltype(tag);
+    const T* in = x.values<T>();
+    T* out = y.mutable_values<T>();
+    ctx.pool->parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float v = to_f32(in[i]), r = v / (1.0f + std::exp(-alpha * v));
+        if constexpr (std::is_same_v<T, double>)
+          out[i] = r;
+        else
+          out[i] = from_f32<T>(r);
       }
     });
   });
@@ -186,6 +210,7 @@ void simplified_layer_norm(const ir::Node& n, OpContext& ctx) {
 }  // namespace slmops::runtime::ops::contrib
 
 namespace slmops::runtime {
+void register_contrib_attention_ops();  // contrib_attention.cpp
 namespace ops::quant {
 void register_contrib_quant_ops();  // quant_contrib.cpp
 }
@@ -194,9 +219,11 @@ void register_contrib_ops() {
   using namespace ops::contrib;
   const char* ms = "com.microsoft";
   ops::quant::register_contrib_quant_ops();
+  register_contrib_attention_ops();
   register_kernel(ms, "Gelu", 1, simple_kernel(biased_unary<gelu_erf>));
   register_kernel(ms, "BiasGelu", 1, simple_kernel(biased_unary<gelu_erf>));
   register_kernel(ms, "FastGelu", 1, simple_kernel(biased_unary<gelu_tanh>));
+  register_kernel(ms, "QuickGelu", 1, simple_kernel(quick_gelu));
   register_kernel(ms, "SkipLayerNormalization", 1, simple_kernel(skip_norm<false>));
   register_kernel(ms, "SkipSimplifiedLayerNormalization", 1, simple_kernel(skip_norm<true>));
   register_kernel(ms, "SimplifiedLayerNormalization", 1, simple_kernel(simplified_layer_norm));

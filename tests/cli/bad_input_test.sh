@@ -186,6 +186,11 @@ expect_bad "convert checkpoint: a tensor missing" "$S" convert hf_missing -o hf_
 expect_bad "convert checkpoint: a tensor of the wrong shape" "$S" convert hf_shape -o hf_out
 expect_bad "convert checkpoint: truncated safetensors" "$S" convert hf_trunc -o hf_out
 expect_bad "convert checkpoint: --precision int3" "$S" convert hf_shape -o hf_out --precision int3
+expect_bad "convert checkpoint: --algorithm without --precision int4" "$S" convert hf_shape -o hf_out --algorithm hqq
+expect_bad "convert checkpoint: --block-size not a power of two" "$S" convert hf_shape -o hf_out --precision int4 --block-size 48
+expect_bad "convert checkpoint: --calib-data with round-to-nearest" "$S" convert hf_shape -o hf_out --precision int4 --calib-data text.jsonl
+expect_bad "convert checkpoint: --target onnx-genai" "$S" convert hf_shape -o hf_out --target onnx-genai
+expect_bad "convert model: --block-size is for a checkpoint" "$S" convert gpt.onnx -o gpt_out.onnx --block-size 64
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json

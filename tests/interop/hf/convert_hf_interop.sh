@@ -4,7 +4,7 @@
 # ONNX Runtime, its prefill logits agree with the reference within 1e-4, and 32 greedy steps
 # with the KV cache give the reference's tokens (computed without a cache) and step logits;
 # slmops generate gives the same tokens through our executor; the fp16 and --target
-# onnxruntime builds agree too.
+# onnxruntime builds agree too (the latter also through our GroupQueryAttention).
 # Usage: convert_hf_interop.sh SLMOPS_BINARY SOURCE_DIR
 set -u
 S=$1
@@ -59,8 +59,18 @@ for dir in "$HF"/*/; do
     node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$res"
   "$S" -q convert "$dir" -o "$WORK/$f.ort" --target onnxruntime > /dev/null 2>&1
   res=$(node "$HERE/check_decoder.js" "$WORK/$f.ort/model.onnx" "$dir/expected.npz" 1e-4 $flag)
-  check "$f: --target onnxruntime (contrib fusions) agrees within 1e-4, same tokens" \
+  echo "     $f onnxruntime: $(echo "$res" | cut -c1-120)"
+  check "$f: --target onnxruntime (RotaryEmbedding, GroupQueryAttention, fused norms) agrees within 1e-4, same tokens" \
     node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$res"
+  ops=$("$S" -q inspect "$WORK/$f.ort/model.onnx" --json |
+        node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const o=JSON.parse(s).op_types;console.log(['com.microsoft.GroupQueryAttention','com.microsoft.RotaryEmbedding','SimplifiedLayerNormalization','com.microsoft.SkipSimplifiedLayerNormalization'].map(k=>o[k]||0).join(','))})")
+  layers=$(node -e "console.log(require('$dir/config.json').num_hidden_layers)")
+  check "$f: --target onnxruntime holds one GroupQueryAttention and two RotaryEmbedding per layer, and fused norms ($ops)" \
+    node -e "const [g,r,n,k]='$ops'.split(',').map(Number);process.exit(g===$layers&&r===2*$layers&&n+k>=2*$layers?0:1)"
+  got=$("$S" -q generate "$WORK/$f.ort" --input-ids "$ids" --max-new-tokens 32 --ignore-eos --json |
+        node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).generated_ids.join(',')))")
+  check "$f: slmops generate runs the --target onnxruntime build (our GroupQueryAttention) to the same 32 tokens" \
+    [ "$got" = "$want" ]
 done
 # A trained checkpoint (llama_trained: byte-level text, held-out eval_text.jsonl): the built
 # fp32 model's perplexity through slmops evaluate (the folder's tokenizer) equals the
@@ -78,6 +88,19 @@ if [ -f "$T/perplexity.json" ]; then
   check "llama_trained: fp32 perplexity equals the reference's (1e-4 relative)" \
     node -e "process.exit(Math.abs($p32 / $ref - 1) < 1e-4 ? 0 : 1)"
   check "llama_trained: int4 perplexity within 3% of fp32" node -e "process.exit($p4 <= 1.03 * $p32 ? 0 : 1)"
+  # int4 quantized as the weights are read (from-hf weights=int4) against the quantize pass over
+  # the fp32 model: the same MatMulNBits bytes, so the same perplexity to the last digit.
+  printf '{"input": "%s", "output": "%s", "steps": [{"pass": "from-hf"}, {"pass": "quantize", "options": {"mode": "int4-weight"}}, {"pass": "package-genai", "options": {"flavor": "plain"}}]}\n' \
+    "$(cd "$T" && pwd)" "$WORK/trained4q" > "$WORK/rtn_after.json"
+  "$S" -q run "$WORK/rtn_after.json" > /dev/null 2>&1
+  p4q=$(ppl "$WORK/trained4q")
+  echo "     llama_trained int4: streamed $p4, quantize pass $p4q"
+  check "llama_trained: int4 quantized while converting equals the quantize pass over fp32 ($p4 = $p4q)" [ "$p4" = "$p4q" ]
+  # --target onnxruntime: the same perplexity through our executor's GroupQueryAttention.
+  "$S" -q convert "$T" -o "$WORK/trained_ort" --target onnxruntime > /dev/null 2>&1
+  port=$(ppl "$WORK/trained_ort")
+  check "llama_trained: --target onnxruntime perplexity equals fp32's (1e-4 relative: $port vs $p32)" \
+    node -e "process.exit(Math.abs($port / $p32 - 1) < 1e-4 ? 0 : 1)"
 else
   check "llama_trained fixture present (tests/fixtures/hf/llama_trained/perplexity.json)" false
 fi
