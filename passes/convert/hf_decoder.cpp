@@ -50,18 +50,20 @@ double num_key(const nlohmann::json& c, const char* key, double dflt) {
 // Float32 copy of rows [row0, row0+rows) of a 2-D (or 1-D) F32/F16/BF16 tensor, transposed to
 // [cols, rows] when `transpose`. Written straight into the new tensor's buffer, in 64x64 tiles
 // (the transpose reads and writes whole cache lines).
-template <typename Convert>
-void convert_rows(const uint8_t* base, size_t es, int64_t rows, int64_t cols, bool transpose, float* out, Convert cvt) {
+template <size_t ES, typename Convert>
+void convert_rows(const uint8_t* base, int64_t rows, int64_t cols, bool transpose, float* out, Convert cvt) {
+  if (!transpose) {  // one pass in storage order (the element size is a constant: it vectorizes)
+    const int64_t n = rows * cols;
+    for (int64_t i = 0; i < n; ++i) out[i] = cvt(base + static_cast<size_t>(i) * ES);
+    return;
+  }
   constexpr int64_t kTile = 64;
   for (int64_t r0 = 0; r0 < rows; r0 += kTile)
     for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
       const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
       for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = base + static_cast<size_t>(r * cols) * es;
-        if (transpose)
-          for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = cvt(row + static_cast<size_t>(c) * es);
-        else
-          for (int64_t c = c0; c < c1; ++c) out[r * cols + c] = cvt(row + static_cast<size_t>(c) * es);
+        const uint8_t* row = base + static_cast<size_t>(r * cols) * ES;
+        for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = cvt(row + static_cast<size_t>(c) * ES);
       }
     }
 }
@@ -94,20 +96,26 @@ void convert_block(const ir::Tensor& t, int64_t row0, int64_t rows, bool transpo
     return h;
   };
   if (t.dtype == ir::DType::Float)
-    convert_rows(base, es, rows, cols, transpose, out, [](const uint8_t* p) {
+    convert_rows<4>(base, rows, cols, transpose, out, [](const uint8_t* p) {
       float v;
       std::memcpy(&v, p, 4);
       return v;
     });
   else if (t.dtype == ir::DType::Float16)
-    convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
-  else
-    convert_rows(base, es, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::bfloat16_to_float(u16(p)); });
+    convert_rows<2>(base, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
+  else  // bfloat16 is the top half of a float32: inline, so the tile loops vectorize
+    convert_rows<2>(base, rows, cols, transpose, out, [&](const uint8_t* p) {
+      const uint32_t bits = static_cast<uint32_t>(u16(p)) << 16;
+      float v;
+      std::memcpy(&v, &bits, 4);
+      return v;
+    });
 }
 
-// Rows of a Linear weight [N, K] quantized 64 at a time: each chunk goes to float32 as MatMul's
-// B [K, 64] (a small buffer), then through the quantize pass's RTN, whose MatMulNBits layout is
-// N-major, so chunks land one after another. The same bytes as quantize over the float model.
+// Rows of a Linear weight [N, K] quantized 64 at a time: each chunk goes to float32 as it is
+// stored (one row per output column, its blocks contiguous; a small buffer), then through the
+// quantize pass's RTN arithmetic into MatMulNBits' N-major layout, so chunks land one after
+// another. The same bytes as quantize over the float model (tested).
 void quantize_job(const Job& j) {
   constexpr int64_t kChunk = 64;
   const int64_t K = j.src->dims[1], bs = j.q.block, kb = K / bs, blob = bs / 2, zp_row = (kb * 4 + 7) / 8;
@@ -116,8 +124,9 @@ void quantize_job(const Job& j) {
   std::vector<uint8_t> zp(static_cast<size_t>(kChunk * kb));
   for (int64_t n0 = 0; n0 < j.rows; n0 += kChunk) {
     const int64_t nc = std::min(kChunk, j.rows - n0);
-    convert_block(*j.src, j.row0 + n0, nc, true, w.data());
-    passes::quant::quantize_rtn_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb, zp.data());
+    convert_block(*j.src, j.row0 + n0, nc, false, w.data());
+    passes::quant::quantize_rtn_rows_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb,
+                                            zp.data());
     if (!j.q.zero_points) continue;
     uint8_t* dst = j.q.zero_points + n0 * zp_row;
     std::fill(dst, dst + nc * zp_row, uint8_t{0});

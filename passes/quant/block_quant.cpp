@@ -532,6 +532,57 @@ void quantize_rtn_packed(const float* W, int64_t K, int64_t N, const BlockParams
             });
 }
 
+namespace {
+
+// One row's blocks (rtn_tile_block's arithmetic along a row instead of down a tile's columns:
+// the same min/max, scale and branch-free codes, so the same bits).
+__attribute__((target_clones("avx2", "default"))) void rtn_row(const float* __restrict w, int64_t K, int64_t bs,
+                                                               int bits, bool symmetric, uint8_t* __restrict dst,
+                                                               float* scales, uint8_t* zero_points) {
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  const int64_t blob = bs * bits / 8;
+  uint8_t code[256];
+  for (int64_t b = 0; b * bs < K; ++b) {
+    const float* __restrict x = w + b * bs;
+    float mn = std::numeric_limits<float>::max(), mx = -std::numeric_limits<float>::max();
+    for (int64_t i = 0; i < bs; ++i) {
+      const float v = x[i];
+      mn = v < mn ? v : mn;
+      mx = mx < v ? v : mx;
+    }
+    const BlockScale s = rtn_scale(mn, mx, bits, symmetric);
+    scales[b] = s.scale;
+    zero_points[b] = static_cast<uint8_t>(s.zp);
+    const float rc = s.recip, zf = static_cast<float>(s.zp);
+    for (int64_t i = 0; i < bs; ++i) {
+      float v = x[i] * rc + zf;
+      v = v >= 0.f ? v : 0.f;
+      v = v < qmax ? v : qmax;
+      const int ti = static_cast<int>(v);
+      code[i] = static_cast<uint8_t>(ti + (v - static_cast<float>(ti) >= 0.5f ? 1 : 0));
+    }
+    uint8_t* out = dst + b * blob;
+    if (bits == 4)
+      for (int64_t j = 0; j < blob; ++j) out[j] = static_cast<uint8_t>(code[2 * j] | (code[2 * j + 1] << 4));
+    else
+      std::memcpy(out, code, static_cast<size_t>(bs));
+  }
+}
+
+}  // namespace
+
+void quantize_rtn_rows_packed(const float* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
+                              uint8_t* zero_points) {
+  check_params(p, "rtn");
+  const int64_t bs = p.block_size, kb = K / bs;
+  if ((p.bits != 4 && p.bits != 8) || K % bs != 0 || bs > 256)
+    failure("quantize_rtn_rows_packed: bits {} with K {} and block size {} (needs bits 4 or 8 and whole blocks)",
+            p.bits, K, bs);
+  for (int64_t n = 0; n < N; ++n)
+    rtn_row(Wt + n * K, K, bs, p.bits, p.symmetric, B + n * kb * (bs * p.bits / 8), scales + n * kb,
+            zero_points + n * kb);
+}
+
 BlockQuantized quantize_hqq(const float* W, int64_t K, int64_t N, const BlockParams& p, int iterations,
                             ThreadPool* pool) {
   check_params(p, "hqq");

@@ -48,6 +48,13 @@ BlockQuantized quantize_rtn(const float* W, int64_t K, int64_t N, const BlockPar
 void quantize_rtn_packed(const float* W, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
                          uint8_t* zero_points, runtime::ThreadPool* pool = nullptr);
 
+// The same codes from the weight's transpose: Wt row-major [N, K] (a Linear layer's weight as
+// PyTorch stores it, one row per output column of MatMul's B), so each row's blocks are
+// contiguous. Bytes equal quantize_rtn_packed(W) with W = Wt^T. Single-threaded (callers run
+// one weight per thread).
+void quantize_rtn_rows_packed(const float* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
+                              uint8_t* zero_points);
+
 // HQQ (Badri & Shaji 2023): half-quadratic optimisation, from the asymmetric RTN init, of the
 // lp (p < 1) norm of the dequantization error; no data. The zero point stays an integer (as
 // MatMulNBits stores it), so the quadratic step fits scale and zero point together (with the

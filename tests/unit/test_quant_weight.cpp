@@ -258,6 +258,34 @@ TEST_CASE("quantize_rtn_packed writes what quantize_rtn + pack_matmulnbits_b wou
     }
 }
 
+TEST_CASE(
+    "quantize_rtn_rows_packed (rows of W^T, as convert HF_DIR --precision int4 reads them) writes the same bytes") {
+  for (int bits : {4, 8})
+    for (bool sym : {true, false})
+      for (int64_t bs : {int64_t{16}, int64_t{32}, int64_t{128}}) {
+        CAPTURE(bits);
+        CAPTURE(sym);
+        CAPTURE(bs);
+        const int64_t K = 256, N = 70;
+        auto w = random_floats(K * N, 13);
+        w[9 * N + 3] = 1e30f;                                  // an outlier: its block's scale, the others' codes
+        for (int64_t k = 0; k < 16; ++k) w[k * N + 7] = 0.0f;  // a block of zeros (column 7)
+        std::vector<float> wt(static_cast<size_t>(K * N));
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t n = 0; n < N; ++n) wt[static_cast<size_t>(n * K + k)] = w[static_cast<size_t>(k * N + n)];
+        quant::BlockParams p{bits, bs, sym};
+        const int64_t kb = K / bs;
+        std::vector<uint8_t> B(static_cast<size_t>(N * kb * bs * bits / 8)), B2(B.size()),
+            zp(static_cast<size_t>(N * kb)), zp2(zp.size());
+        std::vector<float> sc(zp.size()), sc2(zp.size());
+        quant::quantize_rtn_packed(w.data(), K, N, p, B.data(), sc.data(), zp.data());
+        quant::quantize_rtn_rows_packed(wt.data(), K, N, p, B2.data(), sc2.data(), zp2.data());
+        CHECK(B == B2);
+        CHECK(zp == zp2);
+        CHECK(std::memcmp(sc.data(), sc2.data(), sc.size() * sizeof(float)) == 0);
+      }
+}
+
 TEST_CASE("int4-weight quantizes Gemm(A, B^T, C) into MatMulNBits with the bias, or DQ + Gemm transB 0") {
   for (const char* format : {"matmulnbits", "qdq"}) {
     CAPTURE(format);
