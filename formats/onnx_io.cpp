@@ -19,6 +19,7 @@
 #include "formats/onnx_detail.h"
 #include "formats/opset_adapters.h"
 #include "formats/proto_wire.h"
+#include "formats/sha256.h"
 #include "ir/error.h"
 #include "ir/size.h"
 
@@ -1125,11 +1126,18 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
   const std::string interim_name = final_name + "." + random_suffix();
   auto write_data = [&](const fs::path& target) {
     AtomicFile data_file(target);
+    // The digest, on a thread of its own, of the bytes as they are handed to the file.
+    std::unique_ptr<Sha256Stream> hash = opts.sha256 ? std::make_unique<Sha256Stream>() : nullptr;
     for (auto& pl : ctx.plan) {
+      if (hash) {
+        hash->add_zeros(static_cast<size_t>(pl.offset - data_file.position()));
+        hash->add(pl.tensor->data.data(), pl.tensor->data.size());
+      }
       data_file.pad_to(pl.offset);
       write_buffer(data_file, pl.tensor->data);
     }
     report.data_bytes = data_file.position();
+    if (hash) report.data_sha256 = hash->hex();
     data_file.commit();
   };
   auto write_model_naming = [&](const std::string& location) {

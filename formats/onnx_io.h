@@ -19,6 +19,7 @@ struct SaveOptions {
   uint64_t external_threshold = 1024;  // smaller tensors stay inside the .onnx file
   uint64_t align = 64;                 // every tensor in the data file starts at a multiple...
   uint64_t page_align_above = 1 << 20; // ...and tensors of 1 MiB or more at a 4 KiB page
+  bool sha256 = false;                 // hash the data file as it is written (SaveReport::data_sha256)
 };
 
 struct SaveReport {
@@ -26,6 +27,7 @@ struct SaveReport {
   uint64_t data_bytes = 0;
   uint64_t external_tensors = 0;
   std::string data_file;  // empty when everything is inside the model file
+  std::string data_sha256;  // SaveOptions::sha256: the data file's digest (lowercase hex)
 };
 
 ir::Model load_model(const std::filesystem::path& path);

@@ -106,6 +106,7 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
 
   formats::SaveOptions so;
   formats::parse_external_data(o.external_data, so.external);
+  so.sha256 = true;  // the data file's digest computed beside the writing, not by reading it back
   const auto saved = formats::save_model(m, ctx.scratch / "model.onnx", so);
   std::vector<std::pair<std::string, std::string>> files = {{"model.onnx", "model"}};
   if (!saved.data_file.empty()) files.emplace_back(fs::path(saved.data_file).filename().string(), "external-data");
@@ -193,8 +194,11 @@ void package_genai(Artifact& a, const json& j, PassContext& ctx) {
   for (const auto& [name, role] : files) {
     const uint64_t bytes = fs::file_size(ctx.scratch / name);
     total += bytes;
-    listed.push_back(
-        {{"path", name}, {"bytes", bytes}, {"sha256", formats::sha256_file(ctx.scratch / name)}, {"role", role}});
+    const bool data = role == "external-data" && !saved.data_sha256.empty();
+    listed.push_back({{"path", name},
+                      {"bytes", bytes},
+                      {"sha256", data ? saved.data_sha256 : formats::sha256_file(ctx.scratch / name)},
+                      {"role", role}});
   }
   json manifest = {{"format", "slmops-package"},
                    {"version", 1},

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "formats/onnx_io.h"
+#include "formats/sha256.h"
 #include "ir/error.h"
 #include "test_util.h"
 
@@ -128,4 +129,37 @@ TEST_CASE("large embedded weights stay mapped on load and are spliced on save, b
 
   formats::save_model(back, tmp / "b.onnx");
   CHECK(test::read_file(tmp / "b.onnx") == test::read_file(tmp / "a.onnx"));
+}
+
+TEST_CASE("save_model's sha256 of the data file, hashed as written, equals the file's digest") {
+  {
+    formats::Sha256Stream s;
+    s.add("ab", 2);
+    s.add("c", 1);
+    CHECK(s.hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");  // FIPS 180-2 "abc"
+  }
+  TempDir tmp;
+  ir::Model m;
+  m.ir_version = 8;
+  m.opsets = {{"", 17}};
+  m.graph = std::make_unique<ir::Graph>();
+  ir::Value* x = m.graph->add_input("x", ir::TensorType::of(ir::DType::Float, {-1}));
+  // Sizes that leave padding between tensors (64-byte and 4 KiB alignment) and one past 1 MiB.
+  for (size_t n : {size_t{300}, size_t{1001}, size_t{(1 << 18) + 7}, size_t{5000}}) {
+    const std::vector<float> v = slmops::test::random_floats(n, static_cast<uint32_t>(n));
+    ir::Value* w = m.graph->add_initializer(
+        ir::Tensor::from_values("w" + std::to_string(n), ir::DType::Float, {static_cast<int64_t>(n)}, v));
+    x = m.graph
+            ->add_node("Concat", {x, w}, {"c" + std::to_string(n)},
+                       ir::attribute_list(ir::Attribute::make_int("axis", 0)))
+            ->outputs[0];
+  }
+  m.graph->add_output(x);
+  formats::SaveOptions so;
+  so.external = formats::ExternalData::Always;
+  so.sha256 = true;
+  const auto report = formats::save_model(m, tmp / "m.onnx", so);
+  REQUIRE(!report.data_file.empty());
+  CHECK(report.data_sha256.size() == 64);
+  CHECK(report.data_sha256 == formats::sha256_file(report.data_file));
 }
