@@ -19,6 +19,7 @@ const std::vector<PassInfo>& all_passes() {
     v.push_back(ir_version_pass_info());
     v.push_back(opset_pass_info());
     v.push_back(quantize_pass_info());
+    v.push_back(prune_pass_info());
     v.push_back(from_folder_step_info());
     v.push_back(package_step_info());
     v.push_back(from_hf_step_info());

@@ -75,6 +75,7 @@ PassInfo ir_version_pass_info();
 PassInfo opset_pass_info();
 PassInfo evaluate_step_info();
 PassInfo quantize_pass_info();
+PassInfo prune_pass_info();
 PassInfo from_folder_step_info();
 PassInfo package_step_info();
 PassInfo from_hf_step_info();

@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
   register_passes(app);
   register_convert(app);
   register_quantize(app);
+  register_prune(app);
   register_tokenize(app);
   register_generate(app);
   register_evaluate(app);

@@ -1,13 +1,14 @@
 // The CLI core shared by every subcommand: global flags, logging to stderr, the one place
 // that turns exceptions into exit codes.
 #pragma once
-#include <filesystem>
-#include <string>
-#include <vector>
+#include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
+#include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "formats/onnx_io.h"
 #include "passes/options.h"
@@ -49,9 +50,10 @@ void register_passes(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_evaluate(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_prune(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_generate(CLI::App& app);
-void register_pending(CLI::App& app);  // distill-data, prune: not built yet
+void register_pending(CLI::App& app);  // distill-data: not built yet
 
 // Entry point used by main() and by tests: returns the exit code.
 int main(int argc, char** argv);
@@ -66,6 +68,12 @@ namespace slmops::cli {
 // `only`: the subset of options to add (empty: all).
 void add_pass_option_flags(CLI::App* cmd, const passes::PassInfo& pass, nlohmann::json* target,
                            const std::vector<std::string>& only = {});
+
+// A subcommand `PASS MODEL -o OUT [--json] [--external-data ...] [the pass's options as flags]`
+// that runs the pass as a one-step recipe, so that the subcommand and {"pass": PASS, ...} write
+// the same bytes; `summary` prints each step's report on stderr (tools/pass_command.cpp).
+void register_pass_command(CLI::App& app, const std::string& pass, const std::string& description,
+                           std::function<void(const nlohmann::json& step)> summary);
 // Adds --<spec.name> from a declaration: help shows type, choices or range and default; the
 // value is parsed and range-checked (one-line error naming the flag) before `set` sees it.
 CLI::Option* add_spec_option(CLI::App* cmd, const passes::OptionSpec& spec,

@@ -12,7 +12,6 @@ void register_pending(CLI::App& app) {
   };
   static const Pending pending[] = {
       {"distill-data", "generate distillation data from a teacher model (not built yet)"},
-      {"prune", "prune a model (not built yet)"},
   };
   for (auto& p : pending) {
     auto* cmd = app.add_subcommand(p.name, p.summary);

@@ -30,32 +30,9 @@ void print_summary(const nlohmann::json& step) {
 }  // namespace
 
 void register_quantize(CLI::App& app) {
-  struct Args {
-    std::string model, output;
-    bool json = false;
-    formats::ExternalData external = formats::ExternalData::Auto;
-    nlohmann::json options = nlohmann::json::object();
-  };
-  static Args a;
-  auto* cmd = app.add_subcommand(
-      "quantize", "quantize a model: int8 dynamic, int8/int16 static QDQ, int4/int8 weight-only (RTN, GPTQ, HQQ)");
-  cmd->add_option("model", a.model, "input .onnx model (float)")->required();
-  cmd->add_option("-o,--output", a.output, "output .onnx path")->required();
-  cmd->add_flag("--json", a.json, "print the report (per-node summary) as JSON on stdout");
-  add_external_data_flag(cmd, &a.external);
-  add_pass_option_flags(cmd, *passes::find_pass("quantize"), &a.options);
-  cmd->callback([] {
-    Recipe r;
-    r.input = a.model;
-    r.output = a.output;
-    r.external_data = a.external;
-    r.steps.push_back({"quantize", a.options});
-    validate_recipe(r);
-    auto report = execute(r, [](const nlohmann::json& step) { print_summary(step); });
-    if (a.json) print_json(report);
-    else fmt::print("{}\n", r.output.string());
-    enforce_step_goals(report);
-  });
+  register_pass_command(app, "quantize",
+                        "quantize a model: int8 dynamic, int8/int16 static QDQ, int4/int8 weight-only (RTN, GPTQ, HQQ)",
+                        print_summary);
 }
 
 }  // namespace slmops::cli

@@ -386,6 +386,8 @@ void invert_lower(double* A, int64_t n, ThreadPool* pool) {
   }
 }
 
+}  // namespace
+
 // U, upper with U^T U = inverse(Hp) where Hp[i][j] = H[perm[i]][perm[j]], a zero diagonal
 // entry reads as 1 and damp is added to the diagonal; as float for the GPTQ loop. Through the
 // reversal J (J[i][j] = [i + j == n - 1]): J Hp J = M M^T (lower Cholesky) gives
@@ -416,8 +418,6 @@ bool inverse_cholesky_upper(const std::vector<double>& H, const std::vector<int6
     }
   return finite;
 }
-
-}  // namespace
 
 namespace {
 

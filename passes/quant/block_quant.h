@@ -81,6 +81,12 @@ struct GptqOptions {
 BlockQuantized quantize_gptq(const float* W, int64_t K, int64_t N, const std::vector<double>& H,
                              const BlockParams& p, const GptqOptions& g, runtime::ThreadPool* pool = nullptr);
 
+// U, upper triangular with U^T U = inverse(Hp + damp I), Hp[i][j] = H[perm[i]][perm[j]] (a zero
+// diagonal entry of H reads as 1): the factor GPTQ and SparseGPT spread errors with. False
+// when Hp + damp I is not positive definite (or the result is not finite).
+bool inverse_cholesky_upper(const std::vector<double>& H, const std::vector<int64_t>& perm, double damp,
+                            std::vector<float>& U, runtime::ThreadPool* pool);
+
 // Dequantizes back to [K, N] row-major (tests, error reports).
 std::vector<float> dequantize(const BlockQuantized& b, int64_t block_size);
 

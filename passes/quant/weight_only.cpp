@@ -11,16 +11,17 @@
 // K (a partial last block is refused: name the node, pick a smaller block or exclude it).
 // Symmetric blocks store no zero points (MatMulNBits' default 2^(bits-1); QDQ: signed types
 // with zero point 0). A weight read by several MatMuls is quantized once.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstring>
 #include <map>
 
-#include <fmt/format.h>
-
 #include "ir/error.h"
 #include "passes/common/activations.h"
-#include "passes/quant/block_quant.h"
 #include "passes/progress.h"
+#include "passes/quant/block_quant.h"
+#include "passes/quant/hessian.h"
 #include "passes/quant/quantize.h"
 #include "runtime/executor.h"
 #include "runtime/thread_pool.h"
@@ -36,52 +37,6 @@ struct Target {
   ir::Value* bias = nullptr;  // Gemm's C when it is a [N] vector
   const float* values() const { return kn.empty() ? w->values<float>() : kn.data(); }
 };
-
-// H = sum over rows of A (flattened to [rows, K]) of a a^T, per target, from one streamed
-// pass of the float model over the calibration data (GPTQ's Hessian, up to the factor 2).
-// Each activation is folded into H as soon as it is computed, so no batch's activations are
-// kept past their last reader.
-std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, const std::vector<Target>& targets,
-                                                          const FeedSource& calib, int64_t limit,
-                                                          runtime::ThreadPool& pool, int threads, int64_t& samples) {
-  std::map<ir::Node*, std::vector<double>> H;
-  std::vector<std::string> names;
-  std::map<std::string, std::vector<ir::Node*>> by_name;  // one activation may feed several targets
-  for (auto& t : targets) {
-    H[t.node].assign(static_cast<size_t>(t.K * t.K), 0.0);
-    const std::string& a = t.node->inputs[0]->name;
-    if (!by_name.count(a)) names.push_back(a);
-    by_name[a].push_back(t.node);
-  }
-  ActivationCollector collector(m, names, threads);
-  samples = 0;
-  calib.for_each_batch(limit, [&](std::vector<runtime::RValue> feeds) {
-    ++samples;
-    collector.observe(std::move(feeds), [&](size_t i, const runtime::RValue& v) {
-      if (!v.is_tensor() || v.tensor.dtype != ir::DType::Float) return;
-      const float* a = v.tensor.values<float>();
-      for (ir::Node* node : by_name[names[i]]) {
-        auto& h = H[node];
-        int64_t K = static_cast<int64_t>(std::sqrt(static_cast<double>(h.size())) + 0.5);
-        if (v.tensor.dims.empty() || v.tensor.dims.back() != K) continue;
-        int64_t rows = static_cast<int64_t>(v.tensor.numel()) / K;
-        // Rows of H in parallel: H[i, j] += sum_r a[r, i] a[r, j].
-        pool.parallel_for(K, 8, [&](int64_t i0, int64_t i1) {
-          for (int64_t r = 0; r < rows; ++r) {
-            const float* ar = a + r * K;
-            for (int64_t i = i0; i < i1; ++i) {
-              double ai = ar[i];
-              if (ai == 0) continue;
-              double* hi = h.data() + i * K;
-              for (int64_t j = 0; j < K; ++j) hi[j] += ai * ar[j];
-            }
-          }
-        });
-      }
-    });
-  });
-  return H;
-}
 
 // Packs N-major unpacked integers q[n*K + k] as an ONNX [K, N] tensor of `bits` (4: two per
 // byte, first element in the low nibble), subtracting `offset` (signed types).
@@ -246,7 +201,9 @@ void quantize_weight_only(ir::Model& m, const QuantizeOptions& o, const NodeFilt
   if (o.algorithm == "gptq" && !targets.empty()) {
     auto t0 = std::chrono::steady_clock::now();
     int64_t batches = 0;
-    hessians = collect_hessians(m, targets, *calib, o.calib_samples, pool, threads, batches);
+    std::vector<HessianTarget> ht;
+    for (auto& t : targets) ht.push_back({t.node, t.K});
+    hessians = collect_hessians(m, ht, *calib, o.calib_samples, pool, threads, batches);
     report.extra["calibration"] = {{"data", calib->describe()},
                                    {"batches", batches},
                                    {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};

@@ -191,6 +191,17 @@ expect_bad "convert checkpoint: --block-size not a power of two" "$S" convert hf
 expect_bad "convert checkpoint: --calib-data with round-to-nearest" "$S" convert hf_shape -o hf_out --precision int4 --calib-data text.jsonl
 expect_bad "convert checkpoint: --target onnx-genai" "$S" convert hf_shape -o hf_out --target onnx-genai
 expect_bad "convert model: --block-size is for a checkpoint" "$S" convert gpt.onnx -o gpt_out.onnx --block-size 64
+expect_bad "prune: --sparsity 1" "$S" prune gpt.onnx -o gpt_out.onnx --method magnitude --sparsity 1
+expect_bad "prune: --sparsity -0.1" "$S" prune gpt.onnx -o gpt_out.onnx --method magnitude --sparsity -0.1
+expect_bad "prune: --pattern 4:4 (N >= M)" "$S" prune gpt.onnx -o gpt_out.onnx --method n:m --pattern 4:4
+expect_bad "prune: --pattern 2-4" "$S" prune gpt.onnx -o gpt_out.onnx --method n:m --pattern 2-4
+expect_bad "prune: wanda without --calib-data" "$S" prune gpt.onnx -o gpt_out.onnx --method wanda
+expect_bad "prune: sparsegpt without --calib-data" "$S" prune gpt.onnx -o gpt_out.onnx --method sparsegpt --pattern 2:4
+expect_bad "prune: no --method" "$S" prune gpt.onnx -o gpt_out.onnx
+expect_bad "prune: method structured (not built)" "$S" prune gpt.onnx -o gpt_out.onnx --method structured
+expect_bad "prune: --global with wanda" "$S" prune gpt.onnx -o gpt_out.onnx --method wanda --global --calib-data lm_calib.npz
+cp /usr/share/libonnx-testdata/data/node/test_relu/model.onnx relu.onnx
+expect_bad "prune: nothing to prune (no MatMul/Gemm/Conv)" "$S" prune relu.onnx -o pruned.onnx --method magnitude
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
 expect_bad "recipe int option 1.7e44 (a JSON float)" "$S" run eval_huge_int.json
@@ -206,7 +217,7 @@ expect_bad "external data leaves folder" "$S" inspect ext/escape.onnx
 expect_bad "external data absolute path" "$S" convert ext/absolute.onnx -o out.onnx
 expect_bad "external data file missing" "$S" convert ext/missing.onnx -o out.onnx
 expect_bad "external data past the end" "$S" convert ext/short/m.onnx -o out.onnx
-expect_bad "subcommand not built yet"   "$S" prune model.onnx -o out.onnx
+expect_bad "subcommand not built yet"   "$S" distill-data --teacher t --prompts p.jsonl -o out.jsonl
 expect_bad "quantize: no --mode"        "$S" quantize gpt.onnx -o out.onnx
 expect_bad "quantize: unknown mode"     "$S" quantize gpt.onnx -o out.onnx --mode int3-weight
 expect_bad "quantize: already quantized" "$S" quantize gpt_int4.onnx -o out.onnx --mode int8-dynamic

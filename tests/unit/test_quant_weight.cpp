@@ -286,6 +286,29 @@ TEST_CASE(
       }
 }
 
+TEST_CASE("pruned zeros survive RTN and HQQ weight quantization (prune, then quantize)") {
+  // Every block's range holds 0 (asymmetric: [min(0, lo), max(0, hi)]; symmetric: centred), so a
+  // zero weight gets the code of the zero point and dequantizes to exactly 0.
+  const int64_t K = 128, N = 40;
+  auto w = random_floats(K * N, 17);
+  for (size_t i = 0; i < w.size(); i += 2) w[i] = 0.0f;                       // 50% unstructured
+  for (int64_t k = 0; k < 32; ++k) w[static_cast<size_t>(k * N + 5)] = 0.0f;  // a whole block of zeros
+  for (int bits : {4, 8})
+    for (bool sym : {true, false})
+      for (int algo = 0; algo < 2; ++algo) {
+        CAPTURE(bits);
+        CAPTURE(sym);
+        CAPTURE(algo);
+        quant::BlockParams p{bits, 32, sym};
+        auto q = algo == 0 ? quant::quantize_rtn(w.data(), K, N, p) : quant::quantize_hqq(w.data(), K, N, p, 10);
+        auto d = quant::dequantize(q, 32);
+        int64_t kept = 0;
+        for (size_t i = 0; i < w.size(); ++i)
+          if (w[i] == 0.0f) kept += d[i] == 0.0f;
+        CHECK(kept == static_cast<int64_t>(std::count(w.begin(), w.end(), 0.0f)));
+      }
+}
+
 TEST_CASE("int4-weight quantizes Gemm(A, B^T, C) into MatMulNBits with the bias, or DQ + Gemm transB 0") {
   for (const char* format : {"matmulnbits", "qdq"}) {
     CAPTURE(format);

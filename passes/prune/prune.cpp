@@ -1,0 +1,534 @@
+// prune: weight sparsity of MatMul, Gemm and Conv, on the ONNX model directly (issue #17).
+//
+//   magnitude   zero the fraction `sparsity` of a weight's smallest |w| (per tensor, or one
+//               threshold over every weight with `global`)
+//   n:m         in every group of M consecutive weights along the reduction axis (K of MatMul's
+//               B [K, N], the flattened C/g*kh*kw of a Conv output channel) keep the N largest
+//   wanda       score |w_kn| * ||x_k|| (x_k: the layer input's feature k over calib-data), per
+//               output n the lowest scores pruned (Sun et al. 2023); N:M with `pattern`
+//   sparsegpt   the one-shot SparseGPT procedure (Frantar & Alistarh 2023): H = X^T X from
+//               calib-data, input features taken in blocks of 128; in a block the weights with
+//               the smallest w^2 / [H^-1]_kk^2 are pruned (unstructured: that fraction of the
+//               block; N:M: per group), each pruned weight's error spread over the features
+//               not yet visited through the Cholesky factor of H^-1 (GPTQ's, shared)
+//
+//   Before: Y = MatMul(A, W)       After: Y = MatMul(A, W') with W' holding exact zeros
+// The graph does not change: only weight values. A weight read by several nodes is pruned once
+// (by the first; wanda/sparsegpt need one layer input, so a shared weight is skipped there).
+// Quantizing the result keeps the zeros (int4/int8 of 0 is exactly 0 in asymmetric blocks
+// that contain 0 in their range, which every block does: its range includes 0).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "ir/error.h"
+#include "passes/common/node_filter.h"
+#include "passes/progress.h"
+#include "passes/quant/block_quant.h"
+#include "passes/quant/hessian.h"
+#include "passes/registry.h"
+#include "runtime/thread_pool.h"
+
+namespace slmops::passes {
+namespace {
+
+struct PruneOptions {
+  std::string method;
+  double sparsity = 0.5;
+  std::string pattern;  // "N:M"; default 2:4 for method n:m
+  bool global = false;
+  std::vector<std::string> op_types, exclude_nodes, exclude_op_types;
+  std::string calib_data, tokenizer;
+  int64_t context_length = 0, calib_samples = 0, calib_batch_size = 1;
+  double damp = 0.01;
+  int64_t block = 128;
+  std::string mask = "output";
+  bool allow_noop = false;
+  static const OptionTable<PruneOptions>& table() {
+    using O = PruneOptions;
+    const int64_t big = int64_t{1} << 40;
+    static const OptionTable<O> t({
+        {"method",
+         &O::method,
+         "magnitude, n:m, wanda or sparsegpt (required)",
+         {"magnitude", "n:m", "wanda", "sparsegpt"}},
+        {"sparsity",
+         &O::sparsity,
+         "fraction of each weight set to zero (unstructured)",
+         {},
+         false,
+         {0, 1, false, true}},
+        {"pattern",
+         &O::pattern,
+         "N:M: keep N of every M weights along the reduction axis (n:m default 2:4; wanda and "
+         "sparsegpt: N:M instead of unstructured)",
+         {}},
+        {"global", &O::global, "magnitude: one threshold over every pruned weight instead of one per tensor", {}},
+        {"op-types", &O::op_types, "op types whose weights are pruned (default MatMul, Gemm, Conv)", {}},
+        {"exclude-nodes", &O::exclude_nodes, "node names or globs (* ?) left dense", {}},
+        {"exclude-op-types", &O::exclude_op_types, "op types left dense", {}},
+        {"calib-data",
+         &O::calib_data,
+         "wanda/sparsegpt: calibration data (.npz, .jsonl or test_data_set folder)",
+         {},
+         true},
+        {"tokenizer",
+         &O::tokenizer,
+         "tokenizer.json or its folder for JSONL text rows in calib-data",
+         {},
+         true,
+         {},
+         "calib-data"},
+        {"context-length",
+         &O::context_length,
+         "text rows of calib-data cut into windows of this many tokens",
+         {},
+         false,
+         {0, 1 << 24},
+         "calib-data"},
+        {"calib-samples", &O::calib_samples, "calibration samples to use (0: all)", {}, false, {0, big}, "calib-data"},
+        {"calib-batch-size", &O::calib_batch_size, "samples per calibration run", {}, false, {1, 65536}, "calib-data"},
+        {"damp",
+         &O::damp,
+         "sparsegpt: damping added to diag(H), as a fraction of its mean",
+         {},
+         false,
+         {0, 1, true, true},
+         "method=sparsegpt"},
+        {"block",
+         &O::block,
+         "sparsegpt: input features per block (a multiple of M with pattern)",
+         {},
+         false,
+         {1, 1 << 20},
+         "method=sparsegpt"},
+        {"mask",
+         &O::mask,
+         "sparsegpt unstructured: the weights of a block are compared per output (each output keeps its share, "
+         "as wanda does) or across the block's outputs (the reference code)",
+         {"output", "block"},
+         false,
+         {},
+         "method=sparsegpt"},
+        {"allow-noop", &O::allow_noop, "write the model even when no weight is pruned (default: an error)", {}},
+    });
+    return t;
+  }
+};
+
+// "N:M" -> {N, M}; {0, 0} when empty.
+std::pair<int64_t, int64_t> parse_pattern(const std::string& s, Naming naming) {
+  if (s.empty()) return {0, 0};
+  const auto colon = s.find(':');
+  int64_t n = -1, m = -1;
+  try {
+    if (colon != std::string::npos && colon > 0 && colon + 1 < s.size()) {
+      size_t a = 0, b = 0;
+      n = std::stoll(s.substr(0, colon), &a);
+      m = std::stoll(s.substr(colon + 1), &b);
+      if (a != colon || b != s.size() - colon - 1) n = -1;
+    }
+  } catch (const std::exception&) {
+    n = -1;
+  }
+  if (n < 0 || m < 1 || n >= m || m > 256)
+    bad_input("{} '{}': expected N:M with 0 <= N < M <= 256 (keep N of every M), e.g. 2:4",
+              option_label("pattern", naming), s);
+  return {n, m};
+}
+
+std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming) {
+  const PruneOptions o = PruneOptions::table().from_json(j);
+  std::vector<std::string> p;
+  auto L = [&](std::string_view name) { return option_label(name, naming); };
+  if (o.method.empty()) p.push_back(fmt::format("prune needs {} (magnitude, n:m, wanda, sparsegpt)", L("method")));
+  try {
+    parse_pattern(o.pattern, naming);
+  } catch (const Error& e) {
+    p.push_back(e.what());
+  }
+  if ((o.method == "wanda" || o.method == "sparsegpt") && o.calib_data.empty())
+    p.push_back(
+        fmt::format("{} {} needs {} (it weighs weights by the layer inputs)", L("method"), o.method, L("calib-data")));
+  if (o.method == "magnitude" && !o.pattern.empty())
+    p.push_back(fmt::format("{} magnitude is unstructured; use {} n:m for a pattern", L("method"), L("method")));
+  if (o.global && o.method != "magnitude") p.push_back(fmt::format("{} is for {} magnitude", L("global"), L("method")));
+  return p;
+}
+
+// A weight seen as K reduction values for each of N outputs: element (k, n) at
+// data[k * ks + n * ns].
+struct Target {
+  ir::Node* node;
+  ir::Value* value;
+  int64_t K, N, ks, ns;
+  bool matmul_input;  // input 0 is the layer input with last dimension K (wanda/sparsegpt)
+  float* at(int64_t k, int64_t n) const { return data + k * ks + n * ns; }
+  float* data = nullptr;
+};
+
+struct TensorReport {
+  std::string node, op_type, weight;
+  int64_t parameters = 0, zeros_before = 0, zeros_after = 0;
+};
+
+int64_t count_zeros(const Target& t) {
+  int64_t z = 0;
+  for (int64_t i = 0; i < t.K * t.N; ++i) z += t.data[i] == 0.0f;
+  return z;
+}
+
+// Zeroes the `count` elements of `idx` (indices into t.data) with the smallest score.
+void prune_smallest(float* data, std::vector<std::pair<float, int64_t>>& scored, int64_t count) {
+  if (count <= 0) return;
+  count = std::min<int64_t>(count, static_cast<int64_t>(scored.size()));
+  std::nth_element(scored.begin(), scored.begin() + (count - 1), scored.end());
+  for (int64_t i = 0; i < count; ++i) data[scored[static_cast<size_t>(i)].second] = 0.0f;
+}
+
+// Per output n: in groups of M along k keep the N of highest score (score(k, n)).
+template <typename Score>
+void prune_nm(const Target& t, int64_t keep, int64_t m, Score score) {
+  std::vector<std::pair<float, int64_t>> g;
+  for (int64_t n = 0; n < t.N; ++n)
+    for (int64_t k0 = 0; k0 < t.K; k0 += m) {
+      g.clear();
+      for (int64_t k = k0; k < std::min(t.K, k0 + m); ++k) g.push_back({score(k, n), k * t.ks + n * t.ns});
+      const int64_t drop = static_cast<int64_t>(g.size()) * (m - keep) / m;  // a short last group drops its share
+      prune_smallest(t.data, g, drop);
+    }
+}
+
+// Per output n: the floor(sparsity * K) lowest scores.
+template <typename Score>
+void prune_rows(const Target& t, double sparsity, Score score) {
+  const auto drop = static_cast<int64_t>(std::floor(sparsity * static_cast<double>(t.K)));
+  std::vector<std::pair<float, int64_t>> g(static_cast<size_t>(t.K));
+  for (int64_t n = 0; n < t.N; ++n) {
+    for (int64_t k = 0; k < t.K; ++k) g[static_cast<size_t>(k)] = {score(k, n), k * t.ks + n * t.ns};
+    prune_smallest(t.data, g, drop);
+  }
+}
+
+// SparseGPT on a weight in MatMul's layout [K, N] (a copy), H [K, K].
+void sparsegpt(const Target& t, const std::vector<double>& H, double sparsity, int64_t keep, int64_t m, double damp,
+               int64_t block, bool per_output, runtime::ThreadPool* pool) {
+  const int64_t K = t.K, N = t.N;
+  std::vector<float> W(static_cast<size_t>(K * N));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) W[static_cast<size_t>(k * N + n)] = *t.at(k, n);
+  for (int64_t k = 0; k < K; ++k)  // dead inputs: their weights never matter
+    if (H[static_cast<size_t>(k * K + k)] == 0) std::fill_n(W.begin() + k * N, N, 0.0f);
+  double mean_diag = 0;
+  for (int64_t k = 0; k < K; ++k)
+    mean_diag += H[static_cast<size_t>(k * K + k)] == 0 ? 1.0 : H[static_cast<size_t>(k * K + k)];
+  mean_diag /= static_cast<double>(std::max<int64_t>(K, 1));
+  std::vector<int64_t> perm(static_cast<size_t>(K));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::vector<float> U;
+  for (int attempt = 0;; ++attempt) {
+    if (quant::inverse_cholesky_upper(H, perm, damp * mean_diag, U, pool)) break;
+    if (attempt == 4)
+      failure("sparsegpt: node '{}': the Hessian of its [{} x {}] weight is not positive definite even with damp {}",
+              t.node->name, K, N, damp);
+    damp = damp > 0 ? damp * 10 : 0.01;
+  }
+  if (m > 0) block = std::max<int64_t>(m, block / m * m);
+  std::vector<uint8_t> pruned(static_cast<size_t>(block * N));
+  std::vector<float> E(static_cast<size_t>(block * N));
+  std::vector<std::pair<float, int64_t>> scored;
+  for (int64_t i1 = 0; i1 < K; i1 += block) {
+    const int64_t i2 = std::min(K, i1 + block);
+    std::fill(pruned.begin(), pruned.end(), uint8_t{0});
+    if (m == 0) {  // unstructured: the lowest w^2 / U_kk^2 of the block as its rows are now
+      auto choose = [&](int64_t n0, int64_t n1) {  // over outputs [n0, n1) together
+        scored.clear();
+        for (int64_t k = i1; k < i2; ++k) {
+          const double d = U[static_cast<size_t>(k * K + k)];
+          for (int64_t n = n0; n < n1; ++n) {
+            const double w = W[static_cast<size_t>(k * N + n)];
+            scored.push_back({static_cast<float>(w * w / (d * d)), (k - i1) * N + n});
+          }
+        }
+        const auto drop = static_cast<int64_t>(std::floor(sparsity * static_cast<double>(scored.size())));
+        if (drop <= 0) return;
+        std::nth_element(scored.begin(), scored.begin() + (drop - 1), scored.end());
+        for (int64_t i = 0; i < drop; ++i) pruned[static_cast<size_t>(scored[static_cast<size_t>(i)].second)] = 1;
+      };
+      if (per_output)
+        for (int64_t n = 0; n < N; ++n) choose(n, n + 1);
+      else
+        choose(0, N);
+    }
+    for (int64_t i = i1; i < i2; ++i) {
+      if (m > 0 && (i - i1) % m == 0) {  // N:M: each group chosen when its first row is reached
+        const int64_t g2 = std::min(i2, i + m), drop = (g2 - i) * (m - keep) / m;
+        for (int64_t n = 0; n < N; ++n) {
+          scored.clear();
+          for (int64_t k = i; k < g2; ++k) {
+            const double d = U[static_cast<size_t>(k * K + k)], w = W[static_cast<size_t>(k * N + n)];
+            scored.push_back({static_cast<float>(w * w / (d * d)), (k - i1) * N + n});
+          }
+          if (drop > 0) {
+            std::nth_element(scored.begin(), scored.begin() + (drop - 1), scored.end());
+            for (int64_t j = 0; j < drop; ++j) pruned[static_cast<size_t>(scored[static_cast<size_t>(j)].second)] = 1;
+          }
+        }
+      }
+      const float d = U[static_cast<size_t>(i * K + i)];
+      float* w = W.data() + i * N;
+      float* e = E.data() + (i - i1) * N;
+      const uint8_t* p = pruned.data() + (i - i1) * N;
+      for (int64_t n = 0; n < N; ++n) {
+        const float q = p[n] ? 0.0f : w[n];
+        e[n] = (w[n] - q) / d;
+        w[n] = q;
+      }
+      for (int64_t k = i + 1; k < i2; ++k) {
+        const float u = U[static_cast<size_t>(i * K + k)];
+        float* wk = W.data() + k * N;
+        for (int64_t n = 0; n < N; ++n) wk[n] -= u * e[n];
+      }
+    }
+    // The rest of W absorbs the block's errors: W[i2:] -= U[i1:i2, i2:]^T E.
+    auto update = [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        float* wk = W.data() + k * N;
+        for (int64_t i = i1; i < i2; ++i) {
+          const float u = U[static_cast<size_t>(i * K + k)];
+          if (u == 0.0f) continue;
+          const float* e = E.data() + (i - i1) * N;
+          for (int64_t n = 0; n < N; ++n) wk[n] -= u * e[n];
+        }
+      }
+    };
+    if (pool)
+      pool->parallel_for(K - i2, 16, [&](int64_t a, int64_t b) { update(i2 + a, i2 + b); });
+    else
+      update(i2, K);
+  }
+  // Pruned weights are exact zeros (the updates never touch a row already visited).
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) *t.at(k, n) = W[static_cast<size_t>(k * N + n)];
+}
+
+void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const PruneOptions o = PruneOptions::table().from_json(j);
+  const auto [keep, group] = parse_pattern(o.method == "n:m" && o.pattern.empty() ? "2:4" : o.pattern, Naming::Recipe);
+  const bool needs_data = o.method == "wanda" || o.method == "sparsegpt";
+  if (needs_data && (!ctx.data || !ctx.data->open)) bad_input("prune: this caller cannot read calibration data");
+  ir::Graph& g = *m.graph;
+  NodeFilter f({o.op_types, o.exclude_nodes, o.exclude_op_types}, {"MatMul", "Gemm", "Conv"});
+  const auto missing = f.unmatched(g);
+  if (!missing.empty())
+    bad_input("--exclude-nodes '{}': no node of {} has that name", missing.front(),
+              m.path.empty() ? "the model" : m.path);
+  ir::align_initializers(m);
+
+  // The targets, checked before anything changes.
+  std::vector<Target> targets;
+  std::vector<nlohmann::json> skipped;
+  std::set<const ir::Value*> seen;
+  std::map<const ir::Value*, int> readers;
+  for (auto& up : g.nodes())
+    for (ir::Value* in : up->inputs)
+      if (in) ++readers[in];
+  for (auto& up : g.nodes()) {
+    ir::Node* n = up.get();
+    if (!f.allows(*n)) continue;
+    const bool conv = n->op_type == "Conv";
+    const size_t wi = n->op_type == "MatMul" || n->op_type == "Gemm" || conv ? 1 : SIZE_MAX;
+    ir::Value* wv = wi < n->inputs.size() ? n->inputs[wi] : nullptr;
+    auto skip = [&](const std::string& why) {
+      skipped.push_back({{"node", n->name}, {"op_type", n->op_type}, {"why", why}});
+    };
+    if (!wv || !wv->initializer || wv->initializer->dtype != ir::DType::Float) {
+      skip("the weight is not a float32 initializer");
+      continue;
+    }
+    const ir::Tensor& w = *wv->initializer;
+    if (seen.count(wv)) continue;  // shared: pruned once
+    Target t{n, wv, 0, 0, 0, 0, false};
+    if (n->op_type == "MatMul" && w.dims.size() == 2) {
+      t.K = w.dims[0];
+      t.N = w.dims[1];
+      t.ks = t.N;
+      t.ns = 1;
+      t.matmul_input = true;
+    } else if (n->op_type == "Gemm" && w.dims.size() == 2 && n->attr_int("transA", 0) == 0) {
+      const bool tb = n->attr_int("transB", 0) != 0;
+      t.K = w.dims[tb ? 1 : 0];
+      t.N = w.dims[tb ? 0 : 1];
+      t.ks = tb ? 1 : t.N;
+      t.ns = tb ? t.K : 1;
+      t.matmul_input = true;
+    } else if (conv && w.dims.size() >= 3) {
+      t.N = w.dims[0];
+      t.K = static_cast<int64_t>(w.numel()) / std::max<int64_t>(t.N, 1);
+      t.ks = 1;
+      t.ns = t.K;
+    } else {
+      skip(fmt::format("a weight of shape [{}] is not a MatMul/Gemm matrix or a Conv kernel", fmt::join(w.dims, ", ")));
+      continue;
+    }
+    if (needs_data && (!t.matmul_input || readers[wv] > 1)) {
+      skip(o.method + " weighs by the layer input: MatMul/Gemm weights read by one node only");
+      continue;
+    }
+    seen.insert(wv);
+    targets.push_back(t);
+  }
+  if (targets.empty() && !o.allow_noop)
+    bad_input(
+        "{}: nothing to prune: no MatMul/Gemm/Conv node with a float32 weight initializer{}; --allow-noop writes "
+        "it anyway",
+        m.path.empty() ? "the model" : m.path,
+        skipped.empty() ? std::string()
+                        : fmt::format(" (node '{}': {})", skipped[0]["node"].get<std::string>(),
+                                      skipped[0]["why"].get<std::string>()));
+
+  // Writable copies of the weights (a mapped file is never written through).
+  for (auto& t : targets) {
+    ir::Tensor copy =
+        ir::Tensor::make(t.value->initializer->name, ir::DType::Float, t.value->initializer->dims,
+                         ir::Buffer::copy_of(t.value->initializer->data.data(), t.value->initializer->data.size()));
+    t.value->initializer = std::make_shared<ir::Tensor>(std::move(copy));  // never the tensor others share
+    t.data = reinterpret_cast<float*>(t.value->initializer->data.mutable_data());
+  }
+  std::vector<TensorReport> reps;
+  for (auto& t : targets) reps.push_back({t.node->name, t.node->op_type, t.value->name, t.K * t.N, count_zeros(t), 0});
+
+  runtime::ThreadPool pool(std::max(1, ctx.threads));
+  nlohmann::json calib_report;
+  ProgressStage stage(ctx.progress, fmt::format("prune {}", o.method), static_cast<int64_t>(targets.size()), "weights");
+  if (needs_data && !targets.empty()) {
+    // Sequential, as both papers do: the weights reading one layer input are pruned together,
+    // on statistics of that input as the model computes it with every earlier layer already
+    // pruned (one calibration pass per distinct layer input: q/k/v share one, gate/up another).
+    const TextData text{o.tokenizer, o.context_length};
+    auto calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<Target*>> groups;
+    for (auto& t : targets) {
+      const std::string& a = t.node->inputs[0]->name;
+      if (!groups.count(a)) order.push_back(a);
+      groups[a].push_back(&t);
+    }
+    int64_t batches = 0, done = 0;
+    for (const std::string& a : order) {
+      std::vector<quant::HessianTarget> ht;
+      for (Target* t : groups[a]) ht.push_back({t->node, t->K});
+      const auto H = quant::collect_hessians(m, ht, *calib, o.calib_samples, pool, std::max(1, ctx.threads), batches,
+                                             o.method == "wanda");
+      for (Target* tp : groups[a]) {
+        const Target& t = *tp;
+        stage.update(done++, t.node->name);
+        const auto& h = H.at(t.node);
+        if (o.method == "wanda") {
+          auto score = [&](int64_t k, int64_t n) {
+            return static_cast<float>(std::fabs(*t.at(k, n)) * std::sqrt(h[static_cast<size_t>(k)]));
+          };
+          if (group > 0)
+            prune_nm(t, keep, group, score);
+          else
+            prune_rows(t, o.sparsity, score);
+        } else {
+          sparsegpt(t, h, o.sparsity, keep, group, o.damp, o.block, o.mask == "output", &pool);
+        }
+      }
+    }
+    calib_report = {{"data", calib->describe()}, {"batches", batches}, {"passes", order.size()}};
+    stage.update(done);
+  } else if (o.method == "magnitude" && o.global) {
+    std::vector<float> all;
+    for (auto& t : targets)
+      for (int64_t i = 0; i < t.K * t.N; ++i) all.push_back(std::fabs(t.data[i]));
+    const auto drop = static_cast<int64_t>(std::floor(o.sparsity * static_cast<double>(all.size())));
+    if (drop > 0) {
+      std::nth_element(all.begin(), all.begin() + (drop - 1), all.end());
+      const float thr = all[static_cast<size_t>(drop - 1)];
+      int64_t below = 0;  // values strictly below the threshold, then ties in model order
+      for (auto& t : targets)
+        for (int64_t i = 0; i < t.K * t.N; ++i) below += std::fabs(t.data[i]) < thr;
+      int64_t ties = drop - below;
+      for (auto& t : targets)
+        for (int64_t i = 0; i < t.K * t.N; ++i) {
+          const float a = std::fabs(t.data[i]);
+          if (a < thr)
+            t.data[i] = 0.0f;
+          else if (a == thr && ties > 0) {
+            t.data[i] = 0.0f;
+            --ties;
+          }
+        }
+    }
+  } else {
+    int64_t done = 0;
+    for (auto& t : targets) {
+      stage.update(done++, t.node->name);
+      auto magnitude = [&](int64_t k, int64_t n) { return std::fabs(*t.at(k, n)); };
+      if (o.method == "magnitude") {
+        std::vector<std::pair<float, int64_t>> all(static_cast<size_t>(t.K * t.N));
+        for (int64_t i = 0; i < t.K * t.N; ++i) all[static_cast<size_t>(i)] = {std::fabs(t.data[i]), i};
+        prune_smallest(t.data, all, static_cast<int64_t>(std::floor(o.sparsity * static_cast<double>(t.K * t.N))));
+      } else {
+        prune_nm(t, keep, group, magnitude);
+      }
+    }
+    stage.update(done);
+  }
+
+  int64_t params = 0, zeros_before = 0, zeros_after = 0;
+  nlohmann::json tensors = nlohmann::json::array();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    reps[i].zeros_after = count_zeros(targets[i]);
+    params += reps[i].parameters;
+    zeros_before += reps[i].zeros_before;
+    zeros_after += reps[i].zeros_after;
+    tensors.push_back(
+        {{"node", reps[i].node},
+         {"op_type", reps[i].op_type},
+         {"weight", reps[i].weight},
+         {"parameters", reps[i].parameters},
+         {"zeros_before", reps[i].zeros_before},
+         {"zeros_after", reps[i].zeros_after},
+         {"sparsity", reps[i].parameters ? double(reps[i].zeros_after) / double(reps[i].parameters) : 0.0}});
+  }
+  int64_t model_params = 0;
+  for (const ir::Value* v : g.initializers)
+    if (v->initializer && ir::traits(v->initializer->dtype).is_float)
+      model_params += static_cast<int64_t>(v->initializer->numel());
+  ctx.report = {{"method", o.method},
+                {"pattern", group > 0 ? fmt::format("{}:{}", keep, group) : std::string()},
+                {"sparsity_requested", group > 0 ? 1.0 - double(keep) / double(group) : o.sparsity},
+                {"pruned_parameters", params},
+                {"zeros_before", zeros_before},
+                {"zeros_after", zeros_after},
+                {"sparsity", params ? double(zeros_after) / double(params) : 0.0},
+                {"model_float_parameters", model_params},
+                {"tensors", tensors},
+                {"skipped", skipped},
+                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  if (!calib_report.is_null()) ctx.report["calibration"] = calib_report;
+}
+
+}  // namespace
+
+PassInfo prune_pass_info() {
+  PassInfo p;
+  p.name = "prune";
+  p.summary =
+      "weight sparsity of MatMul/Gemm/Conv: magnitude, N:M, Wanda, SparseGPT (zeros in place; shapes unchanged)";
+  p.options = PruneOptions::table().specs();
+  p.run = run_prune;
+  p.check = option_problems;
+  return p;
+}
+
+}  // namespace slmops::passes

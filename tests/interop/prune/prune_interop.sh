@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# slmops prune (issue #17) on the fixture models: the sparsity of every pruned weight read back
+# from the written file by check_sparsity.js (no slmops code), the output running in ONNX
+# Runtime with the same perplexity/accuracy as our executor computes, and the quality ordering
+# SparseGPT <= Wanda < magnitude at 50% unstructured and at 2:4 on both fixture LMs.
+# Usage: prune_interop.sh SLMOPS_BINARY SOURCE_DIR NPZ_TO_PB_BINARY
+set -u
+S=$1
+SRC=$2
+NPZ_TO_PB=$3
+F=$SRC/tests/fixtures
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-prune-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+# shellcheck source=../../cli/testlib.sh
+. "$SRC/tests/cli/testlib.sh"  # check NAME COMMAND..., finish
+json_ok() { node -e "process.exit(JSON.parse(process.argv[1]).ok ? 0 : 1)" "$1"; }
+ppl() {
+  "$S" -q evaluate "$1" --data "$F/lm_eval.npz" --json |
+    node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).metrics.perplexity))"
+}
+
+for model in llama_bytes gpt_bytes; do
+  "$NPZ_TO_PB" "$F/$model.onnx" "$F/lm_eval.npz" "$WORK/in-$model" > /dev/null  # all 64 rows, one batch
+  declare -A P=()
+  for spec in magnitude:0.5 wanda:0.5 sparsegpt:0.5 n:m:2:4 wanda:2:4 sparsegpt:2:4; do
+    method=${spec%%:*}
+    rest=${spec#*:}
+    [ "$method" = n ] && method=n:m && rest=${rest#m:}
+    args=()
+    case $rest in
+      *:*) args+=(--pattern "$rest") ;;
+      *) args+=(--sparsity "$rest") ;;
+    esac
+    [ "$method" = wanda ] || [ "$method" = sparsegpt ] && args+=(--calib-data "$F/lm_calib.npz")
+    out="$WORK/$model-${method/:/}-${rest/:/}.onnx"
+    if ! "$S" -q prune "$F/$model.onnx" -o "$out" --method "$method" "${args[@]}" > /dev/null 2> "$WORK/err"; then
+      check "$model $method $rest: prune ($(head -c 200 "$WORK/err"))" false
+      continue
+    fi
+    flags=()
+    [ "$method" != sparsegpt ] && flags+=(--unchanged)
+    [ "$method" = magnitude ] && flags+=(--smallest)
+    res=$(node "$HERE/check_sparsity.js" "$F/$model.onnx" "$out" "$rest" "${flags[@]}")
+    check "$model $method $rest: every weight's sparsity as requested, read back from the file ($(node -e "const r=JSON.parse(process.argv[1]);console.log(r.tensors.length + ' tensors, ' + (r.problems[0] || 'sparsity ' + r.tensors.map(t=>t.sparsity.toFixed(3)).join(' ')).slice(0, 160))" "$res"))" \
+      json_ok "$res"
+    P[$method-$rest]=$(ppl "$out")
+    # ONNX Runtime runs it: its perplexity over lm_eval.npz against our executor's.
+    q=$(node "$SRC/tests/interop/float16_quality.js" lm "$F/$model.onnx" "$WORK/in-$model" "$out" "$WORK/in-$model" \
+          --min-agreement 0 --max-ppl-change 1e9)
+    ours=${P[$method-$rest]}
+    check "$model $method $rest: runs in ONNX Runtime; its perplexity equals our executor's ($(node -e "const q=JSON.parse(process.argv[1]);console.log('ORT ' + q.ppl_low.toFixed(5) + ', slmops ' + Number(process.argv[2]).toFixed(5) + ', dense ' + q.ppl_fp32.toFixed(5))" "$q" "$ours"))" \
+      node -e "const q=JSON.parse(process.argv[1]);process.exit(Math.abs(q.ppl_low / Number(process.argv[2]) - 1) < 1e-4 ? 0 : 1)" "$q" "$ours"
+  done
+  dense=$(ppl "$F/$model.onnx")
+  echo "     $model perplexity: dense $dense; 50%: sparsegpt ${P[sparsegpt-0.5]}, wanda ${P[wanda-0.5]}, magnitude ${P[magnitude-0.5]}; 2:4: sparsegpt ${P[sparsegpt-2:4]}, wanda ${P[wanda-2:4]}, n:m ${P[n:m-2:4]}"
+  check "$model 50%: perplexity sparsegpt <= wanda < magnitude" \
+    node -e "process.exit(${P[sparsegpt-0.5]} <= ${P[wanda-0.5]} && ${P[wanda-0.5]} < ${P[magnitude-0.5]} ? 0 : 1)"
+  check "$model 2:4: perplexity sparsegpt <= wanda < magnitude (n:m)" \
+    node -e "process.exit(${P[sparsegpt-2:4]} <= ${P[wanda-2:4]} && ${P[wanda-2:4]} < ${P[n:m-2:4]} ? 0 : 1)"
+  unset P
+done
+
+# The CNN (Conv and Gemm weights): magnitude 50% (per tensor and global) and 2:4 along the
+# flattened Conv kernel; ONNX Runtime runs the result and top-1 accuracy is reported.
+"$NPZ_TO_PB" "$F/cnn_digits.onnx" "$F/cnn_digits_test.npz" "$WORK/in-cnn" --samples 64 > /dev/null
+for spec in magnitude:0.5 magnitude-global:0.5 n:m:2:4; do
+  method=${spec%%:*}
+  rest=${spec#*:}
+  [ "$method" = n ] && method=n:m && rest=${rest#m:}
+  args=()
+  case $rest in *:*) args+=(--pattern "$rest") ;; *) args+=(--sparsity "$rest") ;; esac
+  [ "$method" = magnitude-global ] && method=magnitude && args+=(--global)
+  out="$WORK/cnn-$spec.onnx"
+  if ! "$S" -q prune "$F/cnn_digits.onnx" -o "$out" --method "$method" "${args[@]}" --json > "$WORK/cnn.json" 2> "$WORK/err"; then
+    check "cnn $spec: prune ($(head -c 200 "$WORK/err"))" false
+    continue
+  fi
+  if [ "$spec" = magnitude-global:0.5 ]; then
+    # One threshold over all weights: the total is 50%, each tensor's share differs.
+    check "cnn $spec: 50% of all pruned weights are zero in the report" \
+      node -e "const r=require('$WORK/cnn.json').steps[0].report;process.exit(Math.abs(r.zeros_after-0.5*r.pruned_parameters)<=1?0:1)"
+  else
+    res=$(node "$HERE/check_sparsity.js" "$F/cnn_digits.onnx" "$out" "$rest" --unchanged)
+    check "cnn $spec: every weight's sparsity as requested, read back from the file" json_ok "$res"
+  fi
+  q=$(node "$SRC/tests/interop/float16_quality.js" cnn "$F/cnn_digits.onnx" "$WORK/in-cnn" "$out" "$WORK/in-cnn" --min-agreement 0)
+  acc=$("$S" -q evaluate "$out" --data "$F/cnn_digits_test.npz" --json |
+        node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).metrics.accuracy))")
+  check "cnn $spec: runs in ONNX Runtime (top-1 agreement with the dense model $(node -e "console.log(JSON.parse(process.argv[1]).top1_agreement)" "$q")); slmops accuracy $acc" \
+    node -e "process.exit(JSON.parse(process.argv[1]).samples > 0 ? 0 : 1)" "$q"
+done
+
+finish
