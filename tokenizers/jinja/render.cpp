@@ -20,9 +20,9 @@ namespace {
 
 constexpr size_t kMaxRange = 100000;            // Jinja2's sandbox MAX_RANGE
 constexpr size_t kMaxString = size_t{1} << 28;  // 256 MiB: a string or output larger than this is refused
-constexpr int kMaxCallDepth = 256;              // macro recursion
+constexpr int kMaxCallDepth = 100;              // macro recursion (a chat template: a few levels)
 constexpr int64_t kMaxSteps = 2'000'000;  // statements, expressions and loop turns per render (a chat template: ~1e4)
-constexpr int kMaxRecursion = 1500;       // nested evaluation (the stack: a frame per level)
+constexpr int kMaxRecursion = 500;        // nested evaluation (the stack: a frame per level; 1500 overflowed 8 MB under ASan)
 
 // A RenderError that already names its template line.
 struct LinedError : RenderError {
