@@ -13,19 +13,8 @@ HF=$SRC/tests/fixtures/hf
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-hf-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-  fi
-}
+# shellcheck source=../../cli/testlib.sh
+. "$SRC/tests/cli/testlib.sh"  # check NAME COMMAND..., finish
 
 for dir in "$HF"/*/; do
   f=$(basename "$dir")
@@ -104,5 +93,4 @@ if [ -f "$T/perplexity.json" ]; then
 else
   check "llama_trained fixture present (tests/fixtures/hf/llama_trained/perplexity.json)" false
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

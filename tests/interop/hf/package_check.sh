@@ -27,19 +27,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slmops-pkg-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 START=$(date +%s)
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-  fi
-}
+# shellcheck source=../../cli/testlib.sh
+. "$SRC/tests/cli/testlib.sh"  # check NAME COMMAND..., finish
 # check_out NAME CMD...: like check, and prints the command's output (its findings) indented.
 check_out() {
   local name=$1 out rc
@@ -424,5 +413,4 @@ for dir in "$HF"/*/; do
   done
 done
 echo "     runtime $(($(date +%s) - START)) s"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
