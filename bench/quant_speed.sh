@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quantized-model latency next to the same model in fp32 and next to ONNX Runtime: one line
-# per (model, threads) with slmops' and ORT's median p50 and their ratios.
+# Quantized (or pruned) model latency next to the same model in fp32 and next to ONNX Runtime:
+# one line per (model, threads) with slmops' and ORT's median p50 and their ratios, and each
+# runtime's time against its own time on BASE/fp32.
 #
 # usage: bench/quant_speed.sh [--threads "1 2"] [--samples K] [--warmup W] NAME=MODEL:INPUT=DIMS ...
 #
@@ -51,11 +52,11 @@ if [[ $CPU == 1 ]]; then
   ORT_FIELD='.cpu_ms.p50'
 fi
 
-declare -A SL_MS
+declare -A SL_MS ORT_MS
 unit="ms"
 [[ $CPU == 1 ]] && unit="CPU ms"
-echo "| model | threads | slmops $unit | ORT $unit | slmops/ORT | slmops vs own fp32 |"
-echo "|---|---|---|---|---|---|"
+echo "| model | threads | slmops $unit | ORT $unit | slmops/ORT | slmops vs own fp32 | ORT vs own fp32 |"
+echo "|---|---|---|---|---|---|---|"
 for t in $THREADS; do
   for c in "${CASES[@]}"; do
     name="${c%%=*}"; rest="${c#*=}"; model="${rest%%:*}"; shape="${rest#*:}"
@@ -71,12 +72,14 @@ for t in $THREADS; do
     ort=$(node "$ROOT/bench/ort_latency.js" time "$model" --shape "$shape" --threads "$t" --samples "$SAMPLES" \
             --warmup "$WARMUP" 2>/dev/null | jq -r "$ORT_FIELD")
     SL_MS["$name/$t"]=$sl
+    ORT_MS["$name/$t"]=$ort
     base="${name%/*}"
-    own="-"
+    own="-" ort_own="-"
     if [[ "$name" == */* && "$name" != */fp32 && -n "${SL_MS[$base/fp32/$t]:-}" ]]; then
       own=$(awk -v a="$sl" -v b="${SL_MS[$base/fp32/$t]}" 'BEGIN{printf "%.2f", a/b}')
+      ort_own=$(awk -v a="$ort" -v b="${ORT_MS[$base/fp32/$t]}" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')
     fi
     ratio=$(awk -v a="$sl" -v b="$ort" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')
-    printf "| %s | %s | %.1f | %.1f | %s | %s |\n" "$name" "$t" "$sl" "$ort" "$ratio" "$own"
+    printf "| %s | %s | %.1f | %.1f | %s | %s | %s |\n" "$name" "$t" "$sl" "$ort" "$ratio" "$own" "$ort_own"
   done
 done

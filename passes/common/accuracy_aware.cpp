@@ -29,12 +29,40 @@ std::string degradation_goal(const std::string& spec, Naming naming) {
   return fmt::format("{}:{}:{}", metric, percent ? "percent-max-degradation" : "max-degradation", value);
 }
 
+AccuracyAwareConfig accuracy_aware_config(const std::string& max_degradation, const std::string& eval_data,
+                                          const TextData& text, const FeedSource* sensitivity, int64_t limit,
+                                          int threads, int verbosity) {
+  AccuracyAwareConfig cfg;
+  cfg.goal = degradation_goal(max_degradation);
+  cfg.eval_data = eval_data;
+  cfg.text = text;
+  cfg.sensitivity_data = sensitivity;
+  cfg.sensitivity_limit = limit;
+  cfg.threads = threads;
+  cfg.verbosity = verbosity;
+  return cfg;
+}
+
+void degradation_problems(const std::string& max_degradation, const std::string& eval_data, Naming naming,
+                          std::vector<std::string>& problems) {
+  if (max_degradation.empty()) return;
+  if (eval_data.empty())
+    problems.push_back(fmt::format("{} needs {} (the data the goal is measured on)",
+                                   option_label("max-degradation", naming), option_label("eval-data", naming)));
+  try {
+    degradation_goal(max_degradation, naming);
+  } catch (const Error& e) {
+    problems.push_back(e.what());
+  }
+}
+
 AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, const AccuracyAwareConfig& cfg,
                                    const DataHooks& data, Progress* progress) {
   AccuracyAwareResult res;
   const ir::Model original = m.clone();
   std::vector<std::pair<std::string, double>> ranking;
   size_t next = 0;
+  int walks = 0;
   ProgressStage stage(progress, cfg.stage, cfg.max_steps, "rounds");
   while (true) {
     stage.update(static_cast<int64_t>(res.steps.size()), fmt::format("{} node(s) {}", res.kept.size(), cfg.kept_as));
@@ -42,7 +70,8 @@ AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, 
     std::vector<std::string> changed = rewrite(cand, res.kept);
     nlohmann::json r = data.measure(cand, original, cfg.eval_data, cfg.goal, cfg.text);
     res.met = r.value("met", false);
-    res.steps.push_back({{"kept_float", res.kept}, {"value", r["value"]}, {"baseline", r["baseline"]}, {"met", res.met}});
+    res.steps.push_back(
+        {{cfg.kept_key, res.kept}, {"value", r["value"]}, {"baseline", r["baseline"]}, {"met", res.met}});
     if (cfg.verbosity >= 1)
       fmt::print(stderr, "slmops: accuracy-aware step {}: {} node(s) {}, {} = {} (float {}): {}\n", res.steps.size(),
                  res.kept.size(), cfg.kept_as, cfg.goal.substr(0, cfg.goal.find(':')), json_text(r["value"]),
@@ -53,6 +82,7 @@ AccuracyAwareResult accuracy_aware(ir::Model& m, const KeepingRewrite& rewrite, 
       ranking = node_sensitivity(original, cand, changed, *cfg.sensitivity_data, cfg.sensitivity_limit, cfg.threads);
       for (auto& [name, e] : ranking) res.sensitivity.push_back({{"node", name}, {"added_nmse", e}});
     }
+    if (!last && next >= ranking.size() && !ranking.empty() && ++walks < cfg.levels) next = 0;
     if (last || next >= ranking.size()) {
       m = std::move(cand);
       return res;

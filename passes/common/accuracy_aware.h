@@ -18,7 +18,8 @@ namespace slmops::passes {
 
 class Progress;
 
-// A rewrite with a per-node strength: nodes named in `keep` stay as they are, every other
+// A rewrite with a per-node strength: nodes named in `keep` stay as they are (or, with
+// AccuracyAwareConfig::levels > 1, are rewritten less, by how often they are named), every other
 // node it selects is rewritten. Returns the names of the nodes it changed.
 using KeepingRewrite = std::function<std::vector<std::string>(ir::Model& m, const std::vector<std::string>& keep)>;
 
@@ -32,6 +33,10 @@ struct AccuracyAwareConfig {
   int threads = 1;
   int verbosity = 1;
   std::string kept_as = "kept float";  // how log lines name a kept node ("kept dense")
+  std::string kept_key = "kept_float";  // its key in the steps of the report ("kept_dense")
+  // How often the ranking is walked: with 2, a node can be named twice in `keep` (prune
+  // halves a layer's sparsity when it is named once and keeps it dense when named twice).
+  int levels = 1;
   std::string stage = "accuracy-aware";  // the progress stage's label
 };
 
@@ -45,6 +50,17 @@ struct AccuracyAwareResult {
 // A --max-degradation value, METRIC:VALUE or METRIC:VALUE%, as the Olive goal text the
 // evaluator understands (METRIC:max-degradation:VALUE); bad input naming the option otherwise.
 std::string degradation_goal(const std::string& spec, Naming naming = Naming::Cli);
+
+// A config from a pass's options: the goal from its max-degradation text, measured on
+// eval_data; sensitivity ranked on `sensitivity` (its first `limit` samples).
+AccuracyAwareConfig accuracy_aware_config(const std::string& max_degradation, const std::string& eval_data,
+                                          const TextData& text, const FeedSource* sensitivity, int64_t limit,
+                                          int threads, int verbosity);
+
+// The option checks every accuracy-aware pass makes: a malformed max-degradation, or one
+// without eval-data, appended to `problems` (empty max-degradation: nothing to check).
+void degradation_problems(const std::string& max_degradation, const std::string& eval_data, Naming naming,
+                          std::vector<std::string>& problems);
 
 // Replaces `m` by the last candidate (the one that met the goal, or the one with the most
 // nodes kept when it was never met).

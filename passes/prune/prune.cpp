@@ -11,9 +11,10 @@
 //               the smallest w^2 / [H^-1]_kk^2 are pruned (unstructured: that fraction of the
 //               block; N:M: per group), each pruned weight's error spread over the features
 //               not yet visited through the Cholesky factor of H^-1 (GPTQ's, shared)
+//   structured  whole MLP neurons and Conv channels removed, so tensors shrink (structured.h)
 //
 //   Before: Y = MatMul(A, W)       After: Y = MatMul(A, W') with W' holding exact zeros
-// The graph does not change: only weight values. A weight read by several nodes is pruned once
+// Except for structured, the graph does not change: only weight values. A weight read by several nodes is pruned once
 // (by the first; wanda/sparsegpt need one layer input, so a shared weight is skipped there).
 // Quantizing the result keeps the zeros (int4/int8 of 0 is exactly 0 in asymmetric blocks
 // that contain 0 in their range, which every block does: its range includes 0).
@@ -27,8 +28,10 @@
 #include <set>
 
 #include "ir/error.h"
+#include "passes/common/accuracy_aware.h"
 #include "passes/common/node_filter.h"
 #include "passes/progress.h"
+#include "passes/prune/structured.h"
 #include "passes/quant/block_quant.h"
 #include "passes/quant/hessian.h"
 #include "passes/registry.h"
@@ -42,12 +45,16 @@ struct PruneOptions {
   double sparsity = 0.5;
   std::string pattern;  // "N:M"; default 2:4 for method n:m
   bool global = false;
+  std::string importance = "auto";
+  int64_t multiple_of = 1;
   std::vector<std::string> op_types, exclude_nodes, exclude_op_types;
   std::string calib_data, tokenizer;
   int64_t context_length = 0, calib_samples = 0, calib_batch_size = 1;
   double damp = 0.01;
   int64_t block = 128;
   std::string mask = "output";
+  std::string max_degradation, eval_data;
+  int64_t max_lowering_steps = 0;
   bool allow_noop = false;
   static const OptionTable<PruneOptions>& table() {
     using O = PruneOptions;
@@ -55,11 +62,12 @@ struct PruneOptions {
     static const OptionTable<O> t({
         {"method",
          &O::method,
-         "magnitude, n:m, wanda or sparsegpt (required)",
-         {"magnitude", "n:m", "wanda", "sparsegpt"}},
+         "magnitude, n:m, wanda, sparsegpt (zeros in place) or structured (whole MLP neurons and Conv channels "
+         "removed: the model shrinks) (required)",
+         {"magnitude", "n:m", "wanda", "sparsegpt", "structured"}},
         {"sparsity",
          &O::sparsity,
-         "fraction of each weight set to zero (unstructured)",
+         "fraction of each weight set to zero (structured: of each layer's units removed)",
          {},
          false,
          {0, 1, false, true}},
@@ -68,29 +76,49 @@ struct PruneOptions {
          "N:M: keep N of every M weights along the reduction axis (n:m default 2:4; wanda and "
          "sparsegpt: N:M instead of unstructured)",
          {}},
-        {"global", &O::global, "magnitude: one threshold over every pruned weight instead of one per tensor", {}},
+        {"global",
+         &O::global,
+         "magnitude: one threshold over every pruned weight instead of one per tensor; structured: one ranking of "
+         "every unit (scores relative to their layer's mean)",
+         {}},
+        {"importance",
+         &O::importance,
+         "structured: how units are ranked: weight (norms of their weights), activation (||x|| * ||w|| on "
+         "calib-data, Wanda's score of a whole input feature) or auto (activation when calib-data is given)",
+         {"auto", "weight", "activation"},
+         false,
+         {},
+         "method=structured"},
+        {"multiple-of",
+         &O::multiple_of,
+         "structured: units kept per layer rounded up to a multiple of this (kernel-friendly sizes)",
+         {},
+         false,
+         {1, 1 << 20},
+         "method=structured"},
         {"op-types", &O::op_types, "op types whose weights are pruned (default MatMul, Gemm, Conv)", {}},
         {"exclude-nodes", &O::exclude_nodes, "node names or globs (* ?) left dense", {}},
         {"exclude-op-types", &O::exclude_op_types, "op types left dense", {}},
         {"calib-data",
          &O::calib_data,
-         "wanda/sparsegpt: calibration data (.npz, .jsonl or test_data_set folder)",
+         "wanda/sparsegpt (structured: for activation importance): calibration data (.npz, .jsonl or "
+         "test_data_set folder)",
          {},
          true},
         {"tokenizer",
          &O::tokenizer,
-         "tokenizer.json or its folder for JSONL text rows in calib-data",
+         "tokenizer.json or its folder for JSONL text rows in calib-data/eval-data",
          {},
          true,
          {},
-         "calib-data"},
+         "calib-data or eval-data"},
         {"context-length",
          &O::context_length,
-         "text rows of calib-data cut into windows of this many tokens",
+         "text rows of calib-data/eval-data cut into windows of this many tokens",
          {},
          false,
          {0, 1 << 24},
-         "calib-data"},
+         "calib-data or eval-data"},
         {"calib-samples", &O::calib_samples, "calibration samples to use (0: all)", {}, false, {0, big}, "calib-data"},
         {"calib-batch-size", &O::calib_batch_size, "samples per calibration run", {}, false, {1, 65536}, "calib-data"},
         {"damp",
@@ -115,6 +143,19 @@ struct PruneOptions {
          false,
          {},
          "method=sparsegpt"},
+        {"max-degradation",
+         &O::max_degradation,
+         "accuracy-aware: METRIC:VALUE (VALUE% for percent), e.g. accuracy:0.01 or perplexity:5%; the layers that "
+         "add the most error get half their sparsity, then none, one at a time until the goal holds",
+         {}},
+        {"eval-data", &O::eval_data, "accuracy-aware: data the goal is measured on", {}, true, {}, "max-degradation"},
+        {"max-lowering-steps",
+         &O::max_lowering_steps,
+         "accuracy-aware: layer lowerings at most (each halves one layer's sparsity; 0: no limit)",
+         {},
+         false,
+         {0, big},
+         "max-degradation"},
         {"allow-noop", &O::allow_noop, "write the model even when no weight is pruned (default: an error)", {}},
     });
     return t;
@@ -146,7 +187,8 @@ std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming)
   const PruneOptions o = PruneOptions::table().from_json(j);
   std::vector<std::string> p;
   auto L = [&](std::string_view name) { return option_label(name, naming); };
-  if (o.method.empty()) p.push_back(fmt::format("prune needs {} (magnitude, n:m, wanda, sparsegpt)", L("method")));
+  if (o.method.empty())
+    p.push_back(fmt::format("prune needs {} (magnitude, n:m, wanda, sparsegpt, structured)", L("method")));
   try {
     parse_pattern(o.pattern, naming);
   } catch (const Error& e) {
@@ -157,7 +199,14 @@ std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming)
         fmt::format("{} {} needs {} (it weighs weights by the layer inputs)", L("method"), o.method, L("calib-data")));
   if (o.method == "magnitude" && !o.pattern.empty())
     p.push_back(fmt::format("{} magnitude is unstructured; use {} n:m for a pattern", L("method"), L("method")));
-  if (o.global && o.method != "magnitude") p.push_back(fmt::format("{} is for {} magnitude", L("global"), L("method")));
+  if (o.global && o.method != "magnitude" && o.method != "structured")
+    p.push_back(fmt::format("{} is for {} magnitude or structured", L("global"), L("method")));
+  if (o.method == "structured" && !o.pattern.empty())
+    p.push_back(fmt::format("{} structured removes whole units; {} is for n:m, wanda and sparsegpt", L("method"),
+                            L("pattern")));
+  if (o.method == "structured" && o.importance == "activation" && o.calib_data.empty())
+    p.push_back(fmt::format("{} activation needs {}", L("importance"), L("calib-data")));
+  degradation_problems(o.max_degradation, o.eval_data, naming, p);
   return p;
 }
 
@@ -170,6 +219,7 @@ struct Target {
   bool matmul_input;  // input 0 is the layer input with last dimension K (wanda/sparsegpt)
   float* at(int64_t k, int64_t n) const { return data + k * ks + n * ns; }
   float* data = nullptr;
+  double sparsity = 0;  // unstructured: the fraction this weight loses
 };
 
 struct TensorReport {
@@ -317,18 +367,49 @@ void sparsegpt(const Target& t, const std::vector<double>& H, double sparsity, i
     for (int64_t n = 0; n < N; ++n) *t.at(k, n) = W[static_cast<size_t>(k * N + n)];
 }
 
-void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const PruneOptions o = PruneOptions::table().from_json(j);
-  const auto [keep, group] = parse_pattern(o.method == "n:m" && o.pattern.empty() ? "2:4" : o.pattern, Naming::Recipe);
-  const bool needs_data = o.method == "wanda" || o.method == "sparsegpt";
-  if (needs_data && (!ctx.data || !ctx.data->open)) bad_input("prune: this caller cannot read calibration data");
+// One pruning of `m` with every selected weight outside `dense` (node names); the report.
+nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<std::string, int>& lowered,
+                          PassContext& ctx, Progress* progress) {
   ir::Graph& g = *m.graph;
   NodeFilter f({o.op_types, o.exclude_nodes, o.exclude_op_types}, {"MatMul", "Gemm", "Conv"});
   const auto missing = f.unmatched(g);
   if (!missing.empty())
     bad_input("--exclude-nodes '{}': no node of {} has that name", missing.front(),
               m.path.empty() ? "the model" : m.path);
+  if (o.method == "structured") {
+    StructuredConfig c;
+    c.sparsity = o.sparsity;
+    c.global = o.global;
+    c.importance = o.importance == "auto" ? (o.calib_data.empty() ? "weight" : "activation") : o.importance;
+    c.multiple_of = o.multiple_of;
+    c.filter = &f;
+    c.lowered = lowered;
+    c.calib_samples = o.calib_samples;
+    c.threads = std::max(1, ctx.threads);
+    std::unique_ptr<FeedSource> calib;
+    if (c.importance == "activation") {
+      if (!ctx.data || !ctx.data->open) bad_input("prune: this caller cannot read calibration data");
+      calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, TextData{o.tokenizer, o.context_length});
+      c.calib = calib.get();
+    }
+    nlohmann::json r = prune_structured(m, c, progress);
+    nlohmann::json report = {
+        {"method", o.method}, {"importance", c.importance}, {"sparsity_requested", o.sparsity}, {"global", o.global}};
+    int64_t units = 0, kept = 0;
+    for (auto& gr : r["groups"]) {
+      units += gr["units_before"].get<int64_t>();
+      kept += gr["units_after"].get<int64_t>();
+    }
+    report["units_before"] = units;
+    report["units_after"] = kept;
+    report["units_removed"] = units ? double(units - kept) / double(units) : 0.0;
+    for (auto& [k, v] : r.items()) report[k] = v;
+    if (calib) report["calibration"] = {{"data", calib->describe()}};
+    return report;
+  }
+  const auto [keep, group] = parse_pattern(o.method == "n:m" && o.pattern.empty() ? "2:4" : o.pattern, Naming::Recipe);
+  const bool needs_data = o.method == "wanda" || o.method == "sparsegpt";
+  if (needs_data && (!ctx.data || !ctx.data->open)) bad_input("prune: this caller cannot read calibration data");
   ir::align_initializers(m);
 
   // The targets, checked before anything changes.
@@ -341,7 +422,9 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
       if (in) ++readers[in];
   for (auto& up : g.nodes()) {
     ir::Node* n = up.get();
-    if (!f.allows(*n)) continue;
+    const auto lv = lowered.find(n->name);
+    const int level = lv == lowered.end() ? 0 : lv->second;  // accuracy-aware: halved once, then dense
+    if (!f.allows(*n) || level >= 2 || (level == 1 && (group > 0 || o.global))) continue;
     const bool conv = n->op_type == "Conv";
     const size_t wi = n->op_type == "MatMul" || n->op_type == "Gemm" || conv ? 1 : SIZE_MAX;
     ir::Value* wv = wi < n->inputs.size() ? n->inputs[wi] : nullptr;
@@ -355,6 +438,7 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     const ir::Tensor& w = *wv->initializer;
     if (seen.count(wv)) continue;  // shared: pruned once
     Target t{n, wv, 0, 0, 0, 0, false};
+    t.sparsity = o.sparsity / (1 << level);
     if (n->op_type == "MatMul" && w.dims.size() == 2) {
       t.K = w.dims[0];
       t.N = w.dims[1];
@@ -384,7 +468,7 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     seen.insert(wv);
     targets.push_back(t);
   }
-  if (targets.empty() && !o.allow_noop)
+  if (targets.empty() && !o.allow_noop && lowered.empty())
     bad_input(
         "{}: nothing to prune: no MatMul/Gemm/Conv node with a float32 weight initializer{}; --allow-noop writes "
         "it anyway",
@@ -406,7 +490,7 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
 
   runtime::ThreadPool pool(std::max(1, ctx.threads));
   nlohmann::json calib_report;
-  ProgressStage stage(ctx.progress, fmt::format("prune {}", o.method), static_cast<int64_t>(targets.size()), "weights");
+  ProgressStage stage(progress, fmt::format("prune {}", o.method), static_cast<int64_t>(targets.size()), "weights");
   if (needs_data && !targets.empty()) {
     // Sequential, as both papers do: the weights reading one layer input are pruned together,
     // on statistics of that input as the model computes it with every earlier layer already
@@ -437,9 +521,9 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
           if (group > 0)
             prune_nm(t, keep, group, score);
           else
-            prune_rows(t, o.sparsity, score);
+            prune_rows(t, t.sparsity, score);
         } else {
-          sparsegpt(t, h, o.sparsity, keep, group, o.damp, o.block, o.mask == "output", &pool);
+          sparsegpt(t, h, t.sparsity, keep, group, o.damp, o.block, o.mask == "output", &pool);
         }
       }
     }
@@ -476,7 +560,7 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
       if (o.method == "magnitude") {
         std::vector<std::pair<float, int64_t>> all(static_cast<size_t>(t.K * t.N));
         for (int64_t i = 0; i < t.K * t.N; ++i) all[static_cast<size_t>(i)] = {std::fabs(t.data[i]), i};
-        prune_smallest(t.data, all, static_cast<int64_t>(std::floor(o.sparsity * static_cast<double>(t.K * t.N))));
+        prune_smallest(t.data, all, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(t.K * t.N))));
       } else {
         prune_nm(t, keep, group, magnitude);
       }
@@ -504,18 +588,61 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   for (const ir::Value* v : g.initializers)
     if (v->initializer && ir::traits(v->initializer->dtype).is_float)
       model_params += static_cast<int64_t>(v->initializer->numel());
-  ctx.report = {{"method", o.method},
-                {"pattern", group > 0 ? fmt::format("{}:{}", keep, group) : std::string()},
-                {"sparsity_requested", group > 0 ? 1.0 - double(keep) / double(group) : o.sparsity},
-                {"pruned_parameters", params},
-                {"zeros_before", zeros_before},
-                {"zeros_after", zeros_after},
-                {"sparsity", params ? double(zeros_after) / double(params) : 0.0},
-                {"model_float_parameters", model_params},
-                {"tensors", tensors},
-                {"skipped", skipped},
-                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
-  if (!calib_report.is_null()) ctx.report["calibration"] = calib_report;
+  nlohmann::json report = {{"method", o.method},
+                           {"pattern", group > 0 ? fmt::format("{}:{}", keep, group) : std::string()},
+                           {"sparsity_requested", group > 0 ? 1.0 - double(keep) / double(group) : o.sparsity},
+                           {"pruned_parameters", params},
+                           {"zeros_before", zeros_before},
+                           {"zeros_after", zeros_after},
+                           {"sparsity", params ? double(zeros_after) / double(params) : 0.0},
+                           {"model_float_parameters", model_params},
+                           {"tensors", tensors},
+                           {"skipped", skipped}};
+  if (!calib_report.is_null()) report["calibration"] = calib_report;
+  return report;
+}
+
+void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const PruneOptions o = PruneOptions::table().from_json(j);
+  if (o.max_degradation.empty()) {
+    ctx.report = prune_once(m, o, {}, ctx, ctx.progress);
+  } else {
+    if (!ctx.data || !ctx.data->measure || !ctx.data->open)
+      bad_input("prune: this caller cannot evaluate models (--max-degradation)");
+    const TextData text{o.tokenizer, o.context_length};
+    auto eval = ctx.data->open(o.eval_data, m, 1, text);
+    std::unique_ptr<FeedSource> calib;
+    if (!o.calib_data.empty()) calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
+    AccuracyAwareConfig cfg =
+        accuracy_aware_config(o.max_degradation, o.eval_data, text, calib ? calib.get() : eval.get(), o.calib_samples,
+                              std::max(1, ctx.threads), ctx.verbosity);
+    cfg.max_steps = o.max_lowering_steps;
+    cfg.kept_as = "lowered (sparsity halved; named twice: dense)";
+    cfg.kept_key = "lowered";
+    cfg.levels = 2;
+    cfg.stage = "accuracy-aware prune";
+    nlohmann::json last;  // the report of the candidate the loop ends on
+    auto rewrite = [&](ir::Model& cand, const std::vector<std::string>& kept) {
+      std::map<std::string, int> lowered;
+      for (const std::string& k : kept) ++lowered[k];
+      last = prune_once(cand, o, lowered, ctx, nullptr);
+      std::vector<std::string> pruned;  // the nodes whose outputs are compared
+      if (last.contains("groups"))
+        for (auto& gr : last["groups"])
+          for (auto& r : gr["readers"]) pruned.push_back(r.get<std::string>());
+      else
+        for (auto& t : last["tensors"]) pruned.push_back(t["node"].get<std::string>());
+      return pruned;
+    };
+    AccuracyAwareResult aa = accuracy_aware(m, rewrite, cfg, *ctx.data, ctx.progress);
+    ctx.report = std::move(last);
+    if (!aa.sensitivity.empty()) ctx.report["sensitivity"] = aa.sensitivity;
+    ctx.report["accuracy_aware"] = {
+        {"goal", cfg.goal}, {"steps", aa.steps}, {"lowered", aa.kept}, {"goal_met", aa.met}};
+    ctx.report["goal_met"] = aa.met;
+  }
+  ctx.report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -524,7 +651,8 @@ PassInfo prune_pass_info() {
   PassInfo p;
   p.name = "prune";
   p.summary =
-      "weight sparsity of MatMul/Gemm/Conv: magnitude, N:M, Wanda, SparseGPT (zeros in place; shapes unchanged)";
+      "weight sparsity of MatMul/Gemm/Conv: magnitude, N:M, Wanda, SparseGPT (zeros in place), structured (MLP "
+      "neurons and Conv channels removed)";
   p.options = PruneOptions::table().specs();
   p.run = run_prune;
   p.check = option_problems;

@@ -198,15 +198,7 @@ std::vector<std::string> option_problems(const nlohmann::json& j, Naming naming)
     p.push_back(fmt::format("{} false: no mode changes the graph's input or output types (quantized values stay "
                             "inside the graph); this option exists so that recipes can say so explicitly",
                             L("keep-io-types")));
-  if (!o.max_degradation.empty()) {
-    if (o.eval_data.empty())
-      p.push_back(fmt::format("{} needs {} (the data the goal is measured on)", L("max-degradation"), L("eval-data")));
-    try {
-      degradation_goal(o.max_degradation, naming);
-    } catch (const Error& e) {
-      p.push_back(e.what());
-    }
-  }
+  degradation_problems(o.max_degradation, o.eval_data, naming, p);
   return p;
 }
 
@@ -279,15 +271,10 @@ void run_quantize(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   } else {
     if (!ctx.data->measure) bad_input("quantize: this caller cannot evaluate models (--max-degradation)");
     auto eval = ctx.data->open(o.eval_data, m, 1, text);
-    AccuracyAwareConfig cfg;
-    cfg.goal = degradation_goal(o.max_degradation);
-    cfg.eval_data = o.eval_data;
-    cfg.text = text;
+    AccuracyAwareConfig cfg =
+        accuracy_aware_config(o.max_degradation, o.eval_data, text, calib ? calib.get() : eval.get(), o.calib_samples,
+                              threads, ctx.verbosity);
     cfg.max_steps = o.max_fallback_steps;
-    cfg.sensitivity_data = calib ? calib.get() : eval.get();
-    cfg.sensitivity_limit = o.calib_samples;
-    cfg.threads = threads;
-    cfg.verbosity = ctx.verbosity;
     cfg.stage = "accuracy-aware quantize";
     QuantReport last;  // the report of the candidate the loop ends on
     auto rewrite = [&](ir::Model& cand, const std::vector<std::string>& keep) {

@@ -198,9 +198,12 @@ expect_bad "prune: --pattern 2-4" "$S" prune gpt.onnx -o gpt_out.onnx --method n
 expect_bad "prune: wanda without --calib-data" "$S" prune gpt.onnx -o gpt_out.onnx --method wanda
 expect_bad "prune: sparsegpt without --calib-data" "$S" prune gpt.onnx -o gpt_out.onnx --method sparsegpt --pattern 2:4
 expect_bad "prune: no --method" "$S" prune gpt.onnx -o gpt_out.onnx
-expect_bad "prune: method structured (not built)" "$S" prune gpt.onnx -o gpt_out.onnx --method structured
+expect_bad "prune: structured with --pattern" "$S" prune gpt.onnx -o gpt_out.onnx --method structured --pattern 2:4
+expect_bad "prune: structured --importance activation without --calib-data" "$S" prune gpt.onnx -o gpt_out.onnx --method structured --importance activation
+cp /usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/model.onnx "$WORK/case/linear.onnx"
+expect_bad "prune: structured, no prunable structure (one Gemm)" "$S" prune linear.onnx -o pruned.onnx --method structured
 expect_bad "prune: --global with wanda" "$S" prune gpt.onnx -o gpt_out.onnx --method wanda --global --calib-data lm_calib.npz
-cp /usr/share/libonnx-testdata/data/node/test_relu/model.onnx relu.onnx
+cp /usr/share/libonnx-testdata/data/node/test_relu/model.onnx "$WORK/case/relu.onnx"
 expect_bad "prune: nothing to prune (no MatMul/Gemm/Conv)" "$S" prune relu.onnx -o pruned.onnx --method magnitude
 expect_bad "evaluate: text rows without a tokenizer" "$S" evaluate gpt.onnx --data text.jsonl
 expect_bad "evaluate: text that is not a string" "$S" evaluate gpt.onnx --data text_num.jsonl --tokenizer tok_ok
