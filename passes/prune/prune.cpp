@@ -46,6 +46,7 @@ struct PruneOptions {
   std::string pattern;  // "N:M"; default 2:4 for method n:m
   bool global = false;
   std::string importance = "auto";
+  std::vector<std::string> structures;
   int64_t multiple_of = 1;
   std::vector<std::string> op_types, exclude_nodes, exclude_op_types;
   std::string calib_data, tokenizer;
@@ -86,6 +87,14 @@ struct PruneOptions {
          "structured: how units are ranked: weight (norms of their weights), activation (||x|| * ||w|| on "
          "calib-data, Wanda's score of a whole input feature) or auto (activation when calib-data is given)",
          {"auto", "weight", "activation"},
+         false,
+         {},
+         "method=structured"},
+        {"structures",
+         &O::structures,
+         "structured: which units may go: ffn (MLP neurons), heads (attention heads: q/k/v columns, o rows, "
+         "Reshape shapes rewritten), channels (Conv output channels) (default: all three)",
+         {"ffn", "heads", "channels"},
          false,
          {},
          "method=structured"},
@@ -382,6 +391,7 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     c.global = o.global;
     c.importance = o.importance == "auto" ? (o.calib_data.empty() ? "weight" : "activation") : o.importance;
     c.multiple_of = o.multiple_of;
+    c.structures = std::set<std::string>(o.structures.begin(), o.structures.end());
     c.filter = &f;
     c.lowered = lowered;
     c.calib_samples = o.calib_samples;

@@ -35,6 +35,15 @@ struct Cut {
   bool weight = false, reader = false;
 };
 
+// An entry of a Reshape's shape to rewrite once the units kept are known: input `input` of
+// `holder` (the Reshape's shape constant, or one piece of the Concat that builds it), element
+// `offset`, becomes kept * `per_unit`, or -1 (infer) when `per_unit` is 0 (a dynamic piece).
+struct ShapeEdit {
+  ir::Node* holder;
+  size_t input;
+  int64_t offset, per_unit;
+};
+
 struct Group {
   int64_t units = 0;
   std::vector<ir::Value*> order;  // values carrying the units, in the order found
@@ -44,6 +53,8 @@ struct Group {
   std::set<const ir::Node*> visited;
   std::string problem;  // why the set cannot be pruned
   std::vector<double> score;
+  std::vector<ShapeEdit> shape_edits;
+  int64_t head_dim = 0;       // when the units became attention heads: features per head
   std::vector<int64_t> keep;  // unit indices kept, ascending
   int level = 0;              // accuracy-aware: 1 halves the share removed
 };
@@ -64,6 +75,24 @@ const ir::Tensor* const_of(const ir::Value* v) {
     if (a && a->t) return a->t.get();
   }
   return nullptr;
+}
+
+// The values of an int64/int32 constant (an initializer or a Constant node), or nothing.
+std::optional<std::vector<int64_t>> int_values(const ir::Value* v) {
+  const ir::Tensor* t = const_of(v);
+  if (!t || t->data.size() != t->nbytes() || (t->dtype != ir::DType::Int64 && t->dtype != ir::DType::Int32))
+    return std::nullopt;
+  std::vector<int64_t> out(t->numel());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (t->dtype == ir::DType::Int64) {
+      std::memcpy(&out[i], t->data.data() + i * 8, 8);
+    } else {
+      int32_t x;
+      std::memcpy(&x, t->data.data() + i * 4, 4);
+      out[i] = x;
+    }
+  }
+  return out;
 }
 
 bool readable(const ir::Tensor* t) {
@@ -87,8 +116,8 @@ bool in(const char* const (&set)[N], const std::string& op) {
 
 class Finder {
  public:
-  Finder(const NodeFilter* filter, const std::map<std::string, int>& lowered, bool global)
-      : filter_(filter), lowered_(lowered), global_(global) {}
+  Finder(const NodeFilter* filter, const std::map<std::string, int>& lowered, bool global, int64_t opset)
+      : filter_(filter), lowered_(lowered), global_(global), opset_(opset) {}
 
   Group find(ir::Node* seed) {
     Group g;
@@ -263,6 +292,21 @@ class Finder {
       add(n->outputs[0], out_d);
       return;
     }
+    if (op == "MatMul" && n->inputs.size() == 2 && !const_of(n->inputs[0]) && !const_of(n->inputs[1]))
+      return batch_matmul(n, d);
+    if (op == "Transpose") return transpose(n, d, is_out);
+    if (op == "Reshape") return reshape(n, d, is_out);
+    if (op == "Softmax" || op == "LogSoftmax") {
+      const int64_t r = rank_of(n->inputs[0]);
+      int64_t axis = n->attr_int("axis", opset_ >= 13 ? -1 : 1);
+      if (axis < 0) axis += r;
+      if (r < 0 || axis == r - 1 - d.ae || (opset_ < 13 && axis != r - 1))
+        return void(fail(n, "it normalizes over the units"));
+      add(n->inputs[0], d);
+      add(n->outputs[0], d);
+      return;
+    }
+    if (op == "Slice" || op == "Concat") return along_other_axis(n, d);
     if (op == "MatMul" || op == "Gemm") {
       if (!selectable(n)) return;
       const bool gemm = op == "Gemm", tb = gemm && n->attr_int("transB", 0) != 0;
@@ -271,9 +315,9 @@ class Finder {
       const ir::Tensor* w = weight(n, 1, 2);
       if (!w) return;
       if (is_out) {
-        if (!(d == Desc{0, 1}) || w->dims[tb ? 0 : 1] != g_->units)
+        if (d.ae != 0 || w->dims[tb ? 0 : 1] != g_->units * d.inner)
           return void(fail(n, "its output does not carry the units on its last axis"));
-        g_->cuts.push_back({n, 1, tb ? 0 : 1, 1, true});
+        g_->cuts.push_back({n, 1, tb ? 0 : 1, d.inner, true});
         if (gemm && n->inputs.size() > 2 && n->inputs[2] && !constant_input(n, 2, d))
           return void(fail(n, "its bias is not constant"));
         g_->producers.push_back(n);
@@ -321,6 +365,137 @@ class Finder {
     fail(n, is_out ? "writes the units" : "reads the units");
   }
 
+  static int64_t rank_of(const ir::Value* v) {
+    const auto s = partial_shape(v);
+    return s ? static_cast<int64_t>(s->size()) : -1;
+  }
+
+  // Feature units that turn out to be attention heads of `f` features each: every value and
+  // cut so far counts heads instead.
+  void coarsen(int64_t f) {
+    g_->units /= f;
+    for (auto& [v, d] : g_->desc) d.inner *= f;
+    for (Cut& c : g_->cuts) c.inner *= f;
+  }
+
+  // MatMul of two computed values (attention scores, scores x values): the units must be a
+  // batch axis, which both inputs share (or one broadcasts).
+  void batch_matmul(ir::Node* n, Desc d) {
+    if (d.inner != 1 || d.ae < 2) return void(fail(n, "the units are not a batch axis of the product"));
+    for (ir::Value* x : n->inputs) {
+      const auto s = partial_shape(x);
+      if (!s) return void(fail(n, "the rank of an input is not known"));
+      const auto r = static_cast<int64_t>(s->size());
+      if (r <= d.ae || (*s)[static_cast<size_t>(r - 1 - d.ae)] == 1) continue;  // broadcast over the units
+      add(x, d);
+    }
+    add(n->outputs[0], d);
+  }
+
+  void transpose(ir::Node* n, Desc d, bool is_out) {
+    std::vector<int64_t> perm = n->attr_ints("perm");
+    const int64_t r = perm.empty() ? rank_of(n->inputs[0]) : static_cast<int64_t>(perm.size());
+    if (r < 1) return void(fail(n, "the rank is not known"));
+    if (perm.empty())
+      for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+    if (d.inner != 1) return void(fail(n, "the units span several axes"));
+    if (is_out) {
+      add(n->inputs[0], Desc{r - 1 - perm[static_cast<size_t>(r - 1 - d.ae)], 1});
+      add(n->outputs[0], d);
+    } else {
+      const auto j = std::find(perm.begin(), perm.end(), r - 1 - d.ae) - perm.begin();
+      add(n->inputs[0], d);
+      add(n->outputs[0], Desc{r - 1 - j, 1});
+    }
+  }
+
+  // Slice and Concat along another axis than the units'.
+  void along_other_axis(ir::Node* n, Desc d) {
+    const int64_t r = rank_of(n->outputs[0]);
+    if (r < 0) return void(fail(n, "its rank is not known"));
+    std::vector<int64_t> axes;
+    if (n->op_type == "Concat") {
+      axes.push_back(n->attr_int("axis", 0));
+    } else {
+      if (opset_ < 10 || n->inputs.size() < 3) return void(fail(n, "a Slice of opset < 10"));
+      for (size_t i = 1; i < n->inputs.size(); ++i)
+        if (n->inputs[i] && !int_values(n->inputs[i])) return void(fail(n, "its starts/ends/axes are not constant"));
+      if (n->inputs.size() > 3 && n->inputs[3]) {
+        axes = *int_values(n->inputs[3]);
+      } else {
+        for (size_t i = 0; i < int_values(n->inputs[1])->size(); ++i) axes.push_back(static_cast<int64_t>(i));
+      }
+    }
+    for (int64_t a : axes)
+      if ((a < 0 ? a + r : a) == r - 1 - d.ae) return void(fail(n, "it cuts or joins along the units"));
+    const size_t data_inputs = n->op_type == "Concat" ? n->inputs.size() : 1;
+    for (size_t i = 0; i < data_inputs; ++i) {
+      if (!n->inputs[i]) continue;
+      if (const_of(n->inputs[i])) return void(fail(n, "joins a constant to the units"));
+      add(n->inputs[i], d);
+    }
+    add(n->outputs[0], d);
+  }
+
+  // A Reshape that splits the last axis into [heads, head size] or merges them back. Its shape
+  // is a constant or a Concat of constants and computed dims (batch, sequence); the entry that
+  // counts heads (or heads x size) is rewritten, a computed one to -1.
+  void reshape(ir::Node* n, Desc d, bool is_out) {
+    struct Entry {
+      ir::Node* holder;
+      size_t input;
+      int64_t offset;
+      std::optional<int64_t> value;
+    };
+    std::vector<Entry> spec;
+    ir::Value* shape = n->inputs.size() > 1 ? n->inputs[1] : nullptr;
+    if (auto c = shape ? int_values(shape) : std::nullopt) {
+      for (size_t i = 0; i < c->size(); ++i) spec.push_back({n, 1, static_cast<int64_t>(i), (*c)[i]});
+    } else if (ir::Node* cat = producer_of(shape, "Concat"); cat && shape->consumers.size() == 1) {
+      for (size_t j = 0; j < cat->inputs.size(); ++j) {
+        if (auto piece = int_values(cat->inputs[j])) {
+          for (size_t i = 0; i < piece->size(); ++i) spec.push_back({cat, j, static_cast<int64_t>(i), (*piece)[i]});
+        } else {
+          const auto ps = partial_shape(cat->inputs[j]);
+          if (!ps || ps->size() != 1 || (*ps)[0] != 1) return void(fail(n, "its shape is not known entry by entry"));
+          spec.push_back({cat, j, 0, std::nullopt});
+        }
+      }
+    } else {
+      return void(fail(n, "its shape is computed"));
+    }
+    const int64_t in_rank = rank_of(n->inputs[0]), out_rank = static_cast<int64_t>(spec.size());
+    if (in_rank < 2) return void(fail(n, "the rank of its input is not known"));
+    if (out_rank == in_rank + 1) {  // [.., H*D] -> [.., H, D]
+      const auto& h = spec[spec.size() - 2].value;
+      const auto& dd = spec.back().value;
+      if (!dd || *dd <= 0 || !h || (*h != -1 && *h <= 0))
+        return void(fail(n, "the head size of the split is not a constant"));
+      if (!is_out && d == Desc{0, 1} && g_->units % *dd == 0 && g_->units != *h) coarsen(*dd);  // features -> heads
+      if ((*h != -1 && *h != g_->units) ||
+          !(g_->desc.at(is_out ? n->outputs[0] : n->inputs[0]) == (is_out ? Desc{1, 1} : Desc{0, *dd})))
+        return void(fail(n, "it does not split the units into heads"));
+      g_->head_dim = *dd;
+      if (*h != -1)
+        g_->shape_edits.push_back(
+            {spec[spec.size() - 2].holder, spec[spec.size() - 2].input, spec[spec.size() - 2].offset, 1});
+      add(n->inputs[0], Desc{0, *dd});
+      add(n->outputs[0], Desc{1, 1});
+    } else if (out_rank == in_rank - 1) {  // [.., H, D] -> [.., H*D]
+      const auto s = partial_shape(n->inputs[0]);
+      const int64_t dd = is_out ? d.inner : (s && s->back() > 0 ? s->back() : g_->head_dim);
+      if (dd <= 0 || !(is_out ? d == Desc{0, dd} : d == Desc{1, 1})) return void(fail(n, "it does not merge heads"));
+      const Entry& e = spec.back();
+      if (e.value && *e.value != g_->units * dd && *e.value != -1)
+        return void(fail(n, "its last entry is not heads x head size"));
+      if (!e.value || *e.value != -1) g_->shape_edits.push_back({e.holder, e.input, e.offset, e.value ? dd : 0});
+      add(n->inputs[0], Desc{1, 1});
+      add(n->outputs[0], Desc{0, dd});
+    } else {
+      fail(n, "a Reshape that does not split or merge the last axis");
+    }
+  }
+
   // Dims 1.. of v when they are all known (N may be symbolic).
   static std::optional<std::vector<int64_t>> static_shape_tail(const ir::Value* v) {
     auto s = partial_shape(v);
@@ -338,6 +513,7 @@ class Finder {
   const NodeFilter* filter_;
   const std::map<std::string, int>& lowered_;
   bool global_;
+  int64_t opset_;
   Group* g_ = nullptr;
   std::vector<ir::Value*> todo_;
 };
@@ -488,6 +664,32 @@ void score_by_activations(ir::Model& m, std::vector<Group*>& groups, const Struc
   }
 }
 
+// Removes `v` when nothing reads it any more: an initializer, or the node that computed it and,
+// in turn, whatever only that node read (the Shape -> Gather -> Unsqueeze chain of a shape
+// entry that became a constant).
+void remove_if_unread(ir::Graph& g, ir::Value* v) {
+  if (!v || !v->consumers.empty() || v->is_graph_output()) return;
+  if (v->kind == ir::Value::Kind::Initializer) {
+    ir::erase_initializer(g, v);
+    return;
+  }
+  ir::Node* n = v->producer;
+  if (!n || n->has_subgraphs()) return;
+  for (ir::Value* o : n->outputs)
+    if (o && (!o->consumers.empty() || o->is_graph_output())) return;
+  const std::vector<ir::Value*> inputs = n->inputs;
+  g.remove_node(n);
+  for (ir::Value* in : inputs) remove_if_unread(g, in);
+}
+
+// What a set's units are: attention heads, Conv channels or MLP (ffn) neurons.
+std::string kind(const Group& g) {
+  if (g.head_dim > 0) return "heads";
+  for (const ir::Node* p : g.producers)
+    if (p->op_type == "Conv") return "channels";
+  return "ffn";
+}
+
 // How many units of `units` stay when `drop` are asked to go.
 int64_t kept_count(int64_t units, int64_t drop, int64_t multiple) {
   int64_t keep = std::max<int64_t>(1, units - drop);
@@ -517,7 +719,7 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
   std::vector<Group> groups;
   nlohmann::json skipped = nlohmann::json::array();
   std::set<const ir::Node*> claimed;  // producers of a set already found
-  Finder finder(c.filter, c.lowered, c.global);
+  Finder finder(c.filter, c.lowered, c.global, m.opset(""));
   for (auto& up : graph.nodes()) {
     ir::Node* n = up.get();
     if (claimed.count(n) || !default_op(n, {"MatMul", "Gemm", "Conv"}) || n->outputs.empty() || !n->outputs[0])
@@ -538,6 +740,11 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
     claimed.insert(n);
     if (!g.problem.empty()) {
       skipped.push_back({{"node", label(n)}, {"why", g.problem}});
+      continue;
+    }
+    if (!c.structures.empty() && !c.structures.count(kind(g))) {
+      skipped.push_back(
+          {{"node", label(n)}, {"why", fmt::format("{} are not among the structures to prune", kind(g))}});
       continue;
     }
     groups.push_back(std::move(g));
@@ -623,6 +830,19 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
         if (std::find(old_constants.begin(), old_constants.end(), v) == old_constants.end()) old_constants.push_back(v);
       }
     }
+    for (const ShapeEdit& e : g.shape_edits) {
+      ir::Value* v = e.holder->inputs[e.input];
+      std::vector<int64_t> vals{-1};
+      if (e.per_unit > 0) {
+        vals = *int_values(v);
+        vals[static_cast<size_t>(e.offset)] = kept * e.per_unit;
+      }
+      const std::vector<int64_t> dims{static_cast<int64_t>(vals.size())};
+      ir::Value* nv = ir::add_initializer(graph, v->name.empty() ? "shape" : v->name, ir::DType::Int64, dims,
+                                          ir::Buffer::copy_of(vals.data(), vals.size() * sizeof(int64_t)));
+      e.holder->set_input(e.input, nv);
+      if (std::find(old_constants.begin(), old_constants.end(), v) == old_constants.end()) old_constants.push_back(v);
+    }
     for (ir::Node* n : g.depthwise) {
       ir::Attribute* a = n->attr("group");
       if (a) a->i = kept;
@@ -635,20 +855,16 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
     nlohmann::json producers = nlohmann::json::array(), readers = nlohmann::json::array();
     for (ir::Node* n : g.producers) producers.push_back(n->name);
     for (ir::Node* n : g.readers) readers.push_back(n->name);
-    report_groups.push_back({{"producers", producers},
+    report_groups.push_back({{"kind", kind(g)},
+                             {"head_dim", g.head_dim},
+                             {"producers", producers},
                              {"readers", readers},
                              {"units_before", g.units},
                              {"units_after", kept},
                              {"parameters_before", before},
                              {"parameters_after", after}});
   }
-  for (ir::Value* v : old_constants) {
-    if (!v->consumers.empty() || v->is_graph_output()) continue;
-    if (v->kind == ir::Value::Kind::Initializer)
-      ir::erase_initializer(graph, v);
-    else if (v->producer && default_op(v->producer, {"Constant"}))
-      graph.remove_node(v->producer);
-  }
+  for (ir::Value* v : old_constants) remove_if_unread(graph, v);
   ir::prune_value_info(graph);
   formats::refresh_shapes(m);
   const int64_t params_after = float_parameters(graph);

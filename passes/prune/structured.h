@@ -19,10 +19,9 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "ir/graph.h"
 #include "passes/common/data.h"
@@ -33,10 +32,11 @@ namespace slmops::passes {
 class Progress;
 
 struct StructuredConfig {
-  double sparsity = 0.5;    // fraction of each set's units removed (of all units with global)
-  bool global = false;      // one ranking over every set (scores normalized per set)
-  std::string importance;   // "weight" or "activation"
-  int64_t multiple_of = 1;  // units kept rounded up to a multiple of this
+  double sparsity = 0.5;             // fraction of each set's units removed (of all units with global)
+  bool global = false;               // one ranking over every set (scores normalized per set)
+  std::string importance;            // "weight" or "activation"
+  int64_t multiple_of = 1;           // units kept rounded up to a multiple of this
+  std::set<std::string> structures;  // "ffn", "heads", "channels" (empty: all)
   const NodeFilter* filter = nullptr;
   // Accuracy-aware loop: a set with a node named here loses half its share (1) or nothing (2).
   std::map<std::string, int> lowered;

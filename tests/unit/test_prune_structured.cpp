@@ -159,12 +159,12 @@ TEST_CASE("structured: gated MLP neurons (gate and up shrink together, down's ro
   CHECK_THROWS_AS(prune(q, {{"method", "structured"}, {"sparsity", 0.25}, {"exclude-nodes", {"down_proj"}}}), Error);
 }
 
-TEST_CASE("structured: a Reshape into heads stops the set; multiple-of rounds the units kept up") {
+TEST_CASE("structured: a Reshape that is no head split or merge stops the set; multiple-of rounds up") {
   Model m = new_model();
   Graph& g = *m.graph;
   Value* x = g.add_input("x", f32({3, 16}));
   Node* q = g.add_node("MatMul", {x, floats(g, "wq", {16, 16}, 1)}, {"q"}, {}, "q_proj");
-  Node* rs = g.add_node("Reshape", {q->outputs[0], test::ints(g, "shape", {3, 4, 4})}, {"heads"}, {}, "split_heads");
+  Node* rs = g.add_node("Reshape", {q->outputs[0], test::ints(g, "shape", {48})}, {"flat"}, {}, "flatten_all");
   Node* fc1 = g.add_node("MatMul", {x, floats(g, "w1", {16, 24}, 2)}, {"h1"}, {}, "fc1");
   Node* act = g.add_node("Relu", {fc1->outputs[0]}, {"a1"});
   Node* fc2 = g.add_node("MatMul", {act->outputs[0], floats(g, "w2", {24, 16}, 3)}, {"y"}, {}, "fc2");
@@ -178,6 +178,50 @@ TEST_CASE("structured: a Reshape into heads stops the set; multiple-of rounds th
   CHECK(dims_of(p, "w1") == std::vector<int64_t>{16, 16});
   CHECK(dims_of(p, "wq") == std::vector<int64_t>{16, 16});
   CHECK(r["skipped"][0]["node"] == "q_proj");
-  CHECK(r["skipped"][0]["why"].get<std::string>().find("'split_heads' (Reshape): reads the units") !=
+  CHECK(r["skipped"][0]["why"].get<std::string>().find("'flatten_all' (Reshape): it does not merge heads") !=
         std::string::npos);
+}
+
+TEST_CASE("structured: attention heads (q/k/v columns, o rows and both Reshape shapes shrink together)") {
+  Model m = new_model();
+  Graph& g = *m.graph;
+  Value* x = g.add_input("x", f32({2, 5, 16}));
+  auto heads = [&](const std::string& name, uint32_t seed, std::vector<int64_t> perm) {
+    Node* p = g.add_node("MatMul", {x, floats(g, "w_" + name, {16, 16}, seed)}, {name}, {}, name + "_proj");
+    Node* r = g.add_node("Reshape", {p->outputs[0], test::ints(g, "split_" + name, {0, 0, 4, 4})}, {name + "_heads"});
+    return g.add_node("Transpose", {r->outputs[0]}, {name + "_t"}, attribute_list(Attribute::make_ints("perm", perm)))
+        ->outputs[0];
+  };
+  Value* q = heads("q", 1, {0, 2, 1, 3});
+  Value* k = heads("k", 2, {0, 2, 3, 1});
+  Value* v = heads("v", 3, {0, 2, 1, 3});
+  Node* s = g.add_node("MatMul", {q, k}, {"scores"});
+  Node* sc = g.add_node("Mul", {s->outputs[0], test::scalar(g, "scale", 0.5f)}, {"scaled"});
+  Node* sm = g.add_node("Softmax", {sc->outputs[0]}, {"probs"}, attribute_list(Attribute::make_int("axis", -1)));
+  Node* ctxv = g.add_node("MatMul", {sm->outputs[0], v}, {"ctx"});
+  Node* t = g.add_node("Transpose", {ctxv->outputs[0]}, {"ctx_t"},
+                       attribute_list(Attribute::make_ints("perm", {0, 2, 1, 3})));
+  Node* mg = g.add_node("Reshape", {t->outputs[0], test::ints(g, "merge", {0, 0, 16})}, {"merged"});
+  Node* o = g.add_node("MatMul", {mg->outputs[0], floats(g, "w_o", {16, 16}, 4)}, {"y"}, {}, "o_proj");
+  g.add_output(o->outputs[0]);
+  set_units(g.find_value("w_v"), 1, {8, 9, 10, 11}, 0.0f);  // head 2 adds nothing: its values are 0
+  const auto before = run(m, {2, 5, 16});
+
+  Model p = m.clone();
+  auto r = prune(p, {{"method", "structured"}, {"sparsity", 0.25}, {"structures", {"heads"}}});
+  check_same(before, run(p, {2, 5, 16}));
+  REQUIRE(r["groups"].size() == 1);
+  CHECK(r["groups"][0]["kind"] == "heads");
+  CHECK(r["groups"][0]["head_dim"] == 4);
+  CHECK(r["groups"][0]["units_after"] == 3);
+  for (const char* w : {"w_q", "w_k", "w_v"}) CHECK(dims_of(p, w) == std::vector<int64_t>{16, 12});
+  CHECK(dims_of(p, "w_o") == std::vector<int64_t>{12, 16});
+  for (auto& n : p.graph->nodes())
+    if (n->op_type == "Reshape") {
+      const Tensor* shape = n->inputs[1]->initializer.get();
+      REQUIRE(shape);
+      const int64_t* sv = shape->values<int64_t>();
+      if (shape->numel() == 4) CHECK(sv[2] == 3);
+      if (shape->numel() == 3) CHECK(sv[2] == 12);
+    }
 }

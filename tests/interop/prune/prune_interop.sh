@@ -92,43 +92,45 @@ for spec in magnitude:0.5 magnitude-global:0.5 n:m:2:4; do
     node -e "process.exit(JSON.parse(process.argv[1]).samples > 0 ? 0 : 1)" "$q"
 done
 
-# Structured: 25% of the MLP neurons of both fixture LMs and 25% of the CNN's Conv channels
-# removed. The float parameter count must drop by exactly what the shapes say, every shrunk
+# Structured: 25% of the MLP neurons of both fixture LMs, 25% of gpt_bytes' attention heads
+# (llama_bytes has grouped-query attention: its heads are not pruned) and 25% of the CNN's Conv
+# channels removed. The float parameter count must drop by exactly what the shapes say, every shrunk
 # weight must hold original values only (check_structured.js reads the files), ONNX Runtime
 # must run the result, and our executor must compute what ORT computes on it.
 #   llama_bytes: 2 layers x 48 of 192 neurons x (gate 64 + up 64 + down 64)         = 18432
 #   gpt_bytes:   2 layers x 64 of 256 neurons x (fc1 64 + fc1 bias 1 + fc2 64)       = 16512
+#   gpt_bytes heads: 2 layers x 1 of 4 heads x 16 dims x (q, k, v 64 + 1 bias each, proj 64) = 8288
 #   cnn_digits:  conv0 4 of 16 channels x (9 + 1 bias) + conv1 inputs 4 x 32 x 9     =  1192
 #                conv1 8 of 32 channels x (12 x 9 + 1 bias) + head 8 channels x 16 x 10 = 2152
 agree() {  # MODEL INPUT_DIR: our executor's outputs against ORT's on the same inputs
   node "$SRC/tests/interop/run_ort.js" "$1" "$2" "$2" &&
     "$S" -q evaluate "$1" --data "$2" --check --scaled --rtol 1e-4 --atol 0 > /dev/null
 }
-for spec in llama_bytes:18432:lm_eval.npz:lm_calib.npz gpt_bytes:16512:lm_eval.npz:lm_calib.npz \
-            cnn_digits:3344:cnn_digits_test.npz:cnn_digits_calib.npz; do
-  IFS=: read -r model drop eval calib <<< "$spec"
+for spec in llama_bytes:ffn:18432:lm_eval.npz:lm_calib.npz gpt_bytes:ffn:16512:lm_eval.npz:lm_calib.npz \
+            gpt_bytes:heads:8288:lm_eval.npz:lm_calib.npz cnn_digits:channels:3344:cnn_digits_test.npz:cnn_digits_calib.npz; do
+  IFS=: read -r model structures drop eval calib <<< "$spec"
   for importance in weight activation; do
-    out="$WORK/$model-structured-$importance.onnx"
-    args=(--importance "$importance")
+    out="$WORK/$model-structured-$structures-$importance.onnx"
+    args=(--importance "$importance" --structures "$structures")
     [ "$importance" = activation ] && args+=(--calib-data "$F/$calib")
     if ! "$S" -q prune "$F/$model.onnx" -o "$out" --method structured --sparsity 0.25 "${args[@]}" > /dev/null \
          2> "$WORK/err"; then
-      check "$model structured 25% ($importance): prune ($(head -c 200 "$WORK/err"))" false
+      check "$model structured 25% $structures ($importance): prune ($(head -c 200 "$WORK/err"))" false
       continue
     fi
     res=$(node "$HERE/check_structured.js" "$F/$model.onnx" "$out" "$drop")
-    check "$model structured 25% ($importance): parameters drop by $drop, shrunk weights hold original values ($(node -e "const r=JSON.parse(process.argv[1]);console.log(r.params_before + ' -> ' + r.params_after + ', ' + r.shrunk.length + ' weights shrunk' + (r.problems.length ? ': ' + r.problems[0] : ''))" "$res"))" \
+    check "$model structured 25% $structures ($importance): parameters drop by $drop, shrunk weights hold original values ($(node -e "const r=JSON.parse(process.argv[1]);console.log(r.params_before + ' -> ' + r.params_after + ', ' + r.shrunk.length + ' weights shrunk' + (r.problems.length ? ': ' + r.problems[0] : ''))" "$res"))" \
       json_ok "$res"
-    dir="$WORK/agree-$model-$importance"
+    dir="$WORK/agree-$model-$structures-$importance"
     "$NPZ_TO_PB" "$out" "$F/$eval" "$dir" --samples 16 > /dev/null
-    check "$model structured 25% ($importance): runs in ONNX Runtime; our executor's outputs equal ORT's (1e-4 of max|ORT|)" \
+    check "$model structured 25% $structures ($importance): runs in ONNX Runtime; our executor's outputs equal ORT's (1e-4 of max|ORT|)" \
       agree "$out" "$dir"
     metric=$([ "$model" = cnn_digits ] && echo accuracy || echo perplexity)
     m0=$("$S" -q evaluate "$F/$model.onnx" --data "$F/$eval" --json |
          node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).metrics.$metric))")
     m1=$("$S" -q evaluate "$out" --data "$F/$eval" --json |
          node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).metrics.$metric))")
-    echo "     $model structured 25% ($importance importance): $metric $m0 dense -> $m1"
+    echo "     $model structured 25% $structures ($importance importance): $metric $m0 dense -> $m1"
   done
 done
 
@@ -140,7 +142,9 @@ for spec in magnitude:20% structured:30%; do
   method=${spec%%:*}
   goal=${spec#*:}
   out="$WORK/aa-$method.onnx"
-  if ! "$S" -q prune "$F/gpt_bytes.onnx" -o "$out" --method "$method" --sparsity 0.5 --calib-data "$F/lm_calib.npz" \
+  extra=()
+  [ "$method" = structured ] && extra+=(--structures ffn)
+  if ! "$S" -q prune "$F/gpt_bytes.onnx" -o "$out" --method "$method" --sparsity 0.5 --calib-data "$F/lm_calib.npz" "${extra[@]}" \
        --max-degradation "perplexity:$goal" --eval-data "$F/lm_eval.npz" --json > "$WORK/aa.json" 2> "$WORK/err"; then
     check "gpt_bytes accuracy-aware $method: prune ($(head -c 200 "$WORK/err"))" false
     continue
