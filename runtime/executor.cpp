@@ -411,6 +411,7 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
   for (auto& step : steps) {
     if (step->folded) {
       if (on_node) opts->on_node(*step->node, step->folded_outputs);
+      if (opts && opts->stop && opts->stop()) return {};
       continue;
     }
     outs.resize(step->out_slots.size());
@@ -443,6 +444,7 @@ std::vector<RValue> GraphRunner::run(std::vector<RValue> inputs, ThreadPool& poo
     }
     for (int s : step->free_after)
       if (extra_keep.empty() || !extra_keep.count(s)) slots[s] = RValue{};
+    if (opts && opts->stop && opts->stop()) return {};
   }
   std::vector<RValue> result;
   result.reserve(output_refs_.size() + extra_refs.size());

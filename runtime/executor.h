@@ -21,6 +21,9 @@ struct RunOptions {
   std::function<void(const ir::Node&, const std::vector<RValue>& outputs)> on_node;
   // Values to return besides the graph outputs, by name (intermediates).
   std::vector<std::string> extra_outputs;
+  // Asked after every node (with on_node): true ends the run there, and run() returns no
+  // values (a run that only looks at intermediates need not compute the rest of the graph).
+  std::function<bool()> stop;
   // Run QDQ groups as the graph writes them (DequantizeLinear, float op, QuantizeLinear)
   // instead of as integer kernels (GraphRunner::plan_qdq). The integer kernels round once
   // where the float ops round at every step, so a value near a quantization step can land one

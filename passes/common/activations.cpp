@@ -24,13 +24,21 @@ void ActivationCollector::observe(std::vector<runtime::RValue> feeds, const Visi
     auto it = index_.find(ins[i]);
     if (it != index_.end()) fn(it->second, feeds[i]);
   }
+  // Once every requested value has been seen, the rest of the model need not run (layer-by-
+  // layer calibration asks for one layer's input at a time).
+  size_t seen = 0;
+  for (size_t i = 0; i < feeds.size() && i < ins.size(); ++i) seen += index_.count(ins[i]);
   runtime::RunOptions ro;
   ro.on_node = [&](const ir::Node& n, const std::vector<runtime::RValue>& outs) {
     for (size_t k = 0; k < outs.size() && k < n.outputs.size(); ++k) {
       auto it = n.outputs[k] ? index_.find(n.outputs[k]) : index_.end();
-      if (it != index_.end()) fn(it->second, outs[k]);
+      if (it != index_.end()) {
+        fn(it->second, outs[k]);
+        ++seen;
+      }
     }
   };
+  ro.stop = [&] { return seen >= index_.size(); };
   session_.run(std::move(feeds), ro);
 }
 

@@ -250,6 +250,34 @@ void prune_smallest(float* data, std::vector<std::pair<float, int64_t>>& scored,
   for (int64_t i = 0; i < count; ++i) data[scored[static_cast<size_t>(i)].second] = 0.0f;
 }
 
+// Zeroes the fraction `sparsity` of the smallest |w| over all of `targets` together: the
+// threshold from a copy of the magnitudes (4 bytes per weight), then every |w| below it and
+// ties at it in model order until the count is reached.
+void zero_smallest_magnitudes(const std::vector<Target*>& targets, double sparsity) {
+  std::vector<float> all;
+  for (const Target* t : targets)
+    for (int64_t i = 0; i < t->K * t->N; ++i) all.push_back(std::fabs(t->data[i]));
+  const auto drop = static_cast<int64_t>(std::floor(sparsity * static_cast<double>(all.size())));
+  if (drop <= 0) return;
+  std::nth_element(all.begin(), all.begin() + (drop - 1), all.end());
+  const float thr = all[static_cast<size_t>(drop - 1)];
+  std::vector<float>().swap(all);
+  int64_t below = 0;
+  for (const Target* t : targets)
+    for (int64_t i = 0; i < t->K * t->N; ++i) below += std::fabs(t->data[i]) < thr;
+  int64_t ties = drop - below;
+  for (const Target* t : targets)
+    for (int64_t i = 0; i < t->K * t->N; ++i) {
+      const float a = std::fabs(t->data[i]);
+      if (a < thr) {
+        t->data[i] = 0.0f;
+      } else if (a == thr && ties > 0) {
+        t->data[i] = 0.0f;
+        --ties;
+      }
+    }
+}
+
 // Per output n: in groups of M along k keep the N of highest score (score(k, n)).
 template <typename Score>
 void prune_nm(const Target& t, int64_t keep, int64_t m, Score score) {
@@ -540,37 +568,16 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     calib_report = {{"data", calib->describe()}, {"batches", batches}, {"passes", order.size()}};
     stage.update(done);
   } else if (o.method == "magnitude" && o.global) {
-    std::vector<float> all;
-    for (auto& t : targets)
-      for (int64_t i = 0; i < t.K * t.N; ++i) all.push_back(std::fabs(t.data[i]));
-    const auto drop = static_cast<int64_t>(std::floor(o.sparsity * static_cast<double>(all.size())));
-    if (drop > 0) {
-      std::nth_element(all.begin(), all.begin() + (drop - 1), all.end());
-      const float thr = all[static_cast<size_t>(drop - 1)];
-      int64_t below = 0;  // values strictly below the threshold, then ties in model order
-      for (auto& t : targets)
-        for (int64_t i = 0; i < t.K * t.N; ++i) below += std::fabs(t.data[i]) < thr;
-      int64_t ties = drop - below;
-      for (auto& t : targets)
-        for (int64_t i = 0; i < t.K * t.N; ++i) {
-          const float a = std::fabs(t.data[i]);
-          if (a < thr)
-            t.data[i] = 0.0f;
-          else if (a == thr && ties > 0) {
-            t.data[i] = 0.0f;
-            --ties;
-          }
-        }
-    }
+    std::vector<Target*> all;
+    for (auto& t : targets) all.push_back(&t);
+    zero_smallest_magnitudes(all, o.sparsity);
   } else {
     int64_t done = 0;
     for (auto& t : targets) {
       stage.update(done++, t.node->name);
       auto magnitude = [&](int64_t k, int64_t n) { return std::fabs(*t.at(k, n)); };
       if (o.method == "magnitude") {
-        std::vector<std::pair<float, int64_t>> all(static_cast<size_t>(t.K * t.N));
-        for (int64_t i = 0; i < t.K * t.N; ++i) all[static_cast<size_t>(i)] = {std::fabs(t.data[i]), i};
-        prune_smallest(t.data, all, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(t.K * t.N))));
+        zero_smallest_magnitudes({&t}, t.sparsity);
       } else {
         prune_nm(t, keep, group, magnitude);
       }

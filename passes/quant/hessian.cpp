@@ -3,6 +3,7 @@
 #include <string>
 
 #include "passes/common/activations.h"
+#include "runtime/kernels/gemm.h"
 
 namespace slmops::passes::quant {
 
@@ -22,6 +23,7 @@ std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, co
     by_name[a].push_back(t.node);
   }
   ActivationCollector collector(m, names, threads);
+  std::vector<float> gram;
   samples = 0;
   calib.for_each_batch(limit, [&](std::vector<runtime::RValue> feeds) {
     ++samples;
@@ -39,17 +41,12 @@ std::map<ir::Node*, std::vector<double>> collect_hessians(const ir::Model& m, co
               h[static_cast<size_t>(k)] += static_cast<double>(a[r * K + k]) * a[r * K + k];
           continue;
         }
-        // Rows of H in parallel: H[i, j] += sum_r a[r, i] a[r, j].
-        pool.parallel_for(K, 8, [&](int64_t i0, int64_t i1) {
-          for (int64_t r = 0; r < rows; ++r) {
-            const float* ar = a + r * K;
-            for (int64_t i = i0; i < i1; ++i) {
-              double ai = ar[i];
-              if (ai == 0) continue;
-              double* hi = h.data() + i * K;
-              for (int64_t j = 0; j < K; ++j) hi[j] += ai * ar[j];
-            }
-          }
+        // H += A^T A: one batch's product by the executor's SGEMM (float sums over the batch's
+        // rows, as the GPTQ reference keeps H), added into the double accumulator.
+        gram.resize(static_cast<size_t>(K * K));
+        runtime::kernels::sgemm(true, false, K, K, rows, 1.0f, a, K, a, K, 0.0f, gram.data(), K, &pool);
+        pool.parallel_for(K, 16, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0 * K; i < i1 * K; ++i) h[static_cast<size_t>(i)] += gram[static_cast<size_t>(i)];
         });
       }
     });
