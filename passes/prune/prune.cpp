@@ -48,6 +48,7 @@ struct PruneOptions {
   std::string importance = "auto";
   std::vector<std::string> structures;
   int64_t multiple_of = 1;
+  bool compensate = true;
   std::vector<std::string> op_types, exclude_nodes, exclude_op_types;
   std::string calib_data, tokenizer;
   int64_t context_length = 0, calib_samples = 0, calib_batch_size = 1;
@@ -95,6 +96,14 @@ struct PruneOptions {
          "structured: which units may go: ffn (MLP neurons), heads (attention heads: q/k/v columns, o rows, "
          "Reshape shapes rewritten), channels (Conv output channels) (default: all three)",
          {"ffn", "heads", "channels"},
+         false,
+         {},
+         "method=structured"},
+        {"compensate",
+         &O::compensate,
+         "structured, with calib-data: re-fit the weights of the MatMuls that read the removed units to what "
+         "the kept units can carry (least squares on the layer input, the optimal-brain-surgeon update)",
+         {},
          false,
          {},
          "method=structured"},
@@ -424,8 +433,9 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     c.lowered = lowered;
     c.calib_samples = o.calib_samples;
     c.threads = std::max(1, ctx.threads);
+    c.compensate = o.compensate;
     std::unique_ptr<FeedSource> calib;
-    if (c.importance == "activation") {
+    if (!o.calib_data.empty()) {
       if (!ctx.data || !ctx.data->open) bad_input("prune: this caller cannot read calibration data");
       calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, TextData{o.tokenizer, o.context_length});
       c.calib = calib.get();

@@ -14,6 +14,10 @@
 #include "passes/common/activations.h"
 #include "passes/optimize/pattern.h"
 #include "passes/progress.h"
+#include "passes/quant/block_quant.h"
+#include "passes/quant/hessian.h"
+#include "runtime/kernels/gemm.h"
+#include "runtime/thread_pool.h"
 
 namespace slmops::passes {
 namespace {
@@ -682,6 +686,68 @@ void remove_if_unread(ir::Graph& g, ir::Value* v) {
   for (ir::Value* in : inputs) remove_if_unread(g, in);
 }
 
+// The readers' weights take over what the removed units gave them, as well as a linear map of
+// the kept units can (least squares on calib-data, the optimal-brain-surgeon update for a
+// removed input block): with H = X^T X of a reader's input on the model as pruned so far,
+//   W_kept += (H_kk + damp)^-1 H_kr W_removed
+// (damp 1% of H's mean diagonal). Readers must be MatMul with a [K, N] constant read by that
+// node only; a set with another reader is cut without it. Returns whether it was done.
+bool compensate(ir::Model& m, Group& g, const StructuredConfig& c, runtime::ThreadPool& pool) {
+  std::vector<quant::HessianTarget> targets;
+  for (const Cut& cut : g.cuts) {
+    if (!cut.reader) continue;
+    ir::Value* w = cut.node->inputs[1];
+    if (cut.node->op_type != "MatMul" || cut.axis != 0 || w->kind != ir::Value::Kind::Initializer ||
+        !ir::constant_tensor(w) || w->consumers.size() != 1)
+      return false;
+    targets.push_back({cut.node, g.units * cut.inner});
+  }
+  int64_t batches = 0;
+  const auto H = quant::collect_hessians(m, targets, *c.calib, c.calib_samples, pool, std::max(1, c.threads), batches);
+  for (const Cut& cut : g.cuts) {
+    if (!cut.reader) continue;
+    const std::vector<double>& h = H.at(cut.node);
+    ir::Value* wv = cut.node->inputs[1];
+    const ir::Tensor& w = *wv->initializer;
+    const int64_t K = w.dims[0], N = w.dims[1];
+    std::vector<int64_t> kk, kr;  // kept and removed input features
+    std::vector<bool> keep(static_cast<size_t>(K), false);
+    for (int64_t u : g.keep)
+      for (int64_t i = 0; i < cut.inner; ++i) keep[static_cast<size_t>(u * cut.inner + i)] = true;
+    for (int64_t k = 0; k < K; ++k) (keep[static_cast<size_t>(k)] ? kk : kr).push_back(k);
+    const auto nk = static_cast<int64_t>(kk.size()), nr = static_cast<int64_t>(kr.size());
+    if (nr == 0) continue;
+    std::vector<double> hkk(static_cast<size_t>(nk * nk));
+    double mean_diag = 0;
+    for (int64_t i = 0; i < nk; ++i) {
+      for (int64_t j = 0; j < nk; ++j) hkk[static_cast<size_t>(i * nk + j)] = h[static_cast<size_t>(kk[i] * K + kk[j])];
+      mean_diag += h[static_cast<size_t>(kk[i] * K + kk[i])];
+    }
+    mean_diag /= static_cast<double>(std::max<int64_t>(nk, 1));
+    if (mean_diag <= 0) continue;  // the calibration data never reached these features
+    std::vector<int64_t> perm(static_cast<size_t>(nk));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::vector<float> U;
+    if (!quant::inverse_cholesky_upper(hkk, perm, 0.01 * mean_diag, U, &pool)) continue;
+    std::vector<float> hkr(static_cast<size_t>(nk * nr)), wr(static_cast<size_t>(nr * N)),
+        b(static_cast<size_t>(nk * N)), t(static_cast<size_t>(nk * N));
+    for (int64_t i = 0; i < nk; ++i)
+      for (int64_t j = 0; j < nr; ++j)
+        hkr[static_cast<size_t>(i * nr + j)] = static_cast<float>(h[static_cast<size_t>(kk[i] * K + kr[j])]);
+    const float* wd = w.values<float>();
+    for (int64_t j = 0; j < nr; ++j) std::copy_n(wd + kr[j] * N, N, wr.data() + j * N);
+    using runtime::kernels::sgemm;
+    sgemm(false, false, nk, N, nr, 1.0f, hkr.data(), nr, wr.data(), N, 0.0f, b.data(), N, &pool);  // H_kr W_r
+    sgemm(false, false, nk, N, nk, 1.0f, U.data(), nk, b.data(), N, 0.0f, t.data(), N, &pool);     // U (.)
+    sgemm(true, false, nk, N, nk, 1.0f, U.data(), nk, t.data(), N, 0.0f, b.data(), N, &pool);      // U^T (.)
+    std::vector<float> out(wd, wd + K * N);
+    for (int64_t i = 0; i < nk; ++i)
+      for (int64_t n = 0; n < N; ++n) out[static_cast<size_t>(kk[i] * N + n)] += b[static_cast<size_t>(i * N + n)];
+    wv->initializer = std::make_shared<ir::Tensor>(ir::Tensor::from_values(w.name, ir::DType::Float, w.dims, out));
+  }
+  return true;
+}
+
 // What a set's units are: attention heads, Conv channels or MLP (ffn) neurons.
 std::string kind(const Group& g) {
   if (g.head_dim > 0) return "heads";
@@ -804,8 +870,13 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
   // name); one that other nodes also read gets a cut copy for these nodes.
   nlohmann::json report_groups = nlohmann::json::array();
   std::vector<ir::Value*> old_constants;
+  runtime::ThreadPool pool(std::max(1, c.threads));
+  ProgressStage stage(progress, "prune structured", static_cast<int64_t>(groups.size()), "sets");
+  int64_t done_groups = 0;
   for (Group& g : groups) {
+    stage.update(done_groups++, g.producers.empty() ? std::string() : g.producers[0]->name);
     const auto kept = static_cast<int64_t>(g.keep.size());
+    const bool compensated = c.compensate && c.calib && compensate(m, g, c, pool);
     int64_t before = 0, after = 0;
     std::map<ir::Value*, int> uses;
     for (const Cut& cut : g.cuts) ++uses[cut.node->inputs[cut.input]];
@@ -856,6 +927,7 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
     for (ir::Node* n : g.producers) producers.push_back(n->name);
     for (ir::Node* n : g.readers) readers.push_back(n->name);
     report_groups.push_back({{"kind", kind(g)},
+                             {"compensated", compensated},
                              {"head_dim", g.head_dim},
                              {"producers", producers},
                              {"readers", readers},

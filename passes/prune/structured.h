@@ -40,7 +40,8 @@ struct StructuredConfig {
   const NodeFilter* filter = nullptr;
   // Accuracy-aware loop: a set with a node named here loses half its share (1) or nothing (2).
   std::map<std::string, int> lowered;
-  const FeedSource* calib = nullptr;  // activation importance
+  const FeedSource* calib = nullptr;  // activation importance, compensation
+  bool compensate = true;             // with calib: readers' weights re-fit to the kept units
   int64_t calib_samples = 0;
   int threads = 1;
 };
