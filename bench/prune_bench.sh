@@ -3,11 +3,16 @@
 # parameters): how long `slmops prune` takes and how much memory it holds (structured 25% and
 # 50% of the MLP neurons, magnitude 50%, SparseGPT 50% with calibration), then the latency of
 # the structurally pruned models against the unpruned one in ONNX Runtime and in slmops
-# (bench/quant_speed.sh: interleaved, same inputs, each runtime against its own dense time).
+# (bench/quant_speed.sh: each model in slmops, then in ORT, on random inputs of the same shape;
+# each runtime against its own time on the unpruned model).
 #
-# usage: bench/prune_bench.sh GPT2_SMALL.onnx [--threads T] [--calib-rows N] [--seq S] [--cpu]
+# usage: bench/prune_bench.sh GPT2_SMALL.onnx [--threads T] [--latency-threads "1 2"] [--calib-rows N]
+#                               [--seq S] [--samples K] [--cpu] [--skip-sparsegpt]
 #
-#   --threads T      threads for pruning and latency (default 2)
+#   --threads T      threads for pruning (default 2)
+#   --latency-threads LIST  thread counts of the latency table (default: T)
+#   --samples K      timed runs per latency measurement (default 10)
+#   --skip-sparsegpt leave out the SparseGPT row (minutes on two cores)
 #   --calib-rows N   SparseGPT calibration rows of S random token ids (default 16)
 #   --seq S          tokens per row and the latency input 1xS (default 128)
 #   --cpu            latency as process CPU time on both sides (quant_speed.sh --cpu)
@@ -19,14 +24,17 @@
 set -euo pipefail
 die() { echo "prune_bench: error: $*" >&2; exit 1; }
 say() { echo "prune_bench: $*" >&2; }
-MODEL="" THREADS=2 ROWS=16 SEQ=128 CPU=()
+MODEL="" THREADS=2 LAT_THREADS="" ROWS=16 SEQ=128 CPU=() SAMPLES=10 SGPT=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) THREADS="$2"; shift 2 ;;
+    --latency-threads) LAT_THREADS="$2"; shift 2 ;;
+    --samples) SAMPLES="$2"; shift 2 ;;
+    --skip-sparsegpt) SGPT=0; shift ;;
     --calib-rows) ROWS="$2"; shift 2 ;;
     --seq) SEQ="$2"; shift 2 ;;
     --cpu) CPU=(--cpu); shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option '$1'" ;;
     *) MODEL="$1"; shift ;;
   esac
@@ -67,11 +75,12 @@ mkdir -p "$WORK/s25" "$WORK/s50" "$WORK/mag" "$WORK/sgpt"
 run "structured 25% (weight norms)" "$WORK/s25/model.onnx" --method structured --sparsity 0.25
 run "structured 50% (weight norms)" "$WORK/s50/model.onnx" --method structured --sparsity 0.5
 run "magnitude 50%" "$WORK/mag/model.onnx" --method magnitude --sparsity 0.5
-run "sparsegpt 50% ($ROWS x $SEQ tokens)" "$WORK/sgpt/model.onnx" --method sparsegpt --sparsity 0.5 \
+[[ $SGPT == 1 ]] && run "sparsegpt 50% ($ROWS x $SEQ tokens)" "$WORK/sgpt/model.onnx" --method sparsegpt --sparsity 0.5 \
   --calib-data "$WORK/calib.jsonl"
 rm -rf "$WORK/mag" "$WORK/sgpt"
 
 echo
-SLMOPS_BUILD="$BUILD" bash "$ROOT/bench/quant_speed.sh" "${CPU[@]}" --threads "$THREADS" --samples 10 \
+SLMOPS_BUILD="$BUILD" bash "$ROOT/bench/quant_speed.sh" "${CPU[@]}" --threads "${LAT_THREADS:-$THREADS}" \
+  --samples "$SAMPLES" \
   "gpt2/fp32=$MODEL:input_ids=1x$SEQ" "gpt2/structured25=$WORK/s25/model.onnx:input_ids=1x$SEQ" \
   "gpt2/structured50=$WORK/s50/model.onnx:input_ids=1x$SEQ"
