@@ -434,8 +434,9 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     c.calib_samples = o.calib_samples;
     c.threads = std::max(1, ctx.threads);
     c.compensate = o.compensate;
+    c.allow_noop = o.allow_noop;
     std::unique_ptr<FeedSource> calib;
-    if (!o.calib_data.empty()) {
+    if (!o.calib_data.empty() && (c.importance == "activation" || c.compensate)) {
       if (!ctx.data || !ctx.data->open) bad_input("prune: this caller cannot read calibration data");
       calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, TextData{o.tokenizer, o.context_length});
       c.calib = calib.get();

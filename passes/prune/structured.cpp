@@ -710,6 +710,7 @@ bool compensate(ir::Model& m, Group& g, const StructuredConfig& c, runtime::Thre
     ir::Value* wv = cut.node->inputs[1];
     const ir::Tensor& w = *wv->initializer;
     const int64_t K = w.dims[0], N = w.dims[1];
+    if (K != g.units * cut.inner || static_cast<int64_t>(h.size()) != K * K) continue;
     std::vector<int64_t> kk, kr;  // kept and removed input features
     std::vector<bool> keep(static_cast<size_t>(K), false);
     for (int64_t u : g.keep)
@@ -815,12 +816,14 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
     }
     groups.push_back(std::move(g));
   }
-  if (groups.empty() && c.lowered.empty())
-    bad_input("{}: nothing to prune structurally: no unit set (MLP neurons, Conv channels) can shrink{}",
-              m.path.empty() ? "the model" : m.path,
-              skipped.empty() ? std::string()
-                              : fmt::format(" (first: {}: {})", skipped[0]["node"].get<std::string>(),
-                                            skipped[0]["why"].get<std::string>()));
+  if (groups.empty() && c.lowered.empty() && !c.allow_noop)
+    bad_input(
+        "{}: nothing to prune structurally: no set of units (MLP neurons, attention heads, Conv channels) can "
+        "shrink{}; --allow-noop writes it anyway",
+        m.path.empty() ? "the model" : m.path,
+        skipped.empty() ? std::string()
+                        : fmt::format(" (first: {}: {})", skipped[0]["node"].get<std::string>(),
+                                      skipped[0]["why"].get<std::string>()));
 
   // Scores, all on the weights as loaded (before any set is cut).
   std::vector<Group*> ptrs;

@@ -42,6 +42,7 @@ struct StructuredConfig {
   std::map<std::string, int> lowered;
   const FeedSource* calib = nullptr;  // activation importance, compensation
   bool compensate = true;             // with calib: readers' weights re-fit to the kept units
+  bool allow_noop = false;            // no set to prune is not an error
   int64_t calib_samples = 0;
   int threads = 1;
 };
