@@ -229,15 +229,9 @@ void run_mixed(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     stats = convert_float16(m, f);
   } else {
     if (!ctx.data->measure) bad_input("mixed precision: this caller cannot evaluate models (--max-degradation)");
-    AccuracyAwareConfig cfg;
-    cfg.goal = degradation_goal(o.max_degradation);
-    cfg.eval_data = o.eval_data.empty() ? o.calib_data : o.eval_data;
-    cfg.text = text;
+    AccuracyAwareConfig cfg = accuracy_aware_config(o.max_degradation, o.eval_data.empty() ? o.calib_data : o.eval_data,
+                                                    text, calib.get(), o.calib_samples, threads, ctx.verbosity);
     cfg.max_steps = o.max_fallback_steps;
-    cfg.sensitivity_data = calib.get();
-    cfg.sensitivity_limit = o.calib_samples;
-    cfg.threads = threads;
-    cfg.verbosity = ctx.verbosity;
     cfg.stage = "accuracy-aware mixed precision";
     auto rewrite = [&](ir::Model& cand, const std::vector<std::string>& keep) {
       Float16Options fk = f;

@@ -37,7 +37,12 @@ bool sole_reader(const ir::Value* v) { return v && v->consumers.size() == 1 && !
 
 std::optional<std::vector<int64_t>> const_ints(const ir::Value* v) {
   const ir::Tensor* t = ir::constant_tensor(v);
-  if (!t || t->data.size() != t->nbytes()) return std::nullopt;
+  return t ? tensor_ints(*t) : std::nullopt;
+}
+
+std::optional<std::vector<int64_t>> tensor_ints(const ir::Tensor& tensor) {
+  const ir::Tensor* t = &tensor;
+  if (t->data.size() != t->nbytes()) return std::nullopt;
   std::vector<int64_t> out(t->numel());
   const uint8_t* p = t->data.data();
   for (size_t i = 0; i < out.size(); ++i) {

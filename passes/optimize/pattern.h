@@ -23,6 +23,8 @@ int64_t freeze_legacy_initializer_inputs(ir::Model& m);
 ir::Node* producer_of(const ir::Value* v, std::string_view op);
 // Whether `v` is read by exactly one node input and is not a graph output.
 bool sole_reader(const ir::Value* v);
+// The values of an int64 or int32 tensor, or nothing (another type, or data not all there).
+std::optional<std::vector<int64_t>> tensor_ints(const ir::Tensor& t);
 // The values of an integer constant (int64 or int32), or nothing.
 std::optional<std::vector<int64_t>> const_ints(const ir::Value* v);
 // The values of a float constant (float, double or float16), or nothing.

@@ -415,7 +415,7 @@ void sparsegpt(const Target& t, const std::vector<double>& H, double sparsity, i
 
 // One pruning of `m` with every selected weight outside `dense` (node names); the report.
 nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<std::string, int>& lowered,
-                          PassContext& ctx, Progress* progress) {
+                          const FeedSource* calib, PassContext& ctx, Progress* progress) {
   ir::Graph& g = *m.graph;
   NodeFilter f({o.op_types, o.exclude_nodes, o.exclude_op_types}, {"MatMul", "Gemm", "Conv"});
   const auto missing = f.unmatched(g);
@@ -435,12 +435,7 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     c.threads = std::max(1, ctx.threads);
     c.compensate = o.compensate;
     c.allow_noop = o.allow_noop;
-    std::unique_ptr<FeedSource> calib;
-    if (!o.calib_data.empty() && (c.importance == "activation" || c.compensate)) {
-      if (!ctx.data || !ctx.data->open) bad_input("prune: this caller cannot read calibration data");
-      calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, TextData{o.tokenizer, o.context_length});
-      c.calib = calib.get();
-    }
+    c.calib = calib;
     nlohmann::json r = prune_structured(m, c, progress);
     nlohmann::json report = {
         {"method", o.method}, {"importance", c.importance}, {"sparsity_requested", o.sparsity}, {"global", o.global}};
@@ -458,7 +453,6 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
   }
   const auto [keep, group] = parse_pattern(o.method == "n:m" && o.pattern.empty() ? "2:4" : o.pattern, Naming::Recipe);
   const bool needs_data = o.method == "wanda" || o.method == "sparsegpt";
-  if (needs_data && (!ctx.data || !ctx.data->open)) bad_input("prune: this caller cannot read calibration data");
   ir::align_initializers(m);
 
   // The targets, checked before anything changes.
@@ -544,8 +538,6 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
     // Sequential, as both papers do: the weights reading one layer input are pruned together,
     // on statistics of that input as the model computes it with every earlier layer already
     // pruned (one calibration pass per distinct layer input: q/k/v share one, gate/up another).
-    const TextData text{o.tokenizer, o.context_length};
-    auto calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
     std::vector<std::string> order;
     std::map<std::string, std::vector<Target*>> groups;
     for (auto& t : targets) {
@@ -612,10 +604,6 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
          {"zeros_after", reps[i].zeros_after},
          {"sparsity", reps[i].parameters ? double(reps[i].zeros_after) / double(reps[i].parameters) : 0.0}});
   }
-  int64_t model_params = 0;
-  for (const ir::Value* v : g.initializers)
-    if (v->initializer && ir::traits(v->initializer->dtype).is_float)
-      model_params += static_cast<int64_t>(v->initializer->numel());
   nlohmann::json report = {{"method", o.method},
                            {"pattern", group > 0 ? fmt::format("{}:{}", keep, group) : std::string()},
                            {"sparsity_requested", group > 0 ? 1.0 - double(keep) / double(group) : o.sparsity},
@@ -623,25 +611,37 @@ nlohmann::json prune_once(ir::Model& m, const PruneOptions& o, const std::map<st
                            {"zeros_before", zeros_before},
                            {"zeros_after", zeros_after},
                            {"sparsity", params ? double(zeros_after) / double(params) : 0.0},
-                           {"model_float_parameters", model_params},
+                           {"model_float_parameters", float_parameters(g)},
                            {"tensors", tensors},
                            {"skipped", skipped}};
   if (!calib_report.is_null()) report["calibration"] = calib_report;
   return report;
 }
 
+// Whether a run reads calib-data: wanda and sparsegpt always; structured to rank units by
+// activations (the default with data) or to re-fit their readers.
+bool uses_calib(const PruneOptions& o) {
+  if (o.calib_data.empty()) return false;
+  if (o.method == "wanda" || o.method == "sparsegpt") return true;
+  return o.method == "structured" && (o.importance != "weight" || o.compensate);
+}
+
 void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
   const auto t0 = std::chrono::steady_clock::now();
   const PruneOptions o = PruneOptions::table().from_json(j);
+  const TextData text{o.tokenizer, o.context_length};
+  // Opened once: every round of the accuracy-aware loop calibrates on the same source.
+  std::unique_ptr<FeedSource> calib;
+  if (uses_calib(o)) {
+    if (!ctx.data || !ctx.data->open) bad_input("prune: this caller cannot read calibration data");
+    calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
+  }
   if (o.max_degradation.empty()) {
-    ctx.report = prune_once(m, o, {}, ctx, ctx.progress);
+    ctx.report = prune_once(m, o, {}, calib.get(), ctx, ctx.progress);
   } else {
     if (!ctx.data || !ctx.data->measure || !ctx.data->open)
       bad_input("prune: this caller cannot evaluate models (--max-degradation)");
-    const TextData text{o.tokenizer, o.context_length};
     auto eval = ctx.data->open(o.eval_data, m, 1, text);
-    std::unique_ptr<FeedSource> calib;
-    if (!o.calib_data.empty()) calib = ctx.data->open(o.calib_data, m, o.calib_batch_size, text);
     AccuracyAwareConfig cfg =
         accuracy_aware_config(o.max_degradation, o.eval_data, text, calib ? calib.get() : eval.get(), o.calib_samples,
                               std::max(1, ctx.threads), ctx.verbosity);
@@ -654,7 +654,7 @@ void run_prune(ir::Model& m, const nlohmann::json& j, PassContext& ctx) {
     auto rewrite = [&](ir::Model& cand, const std::vector<std::string>& kept) {
       std::map<std::string, int> lowered;
       for (const std::string& k : kept) ++lowered[k];
-      last = prune_once(cand, o, lowered, ctx, nullptr);
+      last = prune_once(cand, o, lowered, calib.get(), ctx, nullptr);
       std::vector<std::string> pruned;  // the nodes whose outputs are compared
       if (last.contains("groups"))
         for (auto& gr : last["groups"])

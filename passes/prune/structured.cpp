@@ -16,6 +16,7 @@
 #include "passes/progress.h"
 #include "passes/quant/block_quant.h"
 #include "passes/quant/hessian.h"
+#include "runtime/executor.h"
 #include "runtime/kernels/gemm.h"
 #include "runtime/thread_pool.h"
 
@@ -68,8 +69,10 @@ bool default_op(const ir::Node* n, std::initializer_list<std::string_view> ops) 
   return std::find(ops.begin(), ops.end(), n->op_type) != ops.end();
 }
 
-// A node's name, or its op type when it has none.
-std::string label(const ir::Node* n) { return n->name.empty() ? "(unnamed " + n->op_type + ")" : n->name; }
+// "node 'name' (Op): why", as the report's skipped entries and errors say it.
+std::string at_node(const ir::Node* n, std::string_view why) {
+  return fmt::format("node {} ({}): {}", runtime::node_label(*n), n->op_type, why);
+}
 
 // The tensor of a constant: an initializer or the `value` of a Constant node.
 const ir::Tensor* const_of(const ir::Value* v) {
@@ -84,19 +87,7 @@ const ir::Tensor* const_of(const ir::Value* v) {
 // The values of an int64/int32 constant (an initializer or a Constant node), or nothing.
 std::optional<std::vector<int64_t>> int_values(const ir::Value* v) {
   const ir::Tensor* t = const_of(v);
-  if (!t || t->data.size() != t->nbytes() || (t->dtype != ir::DType::Int64 && t->dtype != ir::DType::Int32))
-    return std::nullopt;
-  std::vector<int64_t> out(t->numel());
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (t->dtype == ir::DType::Int64) {
-      std::memcpy(&out[i], t->data.data() + i * 8, 8);
-    } else {
-      int32_t x;
-      std::memcpy(&x, t->data.data() + i * 4, 4);
-      out[i] = x;
-    }
-  }
-  return out;
+  return t ? tensor_ints(*t) : std::nullopt;
 }
 
 bool readable(const ir::Tensor* t) {
@@ -151,8 +142,7 @@ class Finder {
 
  private:
   Group& fail(const ir::Node* n, std::string why) {
-    if (g_->problem.empty())
-      g_->problem = n ? fmt::format("node '{}' ({}): {}", label(n), n->op_type, why) : std::move(why);
+    if (g_->problem.empty()) g_->problem = n ? at_node(n, why) : std::move(why);
     return *g_;
   }
 
@@ -572,6 +562,8 @@ void set_dim(ir::TensorType& t, int64_t ae, int64_t value) {
   if (d.known()) d.value = value;
 }
 
+}  // namespace
+
 int64_t float_parameters(const ir::Graph& g) {
   int64_t n = 0;
   for (const ir::Value* v : g.initializers)
@@ -579,6 +571,8 @@ int64_t float_parameters(const ir::Graph& g) {
       n += static_cast<int64_t>(v->initializer->numel());
   return n;
 }
+
+namespace {
 
 // Weight norms per unit, one vector per weight of the set (its producers' and readers'), and
 // BatchNormalization's |gamma| / sqrt(var + eps).
@@ -799,19 +793,19 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
     if (!shaped || (n->op_type == "Gemm" && n->attr_int("transA", 0) != 0) ||
         (n->op_type == "Conv" && n->attr_int("group", 1) != 1)) {
       skipped.push_back(
-          {{"node", label(n)}, {"why", "its weight is not a constant MatMul/Gemm matrix or Conv kernel"}});
+          {{"node", n->name}, {"why", at_node(n, "its weight is not a constant MatMul/Gemm matrix or Conv kernel")}});
       continue;
     }
     Group g = finder.find(n);
     for (ir::Node* p : g.producers) claimed.insert(p);
     claimed.insert(n);
     if (!g.problem.empty()) {
-      skipped.push_back({{"node", label(n)}, {"why", g.problem}});
+      skipped.push_back({{"node", n->name}, {"why", g.problem}});
       continue;
     }
     if (!c.structures.empty() && !c.structures.count(kind(g))) {
       skipped.push_back(
-          {{"node", label(n)}, {"why", fmt::format("{} are not among the structures to prune", kind(g))}});
+          {{"node", n->name}, {"why", at_node(n, fmt::format("{} are not among the structures to prune", kind(g)))}});
       continue;
     }
     groups.push_back(std::move(g));
@@ -821,9 +815,7 @@ nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progres
         "{}: nothing to prune structurally: no set of units (MLP neurons, attention heads, Conv channels) can "
         "shrink{}; --allow-noop writes it anyway",
         m.path.empty() ? "the model" : m.path,
-        skipped.empty() ? std::string()
-                        : fmt::format(" (first: {}: {})", skipped[0]["node"].get<std::string>(),
-                                      skipped[0]["why"].get<std::string>()));
+        skipped.empty() ? std::string() : fmt::format(" (first: {})", skipped[0]["why"].get<std::string>()));
 
   // Scores, all on the weights as loaded (before any set is cut).
   std::vector<Group*> ptrs;

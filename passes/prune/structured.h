@@ -52,4 +52,7 @@ struct StructuredConfig {
 // counts}. Throws BadInput when no set of units can be pruned.
 nlohmann::json prune_structured(ir::Model& m, const StructuredConfig& c, Progress* progress);
 
+// Elements of the graph's float initializers (the parameters a prune report counts).
+int64_t float_parameters(const ir::Graph& g);
+
 }  // namespace slmops::passes
