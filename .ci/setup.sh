@@ -19,7 +19,8 @@ for arg in "$@"; do
 done
 
 packages=(build-essential cmake ninja-build pkg-config libcli11-dev libprotobuf-dev protobuf-compiler
-          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev libpcre2-dev libutf8proc-dev libssl-dev)
+          libonnx-dev nlohmann-json3-dev libfmt-dev doctest-dev zlib1g-dev libpcre2-dev libutf8proc-dev libssl-dev
+          libcpp-httplib-dev)
 if [ "$want_tests" = 1 ]; then
   packages+=(libonnx-testdata perl time python3-jinja2)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

@@ -103,6 +103,12 @@ std::string Sha256Stream::hex() {
   return finish_hex(s_->ctx.get());
 }
 
+std::string sha256_hex(std::string_view bytes) {
+  DigestCtx ctx = new_digest();
+  if (EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) != 1) failure("sha256: OpenSSL could not hash");
+  return finish_hex(ctx.get());
+}
+
 std::string sha256_file(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) bad_input("{}: cannot open: {}", path.string(), std::strerror(errno));

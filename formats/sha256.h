@@ -6,11 +6,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace slmops::formats {
 
 // The lowercase hex digest of a file's contents; Error(BadInput/Failure) naming the file.
 std::string sha256_file(const std::filesystem::path& path);
+// The lowercase hex digest of bytes in memory.
+std::string sha256_hex(std::string_view bytes);
 
 // SHA-256 of a byte stream given in pieces, computed on a thread of its own: save_model feeds
 // it the tensors it writes, so hashing a multi-GB data file runs beside the writing instead of

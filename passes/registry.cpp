@@ -24,6 +24,7 @@ const std::vector<PassInfo>& all_passes() {
     v.push_back(package_step_info());
     v.push_back(from_hf_step_info());
     v.push_back(package_genai_step_info());
+    v.push_back(distill_step_info());
     v.push_back(evaluate_step_info());
     return v;
   }();
@@ -58,7 +59,7 @@ void run_pass(const PassInfo& pass, ir::Model& model, const nlohmann::json& opti
 }
 
 void run_step(const PassInfo& pass, Artifact& a, const nlohmann::json& options, PassContext& ctx) {
-  if (a.kind != pass.takes)
+  if (!pass.takes_kind(a.kind))
     bad_input("step '{}' takes a {}, but gets a {}", pass.name, artifact_kind_name(pass.takes),
               artifact_kind_name(a.kind));
   if (!pass.run_artifact) {
@@ -80,7 +81,9 @@ std::string_view artifact_kind_name(ArtifactKind k) {
   return "?";
 }
 
-bool is_folder_kind(ArtifactKind k) { return k == ArtifactKind::Checkpoint || k == ArtifactKind::Package; }
+bool is_folder_kind(ArtifactKind k) {
+  return k == ArtifactKind::Checkpoint || k == ArtifactKind::Package || k == ArtifactKind::Dataset;
+}
 
 }  // namespace slmops::passes
 

@@ -1,11 +1,11 @@
 // The one registry of passes, by name. The CLI, the recipe validator and `slmops passes`
 // all read it; there is no second list to keep in sync.
 #pragma once
+#include <algorithm>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "ir/graph.h"
 #include "passes/artifact.h"
@@ -34,6 +34,11 @@ struct PassInfo {
   std::vector<OptionSpec> options;
   // The kinds of artifact the step takes and returns (see passes/artifact.h).
   ArtifactKind takes = ArtifactKind::OnnxModel, returns = ArtifactKind::OnnxModel;
+  // Other kinds the step also takes (distill-data: a checkpoint folder or a package).
+  std::vector<ArtifactKind> also_takes = {};
+  bool takes_kind(ArtifactKind k) const {
+    return k == takes || std::find(also_takes.begin(), also_takes.end(), k) != also_takes.end();
+  }
   // Runs on a model; `options` has passed validation and has every default filled in.
   std::function<void(ir::Model&, const nlohmann::json& options, PassContext&)> run;
   // For steps whose kinds are not model -> model: replaces `a` by what the step returns.
@@ -78,6 +83,7 @@ PassInfo quantize_pass_info();
 PassInfo prune_pass_info();
 PassInfo from_folder_step_info();
 PassInfo package_step_info();
+PassInfo distill_step_info();  // passes/distill_step.cpp
 PassInfo from_hf_step_info();
 PassInfo package_genai_step_info();
 

@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   register_tokenize(app);
   register_generate(app);
   register_evaluate(app);
-  register_pending(app);
+  register_distill(app);
 
   try {
     check_subcommand_name(app, argc, argv);

@@ -53,7 +53,7 @@ void register_quantize(CLI::App& app);
 void register_prune(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_generate(CLI::App& app);
-void register_pending(CLI::App& app);  // distill-data: not built yet
+void register_distill(CLI::App& app);
 
 // Entry point used by main() and by tests: returns the exit code.
 int main(int argc, char** argv);

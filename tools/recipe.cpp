@@ -169,7 +169,7 @@ passes::ArtifactKind check_chain(const std::string& where, const Recipe& r, std:
                                        at, passes::artifact_kind_name(kind), from));
       continue;
     }
-    if (p->takes != kind)
+    if (!p->takes_kind(kind))
       problems.push_back(fmt::format("{}'{}' takes a {}, but gets a {} from {}", at, p->name,
                                      passes::artifact_kind_name(p->takes), passes::artifact_kind_name(kind), from));
     kind = p->returns;

@@ -220,7 +220,24 @@ expect_bad "external data leaves folder" "$S" inspect ext/escape.onnx
 expect_bad "external data absolute path" "$S" convert ext/absolute.onnx -o out.onnx
 expect_bad "external data file missing" "$S" convert ext/missing.onnx -o out.onnx
 expect_bad "external data past the end" "$S" convert ext/short/m.onnx -o out.onnx
-expect_bad "subcommand not built yet"   "$S" distill-data --teacher t --prompts p.jsonl -o out.jsonl
+# distill-data (#16): the prompts are read (and refused) before the teacher is loaded.
+recipe "$WORK/case/prompts_bad.jsonl" '{"prompt": "a"}
+not json'
+recipe "$WORK/case/prompts_none.jsonl" '{"text": "a"}'
+recipe "$WORK/case/prompts_ok.jsonl" '{"prompt": "a"}'
+expect_bad "distill-data: teacher missing" "$S" distill-data --teacher t --prompts prompts_ok.jsonl -o out.jsonl
+expect_bad "distill-data: prompt row not JSON" "$S" distill-data --teacher model.onnx --prompts prompts_bad.jsonl -o out.jsonl
+expect_bad "distill-data: row without messages/prompt" "$S" distill-data --teacher model.onnx --prompts prompts_none.jsonl -o out.jsonl
+expect_bad "distill-data: prompts missing" "$S" distill-data --teacher model.onnx --prompts nope.jsonl -o out.jsonl
+expect_bad "distill-data: not a decoder" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl
+expect_bad "distill-data: --n 2 greedy" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl --n 2
+expect_bad "distill-data: --logprobs 21" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl --logprobs 21
+expect_bad "distill-data: --shard 2/2" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl --shard 2/2
+expect_bad "distill-data: API key variable unset" env -u NO_SUCH_KEY "$S" distill-data --teacher http://127.0.0.1:9 --prompts prompts_ok.jsonl -o out.jsonl --api-key-env NO_SUCH_KEY
+expect_bad "distill-data: URL not http(s)" "$S" distill-data --teacher http://[bad --prompts prompts_ok.jsonl -o out.jsonl
+expect_bad "distill-data: --merge of a missing file" "$S" distill-data --merge nope.jsonl -o out.jsonl
+expect_bad "distill-data: --merge of a non-output" "$S" distill-data --merge prompts_ok.jsonl -o out.jsonl
+expect_bad "distill-data: --soft-labels without --inputs" "$S" distill-data --soft-labels --teacher model.onnx -o out.npz
 expect_bad "quantize: no --mode"        "$S" quantize gpt.onnx -o out.onnx
 expect_bad "quantize: unknown mode"     "$S" quantize gpt.onnx -o out.onnx --mode int3-weight
 expect_bad "quantize: already quantized" "$S" quantize gpt_int4.onnx -o out.onnx --mode int8-dynamic

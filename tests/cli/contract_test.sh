@@ -263,7 +263,7 @@ echo "ok   walk over subcommand options: $((passed - before)) cases"
         if (p.name === "evaluate" && o.name !== "data") options.data = "cnn.npz";
         if (p.name === "quantize" && o.name !== "mode") options.mode = "int4-weight";
         // A step gets the kind of artifact it takes: a folder for a checkpoint step.
-        const input = p.takes === "checkpoint" ? "ckpt" : "cnn.onnx";
+        const input = p.takes === "checkpoint" || p.takes === "package" ? "ckpt" : "cnn.onnx";
         const output = p.returns === "onnx-model" ? "out/m.onnx" : "out/folder";
         const r = {input, output, steps: [{pass: p.name, options}]};
         fs.writeFileSync(`${dir}/walk_${n++}.json`, JSON.stringify(r));
