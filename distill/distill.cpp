@@ -270,6 +270,7 @@ nlohmann::json run(const DistillArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<nlohmann::json> bad;
   std::vector<PromptRow> rows = read_prompts(o.prompts, o.skip_bad_rows, bad);
+  if (rows.empty() && bad.empty()) bad_input("{}: no prompt rows (JSONL with 'messages' or 'prompt')", o.prompts);
   int64_t all_rows = 0;  // bad rows too: indices never move when --skip-bad-rows drops one
   for (const auto& r : rows) all_rows = std::max(all_rows, r.index + 1);
   const auto [begin, end] = shard_range(o.shard, all_rows, o.batch_size);

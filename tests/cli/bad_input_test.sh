@@ -225,9 +225,11 @@ recipe "$WORK/case/prompts_bad.jsonl" '{"prompt": "a"}
 not json'
 recipe "$WORK/case/prompts_none.jsonl" '{"text": "a"}'
 recipe "$WORK/case/prompts_ok.jsonl" '{"prompt": "a"}'
+: > "$WORK/case/prompts_empty.jsonl"
 expect_bad "distill-data: teacher missing" "$S" distill-data --teacher t --prompts prompts_ok.jsonl -o out.jsonl
 expect_bad "distill-data: prompt row not JSON" "$S" distill-data --teacher model.onnx --prompts prompts_bad.jsonl -o out.jsonl
 expect_bad "distill-data: row without messages/prompt" "$S" distill-data --teacher model.onnx --prompts prompts_none.jsonl -o out.jsonl
+expect_bad "distill-data: no prompt rows" "$S" distill-data --teacher model.onnx --prompts prompts_empty.jsonl -o out.jsonl
 expect_bad "distill-data: prompts missing" "$S" distill-data --teacher model.onnx --prompts nope.jsonl -o out.jsonl
 expect_bad "distill-data: not a decoder" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl
 expect_bad "distill-data: --n 2 greedy" "$S" distill-data --teacher model.onnx --prompts prompts_ok.jsonl -o out.jsonl --n 2
