@@ -315,6 +315,7 @@ nlohmann::json run(const DistillArgs& a) {
       Request r;
       r.index = p->index;
       r.sample = k;
+      r.where = fmt::format("{}:{}", o.prompts, p->line);
       r.is_prompt = p->is_prompt;
       if (p->is_prompt) {
         r.prompt = p->row["prompt"].get<std::string>();

@@ -333,8 +333,8 @@ class HttpTeacher final : public Teacher {
   // A 2xx answer's body as a Completion; bad_input naming what is missing when it is not one.
   Completion parse(const std::string& body, const Request& r) const {
     auto bad = [&](std::string_view what) {
-      bad_input("--teacher {}: the answer to prompt row {} is not a chat completion: {} (body: {})", e_.url, r.index,
-                what, snippet(body));
+      bad_input("--teacher {}: the answer to {} is not a chat completion: {} (body: {})", e_.url, r.where, what,
+                snippet(body));
     };
     json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) bad("not JSON");
@@ -488,13 +488,13 @@ class HttpTeacher final : public Teacher {
         } else if (res->status >= 300 && res->status < 400 && res->has_header("location")) {
           hint = fmt::format(" (redirected to {}: give that URL)", snippet(res->get_header_value("location")));
         }
-        bad_input("--teacher {}: HTTP {}{} for prompt row {} (not retried): {}", e_.url, res->status, hint, r.index,
+        bad_input("--teacher {}: HTTP {}{} for {} (not retried): {}", e_.url, res->status, hint, r.where,
                   snippet(res->body));
       }
       if (st.stopping) return;  // another worker doomed the run: no more attempts
       if (attempt >= o_.max_retries) {
-        bad_input("--teacher {}: {}: prompt row {} failed after {} attempt{} (--max-retries {})", e_.url, failure,
-                  r.index, attempt + 1, attempt == 0 ? "" : "s", o_.max_retries);
+        bad_input("--teacher {}: {}: {} failed after {} attempt{} (--max-retries {})", e_.url, failure, r.where,
+                  attempt + 1, attempt == 0 ? "" : "s", o_.max_retries);
       }
       double wait = std::max(backoff(attempt, rng), wait_at_least);
       if (!st.wait_until(Clock::now() +

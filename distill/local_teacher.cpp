@@ -70,12 +70,15 @@ class LocalTeacher final : public Teacher {
       try {
         text = chat_->render(cr);
       } catch (const jinja::Raised& e) {
-        bad_input("prompt row {}: {}: the chat template raised an exception: {}", r.index + 1, chat_->origin(),
-                  e.what());
+        bad_input("{}: {}: the chat template raised an exception: {}", r.where, chat_->origin(), e.what());
       }
       ids = t.encode(text, false);
     }
-    if (ids.empty()) bad_input("prompt row {}: the prompt has no tokens", r.index + 1);
+    if (ids.empty()) bad_input("{}: the prompt has no tokens", r.where);
+    const int64_t ctx = decoder_.context_length();
+    if (ctx > 0 && static_cast<int64_t>(ids.size()) >= ctx)
+      bad_input("{}: the prompt's {} tokens leave no room in the teacher's context of {} (shorten or remove the row)",
+                r.where, ids.size(), ctx);
     return {ids.begin(), ids.end()};
   }
 

@@ -32,6 +32,7 @@ struct Settings {
 struct Request {
   int64_t index = 0;   // the row's position among all prompt rows (0-based, before sharding)
   int64_t sample = 0;  // 0..n-1
+  std::string where;   // PROMPTS.jsonl:LINE, for messages
   // The conversation: a `messages` row's turns, or a `prompt` row as one user turn.
   nlohmann::ordered_json messages;
   // A `prompt` row's text (messages then holds it as one user turn): a local teacher encodes it

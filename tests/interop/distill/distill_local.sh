@@ -138,9 +138,9 @@ check "changed settings: no row reused, the old rows dropped" js '
 "$S" -q distill-data --teacher T --prompts small.jsonl -o cli.jsonl --max-tokens 16 --logprobs 2 --teacher-name fixture
 printf '{"input": "T", "output": "ds1", "steps": [{"pass": "distill-data", "options": {"prompts": "small.jsonl", "max-tokens": 16, "logprobs": 2, "teacher-name": "fixture"}}]}\n' > r1.json
 printf '{"input": "%s", "output": "ds2", "steps": [{"pass": "from-hf"}, {"pass": "package-genai", "options": {"flavor": "genai"}}, {"pass": "distill-data", "options": {"prompts": "small.jsonl", "max-tokens": 16, "logprobs": 2, "teacher-name": "fixture"}}]}\n' "$HF" > r2.json
-"$S" -q run r1.json
+"$S" -q run r1.json > /dev/null
 check "recipe step over the folder: distill.jsonl equals the command line's output" cmp -s ds1/distill.jsonl cli.jsonl
-"$S" -q run r2.json
+"$S" -q run r2.json > /dev/null
 check "recipe from-hf -> package-genai -> distill-data: the same rows" cmp -s ds2/distill.jsonl cli.jsonl
 check "recipe: summary.json beside the rows" js '
   const s = JSON.parse(require("fs").readFileSync("ds2/summary.json","utf8"));
@@ -174,6 +174,11 @@ bad_case "output folder missing" "no/such" --teacher T --prompts small.jsonl -o 
 bad_case "--shard 3/3" "--shard" --teacher T --prompts small.jsonl -o x.jsonl --shard 3/3
 bad_case "a teacher with no KV cache" "KV cache" --teacher "$SRC/tests/fixtures/cnn_digits.onnx" --prompts small.jsonl -o x.jsonl
 check "bad input: nothing written" [ ! -e x.jsonl ]
+node -e 'console.log(JSON.stringify({prompt: "short"})); console.log(JSON.stringify({prompt: "x".repeat(300)}))' > long.jsonl
+bad_case "a prompt longer than the teacher's context" "long.jsonl:2: the prompt's" --teacher T --prompts long.jsonl -o long.out.jsonl --batch-size 1
+check "a prompt longer than the context: the row before it kept" js '
+  const rows = require("fs").readFileSync("long.out.jsonl","utf8").trim().split("\n").map(JSON.parse);
+  process.exit(rows.length == 1 && rows[0].prompt == "short" && !require("fs").existsSync("long.out.jsonl.journal") ? 0 : 1)'
 "$S" -q distill-data --teacher T --prompts bad.jsonl -o skip.jsonl --skip-bad-rows --max-tokens 8 --json > skip.json
 check "--skip-bad-rows: the 2 good rows written with their indices, 3 bad rows listed by line" js '
   const fs = require("fs"); const s = JSON.parse(fs.readFileSync("skip.json","utf8"));
