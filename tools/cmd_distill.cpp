@@ -27,7 +27,8 @@ void register_distill(CLI::App& app) {
                   "a decoder folder as `convert HF_DIR` writes it, or http(s)://HOST[:PORT] of an OpenAI-compatible "
                   "server (/v1/chat/completions); with --soft-labels a classifier .onnx")
       ->type_name("MODEL_DIR|URL");
-  cmd->add_option("-o,--output", d.output, "the output JSONL (with --soft-labels: .npz)")->required();
+  cmd->add_option("-o,--output", d.output,
+                  "the output JSONL (with --soft-labels: an .npz; default: X_soft_labels.npz beside the inputs)");
   for (const passes::OptionSpec& spec : distill::DistillOptions::table().specs()) {
     if (spec.name == "stop") {  // repeatable, and a stop string may hold a comma
       cmd->add_option_function<std::vector<std::string>>(
@@ -61,15 +62,22 @@ void register_distill(CLI::App& app) {
     if (a.progress) progress().force(ProgressReporter::Style::Bar);
     a.d.options = distill::DistillOptions::table().from_json(a.given);
     nlohmann::json j;
+    if (a.d.output.empty() && !a.soft_labels) bad_input("distill-data needs -o OUT.jsonl");
     if (!a.merge.empty()) {
       if (!a.d.teacher.empty() || a.given.contains("prompts"))
         bad_input("--merge takes shard outputs and -o only: drop --teacher and --prompts");
       j = distill::merge(a.merge, a.d.output);
     } else if (a.soft_labels) {
+      // The inputs: --inputs, or --prompts naming an .npz.
+      if (a.inputs.empty() && a.given.contains("prompts")) a.inputs = a.d.options.prompts;
       if (a.inputs.empty()) bad_input("--soft-labels needs --inputs X.npz");
       if (a.d.teacher.empty()) bad_input("--soft-labels needs --teacher MODEL (a classifier .onnx)");
       for (const auto& [k, v] : a.given.items())
-        if (k != "temperature" && k != "batch-size") bad_input("--{} is not for --soft-labels", k);
+        if (k != "temperature" && k != "batch-size" && k != "prompts") bad_input("--{} is not for --soft-labels", k);
+      if (a.d.output.empty()) {
+        std::filesystem::path in(a.inputs);
+        a.d.output = (in.parent_path() / (in.stem().string() + "_soft_labels.npz")).string();
+      }
       distill::SoftLabelArgs sl;
       sl.model = a.d.teacher;
       sl.inputs = a.inputs;

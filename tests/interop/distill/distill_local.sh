@@ -151,7 +151,16 @@ check "recipe without prompts, n 2 greedy: exit 2, both named" js '
   const e = require("fs").readFileSync("r3.err","utf8");
   process.exit(e.includes("prompts") && e.includes("temperature") && !require("fs").existsSync("ds3") ? 0 : 1)'
 
-# 6. Bad input: exit 2, one line naming the file and line, nothing written; --skip-bad-rows goes on.
+# 6. Soft labels from the command line: --prompts naming an .npz, the output beside it by default.
+cp "$SRC/tests/fixtures/cnn_digits_test.npz" digits.npz
+"$S" -q distill-data --soft-labels --teacher "$SRC/tests/fixtures/cnn_digits.onnx" --prompts digits.npz \
+  --temperature 2 --json > soft.json
+check "--soft-labels: digits_soft_labels.npz beside the inputs, 540 x 10 at T=2" js '
+  const s = JSON.parse(require("fs").readFileSync("soft.json","utf8"));
+  process.exit(s.output == "digits_soft_labels.npz" && s.samples == 540 && s.classes == 10 && s.temperature == 2 &&
+               require("fs").statSync("digits_soft_labels.npz").size > require("fs").statSync("digits.npz").size ? 0 : 1)'
+
+# 7. Bad input: exit 2, one line naming the file and line, nothing written; --skip-bad-rows goes on.
 printf '%s\n' '{"prompt": "Licensor shall"}' '' 'not json' '{"text": "no prompt"}' '{"messages": []}' \
   '{"prompt": "the Work"}' > bad.jsonl
 bad_case() {  # NAME EXPECTED-IN-MESSAGE ARGS...
