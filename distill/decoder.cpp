@@ -46,27 +46,30 @@ Decoder::Decoder(const fs::path& model_or_dir, int threads) {
   dir_ = is_dir ? model_or_dir : model_or_dir.parent_path();
   file_ = is_dir ? dir_ / "model.onnx" : model_or_dir;
   if (formats::path_exists(dir_ / "tokenizer.json")) tokenizer_ = tok::Tokenizer::load(dir_ / "tokenizer.json");
-  for (const char* name : {"generation_config.json", "config.json"}) {
-    if (!eos_.empty() || !formats::path_exists(dir_ / name)) continue;
+  // The folder's JSON files, each read once (an object, or null when absent or not JSON).
+  auto read_json = [&](const char* name) {
+    if (!formats::path_exists(dir_ / name)) return nlohmann::json();
     nlohmann::json j = nlohmann::json::parse(formats::read_text_file(dir_ / name), nullptr, false);
-    if (!j.is_object() || !j.contains("eos_token_id")) continue;
-    const auto& e = j["eos_token_id"];
+    return j.is_object() ? j : nlohmann::json();
+  };
+  const nlohmann::json generation = read_json("generation_config.json"), config = read_json("config.json"),
+                       genai = read_json("genai_config.json");
+  // End-of-sequence ids: generation_config.json's, else config.json's.
+  for (const nlohmann::json* j : {&generation, &config}) {
+    if (!eos_.empty() || !j->contains("eos_token_id")) continue;
+    const auto& e = (*j)["eos_token_id"];
     if (e.is_number_integer()) eos_.push_back(e.get<int64_t>());
     if (e.is_array())
       for (const auto& x : e)
         if (x.is_number_integer()) eos_.push_back(x.get<int64_t>());
   }
-  if (formats::path_exists(dir_ / "genai_config.json")) {
-    nlohmann::json j = nlohmann::json::parse(formats::read_text_file(dir_ / "genai_config.json"), nullptr, false);
-    if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("context_length") &&
-        j["model"]["context_length"].is_number_integer())
-      context_length_ = j["model"]["context_length"].get<int64_t>();
-  }
-  if (context_length_ <= 0 && formats::path_exists(dir_ / "config.json")) {
-    nlohmann::json j = nlohmann::json::parse(formats::read_text_file(dir_ / "config.json"), nullptr, false);
-    if (j.is_object() && j.contains("max_position_embeddings") && j["max_position_embeddings"].is_number_integer())
-      context_length_ = j["max_position_embeddings"].get<int64_t>();
-  }
+  const nlohmann::json ctx = genai.contains("model") && genai["model"].is_object()
+                                 ? genai["model"].value("context_length", nlohmann::json())
+                                 : nlohmann::json();
+  if (ctx.is_number_integer()) context_length_ = ctx.get<int64_t>();
+  if (context_length_ <= 0 && config.contains("max_position_embeddings") &&
+      config["max_position_embeddings"].is_number_integer())
+    context_length_ = config["max_position_embeddings"].get<int64_t>();
   model_ = formats::load_model(file_);
   for (const auto& n : model_.graph->nodes())
     if (n->op_type == "GroupQueryAttention") left_padding_ = false;

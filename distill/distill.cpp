@@ -19,6 +19,7 @@
 #include "formats/onnx_io.h"
 #include "formats/sha256.h"
 #include "ir/error.h"
+#include "passes/common/shard.h"
 #include "runtime/executor.h"
 
 namespace slmops::distill {
@@ -215,23 +216,6 @@ class Journal {
   int fd_ = -1;
 };
 
-std::pair<int64_t, int64_t> shard_range(const std::string& shard, int64_t rows, int64_t bs) {
-  if (shard.empty()) return {0, rows};
-  const size_t slash = shard.find('/');
-  int64_t i = -1, k = 0;
-  try {
-    size_t u1 = 0, u2 = 0;
-    i = std::stoll(shard.substr(0, slash), &u1);
-    k = std::stoll(shard.substr(slash + 1), &u2);
-    if (u1 != slash || u2 != shard.size() - slash - 1) k = 0;
-  } catch (const std::exception&) {
-  }
-  if (slash == std::string::npos || k < 1 || i < 0 || i >= k)
-    bad_input("--shard '{}': expected I/N with 0 <= I < N (0-based, like a Kubernetes job index)", shard);
-  const int64_t nb = (rows + bs - 1) / bs;
-  return {std::min(rows, (i * nb / k) * bs), std::min(rows, ((i + 1) * nb / k) * bs)};
-}
-
 }  // namespace
 
 void check_arguments(const DistillArgs& a) {
@@ -239,28 +223,15 @@ void check_arguments(const DistillArgs& a) {
   if (a.teacher.empty()) bad_input("distill-data needs --teacher MODEL_DIR|URL");
   if (a.options.prompts.empty()) bad_input("distill-data needs --prompts PROMPTS.jsonl");
   if (a.output.empty()) bad_input("distill-data needs -o OUT.jsonl");
-  if (s.temperature < 0) bad_input("--temperature {}: must be >= 0 (0: greedy)", s.temperature);
-  if (!(s.top_p > 0 && s.top_p <= 1)) bad_input("--top-p {}: must be in (0, 1]", s.top_p);
-  if (s.top_k < 0) bad_input("--top-k {}: must be >= 0 (0: all tokens)", s.top_k);
-  if (s.max_tokens < 1) bad_input("--max-tokens {}: must be >= 1", s.max_tokens);
-  if (s.n < 1) bad_input("--n {}: must be >= 1", s.n);
+  // Ranges are the option table's (checked as flags or recipe options are read); here only what
+  // spans options.
   if (s.temperature == 0 && s.n > 1) bad_input("--n {} needs --temperature > 0 (greedy answers are all the same)", s.n);
-  if (s.logprobs < 0 || s.logprobs > 20) bad_input("--logprobs {}: must be in 0..20 (as the OpenAI API)", s.logprobs);
   for (const auto& st : s.stop)
     if (st.empty()) bad_input("--stop: a stop string must not be empty");
-  if (a.options.batch_size < 1) bad_input("--batch-size {}: must be >= 1", a.options.batch_size);
-  if (is_url(a.teacher)) {
-    if (a.http.concurrency < 1) bad_input("--concurrency {}: must be >= 1", a.http.concurrency);
-    if (a.http.requests_per_minute < 0) bad_input("--requests-per-minute must be >= 0 (0: no limit)");
-    if (a.http.max_retries < 0) bad_input("--max-retries must be >= 0");
-    if (!(a.http.timeout_s > 0)) bad_input("--timeout must be > 0 seconds");
-  } else if (!formats::path_exists(a.teacher)) {
+  if (!is_url(a.teacher) && !formats::path_exists(a.teacher)) {
     bad_input("--teacher {}: no such model folder or file (or give an http(s):// URL)", a.teacher);
   }
-  const std::string& prompts = a.options.prompts;
-  if (formats::path_exists(prompts) && formats::path_exists(a.output) && formats::same_file(prompts, a.output))
-    bad_input("-o {}: is the prompts file", a.output);
-  formats::check_output_path(a.output, {fs::path(prompts)});
+  formats::check_output_path(a.output, {fs::path(a.options.prompts)});  // also: not the prompts file
 }
 
 nlohmann::json run(const DistillArgs& a) {
@@ -273,7 +244,7 @@ nlohmann::json run(const DistillArgs& a) {
   if (rows.empty() && bad.empty()) bad_input("{}: no prompt rows (JSONL with 'messages' or 'prompt')", o.prompts);
   int64_t all_rows = 0;  // bad rows too: indices never move when --skip-bad-rows drops one
   for (const auto& r : rows) all_rows = std::max(all_rows, r.index + 1);
-  const auto [begin, end] = shard_range(o.shard, all_rows, o.batch_size);
+  const auto [begin, end] = passes::shard_range(o.shard, all_rows, o.batch_size);
 
   std::unique_ptr<Teacher> teacher;
   if (is_url(a.teacher)) {
@@ -304,7 +275,6 @@ nlohmann::json run(const DistillArgs& a) {
   const fs::path out(a.output);
   Journal journal(fs::path(a.output + ".journal"));
   Finished finished;
-  formats::remove_stale_temporaries(out);
   read_finished(out, finished);
   read_finished(journal.path(), finished);
 

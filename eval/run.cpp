@@ -15,6 +15,7 @@
 #include "formats/onnx_io.h"
 #include "ir/edit.h"
 #include "ir/error.h"
+#include "passes/common/shard.h"
 #include "passes/optimize/optimize.h"
 #include "runtime/executor.h"
 
@@ -238,21 +239,6 @@ void check_goal_families(const std::vector<std::string>& goals, const Selected& 
   }
 }
 
-// "I/N" -> {I, N}; {-1, 0} when it does not parse. `strict`: nothing may follow either number.
-std::pair<int64_t, int64_t> parse_shard(const std::string& shard, bool strict) {
-  auto slash = shard.find('/');
-  int64_t i = -1, k = 0;
-  try {
-    size_t u1 = 0, u2 = 0;
-    i = std::stoll(shard.substr(0, slash), &u1);
-    k = std::stoll(shard.substr(slash + 1), &u2);
-    if (strict && (u1 != slash || u2 != shard.size() - slash - 1)) k = 0;
-  } catch (const std::exception&) {
-  }
-  if (slash == std::string::npos) k = 0;
-  return {i, k};
-}
-
 }  // namespace
 
 nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const EvalArgs& a) {
@@ -302,15 +288,7 @@ nlohmann::json evaluation_report(const ir::Model& m, const ir::Model* bm, const 
   check_goal_families(o.goals, sel, a.random);
 
   // The shard: a contiguous run of whole batches, so that shard runs see the same batches.
-  int64_t n = source->samples(), bs = opts.batch_size;
-  int64_t nb = (n + bs - 1) / bs, begin = 0, end = n;
-  if (!a.shard.empty()) {
-    auto [i, k] = parse_shard(a.shard, false);
-    if (k < 1 || i < 0 || i >= k)
-      bad_input("--shard '{}': expected I/N with 0 <= I < N (0-based, like a Kubernetes job index)", a.shard);
-    begin = std::min(n, (i * nb / k) * bs);
-    end = std::min(n, ((i + 1) * nb / k) * bs);
-  }
+  const auto [begin, end] = passes::shard_range(a.shard, source->samples(), opts.batch_size);
   auto batches = source->batches(begin, end);
 
   nlohmann::json report = {{"model", a.model}, {"data", source->describe()}, {"samples", end - begin},
@@ -465,7 +443,7 @@ void check_arguments(const EvalArgs& a) {
   if (!o.data.empty() && !fs::exists(o.data, ec)) bad_input("--data {}: no such file or folder", o.data);
   if (!o.baseline.empty() && !fs::exists(o.baseline, ec)) bad_input("--baseline {}: no such file", o.baseline);
   if (!a.shard.empty()) {
-    auto [i, k] = parse_shard(a.shard, true);
+    auto [i, k] = passes::parse_shard(a.shard, true);
     if (k < 1 || k > 1000000 || i < 0 || i >= k)
       bad_input("--shard '{}': expected I/N with 0 <= I < N <= 1000000 (0-based, like a Kubernetes job index)",
                 a.shard);

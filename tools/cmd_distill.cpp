@@ -42,14 +42,22 @@ void register_distill(CLI::App& app) {
   cmd->add_option("--merge", a.merge, "join shard outputs in prompt order into -o")->type_name("SHARD.jsonl...");
   cmd->add_option("--model", d.http.model, "HTTP: the model name sent to the endpoint");
   cmd->add_option("--api-key-env", d.http.api_key_env, "HTTP: the environment variable that holds the API key");
-  cmd->add_option("--concurrency", d.http.concurrency, "HTTP: requests open at once")->capture_default_str();
-  cmd->add_option("--requests-per-minute", d.http.requests_per_minute, "HTTP: start requests at most this often")
+  cmd->add_option("--concurrency", d.http.concurrency, "HTTP: requests open at once (a thread each)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--requests-per-minute", d.http.requests_per_minute,
+                  "HTTP: start requests at most this often (0: no limit)")
+      ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
   cmd->add_option("--max-retries", d.http.max_retries, "HTTP: retries per answer on 408/429/5xx/timeouts")
+      ->check(CLI::Range(0, 1000))
       ->capture_default_str();
-  cmd->add_option("--timeout", d.http.timeout_s, "HTTP: seconds per attempt")->capture_default_str();
+  cmd->add_option("--timeout", d.http.timeout_s, "HTTP: seconds per attempt")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
   cmd->add_option("--retry-backoff", d.http.backoff_s,
                   "HTTP: first back-off in seconds, doubled per retry with jitter (Retry-After wins)")
+      ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   cmd->add_flag("--soft-labels", a.soft_labels,
                 "classifier teacher: write softmax(output / --temperature) of the --inputs .npz as 'soft_labels'");
