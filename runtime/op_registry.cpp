@@ -129,4 +129,19 @@ const Tensor& SessionConstants::get(const ir::Value* v) {
   return it->second;
 }
 
+const Tensor* PlanContext::packable_weight(const ir::Node& n, size_t i, size_t rank) const {
+  const ir::Value* v = n.inputs.size() > i ? n.inputs[i] : nullptr;
+  if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
+  const Tensor& w = constant(v);
+  if (w.dims.size() != rank || !w.has_data()) return nullptr;
+  if (w.dtype != DType::Float && w.dtype != DType::Float16 && w.dtype != DType::BFloat16) return nullptr;
+  const bool replaced = w.dtype == DType::Float && w.data.source();
+  if (!replaced && !take_pack_budget(static_cast<int64_t>(w.numel() * sizeof(float)))) return nullptr;
+  return &w;
+}
+
+void PlanContext::release_packed(const Tensor& w) {
+  if (w.dtype == DType::Float && w.data.source()) w.data.release_resident_pages();
+}
+
 }  // namespace slmops::runtime

@@ -79,6 +79,16 @@ struct PlanContext {
     *pack_budget -= bytes;
     return true;
   }
+
+  // The weight at input `i` of `n` when a kernel may pack a copy of it at plan time: a true
+  // initializer (a graph input with a default could be fed something else) of rank `rank`,
+  // float32/float16/bfloat16, with data, and room for the copy. A float32 weight mapped from the
+  // model file is replaced in memory by its packed copy (call release_packed() after packing:
+  // its pages go, the kernel reads only the copy), so it takes no budget; any other would be
+  // held twice and takes its float32 size from the budget. nullptr otherwise.
+  const Tensor* packable_weight(const ir::Node& n, size_t i, size_t rank) const;
+  // Releases the resident pages of a weight packable_weight() returned, once it is packed.
+  static void release_packed(const Tensor& w);
 };
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const ir::Node&, const PlanContext&)>;

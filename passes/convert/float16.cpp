@@ -101,8 +101,8 @@ void floats_to_half_scalar(const uint8_t* src, uint64_t n, uint16_t* dst, Float1
 }
 
 // The same 8 at a time with F16C (vcvtps2ph rounds to nearest even, as the scalar path).
-__attribute__((target("avx2,f16c"))) void floats_to_half_avx2(const uint8_t* src, uint64_t n, uint16_t* dst,
-                                                              Float16Stats& st) {
+__attribute__((target("avx,f16c"))) void floats_to_half_avx(const uint8_t* src, uint64_t n, uint16_t* dst,
+                                                            Float16Stats& st) {
   const __m256 sign = _mm256_set1_ps(-0.0f), max = _mm256_set1_ps(kHalfMax),
                inf = _mm256_set1_ps(std::numeric_limits<float>::infinity()), tiny = _mm256_set1_ps(kHalfMinSubnormal),
                zero = _mm256_setzero_ps();
@@ -140,11 +140,11 @@ ir::Tensor to_low(const ir::Tensor& t, DType low, Float16Stats& st) {
   ir::Buffer out = ir::Buffer::allocate(n * 2);
   auto* dst = reinterpret_cast<uint16_t*>(out.mutable_data());
   const uint8_t* src = t.data.data();
-  static const bool avx2 = runtime::kernels::cpu().avx2;  // AVX2 + FMA + F16C
+  static const bool avx = runtime::kernels::cpu().fma;  // AVX + FMA + F16C
   if (low == DType::BFloat16)
     floats_to_bfloat16(src, n, dst);
-  else if (avx2)
-    floats_to_half_avx2(src, n, dst, st);
+  else if (avx)
+    floats_to_half_avx(src, n, dst, st);
   else
     floats_to_half_scalar(src, n, dst, st);
   t.data.release_resident_pages();  // a mapped weight's pages are done with

@@ -15,15 +15,16 @@
 // of 16 columns x one block (one 64-byte line per row) into a column-major buffer and work on
 // contiguous block values. GPTQ keeps W row-major, as the paper's code does with its [out, in]
 // weight: each row k of our W is one "column" of the paper's, updated for all N at once.
-#include <cstring>
 #include "passes/quant/block_quant.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
 #include "ir/error.h"
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/gemm.h"
 #include "runtime/thread_pool.h"
 
@@ -267,8 +268,8 @@ using v4d = double __attribute__((vector_size(32)));
     }
 }
 
-[[gnu::target("avx2,fma")]] void gemm_acc_avx2(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A,
-                                               int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
+[[gnu::target("avx,fma")]] void gemm_acc_fma(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A,
+                                             int64_t lda, const double* B, int64_t ldb, double* C, int64_t ldc) {
   gemm_acc_body(M, Nc, Kd, alpha, A, lda, B, ldb, C, ldc);
 }
 
@@ -279,9 +280,9 @@ void gemm_acc_generic(int64_t M, int64_t Nc, int64_t Kd, double alpha, const dou
 
 void gemm_acc(int64_t M, int64_t Nc, int64_t Kd, double alpha, const double* A, int64_t lda, const double* B,
               int64_t ldb, double* C, int64_t ldc) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool fma = runtime::kernels::cpu().fma;
   if (M <= 0 || Nc <= 0 || Kd <= 0) return;
-  (avx2 ? gemm_acc_avx2 : gemm_acc_generic)(M, Nc, Kd, alpha, A, lda, B, ldb, C, ldc);
+  (fma ? gemm_acc_fma : gemm_acc_generic)(M, Nc, Kd, alpha, A, lda, B, ldb, C, ldc);
 }
 
 constexpr int64_t kPanel = 64;  // block size of the factorizations

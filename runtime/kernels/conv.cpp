@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "runtime/kernels/cpu_features.h"
+#include "runtime/kernels/depthwise_impl.h"
 
 namespace slmops::runtime::kernels {
 namespace {
@@ -264,7 +266,7 @@ inline float clamp_value(float v, float lo, float hi, bool use_lo, bool use_hi) 
 
 ConvIsa conv_isa() {
   const CpuFeatures& f = cpu();
-  return f.avx512f ? ConvIsa::Avx512 : f.avx2 ? ConvIsa::Avx2 : ConvIsa::Portable;
+  return f.avx512f ? ConvIsa::Avx512 : f.fma ? ConvIsa::Fma : ConvIsa::Portable;
 }
 
 // ---- StripIm2col ---------------------------------------------------------------------------
@@ -323,10 +325,21 @@ void StripIm2col::run_at(ConvIsa isa, const float* x, int64_t c0, int64_t c1, in
     float* dst = col + (t - t0) * strip_rows * kStrip;
     const int32_t* org = origin_.data() + t * kStrip;
     const uint16_t* masks = mask_.data() + t * ksize_;
+    // Windows 1 or 2 elements apart: a row with every lane inside the input is a copy (or a
+    // copy of every other element), which the compiler vectorizes; the others go lane by lane.
+    const int64_t step = shifted_[t];
     for (int64_t c = c0; c < c1; ++c) {
       const float* plane = x + c * plane_;
-      for (int64_t k = 0; k < ksize_; ++k, dst += kStrip)
-        for (int64_t i = 0; i < kStrip; ++i) dst[i] = (masks[k] >> i) & 1 ? plane[int64_t{org[i]} + delta_[k]] : 0.0f;
+      for (int64_t k = 0; k < ksize_; ++k, dst += kStrip) {
+        if (step == 1 && masks[k] == 0xffff) {
+          std::memcpy(dst, plane + (int64_t{org[0]} + delta_[k]), kStrip * sizeof(float));
+        } else if (step == 2 && masks[k] == 0xffff) {
+          const float* p = plane + (int64_t{org[0]} + delta_[k]);
+          for (int64_t i = 0; i < kStrip; ++i) dst[i] = p[2 * i];
+        } else {
+          for (int64_t i = 0; i < kStrip; ++i) dst[i] = (masks[k] >> i) & 1 ? plane[int64_t{org[i]} + delta_[k]] : 0.0f;
+        }
+      }
     }
   }
 }
@@ -405,12 +418,20 @@ void depthwise_conv2d_at(ConvIsa isa, const float* x, const WindowShape& s, cons
                          int64_t c0, int64_t c1, float lo, float hi, float* y) {
   const int64_t in_size = s.in_size(), out_size = s.out_size(), ksize = s.kernel_size();
   const bool avx512 = isa == ConvIsa::Avx512 && cpu().avx512f && depthwise_vectorized(s);
+  const bool fma = isa == ConvIsa::Fma && cpu().fma && depthwise3x3_rows_fit(s);
+  const bool rows = !avx512 && !fma && depthwise3x3_rows_fit(s);
   for (int64_t c = c0; c < c1; ++c) {
     const float b = bias ? bias[c] : 0.0f;
+    const float* xc = x + c * in_size;
+    float* yc = y + c * out_size;
     if (avx512)
-      detail::depthwise_plane_avx512(x + c * in_size, s, w + c * ksize, b, lo, hi, y + c * out_size);
+      detail::depthwise_plane_avx512(xc, s, w + c * ksize, b, lo, hi, yc);
+    else if (fma)
+      detail::depthwise3x3_plane_fma(xc, s, w + c * ksize, b, lo, hi, yc);
+    else if (rows)
+      depthwise3x3_plane_rows(xc, s, w + c * ksize, b, lo, hi, yc);
     else
-      depthwise_plane_portable(x + c * in_size, s, w + c * ksize, b, lo, hi, y + c * out_size);
+      depthwise_plane_portable(xc, s, w + c * ksize, b, lo, hi, yc);
   }
 }
 

@@ -62,7 +62,7 @@ class Im2colStrips {
 
 // Which instruction set a kernel below runs with. The *_at functions take it explicitly so
 // the tests can run every level the CPU has; conv_isa() is the best one (cpu(), SLMOPS_ISA).
-enum class ConvIsa { Portable, Avx2, Avx512 };
+enum class ConvIsa { Portable, Fma, Avx512 };
 ConvIsa conv_isa();
 
 // The column matrix of a 2-D window of any stride, dilation and padding, written in PackedB's
@@ -166,6 +166,10 @@ void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* 
                              int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                              float* C, int64_t ldc);
 // One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).
+// A 3x3 depthwise plane (dilation 1, stride 1 or 2) built with AVX + FMA (conv_fma.cpp);
+// false when the window is not one it takes.
+bool depthwise3x3_plane_fma(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
+                            float* y);
 void depthwise_plane_avx512(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                             float* y);
 }  // namespace detail

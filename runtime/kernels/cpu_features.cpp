@@ -29,7 +29,10 @@ CpuFeatures detect() {
   if (!cap || !*cap) cap = std::getenv("SLMOPS_GEMM_ISA");
   f.cap = cap ? cap : "";
   if (f.cap == "portable") return f;
-  f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+  // libgcc's "avx" also checks that the OS saves the ymm registers (XGETBV).
+  f.fma = __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma") && has_f16c();
+  if (!f.fma || f.cap == "fma") return f;
+  f.avx2 = __builtin_cpu_supports("avx2");
   if (!f.avx2) return f;
   f.avxvnni = has_avxvnni();
   if (f.cap == "avx2") return f;

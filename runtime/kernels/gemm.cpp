@@ -75,11 +75,11 @@ void gemv_strips_portable(int64_t kc, const float* x, const float* strips, int64
       for (int j = 0; j < kNR; ++j) y[s * kNR + j] += x[k] * strips[(s * kc + k) * kNR + j];
 }
 
-// From the CPU-features table (SLMOPS_ISA=avx2 or portable caps the choice).
+// From the CPU-features table (SLMOPS_ISA=avx2, fma or portable caps the choice).
 const detail::GemmKernels& best_kernels() {
   static const detail::GemmKernels& k = [] () -> const detail::GemmKernels& {
     if (cpu().avx512f) return detail::avx512_kernels();
-    return cpu().avx2 ? detail::avx2_kernels() : detail::portable_kernels();
+    return cpu().fma ? detail::fma_kernels() : detail::portable_kernels();
   }();
   return k;
 }
@@ -225,8 +225,9 @@ void gemv_packed(float alpha, const Strided& x, const PackedB& B, float beta, fl
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (K * kNR));
   run(pool, strips, grain, [&](int64_t s0, int64_t s1) {
     // Depth blocks outermost: the strips [s0, s1) of a block are contiguous.
-    for (int64_t k0 = 0; k0 < K; k0 += kKC)
-      kern.gemv_strips(std::min(kKC, K - k0), xp + k0, B.block(k0, s0 * kNR), s1 - s0, &sums[s0 * kNR]);
+    const int64_t kb = B.depth_block();
+    for (int64_t k0 = 0; k0 < K; k0 += kb)
+      kern.gemv_strips(std::min(kb, K - k0), xp + k0, B.block(k0, s0 * kNR), s1 - s0, &sums[s0 * kNR]);
     for (int64_t j = s0 * kNR; j < std::min(s1 * kNR, N); ++j) c[j] = scale_add(alpha, sums[j], beta, c[j]);
   });
 }
@@ -238,6 +239,11 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
                   const PackedA* packed_a = nullptr) {
   const auto& kern = best_kernels();
   const int64_t threads = pool ? pool->threads() : 1;
+  // Depth blocks: the pre-packed operands' (which agree, or both hold all K rows in one), else
+  // the driver's own.
+  const int64_t kb = packed ? packed->depth_block() : packed_a ? packed_a->depth_block() : kKC;
+  if (packed && packed_a && packed_a->depth_block() != kb && K > std::min(kb, packed_a->depth_block()))
+    throw std::invalid_argument("sgemm: the packed operands' depth blocks differ");
   // Equal row blocks of at most kMC rows; as many as a multiple of the thread count so that
   // every thread gets the same share. When there are fewer blocks than threads, the threads
   // split the B strips instead (each packs the same A block).
@@ -251,8 +257,8 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
   for (int64_t n0 = 0; n0 < N; n0 += kNC) {
     const int64_t nc = std::min(kNC, N - n0);
     const int64_t strips = ceil_div(nc, kNR);
-    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-      const int64_t kc = std::min(kKC, K - k0);
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+      const int64_t kc = std::min(kb, K - k0);
       const float* b_block;
       if (packed) {
         b_block = packed->block(k0, n0);
@@ -349,12 +355,16 @@ void PackedB::Free::operator()(float* p) const { std::free(p); }
 // Layout: as PackedB's with rows for columns: the depth block at k0 sits at k0 * m_padded;
 // inside it, panel p (kc deep) at p * kc * mr, as gemm_blocked packs its A blocks (mr: the
 // panel height of the kernel set in use).
-PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda)
-    : m_(M), k_(K), m_padded_(round_up(M, best_kernels().mr)), data_(aligned_floats(static_cast<size_t>(K * m_padded_))) {
+PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, int64_t depth_block)
+    : m_(M),
+      k_(K),
+      m_padded_(round_up(M, best_kernels().mr)),
+      kc_(depth_block > 0 ? std::min(depth_block, kKC) : kKC),
+      data_(aligned_floats(static_cast<size_t>(K * m_padded_))) {
   const Strided a = view_a(trans_a, A, lda);
   const int mr = best_kernels().mr;
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, K - k0);
+  for (int64_t k0 = 0; k0 < K; k0 += kc_) {
+    const int64_t kc = std::min(kc_, K - k0);
     for (int64_t p = 0; p * mr < M; ++p)
       pack_a_panel(mr, a, p * mr, std::min<int64_t>(mr, M - p * mr), k0, kc, data_.get() + k0 * m_padded_ + p * kc * mr);
   }
@@ -363,10 +373,11 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
 void PackedA::Free::operator()(float* p) const { std::free(p); }
 
 const float* PackedA::block(int64_t k0, int64_t m0) const {
-  return data_.get() + k0 * m_padded_ + m0 * std::min(kKC, k_ - k0);
+  return data_.get() + k0 * m_padded_ + m0 * std::min(kc_, k_ - k0);
 }
 
-static_assert(PackedB::kStrip == kNR && PackedB::kWrapMaxK <= kKC, "PackedB::wrap's layout is one depth block");
+static_assert(PackedB::kStrip == kNR && PackedB::kWrapMaxK <= kKC && PackedB::kMaxDepthBlock == kKC,
+              "PackedB::wrap's layout is one depth block");
 
 PackedB PackedB::wrap(int64_t K, int64_t N, float* memory) {
   if (K > kWrapMaxK) throw std::invalid_argument("PackedB::wrap: K above one depth block");
@@ -378,8 +389,16 @@ PackedB PackedB::wrap(int64_t K, int64_t N, float* memory) {
   return b;
 }
 
+PackedB PackedB::wrap_blocked(int64_t K, int64_t N, int64_t depth_block, float* memory) {
+  if (depth_block < 1 || depth_block > kMaxDepthBlock) throw std::invalid_argument("PackedB::wrap: bad depth block");
+  PackedB b = wrap(std::min(K, kWrapMaxK), N, memory);
+  b.k_ = K;
+  b.kc_ = depth_block;
+  return b;
+}
+
 const float* PackedB::block(int64_t k0, int64_t n0) const {
-  return base_ + k0 * n_padded_ + n0 * std::min(kKC, k_ - k0);
+  return base_ + k0 * n_padded_ + n0 * std::min(kc_, k_ - k0);
 }
 
 void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
@@ -391,6 +410,15 @@ void sgemm_packed(bool trans_a, int64_t M, float alpha, const float* A, int64_t 
   const Strided a = view_a(trans_a, A, lda);
   if (M == 1) return gemv_packed(alpha, a, B, beta, C, pool);
   gemm_blocked(M, N, K, alpha, a, Strided{}, &B, beta, C, ldc, pool);
+}
+
+void sgemm_packed_a(const PackedA& A, bool trans_b, int64_t N, float alpha, const float* B, int64_t ldb, float beta,
+                    float* C, int64_t ldc, ThreadPool* pool) {
+  const int64_t M = A.rows(), K = A.depth();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (M * N * K < kMinParallelWork) pool = nullptr;
+  gemm_blocked(M, N, K, alpha, Strided{}, view_b(trans_b, B, ldb), nullptr, beta, C, ldc, pool, &A);
 }
 
 void sgemm_packed_ab(const PackedA& A, const PackedB& B, float alpha, float beta, float* C, int64_t ldc,

@@ -1,11 +1,11 @@
-// AVX-512F micro-kernels of the SGEMM driver. The packed B strips are the AVX2 set's (16
+// AVX-512F micro-kernels of the SGEMM driver. The packed B strips are the FMA set's (16
 // columns, gemm_kernels.h); the A panels are 8 rows high (GemmKernels::mr = 8), so that a
 // tile has enough independent accumulators: with 2 FMA ports of 4 cycles' latency a k step
 // needs at least 8 FMAs in flight.
 //   micro:      8 x 16, one zmm accumulator per row: one B load, 8 broadcasts, 8 FMAs per k.
 //   micro_wide: 8 x 32 over two consecutive strips, 16 accumulators: two B loads, 8
 //               broadcasts, 16 FMAs per k (bound by the FMAs, not the loads).
-// The GEMV kernels are the AVX2 ones (memory-bound).
+// The GEMV kernels are the FMA set's (memory-bound).
 //
 // The build compiles only *_avx2[_*].cpp files for a wider ISA; this file asks for AVX-512 per
 // function (target attribute), and gemm.cpp calls it only after checking the CPU.
@@ -84,12 +84,8 @@ void micro_wide(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 }  // namespace
 
 const GemmKernels& avx512_kernels() {
-  static const GemmKernels k{kRows,
-                             micro,
-                             micro_wide,
-                             avx2_kernels().gemv_dot,
-                             avx2_kernels().gemv_axpy,
-                             avx2_kernels().gemv_strips};
+  static const GemmKernels k{
+      kRows, micro, micro_wide, fma_kernels().gemv_dot, fma_kernels().gemv_axpy, fma_kernels().gemv_strips};
   return k;
 }
 

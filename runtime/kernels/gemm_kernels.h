@@ -1,5 +1,5 @@
 // Inner kernels of the SGEMM driver (gemm.cpp), in a portable version (gemm.cpp) and an
-// AVX2+FMA version (gemm_avx2.cpp). The driver picks one set once by CPU features.
+// AVX+FMA version (gemm_fma.cpp). The driver picks one set once by CPU features.
 //
 // Packed layouts (made by the driver, see gemm.cpp):
 //   A panel: kMR rows of op(A) interleaved by k: a[k * kMR + r], zero-padded to kMR rows.
@@ -9,7 +9,7 @@
 
 namespace slmops::runtime::kernels::detail {
 
-inline constexpr int kMR = 6;     // rows of the register tile (portable and AVX2 sets)
+inline constexpr int kMR = 6;     // rows of the register tile (portable and FMA sets)
 inline constexpr int kMaxMR = 8;  // the most rows of any set's tile (AVX-512: 8)
 inline constexpr int kNR = 16;    // columns of the register tile (two 8-float vectors)
 
@@ -35,10 +35,11 @@ struct GemmKernels {
   void (*gemv_strips)(int64_t kc, const float* x, const float* strips, int64_t count, float* y);
 };
 
-// Plain C++ (any x86-64); and the AVX2+FMA set, to call only when the CPU supports both.
+// Plain C++ (any x86-64); and the AVX+FMA set, to call only when the CPU has AVX, FMA and F16C
+// (cpu().fma; AVX2 is not needed).
 const GemmKernels& portable_kernels();
-const GemmKernels& avx2_kernels();
-// The AVX2 set with an AVX-512F micro-kernel (gemm_avx512.cpp); only when the CPU has
+const GemmKernels& fma_kernels();
+// The FMA set with an AVX-512F micro-kernel (gemm_avx512.cpp); only when the CPU has
 // AVX-512F as well as AVX2 and FMA.
 const GemmKernels& avx512_kernels();
 

@@ -1,6 +1,7 @@
 // Element-wise float32 math on arrays: exp, erf, sigmoid, tanh, sqrt, square, relu. Plain
 // functions on pointers (they never see the IR), in a portable version (unary_math.cpp,
-// 4-lane GCC vectors) and an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes), chosen once by
+// 4-lane GCC vectors), an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes) and an AVX+FMA one
+// (unary_math_fma.cpp, 8 lanes, for CPUs without AVX2), chosen once by
 // CPU features as in gemm.cpp.
 //
 // The transcendental ones are float polynomials, not libm: within 2 ulp of the correctly
@@ -28,9 +29,11 @@ void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
 
 namespace detail {
 using UnaryF32 = void (*)(UnaryOp, const float*, float*, int64_t);
-// Plain C++ (any x86-64) and AVX2+FMA (only when the CPU has both). For tests.
+// Plain C++ (any x86-64), AVX2+FMA (cpu().avx2) and AVX+FMA (cpu().fma: the same code with
+// its integer steps in 128-bit halves). For tests.
 UnaryF32 unary_portable();
 UnaryF32 unary_avx2();
+UnaryF32 unary_fma();
 }  // namespace detail
 
 }  // namespace slmops::runtime::kernels

@@ -25,19 +25,13 @@ bool runs_on_sgemm(DType dt) { return dt == DType::Float || dt == DType::Float16
 // default could be fed something else, so only true initializers count) and the session's
 // packing budget has room for it (PlanContext::pack_budget); nullptr otherwise.
 std::shared_ptr<const kernels::PackedB> pack_constant_b(const ir::Node& n, bool trans_b, const PlanContext& pc) {
-  const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
-  if (!v || v->kind != ir::Value::Kind::Initializer || !v->initializer) return nullptr;
-  const Tensor& b = pc.constant(v);
-  if (b.dims.size() != 2 || !runs_on_sgemm(b.dtype) || !b.has_data()) return nullptr;
-  // A float32 weight mapped from the model file is replaced in memory by its packed copy:
-  // its pages are released after packing (the kernel reads only the copy), so packing it
-  // costs no memory and needs no budget. Other weights would be held twice: budgeted.
-  const bool replaced = b.dtype == DType::Float && b.data.source();
-  if (!replaced && !pc.take_pack_budget(static_cast<int64_t>(b.numel() * sizeof(float)))) return nullptr;
+  const Tensor* w = pc.packable_weight(n, 1, 2);
+  if (!w) return nullptr;
+  const Tensor& b = *w;
   const Tensor f = to_float_tensor(b);
   const int64_t K = trans_b ? b.dims[1] : b.dims[0], N = trans_b ? b.dims[0] : b.dims[1];
   auto packed = std::make_shared<kernels::PackedB>(trans_b, K, N, f.values<float>(), b.dims[1]);
-  if (replaced) b.data.release_resident_pages();
+  PlanContext::release_packed(b);
   return packed;
 }
 

@@ -95,9 +95,11 @@ void conv_depthwise(const float* x, const float* w, const float* bias, const Con
 // For each image n and group g, with K = (C/group) * kernel_size:
 //   Y[n, g's M/group maps, :] = W_g [M/group, K] * im2col(X[n, g's channels]) [K, out_size] + B
 // The columns are produced and multiplied a tile at a time; (n, g, tile) triples are the
-// parallel tasks.
-void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims& d, const kernels::WindowShape& s,
-               float* y, ThreadPool* pool) {
+// parallel tasks. `pw`: the weights pre-packed per group (sgemm then packs only the columns),
+// or null.
+using PackedWeights = std::vector<kernels::PackedA>;
+void conv_gemm(const float* x, const float* w, const PackedWeights* pw, const float* bias, const ConvDims& d,
+               const kernels::WindowShape& s, float* y, ThreadPool* pool) {
   const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group;
   const int64_t depth = cg * s.kernel_size();
   const int64_t in_size = s.in_size(), out_size = s.out_size();
@@ -122,8 +124,11 @@ void conv_gemm(const float* x, const float* w, const float* bias, const ConvDims
         ldb = cols;
       }
       if (bias) init_rows(yg, mg, cols, out_size, bias + g * mg);
-      kernels::sgemm(false, false, mg, cols, depth, 1.0f, w + g * mg * depth, depth, b, ldb, bias ? 1.0f : 0.0f, yg,
-                     out_size, inner);
+      if (pw)
+        kernels::sgemm_packed_a((*pw)[g], false, cols, 1.0f, b, ldb, bias ? 1.0f : 0.0f, yg, out_size, inner);
+      else
+        kernels::sgemm(false, false, mg, cols, depth, 1.0f, w + g * mg * depth, depth, b, ldb, bias ? 1.0f : 0.0f, yg,
+                       out_size, inner);
     }
   });
 }
@@ -243,7 +248,7 @@ bool batched_gemm_fits(const ConvDims& d, const kernels::WindowShape& s) {
 //   T[M, B*P] = W[M, K] * [im2col(X[0]) | ... | im2col(X[B-1])],  K = C * kernel_size,
 //   Y[n, m, :] = T[m, n*P : (n+1)*P] + bias[m],                   P = out_size.
 // The column matrix and T are pooled tensors (see TensorPool), reused run after run.
-void conv_gemm_batched(const float* x, const float* w, const float* bias, const ConvDims& d,
+void conv_gemm_batched(const float* x, const float* w, const PackedWeights* pw, const float* bias, const ConvDims& d,
                        const kernels::WindowShape& s, float* y, ThreadPool* pool) {
   const int64_t K = d.in_channels * s.kernel_size(), P = s.out_size(), N = d.batch * P, M = d.out_channels;
   const int64_t in_size = s.in_size();
@@ -271,7 +276,10 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
                      }
                    });
     const kernels::PackedB packed = kernels::PackedB::wrap(K, N, pk);
-    kernels::sgemm_packed(false, M, 1.0f, w, K, packed, 0.0f, t.mutable_values<float>(), N, pool);
+    if (pw)
+      kernels::sgemm_packed_ab((*pw)[0], packed, 1.0f, 0.0f, t.mutable_values<float>(), N, pool);
+    else
+      kernels::sgemm_packed(false, M, 1.0f, w, K, packed, 0.0f, t.mutable_values<float>(), N, pool);
   } else {
     Tensor col = new_tensor(DType::Float, {K, N});
     float* pc = col.mutable_values<float>();
@@ -280,7 +288,10 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
                      for (int64_t n = n0; n < n1; ++n)
                        kernels::im2col(x + n * d.in_channels * in_size, s, 0, d.in_channels, 0, P, pc + n * P, N);
                    });
-    kernels::sgemm(false, false, M, N, K, 1.0f, w, K, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
+    if (pw)
+      kernels::sgemm_packed_a((*pw)[0], false, N, 1.0f, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
+    else
+      kernels::sgemm(false, false, M, N, K, 1.0f, w, K, pc, N, 0.0f, t.mutable_values<float>(), N, pool);
   }
   parallel_range(pool, d.batch * M, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(P, 1)),
                  [&](int64_t p0, int64_t p1) {
@@ -294,9 +305,63 @@ void conv_gemm_batched(const float* x, const float* w, const float* bias, const 
                  });
 }
 
+// ---- 2-D Conv as one GEMM on columns written in sgemm's packed layout ---------------------
+
+// Most floats of one image's packed column matrix for conv_packed_columns (16 MiB).
+constexpr int64_t kPackedColBudget = int64_t{1} << 22;
+
+// Channels per depth block of conv_packed_columns: whole channels, at most a GEMM depth block.
+int64_t channels_per_block(int64_t ksize) { return std::max<int64_t>(1, kernels::PackedB::kMaxDepthBlock / ksize); }
+
+// Whether conv_packed_columns takes the convolution: 2-D, one group, a real window (a
+// pointwise convolution multiplies X in place), one channel's rows within a depth block, and
+// the packed columns within budget.
+bool packed_columns_fit(const ConvDims& d, const kernels::WindowShape& s) {
+  if (s.rank() != 2 || d.group != 1 || s.pointwise() || !kernels::StripIm2col::supported(s)) return false;
+  const int64_t ksize = s.kernel_size();
+  const int64_t strips = (s.out_size() + kernels::PackedB::kStrip - 1) / kernels::PackedB::kStrip;
+  return ksize <= kernels::PackedB::kMaxDepthBlock &&
+         d.in_channels * ksize * strips * kernels::PackedB::kStrip <= kPackedColBudget;
+}
+
+// Per image: Y[M, P] = W[M, K] * cols(X) + bias, where StripIm2col writes the columns straight
+// into sgemm's packed strips (depth blocks of whole channels, PackedB::wrap_blocked), so the
+// GEMM packs nothing when the weights are pre-packed (`pw`, with the same depth blocks) and
+// writes Y in place. The threads split the column writing by (depth block, strip) and then
+// the GEMM.
+void conv_packed_columns(const float* x, const float* w, const PackedWeights* pw, const float* bias, const ConvDims& d,
+                         const kernels::WindowShape& s, const kernels::StripIm2col& im, float* y, ThreadPool* pool) {
+  constexpr int64_t S = kernels::PackedB::kStrip;
+  const int64_t ksize = s.kernel_size(), C = d.in_channels, K = C * ksize, P = s.out_size(), M = d.out_channels;
+  const int64_t kb = channels_per_block(ksize) * ksize, cpb = kb / ksize;
+  const int64_t strips = im.strips(), blocks = (C + cpb - 1) / cpb;
+  Tensor packed_t = new_tensor(DType::Float, {K * strips * S});
+  float* pk = packed_t.mutable_values<float>();
+  const kernels::PackedB B = kernels::PackedB::wrap_blocked(K, P, kb, pk);
+  for (int64_t n = 0; n < d.batch; ++n) {
+    const float* xn = x + n * C * s.in_size();
+    parallel_range(pool, blocks * strips, std::max<int64_t>(1, kCopyGrain / (kb * S)), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1;) {
+        const int64_t b = i / strips, t0 = i % strips, t1 = std::min(strips, t0 + (i1 - i));
+        const int64_t c0 = b * cpb, c1 = std::min(C, c0 + cpb), kc = (c1 - c0) * ksize;
+        im.run(xn, c0, c1, t0, t1, pk + c0 * ksize * strips * S + t0 * kc * S, kc);
+        i += t1 - t0;
+      }
+    });
+    float* yn = y + n * M * P;
+    if (bias) init_rows(yn, M, P, P, bias);
+    if (pw)
+      kernels::sgemm_packed_ab((*pw)[0], B, 1.0f, bias ? 1.0f : 0.0f, yn, P, pool);
+    else
+      kernels::sgemm_packed(false, M, 1.0f, w, K, B, bias ? 1.0f : 0.0f, yn, P, pool);
+  }
+}
+
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(const ir::Node& n) : attrs_(n), group_(n.attr_int("group", 1)) {}
+  ConvKernel(const ir::Node& n, const PlanContext& pc) : attrs_(n), group_(n.attr_int("group", 1)) {
+    pack_weights(n, pc);
+  }
 
   void run(OpContext& ctx) override {
     const Tensor& x_in = ctx.in(0);
@@ -318,10 +383,19 @@ class ConvKernel : public Kernel {
       conv_depthwise_2d(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, lo, hi);
     } else if (strips_fit(s) && !depthwise) {
       conv_strips(x.values<float>(), w.values<float>(), bias, *strip_im2col(s), d, s, py, ctx.pool, lo, hi);
+    } else if (packed_columns_fit(d, s) && (d.batch == 1 || !batched_gemm_fits(d, s)) &&
+               (packed_.empty() || packed_[0].depth_block() == channels_per_block(s.kernel_size()) * s.kernel_size())) {
+      // (A batch of small images is one GEMM in conv_gemm_batched, below.)
+      conv_packed_columns(x.values<float>(), w.values<float>(), packed_.empty() ? nullptr : &packed_, bias, d, s,
+                          *strip_im2col(s), py, ctx.pool);
+      kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
+    } else if (depthwise) {
+      conv_depthwise(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool);
+      kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
     } else {
-      (batched_gemm_fits(d, s) ? conv_gemm_batched
-       : depthwise             ? conv_depthwise
-                               : conv_gemm)(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool);
+      const PackedWeights* pw = packed_.empty() ? nullptr : &packed_;
+      (batched_gemm_fits(d, s) ? conv_gemm_batched : conv_gemm)(x.values<float>(), w.values<float>(), pw, bias, d, s,
+                                                                py, ctx.pool);
       kernels::clamp_in_place(py, static_cast<int64_t>(y.numel()), lo, hi);
     }
     ctx.set_out(0, from_float_tensor(y, x_in.dtype));
@@ -343,8 +417,30 @@ class ConvKernel : public Kernel {
     return cached_;
   }
 
+  // A constant weight [M, C/group, k...] packed per group for the GEMM paths, once at plan
+  // time (as MatMul packs its B): the convolution then packs only its columns. Not for
+  // depthwise convolutions, nor for 2-D ones on AVX-512 (conv_strips reads W as it is).
+  void pack_weights(const ir::Node& n, const PlanContext& pc) {
+    const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
+    if (!v || !v->initializer || group_ < 1) return;
+    const std::vector<int64_t>& dims = v->initializer->dims;
+    if (dims.size() < 3 || dims[0] % group_ != 0 || (dims[1] == 1 && group_ > 1)) return;
+    if (kernels::conv_isa() == kernels::ConvIsa::Avx512 && dims.size() == 4) return;
+    const Tensor* w = pc.packable_weight(n, 1, dims.size());
+    if (!w) return;
+    const Tensor f = to_float_tensor(*w);
+    const int64_t mg = dims[0] / group_, depth = product(dims, 1), ksize = product(dims, 2);
+    // Depth blocks of whole channels, as conv_packed_columns writes its columns.
+    const int64_t kb = ksize <= kernels::PackedB::kMaxDepthBlock ? channels_per_block(ksize) * ksize : 0;
+    packed_.reserve(static_cast<size_t>(group_));
+    for (int64_t g = 0; g < group_; ++g)
+      packed_.emplace_back(false, mg, depth, f.values<float>() + g * mg * depth, depth, kb);
+    PlanContext::release_packed(*w);
+  }
+
   WindowAttrs attrs_;
   int64_t group_;
+  PackedWeights packed_;
   std::mutex cache_mu_;
   std::vector<int64_t> cached_in_, cached_kernel_;
   std::shared_ptr<const kernels::StripIm2col> cached_;
@@ -463,7 +559,8 @@ class ConvTransposeKernel : public Kernel {
 }  // namespace
 
 void register_conv_ops() {
-  register_kernel("", "Conv", 1, node_kernel<ConvKernel>());
+  register_kernel("", "Conv", 1,
+                  [](const ir::Node& n, const PlanContext& pc) { return std::make_unique<ConvKernel>(n, pc); });
   register_kernel("", "ConvTranspose", 1, node_kernel<ConvTransposeKernel>());
 }
 

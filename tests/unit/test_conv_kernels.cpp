@@ -30,6 +30,7 @@ constexpr double kRelTol = 1e-5;
 
 std::vector<kernels::ConvIsa> isas() {
   std::vector<kernels::ConvIsa> v = {kernels::ConvIsa::Portable};
+  if (kernels::cpu().fma) v.push_back(kernels::ConvIsa::Fma);
   if (kernels::cpu().avx512f) v.push_back(kernels::ConvIsa::Avx512);
   return v;
 }
@@ -299,6 +300,12 @@ TEST_CASE("Conv: grouped, strided, depthwise and 7x7-stem convolutions equal the
       {1, 40, 6, 6, 9, 3, 1, 1, 1},    // K = 360: two channel chunks, bias in the first
       {1, 300, 4, 4, 3, 1, 2, 0, 1},   // 1x1 stride 2, K = 300
       {2, 300, 5, 7, 10, 1, 1, 0, 1},  // pointwise (X read in place), two chunks, partial strips
+      // Columns written in sgemm's packed layout (conv_packed_columns), depth blocks of whole
+      // channels: K = 630 in blocks of 252, 252, 126 (3x3, a partial last strip); K = 825 in
+      // blocks of 250 (5x5 stride 2: gathered windows); each with the weights pre-packed
+      // (constant) or not.
+      {1, 70, 9, 10, 13, 3, 1, 1, 1},
+      {1, 33, 11, 11, 7, 5, 2, 2, 1},
   };
   for (const Case& cs : cases) {
     CAPTURE(cs.C);

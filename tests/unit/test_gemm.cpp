@@ -184,12 +184,12 @@ TEST_CASE("sgemm degenerate products") {
   }
 }
 
-TEST_CASE("portable, AVX2 and AVX-512 kernel sets agree") {
+TEST_CASE("portable, FMA and AVX-512 kernel sets agree") {
   using namespace kernels::detail;
   std::vector<const GemmKernels*> sets = {&portable_kernels()};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    sets.push_back(&avx2_kernels());
-    if (__builtin_cpu_supports("avx512f")) sets.push_back(&avx512_kernels());
+  if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    sets.push_back(&fma_kernels());
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f")) sets.push_back(&avx512_kernels());
   }
   const int64_t K = 37;
   // Packed panels must be 32-byte aligned (as the driver's buffers are).

@@ -1,6 +1,6 @@
 // The vectorized float32 math of runtime/kernels/unary_math.h against the double-precision
 // libm functions (correctly rounded to float), in ulps, over a sweep of the float range and
-// the special values, for both kernel sets (portable and AVX2). Then the element-wise ops
+// the special values, for every kernel set (portable, AVX+FMA, AVX2). Then the element-wise ops
 // that use them, and the broadcast fast path of the binary ops, against their definitions.
 #include <doctest/doctest.h>
 
@@ -84,8 +84,10 @@ int64_t max_ulp(kernels::detail::UnaryF32 fn, UnaryOp op, const std::vector<floa
 
 }  // namespace
 
-TEST_CASE("unary_math kernels stay within kMaxUlp of libm, both kernel sets") {
+TEST_CASE("unary_math kernels stay within kMaxUlp of libm, every kernel set") {
   std::vector<kernels::detail::UnaryF32> sets = {kernels::detail::unary_portable()};
+  if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    sets.push_back(kernels::detail::unary_fma());
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(kernels::detail::unary_avx2());
   const std::vector<float> x = sweep();
   for (auto fn : sets)

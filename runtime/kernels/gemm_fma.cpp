@@ -1,4 +1,5 @@
-// AVX2+FMA inner kernels of the SGEMM driver (compiled with -mavx2 -mfma; see
+// AVX+FMA inner kernels of the SGEMM driver (compiled with -mavx -mfma -mf16c, no AVX2: float
+// arithmetic needs none, so CPUs and VMs that have FMA without AVX2 run them too; see
 // gemm_kernels.h for the packed layouts and what each kernel computes).
 #include <immintrin.h>
 
@@ -9,7 +10,7 @@
 namespace slmops::runtime::kernels::detail {
 namespace {
 
-static_assert(kMR == 6 && kNR == 16, "the AVX2 micro-kernel is written for a 6x16 tile");
+static_assert(kMR == 6 && kNR == 16, "the FMA micro-kernel is written for a 6x16 tile");
 
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -21,8 +22,7 @@ float hsum(__m256 v) {
 // The 6x16 tile lives in 12 ymm accumulators; each k step loads one B row (two vectors),
 // broadcasts six A values and issues 12 FMAs, so the loop is bound by the two FMA ports
 // rather than by loads. Packed operands are 32-byte aligned (see gemm.cpp).
-void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
-           int nr) {
+void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr, int nr) {
   // The C tile is touched only at the end: start fetching it now, so that the loads (or the
   // stores' ownership requests) do not stall then.
   for (int r = 0; r < mr; ++r) {
@@ -137,7 +137,7 @@ void gemv_strips(int64_t kc, const float* x, const float* strips, int64_t count,
 
 }  // namespace
 
-const GemmKernels& avx2_kernels() {
+const GemmKernels& fma_kernels() {
   static const GemmKernels k{kMR, micro, nullptr, gemv_dot, gemv_axpy, gemv_strips};
   return k;
 }
