@@ -35,6 +35,7 @@ int64_t chunk_elems(int64_t bits, NBitsMode mode) {
 }  // namespace
 
 bool nbits_cpu_avx2() { return cpu().avx2; }
+bool nbits_int8_prefill_fast() { return cpu().avxvnni || cpu().avx512vnni; }
 
 bool nbits_cpu_avx512() { return nbits_cpu_avx2() && nbdetail::avx512_usable(); }
 

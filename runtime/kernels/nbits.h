@@ -114,6 +114,12 @@ void nbits_gemm_reference(int64_t M, const float* A, int64_t lda, const NBitsSou
 void nbits_quantize_row(const float* a, int64_t K, int64_t bs, int8_t* q, float* scale, float* scaled_sum);
 
 bool nbits_cpu_avx2();
+// Whether int8 mode (accuracy_level 4) with kDequantMinRows rows or more should run as int8
+// here: only on CPUs with VNNI (vpdpbusd). Without it, AVX2's pmaddubsw dot products are slower
+// than dequantizing W and running the fp32 GEMM (a GPT-2-small decoder at 1 x 128 on Zen 3:
+// 892 ms against 541 ms), and since accuracy_level names the lowest precision allowed for A,
+// fp32 products are within the contract (ONNX Runtime's CompFp32 values).
+bool nbits_int8_prefill_fast();
 bool nbits_cpu_avx512();  // AVX512F, BW, DQ and VL (checked once)
 
 namespace nbdetail {

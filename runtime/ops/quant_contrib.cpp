@@ -122,7 +122,8 @@ struct MatMulNBitsKernel : Kernel {
       const bool planned = packed && ctx.in(1).data.data() == packed_from->data.data();
       if (M >= kernels::kDequantMinRows) {
         kernels::NBitsSource s = planned ? plan_source : source(ctx.in(1), ctx.in(2), zp, ks, kz);
-        if (mode_for(s.zp_float != nullptr, false) == kernels::NBitsMode::Float) {
+        if (mode_for(s.zp_float != nullptr, false) == kernels::NBitsMode::Float ||
+            !kernels::nbits_int8_prefill_fast()) {
           kernels::nbits_gemm_dequant(M, a32.values<float>(), K, s, bias.empty() ? nullptr : bias.data(), y, N,
                                       ctx.pool);
           ctx.set_out(0, A.dtype == DType::Float ? std::move(y32) : from_float_tensor(y32, A.dtype));
