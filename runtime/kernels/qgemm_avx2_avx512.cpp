@@ -47,23 +47,32 @@ inline int32_t load_i32(const void* p) {
 }
 
 // A: int16 rows; B: per k pair, 16 columns x (b[2p], b[2p+1]) int16.
+// The eight accumulators are named variables: as an array, GCC copied each to another register
+// every iteration (8 vmovdqa per 8 vpmaddwd); named, the loop is 25 instructions (resnet18 int8
+// QDQ about 4% less CPU time on Zen 3).
 void micro_avx2(int64_t kc, const void* a_, const uint8_t* b, int32_t* c, int64_t ldc, int mr, int nr,
                 bool accumulate) {
   const int16_t* a = static_cast<const int16_t*>(a_);
-  __m256i acc[kQMR][2];
-#pragma GCC unroll 4
-  for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
+  const int16_t *a0 = a, *a1 = a + kc, *a2 = a + 2 * kc, *a3 = a + 3 * kc;
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   const int64_t pairs = kc / 2;
   for (int64_t p = 0; p < pairs; ++p, b += 64) {
     const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32));
-#pragma GCC unroll 4
-    for (int r = 0; r < kQMR; ++r) {
-      const __m256i av = _mm256_set1_epi32(load_i32(a + r * kc + 2 * p));
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-    }
+    __m256i av = _mm256_set1_epi32(load_i32(a0 + 2 * p));
+    c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(av, b0));
+    c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(av, b1));
+    av = _mm256_set1_epi32(load_i32(a1 + 2 * p));
+    c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(av, b0));
+    c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(av, b1));
+    av = _mm256_set1_epi32(load_i32(a2 + 2 * p));
+    c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(av, b0));
+    c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(av, b1));
+    av = _mm256_set1_epi32(load_i32(a3 + 2 * p));
+    c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(av, b0));
+    c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(av, b1));
   }
+  __m256i acc[kQMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
   SLMOPS_QSTORE_TILE()
 }
 
