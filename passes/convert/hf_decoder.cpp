@@ -120,13 +120,19 @@ void quantize_job(const Job& j) {
   constexpr int64_t kChunk = 64;
   const int64_t K = j.src->dims[1], bs = j.q.block, kb = K / bs, blob = bs / 2, zp_row = (kb * 4 + 7) / 8;
   const passes::quant::BlockParams bp{4, bs, j.q.zero_points == nullptr};
-  std::vector<float> w(static_cast<size_t>(K * kChunk));
+  std::vector<float> w(j.src->dtype == ir::DType::BFloat16 ? 0 : static_cast<size_t>(K * kChunk));
   std::vector<uint8_t> zp(static_cast<size_t>(kChunk * kb));
   for (int64_t n0 = 0; n0 < j.rows; n0 += kChunk) {
     const int64_t nc = std::min(kChunk, j.rows - n0);
-    convert_block(*j.src, j.row0 + n0, nc, false, w.data());
-    passes::quant::quantize_rtn_rows_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb,
-                                            zp.data());
+    if (j.src->dtype == ir::DType::BFloat16) {  // widened as it is read, no float32 copy
+      const uint8_t* src = j.src->data.data() + static_cast<size_t>((j.row0 + n0) * K) * 2;
+      passes::quant::quantize_rtn_rows_packed_bf16(reinterpret_cast<const uint16_t*>(src), K, nc, bp,
+                                                   j.q.B + n0 * kb * blob, j.q.scales + n0 * kb, zp.data());
+    } else {
+      convert_block(*j.src, j.row0 + n0, nc, false, w.data());
+      passes::quant::quantize_rtn_rows_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb,
+                                              zp.data());
+    }
     if (!j.q.zero_points) continue;
     uint8_t* dst = j.q.zero_points + n0 * zp_row;
     std::fill(dst, dst + nc * zp_row, uint8_t{0});

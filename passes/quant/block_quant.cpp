@@ -17,6 +17,8 @@
 // weight: each row k of our W is one "column" of the paper's, updated for all N at once.
 #include "passes/quant/block_quant.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -570,18 +572,164 @@ __attribute__((target_clones("avx2", "default"))) void rtn_row(const float* __re
   }
 }
 
+// rtn_row for 4 bits in AVX2 intrinsics, float32 or bfloat16 rows read in place: min and max
+// per block, then the scales of eight blocks at once (rtn_scale lane by lane), then the codes,
+// packed two per byte. No FMA (the target has none) and every comparison as rtn_row makes it,
+// so the bits are rtn_row's (tested). Min and max do not depend on the order of the values:
+// NaN never enters them, and a signed zero in either gives the same scale and zero point.
+template <bool kBf16>
+__attribute__((target("avx2"))) inline __m256 load8(const void* row, int64_t i) {
+  if constexpr (kBf16) {  // bfloat16 is the top half of a float32
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+  }
+}
+
+__attribute__((target("avx2"))) inline float hmin8(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+__attribute__((target("avx2"))) inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+// clamp(x, 0, qmax) rounded half up, as rtn_row's codes: NaN and negatives give 0.
+__attribute__((target("avx2"))) inline __m256i round_clamped(__m256 x, __m256 qmax) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), qmax);  // x > 0 ? x : 0, then x < qmax ? x : qmax
+  const __m256i t = _mm256_cvttps_epi32(x);
+  const __m256 frac = _mm256_sub_ps(x, _mm256_cvtepi32_ps(t));  // exact (Sterbenz)
+  return _mm256_sub_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
+}
+
+// rtn_scale (4 bits) of eight blocks, lane by lane: scale, reciprocal and zero point.
+__attribute__((target("avx2"))) inline void rtn_scale8(__m256 mn, __m256 mx, bool symmetric, __m256& scale,
+                                                       __m256& recip, __m256i& zp) {
+  const __m256 zero = _mm256_setzero_ps(), qmax = _mm256_set1_ps(15.f), one = _mm256_set1_ps(1.f);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  const __m256i mid = _mm256_set1_epi32(8);
+  __m256 s;
+  __m256i z;
+  if (symmetric) {
+    const __m256 take_mx = _mm256_cmp_ps(_mm256_and_ps(mx, abs_mask), _mm256_and_ps(mn, abs_mask), _CMP_GT_OQ);
+    s = _mm256_div_ps(_mm256_blendv_ps(mn, mx, take_mx), _mm256_set1_ps(-8.f));
+    z = mid;
+  } else {
+    const __m256 lo = _mm256_min_ps(zero, mn), hi = _mm256_max_ps(zero, mx);  // std::min(mn, 0), std::max(mx, 0)
+    s = _mm256_div_ps(_mm256_sub_ps(hi, lo), qmax);
+    // -lo / s where s != 0, else 0; then clamp and round (std::round: z >= 0 here, so half up).
+    const __m256 zf =
+        _mm256_and_ps(_mm256_div_ps(_mm256_xor_ps(lo, _mm256_set1_ps(-0.f)), s), _mm256_cmp_ps(s, zero, _CMP_NEQ_UQ));
+    z = round_clamped(zf, qmax);
+  }
+  const __m256 r = _mm256_and_ps(_mm256_div_ps(one, s), _mm256_cmp_ps(s, zero, _CMP_NEQ_UQ));
+  // A zero scale, or a scale or reciprocal that is not finite: scale 1, reciprocal 1, zp 8.
+  const __m256 fallback = _mm256_or_ps(_mm256_cmp_ps(s, zero, _CMP_EQ_OQ),
+                                       _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(r, abs_mask), inf, _CMP_NLT_UQ),
+                                                    _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), inf, _CMP_NLT_UQ)));
+  scale = _mm256_blendv_ps(s, one, fallback);
+  recip = _mm256_blendv_ps(r, one, fallback);
+  zp = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(z), _mm256_castsi256_ps(mid), fallback));
+}
+
+// Rows [N, K] of 4-bit codes: K a multiple of 32 and of bs, bs a multiple of 8.
+template <bool kBf16>
+__attribute__((target("avx2"))) void rtn_rows4_avx2(const void* W, int64_t K, int64_t N, int64_t bs, bool symmetric,
+                                                    uint8_t* B, float* scales, uint8_t* zero_points) {
+  const int64_t kb = K / bs, kb8 = (kb + 7) / 8 * 8, es = kBf16 ? 2 : 4;
+  std::vector<float> mn(static_cast<size_t>(kb8), 0.f), mx(mn.size(), 0.f), rc(mn.size()), zpf(mn.size()),
+      sc(mn.size());
+  alignas(32) int32_t zpi[8];
+  const __m256 qmax = _mm256_set1_ps(15.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), low_bytes = _mm256_set1_epi16(0x00ff);
+  for (int64_t n = 0; n < N; ++n) {
+    const void* row = static_cast<const uint8_t*>(W) + static_cast<size_t>(n * K * es);
+    for (int64_t b = 0; b < kb; ++b) {
+      __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::max()),
+             hi = _mm256_set1_ps(-std::numeric_limits<float>::max());
+      for (int64_t i = b * bs; i < (b + 1) * bs; i += 8) {
+        const __m256 v = load8<kBf16>(row, i);
+        lo = _mm256_min_ps(v, lo);  // v < lo ? v : lo: NaN stays out
+        hi = _mm256_max_ps(v, hi);
+      }
+      mn[static_cast<size_t>(b)] = hmin8(lo);
+      mx[static_cast<size_t>(b)] = hmax8(hi);
+    }
+    for (int64_t g = 0; g < kb; g += 8) {
+      __m256 s, r;
+      __m256i z;
+      rtn_scale8(_mm256_loadu_ps(&mn[static_cast<size_t>(g)]), _mm256_loadu_ps(&mx[static_cast<size_t>(g)]), symmetric,
+                 s, r, z);
+      _mm256_storeu_ps(&sc[static_cast<size_t>(g)], s);
+      _mm256_storeu_ps(&rc[static_cast<size_t>(g)], r);
+      _mm256_storeu_ps(&zpf[static_cast<size_t>(g)], _mm256_cvtepi32_ps(z));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(zpi), z);
+      for (int64_t j = 0; j < 8 && g + j < kb; ++j) zero_points[n * kb + g + j] = static_cast<uint8_t>(zpi[j]);
+    }
+    std::memcpy(scales + n * kb, sc.data(), static_cast<size_t>(kb) * sizeof(float));
+    uint8_t* out = B + n * K / 2;
+    for (int64_t i = 0; i < K; i += 32) {
+      __m256i c[4];
+      for (int j = 0; j < 4; ++j) {
+        const size_t b = static_cast<size_t>((i + 8 * j) / bs);
+        const __m256 x = _mm256_add_ps(_mm256_mul_ps(load8<kBf16>(row, i + 8 * j), _mm256_broadcast_ss(&rc[b])),
+                                       _mm256_broadcast_ss(&zpf[b]));
+        c[j] = round_clamped(x, qmax);
+      }
+      // 32 codes to bytes in order, then each byte pair (even | odd << 8) to even | odd << 4.
+      __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+      bytes = _mm256_permutevar8x32_epi32(bytes, order);
+      const __m256i pairs = _mm256_and_si256(_mm256_or_si256(bytes, _mm256_srli_epi16(bytes, 4)), low_bytes);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i / 2),
+                       _mm_packus_epi16(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1)));
+    }
+  }
+}
+
+bool rows4_avx2_fits(int64_t K, const BlockParams& p) {
+  return p.bits == 4 && p.block_size % 8 == 0 && K % 32 == 0 && runtime::kernels::cpu().avx2;
+}
+
+void check_rows_params(int64_t K, const BlockParams& p) {
+  check_params(p, "rtn");
+  if ((p.bits != 4 && p.bits != 8) || K % p.block_size != 0 || p.block_size > 256)
+    failure("quantize_rtn_rows_packed: bits {} with K {} and block size {} (needs bits 4 or 8 and whole blocks)",
+            p.bits, K, p.block_size);
+}
+
 }  // namespace
 
 void quantize_rtn_rows_packed(const float* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B, float* scales,
                               uint8_t* zero_points) {
-  check_params(p, "rtn");
+  check_rows_params(K, p);
   const int64_t bs = p.block_size, kb = K / bs;
-  if ((p.bits != 4 && p.bits != 8) || K % bs != 0 || bs > 256)
-    failure("quantize_rtn_rows_packed: bits {} with K {} and block size {} (needs bits 4 or 8 and whole blocks)",
-            p.bits, K, bs);
+  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<false>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
   for (int64_t n = 0; n < N; ++n)
     rtn_row(Wt + n * K, K, bs, p.bits, p.symmetric, B + n * kb * (bs * p.bits / 8), scales + n * kb,
             zero_points + n * kb);
+}
+
+void quantize_rtn_rows_packed_bf16(const uint16_t* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B,
+                                   float* scales, uint8_t* zero_points) {
+  check_rows_params(K, p);
+  const int64_t bs = p.block_size, kb = K / bs;
+  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<true>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
+  std::vector<float> w(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {  // byte copies: a checkpoint's tensors need not be 2-byte aligned
+      uint16_t h;
+      std::memcpy(&h, reinterpret_cast<const uint8_t*>(Wt) + 2 * (n * K + k), 2);
+      const uint32_t bits = static_cast<uint32_t>(h) << 16;
+      std::memcpy(&w[static_cast<size_t>(k)], &bits, 4);
+    }
+    rtn_row(w.data(), K, bs, p.bits, p.symmetric, B + n * kb * (bs * p.bits / 8), scales + n * kb,
+            zero_points + n * kb);
+  }
 }
 
 BlockQuantized quantize_hqq(const float* W, int64_t K, int64_t N, const BlockParams& p, int iterations,

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "ir/error.h"
@@ -260,30 +261,61 @@ TEST_CASE("quantize_rtn_packed writes what quantize_rtn + pack_matmulnbits_b wou
 
 TEST_CASE(
     "quantize_rtn_rows_packed (rows of W^T, as convert HF_DIR --precision int4 reads them) writes the same bytes") {
+  // Float32 rows and bfloat16 rows (the AVX2 kernel where the CPU has it and K is a multiple of
+  // 32, rtn_row otherwise; unit_isa_portable runs this without AVX2), against the column tiles.
+  const float inf = std::numeric_limits<float>::infinity();
   for (int bits : {4, 8})
     for (bool sym : {true, false})
-      for (int64_t bs : {int64_t{16}, int64_t{32}, int64_t{128}}) {
-        CAPTURE(bits);
-        CAPTURE(sym);
-        CAPTURE(bs);
-        const int64_t K = 256, N = 70;
-        auto w = random_floats(K * N, 13);
-        w[9 * N + 3] = 1e30f;                                  // an outlier: its block's scale, the others' codes
-        for (int64_t k = 0; k < 16; ++k) w[k * N + 7] = 0.0f;  // a block of zeros (column 7)
-        std::vector<float> wt(static_cast<size_t>(K * N));
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t n = 0; n < N; ++n) wt[static_cast<size_t>(n * K + k)] = w[static_cast<size_t>(k * N + n)];
-        quant::BlockParams p{bits, bs, sym};
-        const int64_t kb = K / bs;
-        std::vector<uint8_t> B(static_cast<size_t>(N * kb * bs * bits / 8)), B2(B.size()),
-            zp(static_cast<size_t>(N * kb)), zp2(zp.size());
-        std::vector<float> sc(zp.size()), sc2(zp.size());
-        quant::quantize_rtn_packed(w.data(), K, N, p, B.data(), sc.data(), zp.data());
-        quant::quantize_rtn_rows_packed(wt.data(), K, N, p, B2.data(), sc2.data(), zp2.data());
-        CHECK(B == B2);
-        CHECK(zp == zp2);
-        CHECK(std::memcmp(sc.data(), sc2.data(), sc.size() * sizeof(float)) == 0);
-      }
+      for (int64_t K : {int64_t{256}, int64_t{48}})
+        for (int64_t bs : {int64_t{16}, int64_t{32}, int64_t{128}}) {
+          if (K % bs != 0) continue;
+          CAPTURE(bits);
+          CAPTURE(sym);
+          CAPTURE(K);
+          CAPTURE(bs);
+          const int64_t N = 70;
+          auto w = random_floats(K * N, 13);
+          w[static_cast<size_t>(9 * N + 3)] = 1e30f;  // an outlier: its block's scale, the others' codes
+          for (int64_t k = 0; k < 16; ++k) {
+            w[static_cast<size_t>(k * N + 7)] = 0.0f;                   // a block of zeros (column 7)
+            w[static_cast<size_t>(k * N + 8)] = 1e-40f;                 // denormals: the reciprocal overflows
+            w[static_cast<size_t>(k * N + 9)] = -0.75f;                 // constant and negative
+            w[static_cast<size_t>(k * N + 10)] = k % 2 ? -0.0f : 0.0f;  // signed zeros
+          }
+          w[static_cast<size_t>(3 * N + 11)] = std::nanf("");  // NaN: code 0, left out of min and max
+          w[static_cast<size_t>(5 * N + 12)] = inf;
+          w[static_cast<size_t>(7 * N + 13)] = -inf;
+          for (float& v : w) {  // bfloat16-exact, so both inputs hold the same values
+            uint32_t u;
+            std::memcpy(&u, &v, 4);
+            if (!std::isnan(v)) u &= 0xffff0000u;
+            std::memcpy(&v, &u, 4);
+          }
+          std::vector<float> wt(static_cast<size_t>(K * N));
+          std::vector<uint16_t> wt16(wt.size());
+          for (int64_t k = 0; k < K; ++k)
+            for (int64_t n = 0; n < N; ++n) {
+              const float v = w[static_cast<size_t>(k * N + n)];
+              uint32_t u;
+              std::memcpy(&u, &v, 4);
+              wt[static_cast<size_t>(n * K + k)] = v;
+              wt16[static_cast<size_t>(n * K + k)] = static_cast<uint16_t>(u >> 16);
+            }
+          quant::BlockParams p{bits, bs, sym};
+          const int64_t kb = K / bs;
+          std::vector<uint8_t> B(static_cast<size_t>(N * kb * bs * bits / 8)), B2(B.size()), B3(B.size()),
+              zp(static_cast<size_t>(N * kb)), zp2(zp.size()), zp3(zp.size());
+          std::vector<float> sc(zp.size()), sc2(zp.size()), sc3(zp.size());
+          quant::quantize_rtn_packed(w.data(), K, N, p, B.data(), sc.data(), zp.data());
+          quant::quantize_rtn_rows_packed(wt.data(), K, N, p, B2.data(), sc2.data(), zp2.data());
+          quant::quantize_rtn_rows_packed_bf16(wt16.data(), K, N, p, B3.data(), sc3.data(), zp3.data());
+          CHECK(B == B2);
+          CHECK(zp == zp2);
+          CHECK(std::memcmp(sc.data(), sc2.data(), sc.size() * sizeof(float)) == 0);
+          CHECK(B == B3);
+          CHECK(zp == zp3);
+          CHECK(std::memcmp(sc.data(), sc3.data(), sc.size() * sizeof(float)) == 0);
+        }
 }
 
 TEST_CASE("pruned zeros survive RTN and HQQ weight quantization (prune, then quantize)") {
