@@ -5,7 +5,9 @@
 #include "passes/convert/hf_decoder.h"
 
 #include <fmt/format.h>
+#include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -16,6 +18,7 @@
 #include "passes/progress.h"
 #include "passes/quant/block_quant.h"
 #include "passes/registry.h"
+#include "runtime/kernels/cpu_features.h"
 #include "runtime/thread_pool.h"
 
 namespace slmops::passes {
@@ -68,6 +71,54 @@ void convert_rows(const uint8_t* base, int64_t rows, int64_t cols, bool transpos
     }
 }
 
+// The transposing copy of 4-byte (float32) or 2-byte (bfloat16, widened) values in 8x8 blocks
+// of AVX2 registers: both are moves of bits, so the values are convert_rows' exactly. Within
+// 64x64 tiles, as convert_rows; rows and columns past the last multiple of 8 go through `edge`.
+template <size_t ES>
+__attribute__((target("avx2"))) inline __m256 load8_float(const uint8_t* p) {
+  if constexpr (ES == 4) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else {  // bfloat16: the top half of a float32
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <size_t ES, typename Edge>
+__attribute__((target("avx2"))) void transpose_rows_avx2(const uint8_t* base, int64_t rows, int64_t cols, float* out,
+                                                         Edge edge) {
+  constexpr int64_t kTile = 64;
+  const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
+  for (int64_t r0 = 0; r0 < rows8; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols8; c0 += kTile) {
+      const int64_t r1 = std::min(rows8, r0 + kTile), c1 = std::min(cols8, c0 + kTile);
+      for (int64_t r = r0; r < r1; r += 8)
+        for (int64_t c = c0; c < c1; c += 8) {
+          __m256 v[8];
+          for (int64_t i = 0; i < 8; ++i) v[i] = load8_float<ES>(base + static_cast<size_t>((r + i) * cols + c) * ES);
+          // rows i of v -> columns: unpack pairs, then quads, then swap 128-bit halves.
+          __m256 t[8], s[8];
+          for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+          }
+          for (int i = 0; i < 8; i += 4) {
+            s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+          }
+          for (int i = 0; i < 4; ++i) {
+            _mm256_storeu_ps(out + (c + i) * rows + r, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+            _mm256_storeu_ps(out + (c + i + 4) * rows + r, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+          }
+        }
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = r < rows8 ? cols8 : 0; c < cols; ++c)
+      out[c * rows + r] = edge(base + static_cast<size_t>(r * cols + c) * ES);
+}
+
 // One weight to convert: rows [row0, row0+rows) of `src` into `out` (see to_float); or, when
 // `q.B` is set, those rows (output features of a Linear, K values each) quantized to int4 into
 // MatMulNBits' B, scales and packed zero points (see Builder::matmul).
@@ -95,21 +146,25 @@ void convert_block(const ir::Tensor& t, int64_t row0, int64_t rows, bool transpo
     std::memcpy(&h, p, 2);
     return h;
   };
+  auto f32 = [](const uint8_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
+  auto bf16 = [&](const uint8_t* p) {  // the top half of a float32: inline, so the tile loops vectorize
+    const uint32_t bits = static_cast<uint32_t>(u16(p)) << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  };
+  const bool avx2 = transpose && runtime::kernels::cpu().avx2;
   if (t.dtype == ir::DType::Float)
-    convert_rows<4>(base, rows, cols, transpose, out, [](const uint8_t* p) {
-      float v;
-      std::memcpy(&v, p, 4);
-      return v;
-    });
+    avx2 ? transpose_rows_avx2<4>(base, rows, cols, out, f32) : convert_rows<4>(base, rows, cols, transpose, out, f32);
   else if (t.dtype == ir::DType::Float16)
     convert_rows<2>(base, rows, cols, transpose, out, [&](const uint8_t* p) { return ir::half_to_float(u16(p)); });
-  else  // bfloat16 is the top half of a float32: inline, so the tile loops vectorize
-    convert_rows<2>(base, rows, cols, transpose, out, [&](const uint8_t* p) {
-      const uint32_t bits = static_cast<uint32_t>(u16(p)) << 16;
-      float v;
-      std::memcpy(&v, &bits, 4);
-      return v;
-    });
+  else
+    avx2 ? transpose_rows_avx2<2>(base, rows, cols, out, bf16)
+         : convert_rows<2>(base, rows, cols, transpose, out, bf16);
 }
 
 // Rows of a Linear weight [N, K] quantized 64 at a time: each chunk goes to float32 as it is
