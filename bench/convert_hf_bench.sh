@@ -50,6 +50,8 @@ ck_bytes=$(stat -c %s "$WORK/ckpt/model.safetensors")
 cpm=$(printf '%s\n' "${cp_t[@]}" | median); cpo=$(printf '%s\n' "${cpo_t[@]}" | median)
 cvm=$(printf '%s\n' "${conv_t[@]}" | median); cvr=$(printf '%s\n' "${conv_rss[@]}" | median)
 i4m=$(printf '%s\n' "${int4_t[@]}" | median); i4r=$(printf '%s\n' "${int4_rss[@]}" | median)
+# Every run, for the noise (stderr): the medians above hide it.
+echo "runs: cp ${cp_t[*]} | cp of the fp32 output ${cpo_t[*]} | fp32 ${conv_t[*]} | int4 ${int4_t[*]}" >&2
 ids=$(seq -s, 11 26)
 sl=() ol=() slg=() olg=()
 slm_rate() {

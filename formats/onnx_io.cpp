@@ -1126,13 +1126,19 @@ SaveReport save_model(const ir::Model& model, const fs::path& path, const SaveOp
   const std::string interim_name = final_name + "." + random_suffix();
   auto write_data = [&](const fs::path& target) {
     AtomicFile data_file(target);
-    // The digest, on a thread of its own, of the bytes as they are handed to the file.
+    // The digest, on a thread of its own, of the bytes the file will hold: every piece is
+    // queued before the first write, so the hash never waits for the writing (one large tensor
+    // copied into the page cache would otherwise hold it back for as long as the copy takes).
     std::unique_ptr<Sha256Stream> hash = opts.sha256 ? std::make_unique<Sha256Stream>() : nullptr;
-    for (auto& pl : ctx.plan) {
-      if (hash) {
-        hash->add_zeros(static_cast<size_t>(pl.offset - data_file.position()));
+    if (hash) {
+      uint64_t end = 0;
+      for (auto& pl : ctx.plan) {
+        hash->add_zeros(static_cast<size_t>(pl.offset - end));
         hash->add(pl.tensor->data.data(), pl.tensor->data.size());
+        end = pl.offset + pl.tensor->data.size();
       }
+    }
+    for (auto& pl : ctx.plan) {
       data_file.pad_to(pl.offset);
       write_buffer(data_file, pl.tensor->data);
     }
