@@ -5,7 +5,6 @@
 #include "passes/convert/hf_decoder.h"
 
 #include <fmt/format.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +17,7 @@
 #include "passes/progress.h"
 #include "passes/quant/block_quant.h"
 #include "passes/registry.h"
+#include "runtime/kernels/avx2_moves.h"
 #include "runtime/kernels/cpu_features.h"
 #include "runtime/thread_pool.h"
 
@@ -74,16 +74,6 @@ void convert_rows(const uint8_t* base, int64_t rows, int64_t cols, bool transpos
 // The transposing copy of 4-byte (float32) or 2-byte (bfloat16, widened) values in 8x8 blocks
 // of AVX2 registers: both are moves of bits, so the values are convert_rows' exactly. Within
 // 64x64 tiles, as convert_rows; rows and columns past the last multiple of 8 go through `edge`.
-template <size_t ES>
-__attribute__((target("avx2"))) inline __m256 load8_float(const uint8_t* p) {
-  if constexpr (ES == 4) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
-  } else {  // bfloat16: the top half of a float32
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-}
-
 template <size_t ES, typename Edge>
 __attribute__((target("avx2"))) void transpose_rows_avx2(const uint8_t* base, int64_t rows, int64_t cols, float* out,
                                                          Edge edge) {
@@ -95,23 +85,10 @@ __attribute__((target("avx2"))) void transpose_rows_avx2(const uint8_t* base, in
       for (int64_t r = r0; r < r1; r += 8)
         for (int64_t c = c0; c < c1; c += 8) {
           __m256 v[8];
-          for (int64_t i = 0; i < 8; ++i) v[i] = load8_float<ES>(base + static_cast<size_t>((r + i) * cols + c) * ES);
-          // rows i of v -> columns: unpack pairs, then quads, then swap 128-bit halves.
-          __m256 t[8], s[8];
-          for (int i = 0; i < 8; i += 2) {
-            t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-            t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-          }
-          for (int i = 0; i < 8; i += 4) {
-            s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-            s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-            s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-            s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-          }
-          for (int i = 0; i < 4; ++i) {
-            _mm256_storeu_ps(out + (c + i) * rows + r, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
-            _mm256_storeu_ps(out + (c + i + 4) * rows + r, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
-          }
+          for (int64_t i = 0; i < 8; ++i)
+            v[i] = runtime::kernels::load8_as_float<ES>(base + static_cast<size_t>((r + i) * cols + c) * ES);
+          runtime::kernels::transpose8(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+          for (int64_t i = 0; i < 8; ++i) _mm256_storeu_ps(out + (c + i) * rows + r, v[i]);
         }
     }
   for (int64_t r = 0; r < rows; ++r)
@@ -181,8 +158,8 @@ void quantize_job(const Job& j) {
     const int64_t nc = std::min(kChunk, j.rows - n0);
     if (j.src->dtype == ir::DType::BFloat16) {  // widened as it is read, no float32 copy
       const uint8_t* src = j.src->data.data() + static_cast<size_t>((j.row0 + n0) * K) * 2;
-      passes::quant::quantize_rtn_rows_packed_bf16(reinterpret_cast<const uint16_t*>(src), K, nc, bp,
-                                                   j.q.B + n0 * kb * blob, j.q.scales + n0 * kb, zp.data());
+      passes::quant::quantize_rtn_rows_packed_bf16(src, K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb,
+                                                   zp.data());
     } else {
       convert_block(*j.src, j.row0 + n0, nc, false, w.data());
       passes::quant::quantize_rtn_rows_packed(w.data(), K, nc, bp, j.q.B + n0 * kb * blob, j.q.scales + n0 * kb,

@@ -17,15 +17,15 @@
 // weight: each row k of our W is one "column" of the paper's, updated for all N at once.
 #include "passes/quant/block_quant.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
+#include "ir/dtype.h"
 #include "ir/error.h"
+#include "runtime/kernels/avx2_moves.h"
 #include "runtime/kernels/cpu_features.h"
 #include "runtime/kernels/gemm.h"
 #include "runtime/thread_pool.h"
@@ -577,16 +577,6 @@ __attribute__((target_clones("avx2", "default"))) void rtn_row(const float* __re
 // packed two per byte. No FMA (the target has none) and every comparison as rtn_row makes it,
 // so the bits are rtn_row's (tested). Min and max do not depend on the order of the values:
 // NaN never enters them, and a signed zero in either gives the same scale and zero point.
-template <bool kBf16>
-__attribute__((target("avx2"))) inline __m256 load8(const void* row, int64_t i) {
-  if constexpr (kBf16) {  // bfloat16 is the top half of a float32
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm256_loadu_ps(static_cast<const float*>(row) + i);
-  }
-}
-
 __attribute__((target("avx2"))) inline float hmin8(__m256 v) {
   __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_min_ps(m, _mm_movehl_ps(m, m));
@@ -622,38 +612,38 @@ __attribute__((target("avx2"))) inline void rtn_scale8(__m256 mn, __m256 mx, boo
   } else {
     const __m256 lo = _mm256_min_ps(zero, mn), hi = _mm256_max_ps(zero, mx);  // std::min(mn, 0), std::max(mx, 0)
     s = _mm256_div_ps(_mm256_sub_ps(hi, lo), qmax);
-    // -lo / s where s != 0, else 0; then clamp and round (std::round: z >= 0 here, so half up).
-    const __m256 zf =
-        _mm256_and_ps(_mm256_div_ps(_mm256_xor_ps(lo, _mm256_set1_ps(-0.f)), s), _mm256_cmp_ps(s, zero, _CMP_NEQ_UQ));
-    z = round_clamped(zf, qmax);
+    // clamp(round(-lo / s)) (std::round: z >= 0 here, so half up); a zero s is replaced below.
+    z = round_clamped(_mm256_div_ps(_mm256_xor_ps(lo, _mm256_set1_ps(-0.f)), s), qmax);
   }
-  const __m256 r = _mm256_and_ps(_mm256_div_ps(one, s), _mm256_cmp_ps(s, zero, _CMP_NEQ_UQ));
-  // A zero scale, or a scale or reciprocal that is not finite: scale 1, reciprocal 1, zp 8.
-  const __m256 fallback = _mm256_or_ps(_mm256_cmp_ps(s, zero, _CMP_EQ_OQ),
-                                       _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(r, abs_mask), inf, _CMP_NLT_UQ),
-                                                    _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), inf, _CMP_NLT_UQ)));
+  const __m256 r = _mm256_div_ps(one, s);
+  // A zero scale (its reciprocal is infinite), or a scale or reciprocal that is not finite:
+  // scale 1, reciprocal 1, zp 8.
+  const __m256 fallback = _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(r, abs_mask), inf, _CMP_NLT_UQ),
+                                       _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), inf, _CMP_NLT_UQ));
   scale = _mm256_blendv_ps(s, one, fallback);
   recip = _mm256_blendv_ps(r, one, fallback);
   zp = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(z), _mm256_castsi256_ps(mid), fallback));
 }
 
 // Rows [N, K] of 4-bit codes: K a multiple of 32 and of bs, bs a multiple of 8.
-template <bool kBf16>
+// kEs: 4 for float32 rows, 2 for bfloat16.
+template <size_t kEs>
 __attribute__((target("avx2"))) void rtn_rows4_avx2(const void* W, int64_t K, int64_t N, int64_t bs, bool symmetric,
                                                     uint8_t* B, float* scales, uint8_t* zero_points) {
-  const int64_t kb = K / bs, kb8 = (kb + 7) / 8 * 8, es = kBf16 ? 2 : 4;
+  using runtime::kernels::load8_as_float;
+  const int64_t kb = K / bs, kb8 = (kb + 7) / 8 * 8;
   std::vector<float> mn(static_cast<size_t>(kb8), 0.f), mx(mn.size(), 0.f), rc(mn.size()), zpf(mn.size()),
       sc(mn.size());
   alignas(32) int32_t zpi[8];
   const __m256 qmax = _mm256_set1_ps(15.f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), low_bytes = _mm256_set1_epi16(0x00ff);
   for (int64_t n = 0; n < N; ++n) {
-    const void* row = static_cast<const uint8_t*>(W) + static_cast<size_t>(n * K * es);
+    const uint8_t* row = static_cast<const uint8_t*>(W) + static_cast<size_t>(n * K) * kEs;
     for (int64_t b = 0; b < kb; ++b) {
       __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::max()),
              hi = _mm256_set1_ps(-std::numeric_limits<float>::max());
       for (int64_t i = b * bs; i < (b + 1) * bs; i += 8) {
-        const __m256 v = load8<kBf16>(row, i);
+        const __m256 v = load8_as_float<kEs>(row + i * kEs);
         lo = _mm256_min_ps(v, lo);  // v < lo ? v : lo: NaN stays out
         hi = _mm256_max_ps(v, hi);
       }
@@ -677,8 +667,9 @@ __attribute__((target("avx2"))) void rtn_rows4_avx2(const void* W, int64_t K, in
       __m256i c[4];
       for (int j = 0; j < 4; ++j) {
         const size_t b = static_cast<size_t>((i + 8 * j) / bs);
-        const __m256 x = _mm256_add_ps(_mm256_mul_ps(load8<kBf16>(row, i + 8 * j), _mm256_broadcast_ss(&rc[b])),
-                                       _mm256_broadcast_ss(&zpf[b]));
+        const __m256 x =
+            _mm256_add_ps(_mm256_mul_ps(load8_as_float<kEs>(row + (i + 8 * j) * kEs), _mm256_broadcast_ss(&rc[b])),
+                          _mm256_broadcast_ss(&zpf[b]));
         c[j] = round_clamped(x, qmax);
       }
       // 32 codes to bytes in order, then each byte pair (even | odd << 8) to even | odd << 4.
@@ -708,24 +699,24 @@ void quantize_rtn_rows_packed(const float* Wt, int64_t K, int64_t N, const Block
                               uint8_t* zero_points) {
   check_rows_params(K, p);
   const int64_t bs = p.block_size, kb = K / bs;
-  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<false>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
+  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<4>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
   for (int64_t n = 0; n < N; ++n)
     rtn_row(Wt + n * K, K, bs, p.bits, p.symmetric, B + n * kb * (bs * p.bits / 8), scales + n * kb,
             zero_points + n * kb);
 }
 
-void quantize_rtn_rows_packed_bf16(const uint16_t* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B,
+void quantize_rtn_rows_packed_bf16(const void* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B,
                                    float* scales, uint8_t* zero_points) {
   check_rows_params(K, p);
   const int64_t bs = p.block_size, kb = K / bs;
-  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<true>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
+  if (rows4_avx2_fits(K, p)) return rtn_rows4_avx2<2>(Wt, K, N, bs, p.symmetric, B, scales, zero_points);
+  const uint8_t* bytes = static_cast<const uint8_t*>(Wt);
   std::vector<float> w(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t k = 0; k < K; ++k) {  // byte copies: a checkpoint's tensors need not be 2-byte aligned
       uint16_t h;
-      std::memcpy(&h, reinterpret_cast<const uint8_t*>(Wt) + 2 * (n * K + k), 2);
-      const uint32_t bits = static_cast<uint32_t>(h) << 16;
-      std::memcpy(&w[static_cast<size_t>(k)], &bits, 4);
+      std::memcpy(&h, bytes + 2 * (n * K + k), 2);
+      w[static_cast<size_t>(k)] = ir::bfloat16_to_float(h);
     }
     rtn_row(w.data(), K, bs, p.bits, p.symmetric, B + n * kb * (bs * p.bits / 8), scales + n * kb,
             zero_points + n * kb);

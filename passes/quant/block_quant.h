@@ -56,7 +56,7 @@ void quantize_rtn_rows_packed(const float* Wt, int64_t K, int64_t N, const Block
                               uint8_t* zero_points);
 // The same from bfloat16 rows (raw bits, as a checkpoint stores them; any alignment), widened as
 // they are read.
-void quantize_rtn_rows_packed_bf16(const uint16_t* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B,
+void quantize_rtn_rows_packed_bf16(const void* Wt, int64_t K, int64_t N, const BlockParams& p, uint8_t* B,
                                    float* scales, uint8_t* zero_points);
 
 // HQQ (Badri & Shaji 2023): half-quadratic optimisation, from the asymmetric RTN init, of the
