@@ -157,62 +157,104 @@ bool strips_fit(const kernels::WindowShape& s) {
   return kernels::conv_isa() == kernels::ConvIsa::Avx512 && kernels::StripIm2col::supported(s);
 }
 
-// For each image n, group g, tile of output columns (a run of strips) and, when there are
-// fewer of those than threads, range of maps (the parallel tasks), chunk of input channels by
-// chunk: the chunk's column rows go straight into 16-wide strips (StripIm2col, in L1/L2), and
-// kernels::conv_gemm_strips multiplies the weights in place (no packed copy of them) into
-// Y[n, maps, tile], starting from the bias with the first chunk and clamping ([lo, hi]: a
-// fused Relu) with the last. No column matrix of the image, no pass over Y for bias or Relu.
+// The work of conv_strips in units of one 16-wide strip of output columns by one group of 8
+// maps, ordered by image and group, then (strip, map group) or, with `maps_major`, (map group,
+// strip); a thread's share is one contiguous range of them, cut into rectangles (a run of
+// strips by a run of map groups, at most `most` strips).
+struct StripRect {
+  int64_t outer;   // n * group + g
+  int64_t t0, t1;  // strips
+  int64_t g0, g1;  // groups of 8 maps
+};
+
+template <typename Visit>
+void for_each_strip_rect(int64_t u0, int64_t u1, int64_t strips, int64_t groups, int64_t most, bool maps_major,
+                         Visit&& visit) {
+  const int64_t per_outer = strips * groups;
+  // Strips [t0, t1) of map groups [g0, g1), `most` strips at a time.
+  auto emit = [&](int64_t o, int64_t t0, int64_t t1, int64_t g0, int64_t g1) {
+    for (int64_t t = t0; t < t1; t += most) visit(StripRect{o, t, std::min(t1, t + most), g0, g1});
+  };
+  for (int64_t u = u0; u < u1;) {
+    const int64_t o = u / per_outer, r = u % per_outer, end = std::min(u1, (o + 1) * per_outer);
+    if (maps_major) {
+      const int64_t g = r / strips, t = r % strips;
+      if (t != 0 || end - u < strips) {  // part of one map group's strips
+        const int64_t t1 = std::min(strips, t + (end - u));
+        emit(o, t, t1, g, g + 1);
+        u += t1 - t;
+      } else {  // whole map groups
+        const int64_t g1 = g + (end - u) / strips;
+        emit(o, 0, strips, g, g1);
+        u += (g1 - g) * strips;
+      }
+    } else {
+      const int64_t t = r / groups, g = r % groups;
+      if (g != 0 || end - u < groups) {  // part of one strip's map groups
+        const int64_t g1 = std::min(groups, g + (end - u));
+        emit(o, t, t + 1, g, g1);
+        u += g1 - g;
+      } else {  // whole strips
+        const int64_t t1 = t + (end - u) / groups;
+        emit(o, t, t1, 0, groups);
+        u += (t1 - t) * groups;
+      }
+    }
+  }
+}
+
+// The threads split the units (16 output columns by 8 maps, of every image and group) into
+// equal contiguous shares, whatever the strip count (13 strips of a 14x14 map over two
+// threads: six and a half each, not seven and six). Where output rows are not whole cache
+// lines (P not a multiple of 16: 14x14, 7x7 maps) the shares are ranges of maps rather than
+// of strips: two threads writing the ends of neighbouring rows would share their cache lines
+// for the whole convolution (the output tile is read and written once per chunk), which on a
+// 7x7 map made the GEMM take twice its CPU time. For each rectangle of a share, chunk of
+// input channels by chunk: the chunk's column rows go straight into 16-wide strips
+// (StripIm2col, in L1/L2), and kernels::conv_gemm_strips multiplies the weights in place (no
+// packed copy of them) into Y[n, maps, strips], starting from the bias with the first chunk
+// and clamping ([lo, hi]: a fused Relu) with the last. No column matrix of the image, no pass
+// over Y for bias or Relu.
 //   Y[n, g's maps, :] = bias + sum over chunks of W_g[:, chunk] * im2col(X[n, chunk])
 void conv_strips(const float* x, const float* w, const float* bias, const kernels::StripIm2col& im2col,
                  const ConvDims& d, const kernels::WindowShape& s, float* y, ThreadPool* pool, float lo, float hi) {
   constexpr int64_t S = kernels::StripIm2col::kStrip;
   const int64_t P = s.out_size(), in_size = s.in_size(), ksize = s.kernel_size();
   const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group, K = cg * ksize;
-  const int64_t strips = im2col.strips();
+  const int64_t strips = im2col.strips(), groups = (mg + 7) / 8;
   const int64_t threads = pool ? pool->threads() : 1;
   const bool pointwise = s.pointwise();
   // Channels per chunk: as few chunks as keep each within kChunkRows, of equal sizes.
   const int64_t chunks = std::max<int64_t>(1, (K + kChunkRows - 1) / kChunkRows);
   const int64_t per_chunk = (cg + chunks - 1) / chunks, chunk_rows = per_chunk * ksize;
-  // Strips per tile: within budget, and at least one tile per thread (a multiple of the
-  // thread count where there are strips enough) so that one image keeps every thread busy.
+  // Strips per rectangle: the column strips and output tile within budget.
   const int64_t most = std::max<int64_t>(1, kStripTileBudget / ((chunk_rows + mg) * S));
-  int64_t tiles = (strips + most - 1) / most;
-  const int64_t outer = d.batch * d.group;
-  if (outer * tiles < threads * 4 && threads > 1)
-    tiles = std::min(strips, (std::max(tiles, threads) + threads - 1) / threads * threads);
-  const int64_t per = (strips + tiles - 1) / tiles;
-  tiles = (strips + per - 1) / per;
-  // Map ranges (multiples of 8 rows) when the tiles alone leave threads idle.
-  int64_t parts =
-      outer * tiles >= threads ? 1 : std::min((mg + 7) / 8, (threads + outer * tiles - 1) / (outer * tiles));
-  const int64_t rows_per_part = ((mg + parts - 1) / parts + 7) / 8 * 8;
-  parts = (mg + rows_per_part - 1) / rows_per_part;
-  parallel_range(pool, outer * tiles * parts, 1, [&](int64_t task0, int64_t task1) {
-    float* cols = thread_scratch(static_cast<size_t>(chunk_rows * per * S));
-    for (int64_t task = task0; task < task1; ++task) {
-      const int64_t part = task % parts, tile = task / parts % tiles, g = task / parts / tiles % d.group;
-      const int64_t n = task / parts / tiles / d.group;
-      const int64_t t0 = tile * per, t1 = std::min(strips, t0 + per);
-      const int64_t j0 = t0 * S, width = std::min(P, t1 * S) - j0;
-      const int64_t m0 = part * rows_per_part, rows = std::min(mg, m0 + rows_per_part) - m0;
-      const float* xg = x + (n * d.in_channels + g * cg) * in_size;
-      const float* wg = w + (g * mg + m0) * K;
-      const float* bg = bias ? bias + g * mg + m0 : nullptr;
-      float* yg = y + (n * d.out_channels + g * mg + m0) * P + j0;
-      for (int64_t c0 = 0; c0 < cg; c0 += per_chunk) {
-        const int64_t c1 = std::min(cg, c0 + per_chunk), kc = (c1 - c0) * ksize;
-        if (pointwise) {  // the column matrix is X itself: read its rows in place
-          kernels::conv_gemm_strips(rows, kc, width, wg + c0, K, xg + c0 * P + j0, P, S, bg, c0 == 0, c1 == cg, lo, hi,
-                                    yg, P);
-          continue;
-        }
-        im2col.run(xg, c0, c1, t0, t1, cols, kc);
-        kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, S, kc * S, bg, c0 == 0, c1 == cg, lo, hi,
-                                  yg, P);
-      }
-    }
+  const int64_t units = d.batch * d.group * strips * groups;
+  const int64_t shares = std::min(units, threads);
+  const bool maps_major = P % S != 0;
+  parallel_range(pool, shares, 1, [&](int64_t share0, int64_t share1) {
+    float* cols = thread_scratch(static_cast<size_t>(chunk_rows * most * S));
+    for_each_strip_rect(units * share0 / shares, units * share1 / shares, strips, groups, most, maps_major,
+                        [&](const StripRect& r) {
+                          const int64_t g = r.outer % d.group, n = r.outer / d.group;
+                          const int64_t j0 = r.t0 * S, width = std::min(P, r.t1 * S) - j0;
+                          const int64_t m0 = r.g0 * 8, rows = std::min(mg, r.g1 * 8) - m0;
+                          const float* xg = x + (n * d.in_channels + g * cg) * in_size;
+                          const float* wg = w + (g * mg + m0) * K;
+                          const float* bg = bias ? bias + g * mg + m0 : nullptr;
+                          float* yg = y + (n * d.out_channels + g * mg + m0) * P + j0;
+                          for (int64_t c0 = 0; c0 < cg; c0 += per_chunk) {
+                            const int64_t c1 = std::min(cg, c0 + per_chunk), kc = (c1 - c0) * ksize;
+                            if (pointwise) {  // the column matrix is X itself: read its rows in place
+                              kernels::conv_gemm_strips(rows, kc, width, wg + c0, K, xg + c0 * P + j0, P, S, bg,
+                                                        c0 == 0, c1 == cg, lo, hi, yg, P);
+                              continue;
+                            }
+                            im2col.run(xg, c0, c1, r.t0, r.t1, cols, kc);
+                            kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, S, kc * S, bg, c0 == 0,
+                                                      c1 == cg, lo, hi, yg, P);
+                          }
+                        });
   });
 }
 

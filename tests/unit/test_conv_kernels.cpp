@@ -306,6 +306,13 @@ TEST_CASE("Conv: grouped, strided, depthwise and 7x7-stem convolutions equal the
       // (constant) or not.
       {1, 70, 9, 10, 13, 3, 1, 1, 1},
       {1, 33, 11, 11, 7, 5, 2, 2, 1},
+      // How conv_strips shares the work out (AVX-512 CPUs): by maps where output rows are
+      // not whole strips (7x7 grouped pointwise, 20 maps = 3 groups of 8 per group; a 14x14
+      // 3x3 with 36 maps), by strips where they are (an 8x8 map, 40 maps, batch 3), each on 1,
+      // 2 and 3 threads, so that shares start and end inside a strip or a group of maps.
+      {2, 16, 7, 7, 40, 1, 1, 0, 2},
+      {1, 24, 14, 14, 36, 3, 1, 1, 1},
+      {3, 8, 8, 8, 40, 3, 1, 1, 1},
   };
   for (const Case& cs : cases) {
     CAPTURE(cs.C);
@@ -338,7 +345,7 @@ TEST_CASE("Conv: grouped, strided, depthwise and 7x7-stem convolutions equal the
                 }
           }
     for (bool constant_w : {true, false})
-      for (int threads : {1, 2}) {
+      for (int threads : {1, 2, 3}) {
         CAPTURE(constant_w);
         CAPTURE(threads);
         const Tensor y = run_one("Conv",

@@ -480,3 +480,35 @@ TEST_CASE("QDQ groups on int8 activations: the table is indexed by value + 128")
   REQUIRE(fused.size() == exact.size());
   for (size_t i = 0; i < fused.size(); ++i) CHECK(std::fabs(fused[i] - exact[i]) <= 0.05f * 1.001f);
 }
+
+TEST_CASE("TensorPool reuses a freed block up to twice the size asked for, and counts what was asked") {
+  runtime::TensorPool pool;
+  runtime::TensorPool::Scope scope(pool);
+  const void* big = nullptr;
+  {
+    runtime::Tensor t = runtime::new_tensor(ir::DType::Float, {25600});  // 100 KiB
+    big = t.values<float>();
+    CHECK(pool.peak_bytes() == 102400);
+  }
+  CHECK(pool.cached_bytes() == 102400);
+  {
+    // 60 KiB fits in the 100 KiB block: the pool hands it out again (no new memory to fault
+    // in) and counts 60 KiB in use, not 100.
+    runtime::Tensor t = runtime::new_tensor(ir::DType::Float, {15360});
+    CHECK(static_cast<const void*>(t.values<float>()) == big);
+    CHECK(pool.cached_bytes() == 0);
+    CHECK(pool.peak_bytes() == 102400);
+    // 40 KiB is less than half the block: a block of its own, while the first is in use.
+    runtime::Tensor u = runtime::new_tensor(ir::DType::Float, {10240});
+    CHECK(static_cast<const void*>(u.values<float>()) != big);
+    CHECK(pool.peak_bytes() == 102400);
+  }
+  // Both came back; the 100 KiB block keeps its whole size.
+  CHECK(pool.cached_bytes() == 102400 + 40960);
+  {
+    runtime::Tensor small = runtime::new_tensor(ir::DType::Float, {10240});
+    runtime::Tensor larger = runtime::new_tensor(ir::DType::Float, {20480});  // 80 KiB: the 100 KiB block
+    CHECK(static_cast<const void*>(larger.values<float>()) == big);
+    CHECK(pool.peak_bytes() == 40960 + 81920);
+  }
+}
