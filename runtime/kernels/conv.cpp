@@ -377,6 +377,43 @@ void conv_gemm_strips(int64_t M, int64_t kc, int64_t width, const float* A, int6
   conv_gemm_strips_at(conv_isa(), M, kc, width, A, lda, B, ldb, sstride, bias, first, last, lo, hi, C, ldc);
 }
 
+std::vector<float> pack_map_panels(const float* w, int64_t M, int64_t K) {
+  const int64_t panels = (M + kMapPanel - 1) / kMapPanel;
+  std::vector<float> out(static_cast<size_t>(panels * K * kMapPanel), 0.0f);
+  for (int64_t m = 0; m < M; ++m) {
+    float* dst = out.data() + (m / kMapPanel) * K * kMapPanel + m % kMapPanel;
+    const float* src = w + m * K;
+    for (int64_t k = 0; k < K; ++k) dst[k * kMapPanel] = src[k];
+  }
+  return out;
+}
+
+void conv_gemm_maps_at(ConvIsa isa, int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
+                       const float* B, int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride) {
+  if (panels <= 0 || width <= 0) return;
+  if (isa == ConvIsa::Avx512 && cpu().avx512f)
+    return detail::conv_gemm_maps_avx512(panels, kc, width, wt, wt_pstride, B, ldb, sstride, first, ct, ct_pstride);
+  constexpr int64_t S = StripIm2col::kStrip;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t j = 0; j < width; ++j) {
+      const float* b = B + (j / S) * sstride + j % S;
+      float* c = ct + p * ct_pstride + j * kMapPanel;
+      float acc[kMapPanel];
+      for (int64_t i = 0; i < kMapPanel; ++i) acc[i] = first ? 0.0f : c[i];
+      for (int64_t k = 0; k < kc; ++k) {
+        const float bk = b[k * ldb];
+        const float* w = wt + p * wt_pstride + k * kMapPanel;
+        for (int64_t i = 0; i < kMapPanel; ++i) acc[i] += w[i] * bk;
+      }
+      for (int64_t i = 0; i < kMapPanel; ++i) c[i] = acc[i];
+    }
+}
+
+void conv_gemm_maps(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride, const float* B,
+                    int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride) {
+  conv_gemm_maps_at(conv_isa(), panels, kc, width, wt, wt_pstride, B, ldb, sstride, first, ct, ct_pstride);
+}
+
 // ---- depthwise ------------------------------------------------------------------------------
 
 bool depthwise_vectorized(const WindowShape& s) {

@@ -122,6 +122,24 @@ void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, cons
                          int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                          float* C, int64_t ldc);
 
+// Convolution weights W[M, K] (row-major) in panels of 32 maps for conv_gemm_maps: W(m, k) at
+// (m / 32) * K * 32 + k * 32 + m % 32, maps past M as zeros.
+constexpr int64_t kMapPanel = 32;
+std::vector<float> pack_map_panels(const float* w, int64_t M, int64_t K);
+
+// conv_gemm_strips with the operands' roles turned: vectors along 32 maps of a weight panel,
+// output positions broadcast 7 at a time, so that maps of 49 or 196 positions (7x7, 14x14)
+// waste no lanes where 16-wide strips compute 64 and 208. Accumulates position-major:
+//   CT[p, j, i] = (first ? 0 : CT[p, j, i]) + sum_{k < kc} W(32p + i, k) * B(k, j)
+// for panels p < `panels`, positions j < width, i < 32; CT[p, j, i] at ct + p * ct_pstride +
+// j * 32 + i, W(32p + i, k) at wt + p * wt_pstride + k * 32 + i (pack_map_panels' layout from
+// the block's first depth row), B(k, j) at B[(j / 16) * sstride + k * ldb + j % 16] as in
+// conv_gemm_strips (StripIm2col's strips, or X itself for a pointwise convolution).
+void conv_gemm_maps(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride, const float* B,
+                    int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
+void conv_gemm_maps_at(ConvIsa isa, int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
+                       const float* B, int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
+
 // A depthwise 2-D convolution (one input channel per output map, multiplier 1) with its bias
 // and a clamp fused:
 //   y[c, oy, ox] = min(max(bias[c] + sum_{ky,kx} w[c, ky, kx] * x[c, iy, ix], lo), hi)
@@ -165,6 +183,8 @@ void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64
 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
                              int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                              float* C, int64_t ldc);
+void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
+                           const float* B, int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
 // One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).
 // A 3x3 depthwise plane (dilation 1, stride 1 or 2) built with AVX + FMA (conv_fma.cpp);
 // false when the window is not one it takes.

@@ -260,6 +260,39 @@ SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t 
                     last);
 }
 
+// R output positions by the 32 maps of a weight panel (2R accumulators): per k two loads of
+// the panel row and R broadcasts of B(k, j), one from each position's strip row. With `pf`,
+// one cache line per k of the panel the next tiles read (pf, pf + 32, ... : half of each of
+// its rows) is fetched meanwhile.
+template <int R>
+SLMOPS_AVX512 void maps_tile(int64_t kc, const float* wt, const float* const* bp, int64_t ldb, bool first, float* ct,
+                             const float* pf) {
+  const float* br[R];
+#pragma GCC unroll 7
+  for (int r = 0; r < R; ++r) br[r] = bp[r];
+  __m512 acc[R][2];
+#pragma GCC unroll 7
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + r * kMapPanel);
+    acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + r * kMapPanel + 16);
+  }
+  for (int64_t k = 0; k < kc; ++k, wt += kMapPanel) {
+    if (pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kMapPanel), _MM_HINT_T0);
+    const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
+#pragma GCC unroll 7
+    for (int r = 0; r < R; ++r) {
+      const __m512 b = _mm512_set1_ps(br[r][k * ldb]);
+      acc[r][0] = _mm512_fmadd_ps(b, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(b, w1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 7
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(ct + r * kMapPanel, acc[r][0]);
+    _mm512_storeu_ps(ct + r * kMapPanel + 16, acc[r][1]);
+  }
+}
+
 }  // namespace
 
 SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda,
@@ -290,6 +323,39 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
     default:
       break;
   }
+}
+
+SLMOPS_AVX512 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
+                                         const float* B, int64_t ldb, int64_t sstride, bool first, float* ct,
+                                         int64_t ct_pstride) {
+  constexpr int kR = 7;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t j0 = 0; j0 < width; j0 += kR) {
+      const float* bp[kR];
+      const int R = static_cast<int>(std::min<int64_t>(kR, width - j0));
+      for (int r = 0; r < R; ++r) bp[r] = B + ((j0 + r) / 16) * sstride + (j0 + r) % 16;
+      const float* w = wt + p * wt_pstride;
+      float* c = ct + p * ct_pstride + j0 * kMapPanel;
+      // The first two tiles of a panel fetch the next panel's rows (it is read from memory or
+      // L3 once per convolution; the other tiles find this one in L1/L2).
+      const float* pf = p + 1 < panels && j0 < 2 * kR ? wt + (p + 1) * wt_pstride + (j0 / kR) * 16 : nullptr;
+      switch (R) {
+#define SLMOPS_POSITIONS(N)                     \
+  case N:                                       \
+    maps_tile<N>(kc, w, bp, ldb, first, c, pf); \
+    break;
+        SLMOPS_POSITIONS(7)
+        SLMOPS_POSITIONS(6)
+        SLMOPS_POSITIONS(5)
+        SLMOPS_POSITIONS(4)
+        SLMOPS_POSITIONS(3)
+        SLMOPS_POSITIONS(2)
+        SLMOPS_POSITIONS(1)
+#undef SLMOPS_POSITIONS
+        default:
+          break;
+      }
+    }
 }
 
 SLMOPS_AVX512 void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0,

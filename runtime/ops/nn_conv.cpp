@@ -216,12 +216,18 @@ void for_each_strip_rect(int64_t u0, int64_t u1, int64_t strips, int64_t groups,
 // and clamping ([lo, hi]: a fused Relu) with the last. No column matrix of the image, no pass
 // over Y for bias or Relu.
 //   Y[n, g's maps, :] = bias + sum over chunks of W_g[:, chunk] * im2col(X[n, chunk])
-void conv_strips(const float* x, const float* w, const float* bias, const kernels::StripIm2col& im2col,
+//
+// With `wt` (the weights in kernels::pack_map_panels' layout, one group) the product is
+// kernels::conv_gemm_maps instead: vectors along 32 maps, positions broadcast, into a
+// position-major tile of the thread that goes to Y with the bias and clamp after the last
+// chunk; the units are then a strip by 32 maps.
+void conv_strips(const float* x, const float* w, const float* wt, const float* bias, const kernels::StripIm2col& im2col,
                  const ConvDims& d, const kernels::WindowShape& s, float* y, ThreadPool* pool, float lo, float hi) {
-  constexpr int64_t S = kernels::StripIm2col::kStrip;
+  constexpr int64_t S = kernels::StripIm2col::kStrip, MP = kernels::kMapPanel;
   const int64_t P = s.out_size(), in_size = s.in_size(), ksize = s.kernel_size();
   const int64_t cg = d.in_channels / d.group, mg = d.out_channels / d.group, K = cg * ksize;
-  const int64_t strips = im2col.strips(), groups = (mg + 7) / 8;
+  const int64_t unit_maps = wt ? MP : 8;
+  const int64_t strips = im2col.strips(), groups = (mg + unit_maps - 1) / unit_maps;
   const int64_t threads = pool ? pool->threads() : 1;
   const bool pointwise = s.pointwise();
   // Channels per chunk: as few chunks as keep each within kChunkRows, of equal sizes.
@@ -231,28 +237,54 @@ void conv_strips(const float* x, const float* w, const float* bias, const kernel
   const int64_t most = std::max<int64_t>(1, kStripTileBudget / ((chunk_rows + mg) * S));
   const int64_t units = d.batch * d.group * strips * groups;
   const int64_t shares = std::min(units, threads);
-  const bool maps_major = P % S != 0;
+  const bool maps_major = wt || P % S != 0;
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity(),
+             use_hi = hi != std::numeric_limits<float>::infinity();
   parallel_range(pool, shares, 1, [&](int64_t share0, int64_t share1) {
-    float* cols = thread_scratch(static_cast<size_t>(chunk_rows * most * S));
+    const int64_t col_floats = chunk_rows * most * S;
+    float* cols = thread_scratch(static_cast<size_t>(col_floats + (wt ? groups * MP * most * S : 0)));
+    float* ct = cols + col_floats;  // conv_gemm_maps' position-major tile
     for_each_strip_rect(units * share0 / shares, units * share1 / shares, strips, groups, most, maps_major,
                         [&](const StripRect& r) {
                           const int64_t g = r.outer % d.group, n = r.outer / d.group;
                           const int64_t j0 = r.t0 * S, width = std::min(P, r.t1 * S) - j0;
-                          const int64_t m0 = r.g0 * 8, rows = std::min(mg, r.g1 * 8) - m0;
+                          const int64_t m0 = r.g0 * unit_maps, rows = std::min(mg, r.g1 * unit_maps) - m0;
                           const float* xg = x + (n * d.in_channels + g * cg) * in_size;
                           const float* wg = w + (g * mg + m0) * K;
                           const float* bg = bias ? bias + g * mg + m0 : nullptr;
                           float* yg = y + (n * d.out_channels + g * mg + m0) * P + j0;
                           for (int64_t c0 = 0; c0 < cg; c0 += per_chunk) {
                             const int64_t c1 = std::min(cg, c0 + per_chunk), kc = (c1 - c0) * ksize;
-                            if (pointwise) {  // the column matrix is X itself: read its rows in place
-                              kernels::conv_gemm_strips(rows, kc, width, wg + c0, K, xg + c0 * P + j0, P, S, bg,
-                                                        c0 == 0, c1 == cg, lo, hi, yg, P);
+                            // The chunk's columns: X's rows in place (pointwise) or strips.
+                            const float* b = xg + c0 * P + j0;
+                            int64_t ldb = P, sstride = S;
+                            if (!pointwise) {
+                              im2col.run(xg, c0, c1, r.t0, r.t1, cols, kc);
+                              b = cols;
+                              ldb = S;
+                              sstride = kc * S;
+                            }
+                            if (wt) {
+                              kernels::conv_gemm_maps(r.g1 - r.g0, kc, width, wt + (r.g0 * K + c0 * ksize) * MP, K * MP,
+                                                      b, ldb, sstride, c0 == 0, ct, width * MP);
                               continue;
                             }
-                            im2col.run(xg, c0, c1, r.t0, r.t1, cols, kc);
-                            kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, cols, S, kc * S, bg, c0 == 0,
+                            kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, b, ldb, sstride, bg, c0 == 0,
                                                       c1 == cg, lo, hi, yg, P);
+                          }
+                          if (!wt) return;
+                          // Y[m0 + i, j0 + j] = clamp(CT[i / 32, j, i % 32] + bias) (NaN -> lo, as the
+                          // vector max does).
+                          for (int64_t i = 0; i < rows; ++i) {
+                            const float* src = ct + (i / MP) * width * MP + i % MP;
+                            const float b = bg ? bg[i] : 0.0f;
+                            float* dst = yg + i * P;
+                            for (int64_t j = 0; j < width; ++j) {
+                              float v = src[j * MP] + b;
+                              if (use_lo) v = v > lo ? v : lo;
+                              if (use_hi) v = v < hi ? v : hi;
+                              dst[j] = v;
+                            }
                           }
                         });
   });
@@ -424,7 +456,8 @@ class ConvKernel : public Kernel {
     } else if (depthwise && d.out_channels == d.group && s.rank() == 2) {
       conv_depthwise_2d(x.values<float>(), w.values<float>(), bias, d, s, py, ctx.pool, lo, hi);
     } else if (strips_fit(s) && !depthwise) {
-      conv_strips(x.values<float>(), w.values<float>(), bias, *strip_im2col(s), d, s, py, ctx.pool, lo, hi);
+      conv_strips(x.values<float>(), w.values<float>(), map_panels(d, s, w), bias, *strip_im2col(s), d, s, py, ctx.pool,
+                  lo, hi);
     } else if (packed_columns_fit(d, s) && (d.batch == 1 || !batched_gemm_fits(d, s)) &&
                (packed_.empty() || packed_[0].depth_block() == channels_per_block(s.kernel_size()) * s.kernel_size())) {
       // (A batch of small images is one GEMM in conv_gemm_batched, below.)
@@ -459,15 +492,35 @@ class ConvKernel : public Kernel {
     return cached_;
   }
 
+  // The weights in map panels for conv_strips' conv_gemm_maps, or nullptr: a constant weight
+  // of one group, where the output map has fewer padded positions in rows of 7 than in strips
+  // of 16 (7x7: 49 against 64; 14x14: 196 against 208). Packed at the first such run (the map
+  // size is known only then); the original's mapped pages are released, as plan-time packing
+  // does.
+  const float* map_panels(const ConvDims& d, const kernels::WindowShape& s, const Tensor& w) {
+    const int64_t P = s.out_size();
+    if (!maps_ok_ || d.group != 1 || (P + 6) / 7 * 7 >= (P + 15) / 16 * 16) return nullptr;
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (map_panels_.empty()) {
+      map_panels_ = kernels::pack_map_panels(w.values<float>(), d.out_channels, product(w.dims, 1));
+      PlanContext::release_packed(w);
+    }
+    return map_panels_.data();
+  }
+
   // A constant weight [M, C/group, k...] packed per group for the GEMM paths, once at plan
   // time (as MatMul packs its B): the convolution then packs only its columns. Not for
-  // depthwise convolutions, nor for 2-D ones on AVX-512 (conv_strips reads W as it is).
+  // depthwise convolutions, nor for 2-D ones on AVX-512 (conv_strips reads W as it is, or
+  // packs map panels on its first run).
   void pack_weights(const ir::Node& n, const PlanContext& pc) {
     const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
     if (!v || !v->initializer || group_ < 1) return;
     const std::vector<int64_t>& dims = v->initializer->dims;
     if (dims.size() < 3 || dims[0] % group_ != 0 || (dims[1] == 1 && group_ > 1)) return;
-    if (kernels::conv_isa() == kernels::ConvIsa::Avx512 && dims.size() == 4) return;
+    if (kernels::conv_isa() == kernels::ConvIsa::Avx512 && dims.size() == 4) {
+      maps_ok_ = group_ == 1 && pc.packable_weight(n, 1, 4) != nullptr;
+      return;
+    }
     const Tensor* w = pc.packable_weight(n, 1, dims.size());
     if (!w) return;
     const Tensor f = to_float_tensor(*w);
@@ -483,6 +536,8 @@ class ConvKernel : public Kernel {
   WindowAttrs attrs_;
   int64_t group_;
   PackedWeights packed_;
+  bool maps_ok_ = false;  // map_panels may pack the weight
+  std::vector<float> map_panels_;
   std::mutex cache_mu_;
   std::vector<int64_t> cached_in_, cached_kernel_;
   std::shared_ptr<const kernels::StripIm2col> cached_;

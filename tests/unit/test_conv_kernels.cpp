@@ -184,6 +184,51 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
   }
 }
 
+TEST_CASE("conv_gemm_maps accumulates W x B into a position-major tile of 32-map panels") {
+  struct Case {
+    int64_t M, kc, width;
+  };
+  // Maps around the 32-map panel (zero rows past M), widths around the 7-position tile and
+  // the 16-wide strips (a tile crossing a strip), 7x7 and 14x14 maps, 3 to 5 panels (each
+  // fetching the next one's rows).
+  const std::vector<Case> cases = {{1, 1, 1},   {32, 9, 7},    {13, 27, 37}, {40, 256, 49},
+                                   {96, 5, 16}, {70, 19, 196}, {160, 3, 8},  {33, 100, 50}};
+  for (const Case& cs : cases) {
+    CAPTURE(cs.M);
+    CAPTURE(cs.kc);
+    CAPTURE(cs.width);
+    const int64_t panels = (cs.M + 31) / 32, strips = (cs.width + 15) / 16, K = cs.kc + 4;
+    const auto w = random_floats(cs.M * K, 6);
+    const auto b = random_floats(strips * cs.kc * 16, 7);
+    const auto ct_in = random_floats(panels * cs.width * 32, 8);
+    const std::vector<float> wt = kernels::pack_map_panels(w.data(), cs.M, K);
+    REQUIRE(wt.size() == static_cast<size_t>(panels * K * 32));
+    for (kernels::ConvIsa isa : isas())
+      for (bool first : {true, false}) {
+        CAPTURE(static_cast<int>(isa));
+        CAPTURE(first);
+        std::vector<float> ct = ct_in;
+        // Depth rows 2 .. kc + 1 of the packed weights (a later chunk's block).
+        kernels::conv_gemm_maps_at(isa, panels, cs.kc, cs.width, wt.data() + 2 * 32, K * 32, b.data(), 16, cs.kc * 16,
+                                   first, ct.data(), cs.width * 32);
+        int64_t wrong = 0;
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t j = 0; j < cs.width; ++j)
+            for (int64_t i = 0; i < 32; ++i) {
+              const int64_t m = p * 32 + i, at = (p * cs.width + j) * 32 + i;
+              double want = first ? 0.0 : ct_in[at], mag = std::abs(want);
+              for (int64_t k = 0; m < cs.M && k < cs.kc; ++k) {
+                const double term = double(w[m * K + 2 + k]) * b[(j / 16) * cs.kc * 16 + k * 16 + j % 16];
+                want += term;
+                mag += std::abs(term);
+              }
+              wrong += std::abs(ct[at] - want) > kRelTol * mag + 1e-7;
+            }
+        CHECK(wrong == 0);
+      }
+  }
+}
+
 TEST_CASE("depthwise_conv2d matches its definition with bias, padding, strides, dilation and a fused clamp") {
   const float inf = std::numeric_limits<float>::infinity();
   // 3x3 stride 1 and 2 (MobileNet), 5x5, 7x1, dilation 2, stride 3 (the portable loop),
