@@ -555,10 +555,13 @@ TEST_CASE("QDQ Conv's channels-last integer kernel equals QLinearConv byte for b
     int64_t batch, C, M, H, W, k, stride, pad, dil;
   };
   // 3x3 "same", a strided 7x7 stem with C = 3, pointwise (no im2col), strided 1x1, dilated,
-  // and output widths around the 16-column panels.
-  const Geometry cases[] = {{1, 5, 20, 9, 9, 3, 1, 1, 1},  {2, 3, 16, 15, 13, 7, 2, 3, 1},
-                            {1, 24, 70, 6, 7, 1, 1, 0, 1}, {2, 8, 33, 9, 9, 1, 2, 0, 1},
-                            {1, 6, 4, 10, 11, 3, 1, 2, 2}, {1, 32, 48, 12, 12, 3, 1, 1, 1}};
+  // and output widths around the 16-column panels; a depth of 2700 (rows filled in several
+  // depth blocks, which start inside a kernel row: windows inside the image copy each kernel
+  // row's taps at once) and an unpadded 5x5 stride 2 (every window inside).
+  const Geometry cases[] = {{1, 5, 20, 9, 9, 3, 1, 1, 1},   {2, 3, 16, 15, 13, 7, 2, 3, 1},
+                            {1, 24, 70, 6, 7, 1, 1, 0, 1},  {2, 8, 33, 9, 9, 1, 2, 0, 1},
+                            {1, 6, 4, 10, 11, 3, 1, 2, 2},  {1, 32, 48, 12, 12, 3, 1, 1, 1},
+                            {1, 300, 40, 7, 8, 3, 1, 1, 1}, {1, 7, 24, 13, 14, 5, 2, 0, 1}};
   for (const Geometry& c : cases)
     for (int threads : {1, 2})
       for (DType xt : {DType::UInt8, DType::Int8}) {
