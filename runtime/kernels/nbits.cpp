@@ -46,16 +46,6 @@ int NBitsSource::q(int64_t n, int64_t k) const {
   return (blob[bit / 8] >> (bit % 8)) & ((1 << bits) - 1);
 }
 
-float NBitsSource::zero_point(int64_t n, int64_t blk) const {
-  if (zp_float) return zp_float[n * k_blocks() + blk];
-  if (zp_packed) {
-    const int64_t row_bytes = (k_blocks() * bits + 7) / 8;
-    const int64_t bit = blk * bits;
-    return static_cast<float>((zp_packed[n * row_bytes + bit / 8] >> (bit % 8)) & ((1 << bits) - 1));
-  }
-  return static_cast<float>(1 << (bits - 1));
-}
-
 NBitsPacked::NBitsPacked(const NBitsSource& src, NBitsMode mode_, bool use_avx2, bool use_avx512)
     : N(src.N), K(src.K), bits(src.bits), block_size(src.block_size), k_blocks(src.k_blocks()), mode(mode_) {
   if (bits != 2 && bits != 4 && bits != 8) throw std::invalid_argument("MatMulNBits: bits must be 2, 4 or 8");
@@ -333,6 +323,12 @@ void dequant_tile(const NBitsSource& W, int64_t n0, int64_t cols, int64_t k0, in
   for (int64_t s = 0; s < strips; ++s) {
     float* ds = dst + s * kc * S;
     if (avx2 && (s + 1) * S <= cols && n0 + (s + 1) * S <= W.N) {
+      // The next strip's bytes meanwhile: 16 columns' runs of kc / 2 bytes, col_bytes apart,
+      // which the hardware prefetchers do not follow (the decode waited on them).
+      if (bits == 4 && n0 + (s + 2) * S <= W.N)
+        for (int64_t j = 0; j < S; ++j)
+          for (int64_t off = 0; off < kc / 2; off += 64)
+            __builtin_prefetch(W.B + (n0 + (s + 1) * S + j) * col_bytes + k0 / 2 + off);
       nbdetail::dequant_strip4_avx2(W, n0 + s * S, k0, kc, ds);
       continue;
     }

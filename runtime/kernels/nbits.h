@@ -44,7 +44,15 @@ struct NBitsSource {
   int64_t k_blocks() const { return (K + block_size - 1) / block_size; }
   int64_t blob_bytes() const { return block_size * bits / 8; }
   int q(int64_t n, int64_t k) const;        // quantized element
-  float zero_point(int64_t n, int64_t blk) const;  // default 2^(bits-1)
+  // Default 2^(bits-1). Inline: the prefill dequantizer asks for one per column and block.
+  float zero_point(int64_t n, int64_t blk) const {
+    if (zp_float) return zp_float[n * k_blocks() + blk];
+    if (zp_packed) {
+      const int64_t row_bytes = (k_blocks() * bits + 7) / 8, bit = blk * bits;
+      return static_cast<float>((zp_packed[n * row_bytes + bit / 8] >> (bit % 8)) & ((1 << bits) - 1));
+    }
+    return static_cast<float>(1 << (bits - 1));
+  }
 };
 
 // The packed weights. Columns go in groups of 4 (N padded with zero columns) so that a group
