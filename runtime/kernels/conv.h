@@ -125,6 +125,9 @@ void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, cons
 // Convolution weights W[M, K] (row-major) in panels of 32 maps for conv_gemm_maps: W(m, k) at
 // (m / 32) * K * 32 + k * 32 + m % 32, maps past M as zeros.
 constexpr int64_t kMapPanel = 32;
+// Output positions conv_gemm_maps broadcasts at a time (a caller compares the padding this
+// leaves with that of 16-wide strips).
+constexpr int64_t kMapPositions = 7;
 std::vector<float> pack_map_panels(const float* w, int64_t M, int64_t K);
 
 // conv_gemm_strips with the operands' roles turned: vectors along 32 maps of a weight panel,

@@ -328,7 +328,8 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
 SLMOPS_AVX512 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
                                          const float* B, int64_t ldb, int64_t sstride, bool first, float* ct,
                                          int64_t ct_pstride) {
-  constexpr int kR = 7;
+  constexpr int kR = static_cast<int>(kMapPositions);
+  static_assert(kR == 7, "maps_tile is instantiated for 1 to 7 positions");
   for (int64_t p = 0; p < panels; ++p)
     for (int64_t j0 = 0; j0 < width; j0 += kR) {
       const float* bp[kR];

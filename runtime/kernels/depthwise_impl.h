@@ -1,9 +1,10 @@
 // The body of one depthwise 3x3 plane (dilation 1, stride S along both dims) as plain loops
 // the compiler vectorizes: every output row sums its three input rows (a row in the padding
 // reads a row of zeros), nine taps per output element in one pass, the columns whose taps are
-// all inside the row in a loop without tests and the border columns one by one. Included by
-// conv.cpp (baseline ISA) and conv_fma.cpp (compiled with AVX + FMA); each gets its own copy
-// (internal linkage), so no copy built for one ISA is ever called on a CPU without it.
+// all inside the row in a loop without tests and the border columns one by one. conv.cpp runs
+// it on CPUs without FMA; conv_fma.cpp has its own kernel and takes only
+// depthwise3x3_rows_fit from here (internal linkage: no copy built for one ISA is ever called
+// on a CPU without it).
 #pragma once
 #include <algorithm>
 #include <cstdint>

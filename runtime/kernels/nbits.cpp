@@ -325,7 +325,7 @@ void dequant_tile(const NBitsSource& W, int64_t n0, int64_t cols, int64_t k0, in
     if (avx2 && (s + 1) * S <= cols && n0 + (s + 1) * S <= W.N) {
       // The next strip's bytes meanwhile: 16 columns' runs of kc / 2 bytes, col_bytes apart,
       // which the hardware prefetchers do not follow (the decode waited on them).
-      if (bits == 4 && n0 + (s + 2) * S <= W.N)
+      if (n0 + (s + 2) * S <= W.N)
         for (int64_t j = 0; j < S; ++j)
           for (int64_t off = 0; off < kc / 2; off += 64)
             __builtin_prefetch(W.B + (n0 + (s + 1) * S + j) * col_bytes + k0 / 2 + off);

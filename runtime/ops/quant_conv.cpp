@@ -269,8 +269,13 @@ struct ChannelsLastIm2col {
       }
       dst += len;
       k += len;
-      for (c += len; c >= C; c -= C)
-        if (++kw == KW) kw = 0, ++kh;
+      c += len;  // past whole taps: carry them into kw, and whole kernel rows into kh
+      if (c >= C) {
+        kw += c / C;
+        c %= C;
+        kh += kw / KW;
+        kw %= KW;
+      }
     }
   }
 };

@@ -260,6 +260,14 @@ TEST_CASE("depthwise_conv2d matches its definition with bias, padding, strides, 
         CAPTURE(static_cast<int>(isa));
         CAPTURE(relu);
         std::vector<float> y(C * out, -5.0f);
+        // First a wide plane of large values at the same stride, so that scratch memory a
+        // kernel keeps between planes holds data, not zeros, where this plane's padding goes.
+        {
+          const kernels::WindowShape big = window(20, 60, 3, 3, g.stride, 1, 1);
+          const std::vector<float> xb(big.in_size(), 1000.0f), wb(9, 1.0f);
+          std::vector<float> yb(big.out_size());
+          kernels::depthwise_conv2d_at(isa, xb.data(), big, wb.data(), nullptr, 0, 1, -inf, inf, yb.data());
+        }
         // Channels [1, 3) only: channel 0 stays as it was.
         kernels::depthwise_conv2d_at(isa, x.data(), s, w.data(), bias.data(), 1, 3, relu ? 0.0f : -inf, inf, y.data());
         int64_t wrong = 0;
