@@ -321,6 +321,7 @@ void StripIm2col::run_at(ConvIsa isa, const float* x, int64_t c0, int64_t c1, in
   const detail::StripTables tables{ksize_, plane_, delta_.data(), origin_.data(), shifted_.data(), mask_.data()};
   if (isa == ConvIsa::Avx512 && cpu().avx512f)
     return detail::strip_im2col_avx512(tables, x, c0, c1, t0, t1, col, strip_rows);
+  if (isa == ConvIsa::Fma && cpu().fma) return detail::strip_im2col_fma(tables, x, c0, c1, t0, t1, col, strip_rows);
   for (int64_t t = t0; t < t1; ++t) {
     float* dst = col + (t - t0) * strip_rows * kStrip;
     const int32_t* org = origin_.data() + t * kStrip;
@@ -352,6 +353,8 @@ void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, cons
   if (M <= 0 || width <= 0) return;
   if (isa == ConvIsa::Avx512 && cpu().avx512f)
     return detail::conv_gemm_strips_avx512(M, kc, width, A, lda, B, ldb, sstride, bias, first, last, lo, hi, C, ldc);
+  if (isa == ConvIsa::Fma && cpu().fma)
+    return detail::conv_gemm_strips_fma(M, kc, width, A, lda, B, ldb, sstride, bias, first, last, lo, hi, C, ldc);
   const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
   const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
   constexpr int64_t S = StripIm2col::kStrip;

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace slmops::runtime::kernels {
@@ -186,6 +187,37 @@ void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64
 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
                              int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                              float* C, int64_t ldc);
+// Window mask bit i moved to bit 2i (pdep by hand, 16 bits): the elements of a stride-2 strip.
+inline uint32_t spread_to_even_bits(uint32_t m) {
+  m = (m | (m << 8)) & 0x00ff00ffu;
+  m = (m | (m << 4)) & 0x0f0f0f0fu;
+  m = (m | (m << 2)) & 0x33333333u;
+  return (m | (m << 1)) & 0x55555555u;
+}
+
+// fn(std::integral_constant<int, R>, m) for the row tiles of an M-row product: tiles of Max
+// rows from m = 0, then one of the rest (R < Max), so that a kernel can take R as a template
+// argument.
+template <int R, typename Fn>
+inline void last_row_tile(int64_t rest, int64_t m, Fn& fn) {
+  if constexpr (R > 0) {
+    if (rest == R) return fn(std::integral_constant<int, R>{}, m);
+    last_row_tile<R - 1>(rest, m, fn);
+  }
+}
+template <int Max, typename Fn>
+inline void for_each_row_tile(int64_t M, Fn&& fn) {
+  int64_t m = 0;
+  for (; m + Max <= M; m += Max) fn(std::integral_constant<int, Max>{}, m);
+  last_row_tile<Max - 1>(M - m, m, fn);
+}
+
+// The same three on the AVX + FMA tier (conv_fma.cpp).
+void strip_im2col_fma(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,
+                      int64_t strip_rows);
+void conv_gemm_strips_fma(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                          int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
+                          float* C, int64_t ldc);
 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
                            const float* B, int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
 // One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).

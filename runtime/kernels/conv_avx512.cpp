@@ -244,8 +244,9 @@ SLMOPS_AVX512 void gemm_tile(int64_t kc, const float* a, int64_t lda, const floa
 // one broadcast per FMA), the last strip masked when partial.
 template <int R>
 SLMOPS_AVX512 void gemm_rows(int64_t kc, int64_t width, const float* a, int64_t lda, const float* b, int64_t ldb,
-                             int64_t sstride, const float* bias, bool first, bool use_lo, bool use_hi, __m512 lo,
-                             __m512 hi, float* c, int64_t ldc) {
+                             int64_t sstride, const float* bias, bool first, bool use_lo, bool use_hi, float lo_bound,
+                             float hi_bound, float* c, int64_t ldc) {
+  const __m512 lo = _mm512_set1_ps(lo_bound), hi = _mm512_set1_ps(hi_bound);
   const int64_t strips = (width + 15) / 16;
   const int64_t tail = width - (strips - 1) * 16;
   const __mmask16 last = static_cast<__mmask16>((1u << tail) - 1);
@@ -300,29 +301,12 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
                                            bool last, float lo, float hi, float* C, int64_t ldc) {
   const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
   const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  int64_t m = 0;
-  for (; m + 8 <= M; m += 8)
-    gemm_rows<8>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi, vlo,
-                 vhi, C + m * ldc, ldc);
-  const float* a = A + m * lda;
-  const float* bm = bias ? bias + m : nullptr;
-  float* c = C + m * ldc;
-  switch (M - m) {
-#define SLMOPS_ROWS(R) \
-  case R:              \
-    return gemm_rows<R>(kc, width, a, lda, B, ldb, sstride, bm, first, use_lo, use_hi, vlo, vhi, c, ldc);
-    SLMOPS_ROWS(7)
-    SLMOPS_ROWS(6)
-    SLMOPS_ROWS(5)
-    SLMOPS_ROWS(4)
-    SLMOPS_ROWS(3)
-    SLMOPS_ROWS(2)
-    SLMOPS_ROWS(1)
-#undef SLMOPS_ROWS
-    default:
-      break;
-  }
+  // (The bounds go as floats: the lambda is not compiled for AVX-512, so no __m512 passes
+  // through it.)
+  for_each_row_tile<8>(M, [&](auto rows, int64_t m) {
+    gemm_rows<rows()>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi,
+                      lo, hi, C + m * ldc, ldc);
+  });
 }
 
 SLMOPS_AVX512 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
@@ -387,12 +371,7 @@ SLMOPS_AVX512 void strip_im2col_avx512(const StripTables& t, const float* x, int
         const float* src = element_at(x, c * plane + origin);
         for (int64_t k = 0; k < ksize; ++k, dst += 16) {
           const uint32_t m = masks[k];
-          // Spread window mask bit i to load bit 2i (pdep by hand: 16 bits).
-          uint32_t spread = m;
-          spread = (spread | (spread << 8)) & 0x00ff00ffu;
-          spread = (spread | (spread << 4)) & 0x0f0f0f0fu;
-          spread = (spread | (spread << 2)) & 0x33333333u;
-          spread = (spread | (spread << 1)) & 0x55555555u;
+          const uint32_t spread = spread_to_even_bits(m);
           const float* p = element_at(src, t.delta[k]);
           const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(spread), p);
           const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(spread >> 16), element_at(p, 16));

@@ -1,5 +1,6 @@
-// The AVX+FMA build of the vectorizable convolution loops (compiled with -mavx -mfma -mf16c;
-// conv.cpp calls it only when cpu().fma).
+// The AVX+FMA build of the convolution kernels (compiled with -mavx -mfma -mf16c, no AVX2:
+// conv.cpp calls it only when cpu().fma): the strip im2col, the GEMM on strips and the
+// depthwise 3x3 plane. What AVX2-only CPUs run.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,6 +15,35 @@ namespace slmops::runtime::kernels::detail {
 namespace {
 
 constexpr int64_t kLanes = 8;
+
+// The address of element `offset` of `base`, which may lie outside the plane (its lanes are
+// then masked off): computed as an integer, not as out-of-range pointer arithmetic.
+inline const float* element_at(const float* base, int64_t offset) {
+  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
+}
+
+// Lane masks for _mm256_maskload_ps / _mm256_maskstore_ps (AVX: masked-off lanes are not
+// read, do not fault and load as 0): entry b has lane i all ones where bit i of b is set.
+struct LaneMaskTable {
+  alignas(32) int32_t lanes[256][kLanes];
+};
+constexpr LaneMaskTable make_lane_masks() {
+  LaneMaskTable t{};
+  for (int b = 0; b < 256; ++b)
+    for (int i = 0; i < kLanes; ++i) t.lanes[b][i] = (b >> i) & 1 ? -1 : 0;
+  return t;
+}
+constexpr LaneMaskTable kLaneMasks = make_lane_masks();
+inline __m256i lane_mask(uint32_t bits) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kLaneMasks.lanes[bits & 0xff]));
+}
+
+// The even elements of the 16 floats a, b (a's 8 then b's): two lane permutes and a shuffle
+// (as the depthwise copy below splits its rows).
+inline __m256 even_lanes(__m256 a, __m256 b) {
+  const __m256 lo4 = _mm256_permute2f128_ps(a, b, 0x20), hi4 = _mm256_permute2f128_ps(a, b, 0x31);
+  return _mm256_shuffle_ps(lo4, hi4, 0x88);
+}
 
 // One 3x3 plane of stride S from a zero-padded copy, 8 outputs per vector. The copy makes
 // every window's taps plain loads, also on narrow planes (7 or 14 columns, where the loops of
@@ -91,7 +121,140 @@ void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, f
   }
 }
 
+// C tile of R rows (R <= 6) by one strip of conv_gemm_strips: 2R accumulators (12 of the 16
+// registers for R = 6), per k two loads of the strip row and R broadcasts of A[r, k] straight
+// from the weight rows. Full: all 16 columns valid; else the first n (B and C masked: a
+// row-major B may end there).
+template <int R, bool Full>
+void strips_tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, const float* bias, bool first,
+                 bool use_lo, bool use_hi, __m256 lo, __m256 hi, float* c, int64_t ldc, int n) {
+  const uint32_t cols = Full ? 0xffffu : (1u << n) - 1;
+  const __m256i m0 = lane_mask(cols), m1 = lane_mask(cols >> 8);
+  const float* ar[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
+  __m256 acc[R][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    if (first) {
+      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    } else if (Full) {
+      acc[r][0] = _mm256_loadu_ps(cr);
+      acc[r][1] = _mm256_loadu_ps(cr + 8);
+    } else {
+      acc[r][0] = _mm256_maskload_ps(cr, m0);
+      acc[r][1] = _mm256_maskload_ps(element_at(cr, 8), m1);
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* row = b + k * ldb;
+    const __m256 b0 = Full ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, m0);
+    const __m256 b1 = Full ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(element_at(row, 8), m1);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(ar[r] + k);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      // The bias after the products, as the AVX-512 kernel adds it.
+      __m256 v = first && bias ? _mm256_add_ps(acc[r][h], _mm256_set1_ps(bias[r])) : acc[r][h];
+      if (use_lo) v = _mm256_max_ps(v, lo);  // NaN -> lo, as x > lo ? x : lo
+      if (use_hi) v = _mm256_min_ps(v, hi);
+      if (Full)
+        _mm256_storeu_ps(cr + 8 * h, v);
+      else
+        _mm256_maskstore_ps(const_cast<float*>(element_at(cr, 8 * h)), h == 0 ? m0 : m1, v);
+    }
+  }
+}
+
+// Rows of C across `width` columns, one strip at a time (the last one masked when partial).
+template <int R>
+void strips_rows(int64_t kc, int64_t width, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t sstride,
+                 const float* bias, bool first, bool use_lo, bool use_hi, __m256 lo, __m256 hi, float* c, int64_t ldc) {
+  int64_t j = 0;
+  for (; j + 16 <= width; j += 16, b += sstride)
+    strips_tile<R, true>(kc, a, lda, b, ldb, bias, first, use_lo, use_hi, lo, hi, c + j, ldc, 16);
+  if (j < width)
+    strips_tile<R, false>(kc, a, lda, b, ldb, bias, first, use_lo, use_hi, lo, hi, c + j, ldc,
+                          static_cast<int>(width - j));
+}
+
 }  // namespace
+
+void conv_gemm_strips_fma(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
+                          int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
+                          float* C, int64_t ldc) {
+  const bool use_lo = last && lo != -std::numeric_limits<float>::infinity();
+  const bool use_hi = last && hi != std::numeric_limits<float>::infinity();
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  for_each_row_tile<6>(M, [&](auto rows, int64_t m) {
+    strips_rows<rows()>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi,
+                        vlo, vhi, C + m * ldc, ldc);
+  });
+}
+
+void strip_im2col_fma(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,
+                      int64_t strip_rows) {
+  const int64_t ksize = t.ksize, plane = t.plane;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t s = t0; s < t1; ++s) {
+    float* dst = col + (s - t0) * strip_rows * 16;
+    const uint16_t* masks = t.mask + s * ksize;
+    const int64_t origin = t.origin[s * 16];
+    if (const int step = t.shifted[s]; step == 1 || step == 2) {
+      // The 16 windows start at consecutive elements (step 1: row k is two loads, masked where
+      // a lane lies in the padding) or two apart (stride 2 within one output row: the 32
+      // elements from the first window's on, four loads masked as the AVX-512 kernel's, and
+      // their even lanes).
+      for (int64_t c = c0; c < c1; ++c) {
+        const float* src = element_at(x, c * plane + origin);
+        for (int64_t k = 0; k < ksize; ++k, dst += 16) {
+          const uint32_t m = masks[k];
+          const float* p = element_at(src, t.delta[k]);
+          if (step == 1 && m == 0xffff) {
+            _mm256_storeu_ps(dst, _mm256_loadu_ps(p));
+            _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(p + 8));
+          } else if (step == 1) {
+            _mm256_storeu_ps(dst, m & 0xff ? _mm256_maskload_ps(p, lane_mask(m)) : zero);
+            _mm256_storeu_ps(dst + 8, m >> 8 ? _mm256_maskload_ps(element_at(p, 8), lane_mask(m >> 8)) : zero);
+          } else if (m == 0xffff) {
+            _mm256_storeu_ps(dst, even_lanes(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)));
+            _mm256_storeu_ps(dst + 8, even_lanes(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+          } else {
+            const uint32_t spread = spread_to_even_bits(m);
+            __m256 q[4];
+            for (int h = 0; h < 4; ++h) {
+              const uint32_t bits = (spread >> (8 * h)) & 0xff;
+              q[h] = bits ? _mm256_maskload_ps(element_at(p, 8 * h), lane_mask(bits)) : zero;
+            }
+            _mm256_storeu_ps(dst, even_lanes(q[0], q[1]));
+            _mm256_storeu_ps(dst + 8, even_lanes(q[2], q[3]));
+          }
+        }
+      }
+      continue;
+    }
+    // Any other spacing: lane by lane.
+    const int32_t* org = t.origin + s * 16;
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* src = x + c * plane;
+      for (int64_t k = 0; k < ksize; ++k, dst += 16) {
+        const uint32_t m = masks[k];
+        for (int i = 0; i < 16; ++i) dst[i] = (m >> i) & 1 ? src[int64_t{org[i]} + t.delta[k]] : 0.0f;
+      }
+    }
+  }
+}
+
+namespace {}  // namespace
 
 bool depthwise3x3_plane_fma(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                             float* y) {

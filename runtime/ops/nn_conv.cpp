@@ -151,10 +151,10 @@ constexpr int64_t kChunkRows = 256;
 constexpr int64_t kStripTileBudget = int64_t{1} << 16;
 
 // Whether conv_strips takes the convolution: a 2-D geometry StripIm2col handles, on a CPU with
-// AVX-512 (conv_gemm_strips has no AVX2 body yet: without AVX-512 sgemm's AVX2 kernels on an
-// im2col matrix are faster than its portable loop).
+// AVX + FMA at least (without them sgemm's kernels on an im2col matrix are faster than
+// conv_gemm_strips' portable loop).
 bool strips_fit(const kernels::WindowShape& s) {
-  return kernels::conv_isa() == kernels::ConvIsa::Avx512 && kernels::StripIm2col::supported(s);
+  return kernels::conv_isa() != kernels::ConvIsa::Portable && kernels::StripIm2col::supported(s);
 }
 
 // The work of conv_strips in units of one 16-wide strip of output columns by one group of 8
@@ -510,15 +510,16 @@ class ConvKernel : public Kernel {
 
   // A constant weight [M, C/group, k...] packed per group for the GEMM paths, once at plan
   // time (as MatMul packs its B): the convolution then packs only its columns. Not for
-  // depthwise convolutions, nor for 2-D ones on AVX-512 (conv_strips reads W as it is, or
-  // packs map panels on its first run).
+  // depthwise convolutions, nor for 2-D ones on AVX + FMA or AVX-512 (conv_strips reads W as
+  // it is, or packs map panels on its first run).
   void pack_weights(const ir::Node& n, const PlanContext& pc) {
     const ir::Value* v = n.inputs.size() > 1 ? n.inputs[1] : nullptr;
     if (!v || !v->initializer || group_ < 1) return;
     const std::vector<int64_t>& dims = v->initializer->dims;
     if (dims.size() < 3 || dims[0] % group_ != 0 || (dims[1] == 1 && group_ > 1)) return;
-    if (kernels::conv_isa() == kernels::ConvIsa::Avx512 && dims.size() == 4) {
-      maps_ok_ = group_ == 1 && pc.packable_weight(n, 1, 4) != nullptr;
+    if (kernels::conv_isa() != kernels::ConvIsa::Portable && dims.size() == 4) {
+      maps_ok_ =
+          kernels::conv_isa() == kernels::ConvIsa::Avx512 && group_ == 1 && pc.packable_weight(n, 1, 4) != nullptr;
       return;
     }
     const Tensor* w = pc.packable_weight(n, 1, dims.size());
