@@ -498,7 +498,7 @@ class ConvKernel : public Kernel {
   // size is known only then); the original's mapped pages are released, as plan-time packing
   // does.
   const float* map_panels(const ConvDims& d, const kernels::WindowShape& s, const Tensor& w) {
-    const int64_t P = s.out_size(), R = kernels::kMapPositions, S = kernels::StripIm2col::kStrip;
+    const int64_t P = s.out_size(), R = kernels::map_positions(kernels::conv_isa()), S = kernels::StripIm2col::kStrip;
     if (!maps_ok_ || d.group != 1 || (P + R - 1) / R * R >= (P + S - 1) / S * S) return nullptr;
     std::lock_guard<std::mutex> lock(cache_mu_);
     if (map_panels_.empty()) {
