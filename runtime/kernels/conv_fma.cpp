@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "runtime/kernels/depthwise_impl.h"
@@ -45,12 +46,92 @@ inline __m256 even_lanes(__m256 a, __m256 b) {
   return _mm256_shuffle_ps(lo4, hi4, 0x88);
 }
 
+// n floats from src to dst in loads that stay within [src, src + n), each size's last load
+// overlapping the one before it (a narrow plane's rows are 7 or 14 floats): no loop that the
+// compiler turns into a memcpy call, which costs more than such a row.
+inline void copy_short(const float* src, int64_t n, float* dst) {  // n < 8
+  if (n >= 4) {
+    _mm_storeu_ps(dst, _mm_loadu_ps(src));
+    _mm_storeu_ps(dst + n - 4, _mm_loadu_ps(src + n - 4));
+  } else if (n >= 2) {
+    std::memcpy(dst, src, 2 * sizeof(float));
+    std::memcpy(dst + n - 2, src + n - 2, 2 * sizeof(float));
+  } else if (n == 1) {
+    dst[0] = src[0];
+  }
+}
+inline void copy_floats(const float* src, int64_t n, float* dst) {
+  if (n < kLanes) return copy_short(src, n, dst);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  if (i < n) _mm256_storeu_ps(dst + n - kLanes, _mm256_loadu_ps(src + n - kLanes));
+}
+
+// n zeros at dst, stored as copy_floats stores (the padding of a narrow plane's rows is a
+// few floats, where memset's call costs more).
+inline void zero_floats(float* dst, int64_t n) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m128 zero4 = _mm_setzero_ps();
+  if (n >= kLanes) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(dst + i, zero);
+    if (i < n) _mm256_storeu_ps(dst + n - kLanes, zero);
+  } else if (n >= 4) {
+    _mm_storeu_ps(dst, zero4);
+    _mm_storeu_ps(dst + n - 4, zero4);
+  } else if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst), zero4);
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst + n - 2), zero4);
+  } else if (n == 1) {
+    dst[0] = 0.0f;
+  }
+}
+
+// Output row `oy` of a 3x3 plane from its three padded input rows r0..r2 (taps of column j at
+// j, j + 1, j + 2; for S = 2 the odd columns `half` floats on), 8 columns per vector, each
+// sum in two chains. Full-width stores may run past the row into later rows of the plane
+// (written again when their turn comes); only a vector that would pass the end of the plane
+// (`room` floats from out) is stored in pieces. (Two output rows sharing their input rows'
+// loads, with the weights broadcast from memory for want of registers, measured slower.)
+template <int S, bool UseLo, bool UseHi>
+inline void depthwise3x3_row(const float* r0, int64_t stride, int64_t half, int64_t owv, const __m256 (&wv)[9],
+                             __m256 bias, __m256 lo, __m256 hi, float* out, int64_t room) {
+  const float* r1 = r0 + stride;
+  const float* r2 = r1 + stride;
+  const int64_t odd = S == 1 ? 1 : half, next = S == 1 ? 2 : 1;  // taps 1 and 2 of column j
+  for (int64_t j = 0; j < owv; j += kLanes) {
+    __m256 a = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(r0 + j), bias);
+    __m256 b = _mm256_mul_ps(wv[1], _mm256_loadu_ps(r0 + j + odd));
+    a = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(r0 + j + next), a);
+    b = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(r1 + j), b);
+    a = _mm256_fmadd_ps(wv[4], _mm256_loadu_ps(r1 + j + odd), a);
+    b = _mm256_fmadd_ps(wv[5], _mm256_loadu_ps(r1 + j + next), b);
+    a = _mm256_fmadd_ps(wv[6], _mm256_loadu_ps(r2 + j), a);
+    b = _mm256_fmadd_ps(wv[7], _mm256_loadu_ps(r2 + j + odd), b);
+    a = _mm256_fmadd_ps(wv[8], _mm256_loadu_ps(r2 + j + next), a);
+    __m256 acc = _mm256_add_ps(a, b);
+    // The max first, as _mm512_max_ps(v, lo) does elsewhere: a NaN sum becomes lo.
+    if (UseLo) acc = _mm256_max_ps(acc, lo);
+    if (UseHi) acc = _mm256_min_ps(acc, hi);
+    if (j + kLanes <= room) {
+      _mm256_storeu_ps(out + j, acc);
+    } else {
+      alignas(32) float tail[kLanes];
+      _mm256_store_ps(tail, acc);
+      copy_short(tail, room - j, out + j);
+    }
+  }
+}
+
 // One 3x3 plane of stride S from a zero-padded copy, 8 outputs per vector. The copy makes
 // every window's taps plain loads, also on narrow planes (7 or 14 columns, where the loops of
 // depthwise_impl.h left most columns to scalar border code): for S = 1 the padded rows as
 // they are; for S = 2 each padded row split into its even and odd columns, so that the taps
 // of 8 consecutive outputs are 8 consecutive floats (kx 0: even[ox], 1: odd[ox], 2: even[ox
-// + 1]). Row width: the outputs rounded up to whole vectors, plus the taps past them.
+// + 1]). Row width: the outputs rounded up to whole vectors, plus the taps past them. Only
+// the padding of each row is zeroed (the copy writes the rest), and rows are copied with
+// vector loads: on a 14x14 plane a memset of the buffer and a memcpy call per row cost as
+// much as the arithmetic.
 template <int S>
 void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, float bias, float lo, float hi,
                          float* y) {
@@ -60,17 +141,24 @@ void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, f
   const int64_t half = owv + 1;                        // S = 2: floats per even / odd row
   const int64_t stride = S == 1 ? owv + 2 : 2 * half;  // floats per padded row
   thread_local std::vector<float> buffer;
-  buffer.assign(static_cast<size_t>(rows * stride), 0.0f);
+  if (buffer.size() < static_cast<size_t>(rows * stride)) buffer.resize(static_cast<size_t>(rows * stride));
+  // Padded column px holds input column px - pw; px < (owv - 1) * S + 3.
+  const int64_t px0 = std::min<int64_t>(std::max<int64_t>(0, pw), (owv - 1) * S + 3);
+  const int64_t px1 = std::clamp<int64_t>(W + pw, px0, (owv - 1) * S + 3);
   for (int64_t py = 0; py < rows; ++py) {
     const int64_t iy = py - ph;
-    if (iy < 0 || iy >= H) continue;
-    const float* src = x + iy * W;
     float* dst = buffer.data() + py * stride;
-    // Padded column px holds input column px - pw; px < (owv - 1) * S + 3.
-    const int64_t px0 = std::max<int64_t>(0, pw), px1 = std::min<int64_t>((owv - 1) * S + 3, W + pw);
+    if (iy < 0 || iy >= H || px1 == px0) {
+      zero_floats(dst, stride);
+      continue;
+    }
+    const float* src = x + iy * W;
     if (S == 1) {
-      if (px1 > px0) std::memcpy(dst + px0, src + px0 - pw, static_cast<size_t>(px1 - px0) * sizeof(float));
+      zero_floats(dst, px0);
+      copy_floats(src + px0 - pw, px1 - px0, dst + px0);
+      zero_floats(dst + px1, stride - px1);
     } else {
+      zero_floats(dst, stride);
       // 16 columns at a time from an even one: their even and odd halves by two lane
       // permutes and two shuffles; the first (odd) column and the tail one by one.
       int64_t px = px0;
@@ -89,36 +177,21 @@ void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, f
              use_hi = hi != std::numeric_limits<float>::infinity();
   __m256 wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = _mm256_set1_ps(w[t]);
-  alignas(32) float tail[kLanes];
-  for (int64_t oy = 0; oy < OH; ++oy) {
-    const float* r = buffer.data() + oy * S * stride;
-    float* out = y + oy * OW;
-    for (int64_t j = 0; j < owv; j += kLanes) {
-      __m256 acc = vb;
-#pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky) {
-        const float* row = r + ky * stride;
-        if (S == 1) {
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 0], _mm256_loadu_ps(row + j), acc);
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 1], _mm256_loadu_ps(row + j + 1), acc);
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 2], _mm256_loadu_ps(row + j + 2), acc);
-        } else {
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 0], _mm256_loadu_ps(row + j), acc);
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 1], _mm256_loadu_ps(row + half + j), acc);
-          acc = _mm256_fmadd_ps(wv[ky * 3 + 2], _mm256_loadu_ps(row + j + 1), acc);
-        }
-      }
-      // The max first, as _mm512_max_ps(v, lo) does elsewhere: a NaN sum becomes lo.
-      if (use_lo) acc = _mm256_max_ps(acc, vlo);
-      if (use_hi) acc = _mm256_min_ps(acc, vhi);
-      if (j + kLanes <= OW) {
-        _mm256_storeu_ps(out + j, acc);
-      } else {
-        _mm256_store_ps(tail, acc);
-        std::copy(tail, tail + (OW - j), out + j);
-      }
-    }
-  }
+  auto rows_with = [&](auto use_lo_c, auto use_hi_c) {
+    for (int64_t oy = 0; oy < OH; ++oy)
+      depthwise3x3_row<S, use_lo_c(), use_hi_c()>(buffer.data() + oy * S * stride, stride, half, owv, wv, vb, vlo, vhi,
+                                                  y + oy * OW, (OH - oy) * OW);
+  };
+  using Yes = std::true_type;
+  using No = std::false_type;
+  if (use_lo && use_hi)
+    rows_with(Yes{}, Yes{});
+  else if (use_lo)
+    rows_with(Yes{}, No{});
+  else if (use_hi)
+    rows_with(No{}, Yes{});
+  else
+    rows_with(No{}, No{});
 }
 
 // C tile of R rows (R <= 6) by one strip of conv_gemm_strips: 2R accumulators (12 of the 16

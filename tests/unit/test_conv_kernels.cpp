@@ -234,11 +234,13 @@ TEST_CASE("depthwise_conv2d matches its definition with bias, padding, strides, 
   // 3x3 stride 1 and 2 (MobileNet), 5x5, 7x1, dilation 2, stride 3 (the portable loop),
   // planes narrower and wider than a vector, 4-row blocks with remainders; stride 2 with and
   // without padding over 35 and 40 columns (the FMA kernel splits padded rows into even and
-  // odd columns 16 at a time, from an odd or an even first column).
+  // odd columns 16 at a time, from an odd or an even first column); 16 output columns, whose
+  // last taps read the last padding column of the FMA kernel's rows.
   const std::vector<Geo> geos = {{7, 7, 3, 3, 1, 1, 1},   {14, 14, 3, 3, 2, 1, 1}, {9, 37, 3, 3, 1, 1, 1},
                                  {13, 35, 3, 3, 2, 1, 1}, {11, 20, 5, 5, 1, 1, 2}, {12, 19, 7, 1, 2, 1, 0},
                                  {10, 18, 3, 3, 1, 2, 2}, {10, 18, 3, 3, 3, 1, 1}, {1, 1, 3, 3, 1, 1, 1},
-                                 {3, 50, 3, 3, 2, 2, 0},  {9, 40, 3, 3, 2, 1, 0}};
+                                 {3, 50, 3, 3, 2, 2, 0},  {9, 40, 3, 3, 2, 1, 0},  {6, 16, 3, 3, 1, 1, 1},
+                                 {6, 32, 3, 3, 2, 1, 1}};
   for (const Geo& g : geos) {
     kernels::WindowShape s = window(g.H, g.W, g.KH, g.KW, g.stride, g.dil, g.pad);
     if (g.KW == 1) {  // 7x1: pad only the rows
