@@ -218,7 +218,8 @@ void max_pool_2d_inside(const kernels::WindowShape& s, const float* x, float* y,
 // Indices (the ResNet stem's 3x3 stride-2 pool with padding 1). Per output row: the largest
 // element of each input column over the window's rows inside the input (one contiguous,
 // vectorizable pass per row), into a row buffer that has `lowest` in the padding on both
-// sides; then each output's window along that buffer with no bounds checks. The comparisons
+// sides; then one contiguous pass per kernel column over that buffer (stride 2: over its even
+// and odd elements, split apart first; larger strides window by window). The comparisons
 // are the generic path's (v > best ? v : best from `lowest` on: NaN never wins), in another
 // order (rows first), which can only change which of +0 and -0 is kept.
 void max_pool_2d_padded(const kernels::WindowShape& s, const float* x, float* y, int64_t planes, ThreadPool* pool) {
@@ -229,9 +230,16 @@ void max_pool_2d_padded(const kernels::WindowShape& s, const float* x, float* y,
   const float lowest = std::numeric_limits<float>::lowest();
   parallel_range(pool, planes, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, OH * OW * KH * KW)),
                  [=](int64_t p0, int64_t p1) {
-                   thread_local std::vector<float> buffer;
-                   buffer.assign(static_cast<size_t>(pw + W + right), lowest);
+                   thread_local std::vector<float> buffer, halves;
+                   const int64_t span = pw + W + right;
+                   buffer.assign(static_cast<size_t>(span), lowest);
                    float* row = buffer.data() + pw;  // row[-pw .. W + right)
+                   // Stride 2: the row's even and odd elements apart, so that each kernel
+                   // column's taps are contiguous (base[2 ox + t] = even or odd[ox + t / 2]).
+                   const int64_t half = (span + 1) / 2;
+                   if (sw == 2) halves.resize(static_cast<size_t>(2 * half));
+                   float* even = halves.data();
+                   float* odd = even + half;
                    for (int64_t p = p0; p < p1; ++p) {
                      const float* plane = x + p * H * W;
                      float* out = y + p * OH * OW;
@@ -244,11 +252,25 @@ void max_pool_2d_padded(const kernels::WindowShape& s, const float* x, float* y,
                          for (int64_t ix = 0; ix < W; ++ix) row[ix] = in[ix] > row[ix] ? in[ix] : row[ix];
                        }
                        const float* base = row - pw;
-                       for (int64_t ox = 0; ox < OW; ++ox) {
-                         const float* w0 = base + ox * sw;
-                         float best = lowest;
-                         for (int64_t kx = 0; kx < KW; ++kx) best = w0[kx * dw] > best ? w0[kx * dw] : best;
-                         out[ox] = best;
+                       if (sw > 2) {
+                         for (int64_t ox = 0; ox < OW; ++ox) {
+                           const float* w0 = base + ox * sw;
+                           float best = lowest;
+                           for (int64_t kx = 0; kx < KW; ++kx) best = w0[kx * dw] > best ? w0[kx * dw] : best;
+                           out[ox] = best;
+                         }
+                         continue;
+                       }
+                       if (sw == 2)
+                         for (int64_t i = 0; i < span / 2; ++i) even[i] = base[2 * i], odd[i] = base[2 * i + 1];
+                       if (sw == 2 && span % 2) even[span / 2] = base[span - 1];
+                       // One contiguous (vectorizable) pass per kernel column, in the order
+                       // of the per-window loop: out = max(lowest, tap 0, tap 1, ...).
+                       std::fill(out, out + OW, lowest);
+                       for (int64_t kx = 0; kx < KW; ++kx) {
+                         const int64_t t = kx * dw;
+                         const float* tap = sw == 1 ? base + t : (t % 2 ? odd : even) + t / 2;
+                         for (int64_t ox = 0; ox < OW; ++ox) out[ox] = tap[ox] > out[ox] ? tap[ox] : out[ox];
                        }
                      }
                    }

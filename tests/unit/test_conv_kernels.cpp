@@ -424,11 +424,9 @@ TEST_CASE("MaxPool with padding and ceil_mode equals its definition (the ResNet 
     int64_t H, W, K, stride, pad;
     bool ceil;
   };
-  const std::vector<Case> cases = {{16, 16, 3, 2, 1, false},
-                                   {15, 13, 3, 2, 1, true},
-                                   {9, 7, 2, 2, 1, false},
-                                   {5, 6, 3, 1, 1, false},
-                                   {8, 9, 3, 3, 0, true}};
+  const std::vector<Case> cases = {{16, 16, 3, 2, 1, false}, {15, 13, 3, 2, 1, true}, {9, 7, 2, 2, 1, false},
+                                   {5, 6, 3, 1, 1, false},   {8, 9, 3, 3, 0, true},   {6, 45, 3, 2, 1, true},
+                                   {5, 40, 4, 2, 1, false}};
   for (const Case& cs : cases) {
     CAPTURE(cs.H);
     CAPTURE(cs.W);
