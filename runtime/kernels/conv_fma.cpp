@@ -160,7 +160,8 @@ void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, f
     } else {
       zero_floats(dst, stride);
       // 16 columns at a time from an even one: their even and odd halves by two lane
-      // permutes and two shuffles; the first (odd) column and the tail one by one.
+      // permutes and two shuffles; then 8 at a time by two shuffles (narrow rows: 14 or 28
+      // columns); the first (odd) column and the last few one by one.
       int64_t px = px0;
       if (px & 1) dst[half + px / 2] = src[px - pw], ++px;
       for (; px + 16 <= px1; px += 16) {
@@ -168,6 +169,11 @@ void depthwise3x3_padded(const float* x, const WindowShape& s, const float* w, f
         const __m256 lo4 = _mm256_permute2f128_ps(a, b, 0x20), hi4 = _mm256_permute2f128_ps(a, b, 0x31);
         _mm256_storeu_ps(dst + px / 2, _mm256_shuffle_ps(lo4, hi4, 0x88));
         _mm256_storeu_ps(dst + half + px / 2, _mm256_shuffle_ps(lo4, hi4, 0xDD));
+      }
+      for (; px + 8 <= px1; px += 8) {
+        const __m128 a = _mm_loadu_ps(src + px - pw), b = _mm_loadu_ps(src + px - pw + 4);
+        _mm_storeu_ps(dst + px / 2, _mm_shuffle_ps(a, b, 0x88));
+        _mm_storeu_ps(dst + half + px / 2, _mm_shuffle_ps(a, b, 0xDD));
       }
       for (; px < px1; ++px) dst[(px & 1) * half + px / 2] = src[px - pw];
     }
