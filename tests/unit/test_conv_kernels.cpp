@@ -3,7 +3,8 @@
 // the GEMM on strips with bias and clamp, the depthwise convolution; each at every ISA level
 // the CPU has (portable, AVX-512), on odd sizes, padding, strides, dilations and partial
 // strips. Then the Conv and MaxPool ops end to end (grouped, strided, depthwise, 7x7 stem,
-// padded pool; one and two threads) against their definitions.
+// padded pool; one and two threads) against their definitions, and Where (the attention mask
+// after them in a transformer) for each element width it moves.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -461,4 +462,33 @@ TEST_CASE("MaxPool with padding and ceil_mode equals its definition (the ResNet 
       CHECK(wrong == 0);
     }
   }
+}
+
+TEST_CASE("Where selects by a broadcast condition for elements of 1, 2, 4 and 8 bytes") {
+  // A causal-mask shape: cond [1, 1, 3, 5] over x [2, 3, 3, 5] and a scalar y.
+  const std::vector<int64_t> cd = {1, 1, 3, 5}, xd = {2, 3, 3, 5};
+  Tensor cond = new_tensor(DType::Bool, cd);
+  for (int64_t i = 0; i < 15; ++i) cond.mutable_values<bool>()[i] = i % 5 <= i / 5 + 1;
+  cond.name = "c";
+  auto check = [&](DType dt, auto tag) {
+    using T = decltype(tag);
+    CAPTURE(static_cast<int>(dt));
+    Tensor x = new_tensor(dt, xd), y = new_tensor(dt, {});
+    for (int64_t i = 0; i < 90; ++i) x.mutable_values<T>()[i] = static_cast<T>(1000 + 37 * i);
+    y.mutable_values<T>()[0] = static_cast<T>(7);
+    x.name = "x";
+    y.name = "y";
+    const Tensor out = run_one("Where", {{cond, false}, {x, false}, {y, true}}, {}, 1);
+    REQUIRE(out.dims == xd);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < 90; ++i) {
+      const T want = cond.values<bool>()[i % 15] ? x.values<T>()[i] : T{7};
+      wrong += out.values<T>()[i] != want;
+    }
+    CHECK(wrong == 0);
+  };
+  check(DType::UInt8, uint8_t{});
+  check(DType::UInt16, uint16_t{});
+  check(DType::Float, float{});
+  check(DType::Int64, int64_t{});
 }
