@@ -359,8 +359,10 @@ void strip_im2col_fma(const StripTables& t, const float* x, int64_t c0, int64_t 
             _mm256_storeu_ps(dst, m & 0xff ? _mm256_maskload_ps(p, lane_mask(m)) : zero);
             _mm256_storeu_ps(dst + 8, m >> 8 ? _mm256_maskload_ps(element_at(p, 8), lane_mask(m >> 8)) : zero);
           } else if (m == 0xffff) {
+            // Every window inside: plain loads but for the 32nd element, which no window uses
+            // and which may lie past the image.
             _mm256_storeu_ps(dst, even_lanes(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)));
-            _mm256_storeu_ps(dst + 8, even_lanes(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+            _mm256_storeu_ps(dst + 8, even_lanes(_mm256_loadu_ps(p + 16), _mm256_maskload_ps(p + 24, lane_mask(0x7f))));
           } else {
             const uint32_t spread = spread_to_even_bits(m);
             __m256 q[4];

@@ -6,9 +6,12 @@
 // padded pool; one and two threads) against their definitions, and Where (the attention mask
 // after them in a transformer) for each element width it moves.
 #include <doctest/doctest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -105,6 +108,30 @@ TEST_CASE("StripIm2col writes every window's elements in 16-wide strips, zeros i
           }
       CHECK(wrong == 0);
     }
+  }
+  // Nothing past the input is read: the image ends right before a page that may not be read,
+  // where a stride-2 strip's last window takes the very last element (33 columns, no padding:
+  // 16 windows a row; the element after it would be the next page's first).
+  {
+    const kernels::WindowShape sg = window(5, 33, 3, 3, 2, 1, 0);
+    const kernels::StripIm2col im2col(sg);
+    const int64_t C = 2, n = C * 5 * 33, ksize = 9, page = sysconf(_SC_PAGESIZE);
+    const int64_t bytes = (n * int64_t{sizeof(float)} + page - 1) / page * page;
+    char* map =
+        static_cast<char*>(mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    REQUIRE(map != MAP_FAILED);
+    REQUIRE(mprotect(map + bytes, page, PROT_NONE) == 0);
+    float* x = reinterpret_cast<float*>(map + bytes) - n;
+    const auto values = random_floats(n, 4);
+    std::memcpy(x, values.data(), n * sizeof(float));
+    for (kernels::ConvIsa isa : isas()) {
+      CAPTURE(static_cast<int>(isa));
+      std::vector<float> col(im2col.strips() * C * ksize * 16);
+      im2col.run_at(isa, x, 0, C, 0, im2col.strips(), col.data(), C * ksize);
+      // The last strip's last row: window 15's element (2, 2) of the last channel, x's last.
+      CHECK(col.back() == x[n - 1]);
+    }
+    munmap(map, bytes + page);
   }
   // Outside: a 3-D window, and an empty output.
   kernels::WindowShape s3 = window(4, 4, 3, 3, 1, 1, 1);
