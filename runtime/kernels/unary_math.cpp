@@ -1,5 +1,5 @@
 // Portable build of the unary_math.h kernels (4-lane vectors, baseline x86-64) and the
-// dispatch between it and the AVX2+FMA and AVX+FMA builds.
+// dispatch between it and the AVX-512F, AVX2+FMA and AVX+FMA builds.
 #include "runtime/kernels/unary_math.h"
 
 #include "runtime/kernels/cpu_features.h"
@@ -15,9 +15,10 @@ UnaryF32 unary_portable() { return &unary_as<f32x4>; }
 }  // namespace detail
 
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
-  static const detail::UnaryF32 best = cpu().avx2  ? detail::unary_avx2()
-                                       : cpu().fma ? detail::unary_fma()
-                                                   : detail::unary_portable();
+  static const detail::UnaryF32 best = cpu().avx512f ? detail::unary_avx512()
+                                       : cpu().avx2  ? detail::unary_avx2()
+                                       : cpu().fma   ? detail::unary_fma()
+                                                     : detail::unary_portable();
   best(op, x, y, n);
 }
 

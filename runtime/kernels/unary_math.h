@@ -1,8 +1,8 @@
 // Element-wise float32 math on arrays: exp, erf, sigmoid, tanh, sqrt, square, relu. Plain
 // functions on pointers (they never see the IR), in a portable version (unary_math.cpp,
-// 4-lane GCC vectors), an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes) and an AVX+FMA one
-// (unary_math_fma.cpp, 8 lanes, for CPUs without AVX2), chosen once by
-// CPU features as in gemm.cpp.
+// 4-lane GCC vectors), an AVX2+FMA version (unary_math_avx2.cpp, 8 lanes), an AVX+FMA one
+// (unary_math_fma.cpp, 8 lanes, for CPUs without AVX2) and an AVX-512F one
+// (unary_math_avx512f.cpp, 16 lanes), chosen once by CPU features as in gemm.cpp.
 //
 // The transcendental ones are float polynomials, not libm: within 2 ulp of the correctly
 // rounded result over the whole float range (tests/unit/test_unary_math.cpp measures it
@@ -34,6 +34,7 @@ using UnaryF32 = void (*)(UnaryOp, const float*, float*, int64_t);
 UnaryF32 unary_portable();
 UnaryF32 unary_avx2();
 UnaryF32 unary_fma();
+UnaryF32 unary_avx512();  // AVX-512F (cpu().avx512f), 16 lanes
 }  // namespace detail
 
 }  // namespace slmops::runtime::kernels

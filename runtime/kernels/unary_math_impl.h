@@ -1,6 +1,7 @@
 // The vector bodies of unary_math.h, written once over a GCC vector type F of floats and
-// compiled twice: 4 lanes in unary_math.cpp (baseline SSE2) and 8 lanes with FMA in
-// unary_math_avx2.cpp. Include only from those two files.
+// compiled for each level: 4 lanes in unary_math.cpp (baseline SSE2), 8 lanes with FMA in
+// unary_math_avx2.cpp and unary_math_fma.cpp, 16 in unary_math_avx512f.cpp. Include only from
+// those files.
 #pragma once
 #include <bit>
 #include <cstdint>
@@ -27,6 +28,10 @@ template <>
 struct IntVecOf<32> {
   typedef int32_t type __attribute__((vector_size(32)));
 };
+template <>
+struct IntVecOf<64> {
+  typedef int32_t type __attribute__((vector_size(64)));
+};
 template <typename F>
 using IntVec = typename IntVecOf<sizeof(F)>::type;
 
@@ -42,6 +47,11 @@ template <typename F>
   if constexpr (sizeof(F) == 32) return reinterpret_cast<F>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a),
                                                                             reinterpret_cast<__m256>(b),
                                                                             reinterpret_cast<__m256>(c)));
+#endif
+#ifdef __AVX512F__
+  if constexpr (sizeof(F) == 64)
+    return reinterpret_cast<F>(
+        _mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), reinterpret_cast<__m512>(c)));
 #endif
   return a * b + c;
 }
@@ -155,6 +165,9 @@ template <typename F>
 [[gnu::always_inline]] inline F sqrt_v(F x) {
 #ifdef __AVX__
   if constexpr (sizeof(F) == 32) return reinterpret_cast<F>(_mm256_sqrt_ps(reinterpret_cast<__m256>(x)));
+#endif
+#ifdef __AVX512F__
+  if constexpr (sizeof(F) == 64) return reinterpret_cast<F>(_mm512_sqrt_ps(reinterpret_cast<__m512>(x)));
 #endif
 #ifdef __SSE2__
   if constexpr (sizeof(F) == 16) return reinterpret_cast<F>(_mm_sqrt_ps(reinterpret_cast<__m128>(x)));

@@ -65,10 +65,16 @@ typedef float f32x8 __attribute__((vector_size(32)));
 __attribute__((target("avx2,fma"))) void exp_inplace_avx2(float* y, int64_t n) { exp_inplace_as<f32x8>(y, n); }
 // The same without AVX2 (its integer steps in 128-bit halves), for CPUs with AVX and FMA only.
 __attribute__((target("avx,fma"))) void exp_inplace_fma(float* y, int64_t n) { exp_inplace_as<f32x8>(y, n); }
+// Sixteen lanes, for CPUs with AVX-512F.
+typedef float f32x16 __attribute__((vector_size(64)));
+__attribute__((target("avx512f,avx2,fma"))) void exp_inplace_avx512(float* y, int64_t n) {
+  exp_inplace_as<f32x16>(y, n);
+}
 #endif
 
 void exp_inplace(float* y, int64_t n) {
 #if defined(__x86_64__) || defined(__i386__)
+  if (kernels::cpu().avx512f) return exp_inplace_avx512(y, n);
   if (kernels::cpu().avx2) return exp_inplace_avx2(y, n);
   if (kernels::cpu().fma) return exp_inplace_fma(y, n);
 #endif

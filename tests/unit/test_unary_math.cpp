@@ -89,6 +89,7 @@ TEST_CASE("unary_math kernels stay within kMaxUlp of libm, every kernel set") {
   if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
     sets.push_back(kernels::detail::unary_fma());
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(kernels::detail::unary_avx2());
+  if (__builtin_cpu_supports("avx512f")) sets.push_back(kernels::detail::unary_avx512());
   const std::vector<float> x = sweep();
   for (auto fn : sets)
     for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Erf, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Square,
