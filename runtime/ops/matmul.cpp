@@ -1,5 +1,7 @@
-// MatMul (numpy matmul: 1-D operands, broadcast batch dims) and Gemm (transposes, alpha,
-// beta, broadcast C). float32 and the 16-bit floats (through float32) run on the blocked
+// MatMul (numpy matmul: 1-D operands, broadcast batch dims), com.microsoft FusedMatMul (the
+// same with the last two dims of A and/or B swapped and a scale alpha: what ONNX Runtime, and
+// optimize --target onnxruntime, make of MatMul(Transpose(A), B) * alpha) and Gemm (transposes,
+// alpha, beta, broadcast C). float32 and the 16-bit floats (through float32) run on the blocked
 // SGEMM of runtime/kernels/gemm.h; a constant 2-D B (a weight) is packed for it once, when
 // the node is planned. double and integer types use a plain loop.
 #include <functional>
@@ -70,18 +72,22 @@ struct MatMulShape {
   std::vector<int64_t> a_index, b_index;  // per output matrix: which matrix of A and of B
 };
 
-MatMulShape matmul_shape(const Tensor& at, const Tensor& bt) {
+// trans_a / trans_b: the operand's last two dims are swapped (FusedMatMul; not for 1-D ones).
+MatMulShape matmul_shape(const Tensor& at, const Tensor& bt, bool trans_a = false, bool trans_b = false) {
   if (at.dims.empty() || bt.dims.empty())
     bad_input("MatMul inputs must have rank >= 1, got {} and {}", describe(at), describe(bt));
   std::vector<int64_t> a = at.dims, b = bt.dims;
   if (a.size() == 1) a.insert(a.begin(), 1);
   if (b.size() == 1) b.push_back(1);
+  if (trans_a && at.dims.size() > 1) std::swap(a[a.size() - 2], a[a.size() - 1]);
+  if (trans_b && bt.dims.size() > 1) std::swap(b[b.size() - 2], b[b.size() - 1]);
   MatMulShape s;
   s.M = a[a.size() - 2];
   s.K = a.back();
   s.N = b.back();
   if (b[b.size() - 2] != s.K)
-    bad_input("MatMul inner dimensions differ: A is {} and B is {}", describe(at), describe(bt));
+    bad_input("MatMul inner dimensions differ: A is {} and B is {}{}", describe(at), describe(bt),
+              trans_a || trans_b ? fmt::format(" (transA={}, transB={})", trans_a ? 1 : 0, trans_b ? 1 : 0) : "");
   const std::vector<int64_t> a_batch(a.begin(), a.end() - 2), b_batch(b.begin(), b.end() - 2);
   s.out_dims = broadcast_shapes({a_batch, b_batch});
   s.b_matrices = product(b_batch);
@@ -112,16 +118,25 @@ void for_each_matrix(int64_t count, int64_t work_per_matrix, ThreadPool* pool,
 
 class MatMul : public Kernel {
  public:
-  MatMul(const ir::Node& n, const PlanContext& pc) : packed_b_(pack_constant_b(n, false, pc)) {}
+  // fused: FusedMatMul's attributes (transA, transB, alpha); plain MatMul has none.
+  MatMul(const ir::Node& n, const PlanContext& pc, bool fused = false)
+      : trans_a_(fused && n.attr_int("transA", 0) != 0),
+        trans_b_(fused && n.attr_int("transB", 0) != 0),
+        alpha_(fused ? n.attr_float("alpha", 1.f) : 1.f),
+        packed_b_(pack_constant_b(n, trans_b_, pc)) {
+    if (fused && (n.attr_int("transBatchA", 0) != 0 || n.attr_int("transBatchB", 0) != 0))
+      bad_input("FusedMatMul with transBatchA or transBatchB is not supported");
+  }
 
   void run(OpContext& ctx) override {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
     if (a.dtype != b.dtype)
       bad_input("MatMul inputs have different types ({} and {})", ir::dtype_name(a.dtype), ir::dtype_name(b.dtype));
-    const MatMulShape s = matmul_shape(a, b);
+    const bool ta = trans_a_ && a.dims.size() > 1, tb = trans_b_ && b.dims.size() > 1;
+    const MatMulShape s = matmul_shape(a, b, ta, tb);
     if (runs_on_sgemm(a.dtype)) {
-      ctx.set_out(0, from_float_tensor(product_f32(a, b, s, ctx.pool), a.dtype));
+      ctx.set_out(0, from_float_tensor(product_f32(a, b, s, ta, tb, ctx.pool), a.dtype));
       return;
     }
     Tensor& y = ctx.set_out(0, new_tensor(a.dtype, s.out_dims));
@@ -131,39 +146,54 @@ class MatMul : public Kernel {
       const T* pb = b.values<T>();
       T* py = y.mutable_values<T>();
       for_each_matrix(static_cast<int64_t>(s.a_index.size()), s.M * s.N * s.K, ctx.pool, [&](int64_t i, ThreadPool* p) {
-        product_loop<T>(false, false, s.M, s.N, s.K, pa + s.a_index[i] * s.M * s.K, pb + s.b_index[i] * s.K * s.N,
+        product_loop<T>(ta, tb, s.M, s.N, s.K, pa + s.a_index[i] * s.M * s.K, pb + s.b_index[i] * s.K * s.N,
                         py + i * s.M * s.N, p);
       });
+      if (alpha_ != 1.f)
+        for (int64_t i = 0; i < static_cast<int64_t>(y.numel()); ++i)
+          py[i] = static_cast<T>(alpha_ * static_cast<double>(py[i]));
     });
   }
 
  private:
-  // The product in float32 (16-bit float operands are widened first).
-  Tensor product_f32(const Tensor& a, const Tensor& b, const MatMulShape& s, ThreadPool* pool) const {
+  // The product in float32 (16-bit float operands are widened first); ta / tb: A's / B's
+  // matrices are stored transposed.
+  Tensor product_f32(const Tensor& a, const Tensor& b, const MatMulShape& s, bool ta, bool tb, ThreadPool* pool) const {
     const Tensor af = to_float_tensor(a);
     Tensor y = new_tensor(DType::Float, s.out_dims);
     const float* pa = af.values<float>();
     float* py = y.mutable_values<float>();
     const int64_t matrices = static_cast<int64_t>(s.a_index.size());
-    // One B for all products: the stack of A matrices is one tall [matrices * M, K] matrix.
+    const int64_t lda = ta ? s.M : s.K, ldb = tb ? s.K : s.N;
+    // One B for all products: the stack of A matrices is one tall [matrices * M, K] matrix
+    // (A's matrices as stored, not transposed).
     const int64_t rows = matrices * s.M;
-    if (packed_b_) {  // (a 2-D B, so s.b_matrices == 1)
-      kernels::sgemm_packed(false, rows, 1.f, pa, s.K, *packed_b_, 0.f, py, s.N, pool);
+    if (packed_b_ && !ta) {  // (a 2-D B, so s.b_matrices == 1)
+      kernels::sgemm_packed(false, rows, alpha_, pa, s.K, *packed_b_, 0.f, py, s.N, pool);
+      return y;
+    }
+    if (packed_b_) {
+      for_each_matrix(matrices, s.M * s.N * s.K, pool, [&](int64_t i, ThreadPool* p) {
+        kernels::sgemm_packed(true, s.M, alpha_, pa + s.a_index[i] * s.M * s.K, lda, *packed_b_, 0.f,
+                              py + i * s.M * s.N, s.N, p);
+      });
       return y;
     }
     const Tensor bf = to_float_tensor(b);
     const float* pb = bf.values<float>();
-    if (s.b_matrices == 1) {
-      kernels::sgemm(false, false, rows, s.N, s.K, 1.f, pa, s.K, pb, s.N, 0.f, py, s.N, pool);
+    if (s.b_matrices == 1 && !ta) {
+      kernels::sgemm(false, tb, rows, s.N, s.K, alpha_, pa, s.K, pb, ldb, 0.f, py, s.N, pool);
       return y;
     }
     for_each_matrix(matrices, s.M * s.N * s.K, pool, [&](int64_t i, ThreadPool* p) {
-      kernels::sgemm(false, false, s.M, s.N, s.K, 1.f, pa + s.a_index[i] * s.M * s.K, s.K,
-                     pb + s.b_index[i] * s.K * s.N, s.N, 0.f, py + i * s.M * s.N, s.N, p);
+      kernels::sgemm(ta, tb, s.M, s.N, s.K, alpha_, pa + s.a_index[i] * s.M * s.K, lda, pb + s.b_index[i] * s.K * s.N,
+                     ldb, 0.f, py + i * s.M * s.N, s.N, p);
     });
     return y;
   }
 
+  bool trans_a_, trans_b_;
+  float alpha_;
   std::shared_ptr<const kernels::PackedB> packed_b_;
 };
 
@@ -270,6 +300,8 @@ void register_matmul_ops() {
   // MatMul-9 and -13 only add element types.
   register_kernel("", "MatMul", 1,
                   [](const ir::Node& n, const PlanContext& pc) { return std::make_unique<ops::MatMul>(n, pc); });
+  register_kernel("com.microsoft", "FusedMatMul", 1,
+                  [](const ir::Node& n, const PlanContext& pc) { return std::make_unique<ops::MatMul>(n, pc, true); });
   // Gemm-7 drops the broadcast attribute (C always broadcasts); -9, -11, -13 add types and
   // make C optional, which this kernel accepts in every version.
   for (int since : {1, 7})

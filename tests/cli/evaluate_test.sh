@@ -100,6 +100,13 @@ check "... and the perplexity equals the optimized run's within 1e-5 (relative)"
 check "--optimize false is the same switch" js "r.optimized === false" "$WORK/asis2.json"
 "$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 > "$WORK/human.txt"
 check "the text report names the graph that ran" grep -q "^graph    optimized (175 -> 85 nodes)" "$WORK/human.txt"
+# A model pre-fused for ONNX Runtime (convert --optimize --target onnxruntime: FusedMatMul,
+# BiasGelu) runs in the executor too, with the same perplexity.
+"$S" -q convert "$FX/gpt_bytes.onnx" -o "$WORK/gpt_ort.onnx" --optimize --target onnxruntime > /dev/null
+"$S" -q evaluate "$WORK/gpt_ort.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --json > "$WORK/ort_fused.json"
+check "an onnxruntime-fused model evaluates to the same perplexity within 1e-5 (relative)" \
+  js "Math.abs(r.metrics.perplexity / JSON.parse(fs.readFileSync('$WORK/gpt_bytes.lm_eval.npz.json', 'utf8')).metrics.perplexity - 1) < 1e-5" \
+  "$WORK/ort_fused.json"
 
 "$S" -q evaluate "$FX/gpt_bytes.onnx" --data "$FX/lm_eval.npz" --batch-size 8 --baseline "$FX/gpt_bytes.onnx" \
   --json --report "$WORK/self.md" > "$WORK/self.json"

@@ -288,6 +288,41 @@ TEST_CASE("fuse --target onnxruntime: Gelu and QuickGelu patterns become the con
   for (auto& n : m.graph->nodes()) CHECK(n->domain == "com.microsoft");
 }
 
+TEST_CASE("fuse --target onnxruntime: FusedMatMul (transposed operands, alpha) runs in the executor as before") {
+  // Transpose(x) @ w * 0.5 (a constant 2-D B, packed at plan time), a @ Transpose(b) and
+  // Transpose(c) @ d over batches of 2, e @ Transpose(f) with one 2-D B for both of e's
+  // matrices (graph inputs).
+  Model m = new_model();
+  Graph& g = *m.graph;
+  Value* x = g.add_input("x", f32({7, 5}));
+  Value* a = g.add_input("a", f32({2, 5, 6}));
+  Value* b = g.add_input("b", f32({2, 4, 6}));
+  Value* c = g.add_input("c", f32({2, 6, 5}));
+  Value* d = g.add_input("d", f32({2, 6, 3}));
+  Value* e = g.add_input("e", f32({2, 3, 5}));
+  Value* f = g.add_input("f", f32({4, 5}));
+  auto swap_last = [&](Value* v, const char* name, std::vector<int64_t> perm) {
+    return g.add_node("Transpose", {v}, {name}, attribute_list(Attribute::make_ints("perm", std::move(perm))))
+        ->outputs[0];
+  };
+  Value* w = g.add_initializer(Tensor::from_values("w", DType::Float, {7, 3}, test::random_floats(21, 9)));
+  Node* m1 = g.add_node("MatMul", {swap_last(x, "xt", {1, 0}), w}, {"m1"});
+  Node* y1 = g.add_node("Mul", {m1->outputs[0], scalar(g, "alpha", 0.5f)}, {"y1"});
+  Node* y2 = g.add_node("MatMul", {a, swap_last(b, "bt", {0, 2, 1})}, {"y2"});
+  Node* y3 = g.add_node("MatMul", {swap_last(c, "ct", {0, 2, 1}), d}, {"y3"});
+  Node* y4 = g.add_node("MatMul", {e, swap_last(f, "ft", {1, 0})}, {"y4"});
+  for (Node* n : {y1, y2, y3, y4}) g.add_output(n->outputs[0]);
+  const std::vector<std::vector<int64_t>> shapes = {{7, 5},    {2, 5, 6}, {2, 4, 6}, {2, 6, 5},
+                                                    {2, 6, 3}, {2, 3, 5}, {4, 5}};
+  const Model opt = check_same_outputs(m, shapes, [](Model& mm) {
+    passes::FuseOptions o;
+    o.target = "onnxruntime";
+    CHECK(passes::fuse(mm, o).fusions.count("FusedMatMul") == 1);
+  });
+  CHECK(count_op(opt, "Transpose") == 0);
+  CHECK(count_op(opt, "FusedMatMul") == 4);
+}
+
 TEST_CASE("optimize is registered with its options, and refuses a malformed --input-shape before any work") {
   const passes::PassInfo* p = passes::find_pass("optimize");
   REQUIRE(p);
