@@ -396,8 +396,6 @@ void conv_gemm_maps_at(ConvIsa isa, int64_t panels, int64_t kc, int64_t width, c
   if (panels <= 0 || width <= 0) return;
   if (isa == ConvIsa::Avx512 && cpu().avx512f)
     return detail::conv_gemm_maps_avx512(panels, kc, width, wt, wt_pstride, B, ldb, sstride, first, ct, ct_pstride);
-  if (isa == ConvIsa::Fma && cpu().fma)
-    return detail::conv_gemm_maps_fma(panels, kc, width, wt, wt_pstride, B, ldb, sstride, first, ct, ct_pstride);
   constexpr int64_t S = StripIm2col::kStrip;
   for (int64_t p = 0; p < panels; ++p)
     for (int64_t j = 0; j < width; ++j) {

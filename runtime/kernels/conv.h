@@ -126,16 +126,13 @@ void conv_gemm_strips_at(ConvIsa isa, int64_t M, int64_t kc, int64_t width, cons
 // Convolution weights W[M, K] (row-major) in panels of 32 maps for conv_gemm_maps: W(m, k) at
 // (m / 32) * K * 32 + k * 32 + m % 32, maps past M as zeros.
 constexpr int64_t kMapPanel = 32;
-// Output positions conv_gemm_maps broadcasts at a time on each ISA level (a caller compares
-// the padding this leaves with that of 16-wide strips): 7 with AVX-512's 32 registers, 6 with
-// AVX's 16.
+// Output positions conv_gemm_maps broadcasts at a time (a caller compares the padding this
+// leaves with that of 16-wide strips).
 constexpr int64_t kMapPositions = 7;
-constexpr int64_t kMapPositionsFma = 6;
-inline int64_t map_positions(ConvIsa isa) { return isa == ConvIsa::Avx512 ? kMapPositions : kMapPositionsFma; }
 std::vector<float> pack_map_panels(const float* w, int64_t M, int64_t K);
 
 // conv_gemm_strips with the operands' roles turned: vectors along 32 maps of a weight panel,
-// output positions broadcast a few at a time (map_positions), so that maps of 49 or 196 positions (7x7, 14x14)
+// output positions broadcast 7 at a time, so that maps of 49 or 196 positions (7x7, 14x14)
 // waste no lanes where 16-wide strips compute 64 and 208. Accumulates position-major:
 //   CT[p, j, i] = (first ? 0 : CT[p, j, i]) + sum_{k < kc} W(32p + i, k) * B(k, j)
 // for panels p < `panels`, positions j < width, i < 32; CT[p, j, i] at ct + p * ct_pstride +
@@ -216,14 +213,12 @@ inline void for_each_row_tile(int64_t M, Fn&& fn) {
   with_rows<Max - 1>(M - m, m, fn);
 }
 
-// The same three on the AVX + FMA tier (conv_fma.cpp).
+// The strip im2col and GEMM on the AVX + FMA tier (conv_fma.cpp).
 void strip_im2col_fma(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,
                       int64_t strip_rows);
 void conv_gemm_strips_fma(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
                           int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                           float* C, int64_t ldc);
-void conv_gemm_maps_fma(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride, const float* B,
-                        int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
                            const float* B, int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride);
 // One plane of depthwise_conv2d (stride 1 or 2 along the rows, any stride down the columns).

@@ -266,39 +266,6 @@ void strips_rows(int64_t kc, int64_t width, const float* a, int64_t lda, const f
                           static_cast<int>(width - j));
 }
 
-// R output positions by 16 maps (half of a 32-map panel; 2R accumulators): per k two loads
-// of the half panel row and R broadcasts of B(k, j), one from each position's strip row. With
-// `pf`, one cache line per k of the panel the next tiles read (pf, pf + 32, ...) is fetched
-// meanwhile.
-template <int R>
-void maps_tile(int64_t kc, const float* wt, const float* const* bp, int64_t ldb, bool first, float* ct,
-               const float* pf) {
-  const float* br[R];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) br[r] = bp[r];
-  __m256 acc[R][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    acc[r][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(ct + r * kMapPanel);
-    acc[r][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(ct + r * kMapPanel + 8);
-  }
-  for (int64_t k = 0; k < kc; ++k, wt += kMapPanel) {
-    if (pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kMapPanel), _MM_HINT_T0);
-    const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m256 b = _mm256_broadcast_ss(br[r] + k * ldb);
-      acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(ct + r * kMapPanel, acc[r][0]);
-    _mm256_storeu_ps(ct + r * kMapPanel + 8, acc[r][1]);
-  }
-}
-
 }  // namespace
 
 void conv_gemm_strips_fma(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
@@ -311,27 +278,6 @@ void conv_gemm_strips_fma(int64_t M, int64_t kc, int64_t width, const float* A, 
     strips_rows<rows()>(kc, width, A + m * lda, lda, B, ldb, sstride, bias ? bias + m : nullptr, first, use_lo, use_hi,
                         vlo, vhi, C + m * ldc, ldc);
   });
-}
-
-void conv_gemm_maps_fma(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride, const float* B,
-                        int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride) {
-  constexpr int64_t kR = kMapPositionsFma;
-  // Each half panel's positions in turn: its 16 maps by kc rows (16 KiB at most) stay in L1.
-  for (int64_t p = 0; p < panels; ++p)
-    for (int64_t half = 0; half < kMapPanel; half += 16)
-      for (int64_t j0 = 0; j0 < width; j0 += kR) {
-        const float* bp[kR];
-        const int64_t n = std::min(kR, width - j0);
-        for (int64_t r = 0; r < n; ++r) bp[r] = B + ((j0 + r) / 16) * sstride + (j0 + r) % 16;
-        const float* w = wt + p * wt_pstride + half;
-        float* c = ct + p * ct_pstride + j0 * kMapPanel + half;
-        // The first half's first two tiles fetch the next panel's rows (read from memory or L3
-        // once per convolution; the other tiles find this one in L1/L2).
-        const float* pf =
-            p + 1 < panels && half == 0 && j0 < 2 * kR ? wt + (p + 1) * wt_pstride + (j0 / kR) * 16 : nullptr;
-        auto tile = [&](auto positions, int64_t) { maps_tile<positions()>(kc, w, bp, ldb, first, c, pf); };
-        with_rows<kR>(n, j0, tile);
-      }
 }
 
 void strip_im2col_fma(const StripTables& t, const float* x, int64_t c0, int64_t c1, int64_t t0, int64_t t1, float* col,

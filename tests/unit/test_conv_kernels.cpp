@@ -216,9 +216,9 @@ TEST_CASE("conv_gemm_maps accumulates W x B into a position-major tile of 32-map
   struct Case {
     int64_t M, kc, width;
   };
-  // Maps around the 32-map panel (zero rows past M), widths around the 7-position (AVX-512)
-  // and 6-position (AVX) tiles and the 16-wide strips (a tile crossing a strip), 7x7 and 14x14
-  // maps, 3 to 5 panels (each fetching the next one's rows).
+  // Maps around the 32-map panel (zero rows past M), widths around the 7-position tile and
+  // the 16-wide strips (a tile crossing a strip), 7x7 and 14x14 maps, 3 to 5 panels (each
+  // fetching the next one's rows).
   const std::vector<Case> cases = {{1, 1, 1},   {32, 9, 7},    {13, 27, 37}, {40, 256, 49},
                                    {96, 5, 16}, {70, 19, 196}, {160, 3, 8},  {33, 100, 50}};
   for (const Case& cs : cases) {
