@@ -3,8 +3,8 @@
 // the GEMM on strips with bias and clamp, the depthwise convolution; each at every ISA level
 // the CPU has (portable, AVX-512), on odd sizes, padding, strides, dilations and partial
 // strips. Then the Conv and MaxPool ops end to end (grouped, strided, depthwise, 7x7 stem,
-// padded pool; one and two threads) against their definitions, and Where (the attention mask
-// after them in a transformer) for each element width it moves.
+// padded pool; one and two threads) against their definitions, and two ops of a transformer's
+// attention: Where (the mask) for each element width it moves, and Softmax / LogSoftmax.
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -518,4 +518,44 @@ TEST_CASE("Where selects by a broadcast condition for elements of 1, 2, 4 and 8 
   check(DType::UInt16, uint16_t{});
   check(DType::Float, float{});
   check(DType::Int64, int64_t{});
+}
+
+TEST_CASE("Softmax and LogSoftmax along the last axis: every row length around the vector width, NaN, -inf") {
+  using slmops::ir::Attribute;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* op : {"Softmax", "LogSoftmax"}) {
+    CAPTURE(op);
+    const bool log = std::string(op) == "LogSoftmax";
+    for (int64_t n : {1, 5, 15, 16, 17, 31, 33, 64, 70}) {
+      CAPTURE(n);
+      // Row 0 random in [-8, 8]; row 1 has a NaN; row 2 is all -inf; row 3 holds -inf and finite values.
+      auto x = random_floats(4 * n, 40 + static_cast<uint32_t>(n), -8.0f, 8.0f);
+      x[n + n / 2] = nan;
+      for (int64_t i = 0; i < n; ++i) x[2 * n + i] = -inf;
+      x[3 * n] = -inf;
+      std::vector<Attribute> a;
+      a.push_back(Attribute::make_int("axis", -1));
+      const Tensor y = run_one(op, {{float_tensor("x", {4, n}, x), false}}, std::move(a), 1);
+      REQUIRE(y.dims == std::vector<int64_t>{4, n});
+      const float* py = y.values<float>();
+      int64_t wrong = 0;
+      for (int64_t r : {0, 3}) {
+        double m = -inf, sum = 0;
+        for (int64_t i = 0; i < n; ++i) m = std::max<double>(m, x[r * n + i]);
+        for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[r * n + i]) - m);
+        for (int64_t i = 0; i < n; ++i) {
+          const double d = double(x[r * n + i]) - m;
+          const double want = log ? d - std::log(sum) : std::exp(d) / sum;
+          const double got = py[r * n + i];
+          if (std::isinf(want))
+            wrong += got != want;
+          else
+            wrong += std::abs(got - want) > 2e-6 * std::max(1.0, std::abs(want));
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) wrong += !std::isnan(py[n + i]);      // a NaN in the row
+      for (int64_t i = 0; i < n; ++i) wrong += !std::isnan(py[2 * n + i]);  // -inf - -inf
+      CHECK(wrong == 0);
+    }
+  }
 }
