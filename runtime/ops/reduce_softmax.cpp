@@ -2,12 +2,7 @@
 // `axis` (rows of prod(dims[axis:]) elements); from 13 along the single axis `axis`.
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstring>
-#include <limits>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 #include "runtime/kernels/cpu_features.h"
 #include "runtime/ops/reduce_common.h"
@@ -89,51 +84,10 @@ void exp_inplace(double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(y[i]);
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// softmax_row for float32 rows in 16 lanes (AVX-512F): the max, then x - m, the exp (16-lane
-// polynomial) and the sum, then the scaling, each pass one vector loop with a masked tail. A
-// NaN in the row may not reach m (the vector max drops it), but it reaches the sum, so the
-// whole row comes out NaN, as from the generic fold.
-// (GCC 12 warns about the undefined first operand of the _mm512 placeholders in
-// avx512fintrin.h, as in conv_avx512.cpp.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-__attribute__((target("avx512f,avx2,fma"))) void softmax_row_avx512(const float* x, float* y, int64_t n, bool log) {
-  const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512 vm = lowest;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(lowest, k, x + i));
-  }
-  const float m = _mm512_reduce_max_ps(vm);
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
-  exp_inplace_as<f32x16>(y, n);
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, y + i));
-  }
-  const float s = _mm512_reduce_add_ps(acc);
-  if (log) {
-    const float log_s = std::log(s);
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
-  } else {
-    const float inv = 1.0f / s;
-    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
-  }
-}
-#pragma GCC diagnostic pop
-#endif
-
 // One contiguous row: y = softmax(x), or log softmax:
 //   m = max x,  s = Σ exp(x - m),  softmax = exp(x - m) / s,  log softmax = (x - m) - log s.
 template <typename C>
 void softmax_row(const C* x, C* y, int64_t n, bool log) {
-#if defined(__x86_64__) || defined(__i386__)
-  if constexpr (std::is_same_v<C, float>)
-    if (kernels::cpu().avx512f) return softmax_row_avx512(x, y, n, log);
-#endif
   const C m = fold(MaxOp<C>{}, x, n);
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
   exp_inplace(y, n);
