@@ -207,12 +207,6 @@ Im2colStrips::Im2colStrips(const WindowShape& s) {
 
 namespace {
 
-// The address of element `offset` of `base`, which may lie outside the plane (its lanes are
-// then masked off): computed as an integer, not as out-of-range pointer arithmetic.
-inline const float* element_at(const float* base, int64_t offset) {
-  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
-}
-
 void im2col_strips_portable(const float* x, const int64_t* delta, const uint16_t* mask, int64_t strips,
                             int64_t channels, int64_t ksize, int64_t plane, float* col, int64_t strip_rows) {
   for (int64_t t = 0; t < strips; ++t) {
@@ -234,10 +228,10 @@ __attribute__((target("avx512f"))) void im2col_strips_avx512(const float* x, con
     float* dst = col + t * strip_rows * 16;
     const uint16_t* masks = mask + t * ksize;
     for (int64_t c = 0; c < channels; ++c) {
-      const float* src = element_at(x, c * plane + t * 16);
+      const float* src = detail::element_at(x, c * plane + t * 16);
       for (int64_t k = 0; k < ksize; ++k, dst += 16) {
         // Masked-off lanes are not read (no fault even past the plane's ends) and load as 0.
-        _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(masks[k], element_at(src, delta[k])));
+        _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(masks[k], detail::element_at(src, delta[k])));
       }
     }
   }

@@ -187,6 +187,12 @@ void strip_im2col_avx512(const StripTables& t, const float* x, int64_t c0, int64
 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width, const float* A, int64_t lda, const float* B,
                              int64_t ldb, int64_t sstride, const float* bias, bool first, bool last, float lo, float hi,
                              float* C, int64_t ldc);
+// The address of element `offset` of `base`, which may lie outside the plane (its lanes are
+// then masked off): computed as an integer, not as out-of-range pointer arithmetic.
+inline const float* element_at(const float* base, int64_t offset) {
+  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
+}
+
 // Window mask bit i moved to bit 2i (pdep by hand, 16 bits): the elements of a stride-2 strip.
 inline uint32_t spread_to_even_bits(uint32_t m) {
   m = (m | (m << 8)) & 0x00ff00ffu;

@@ -20,12 +20,6 @@ namespace {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-// The address of element `offset` of `base`, which may lie outside the plane (its lanes are
-// then masked off): computed as an integer, not as out-of-range pointer arithmetic.
-inline const float* element_at(const float* base, int64_t offset) {
-  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
-}
-
 // Lanes i of a 16-float load at input column `first` with 0 <= first + i < width.
 inline __mmask16 lanes_inside(int64_t first, int64_t width) {
   const int64_t lo = std::clamp<int64_t>(-first, 0, 16), hi = std::clamp<int64_t>(width - first, 0, 16);

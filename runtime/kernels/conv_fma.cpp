@@ -17,12 +17,6 @@ namespace {
 
 constexpr int64_t kLanes = 8;
 
-// The address of element `offset` of `base`, which may lie outside the plane (its lanes are
-// then masked off): computed as an integer, not as out-of-range pointer arithmetic.
-inline const float* element_at(const float* base, int64_t offset) {
-  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(base) + offset * int64_t{sizeof(float)});
-}
-
 // Lane masks for _mm256_maskload_ps / _mm256_maskstore_ps (AVX: masked-off lanes are not
 // read, do not fault and load as 0): entry b has lane i all ones where bit i of b is set.
 struct LaneMaskTable {
