@@ -389,12 +389,18 @@ void nbits_gemm_dequant(int64_t M, const float* A, int64_t lda, const NBitsSourc
                         int64_t ldy, ThreadPool* pool) {
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
-  // Column tiles: kDequantCols wide, narrower with threads so that each has about 4.
+  // Column tiles of whole strips, at most kDequantCols wide. With threads, at least about 4
+  // tiles each (of at least 4 strips), and a multiple of the thread count, the strips spread
+  // evenly: 2304 columns on 2 threads are 10 tiles of 14-15 strips, not 9 of 16 (5 against 4).
+  constexpr int64_t S = PackedB::kStrip;
   const int threads = pool ? pool->threads() : 1;
-  const int64_t width = threads > 1
-                            ? std::clamp<int64_t>(round_up((N + threads * 4 - 1) / (threads * 4), 16), 64, kDequantCols)
-                            : kDequantCols;
-  const int64_t tiles = (N + width - 1) / width;
+  const int64_t strips = (N + S - 1) / S;
+  int64_t tiles = (strips + kDequantCols / S - 1) / (kDequantCols / S);
+  if (threads > 1) {
+    tiles = std::max(tiles, std::min<int64_t>(threads * 4, strips / 4));
+    if (tiles < strips) tiles = std::min(strips, round_up(tiles, threads));
+  }
+  const auto tile_begin = [&](int64_t t) { return std::min(N, strips * t / tiles * S); };
   // A packed once per call, one PackedA per depth tile, shared by every column tile.
   std::vector<PackedA> a_tiles;
   for (int64_t k0 = 0; k0 < K; k0 += PackedB::kWrapMaxK)
@@ -402,7 +408,7 @@ void nbits_gemm_dequant(int64_t M, const float* A, int64_t lda, const NBitsSourc
   run(pool && pool->threads() > 1 ? pool : nullptr, tiles, 1, [&](int64_t t0, int64_t t1) {
     float* tile = dequant_scratch();
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n0 = t * width, cols = std::min(width, N - n0);
+      const int64_t n0 = tile_begin(t), cols = tile_begin(t + 1) - n0;
       float* y = Y + n0;
       if (K == 0)
         for (int64_t m = 0; m < M; ++m) std::fill(y + m * ldy, y + m * ldy + cols, 0.f);
