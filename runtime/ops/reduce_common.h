@@ -266,6 +266,12 @@ Tensor reduce(const Tensor& x, const std::vector<bool>& reduced, ReduceKind kind
 // y = softmax(x) or log(softmax(x)) along the middle axis of `s`; x and y are float, double,
 // float16 or bfloat16 tensors of the same type and shape.
 void softmax(const Tensor& x, Tensor& y, const AxisSplit& s, bool log, ThreadPool* pool);
+namespace detail {
+// One float row through the 16-lane path where the CPU has it (wide) or the generic folds
+// (!wide), for the test that the two give the same bits; has_x16: whether wide differs.
+void softmax_row_f32(const float* x, float* y, int64_t n, bool log, bool wide);
+bool softmax_row_has_x16();
+}  // namespace detail
 
 // The op families, registered by register_reduce_ops() (reduce.cpp).
 void register_softmax_ops();  // reduce_softmax.cpp: Softmax, LogSoftmax, Hardmax

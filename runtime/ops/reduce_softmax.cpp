@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "runtime/kernels/cpu_features.h"
 #include "runtime/ops/reduce_common.h"
@@ -84,10 +87,102 @@ void exp_inplace(double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(y[i]);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// fold(op, x, n) for float, 16 lanes at a time: lane j of the one accumulator vector takes the
+// elements that fold's partial vector j / 4, lane j % 4 takes, in the same order; the four
+// quarters then merge as fold merges its four vectors, then its lanes, then the scalar tail.
+// Every addition (or comparison) is fold's, so the result has the same bits: output bytes
+// must not depend on the CPU's vector width (calibration reads softmax outputs).
+// The 16-lane step is written out here (MaxOp's and SumOp's step, lane-wise) and takes
+// references: an AVX-512 vector passed by value outside AVX-512 code would change the ABI.
+template <typename Op>
+[[gnu::always_inline]] __attribute__((target("avx512f,avx2,fma"))) inline void step_x16(f32x16& a, const f32x16& x) {
+  if constexpr (std::is_same_v<Op, MaxOp<float>>) {
+    // (x > a || x != x) ? x : a in mask registers (GCC scalarizes the vector ?: without AVX-512DQ)
+    const __mmask16 take = _mm512_cmp_ps_mask(x, a, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    a = _mm512_mask_blend_ps(take, a, x);
+  } else if constexpr (std::is_same_v<Op, SumOp<float>>)
+    a = a + x;
+  else
+    static_assert(sizeof(Op) == 0, "fold_x16: MaxOp<float> or SumOp<float>");
+}
+
+// Where fold_x16 takes its elements from: x itself (LoadX), or y = exp(x - m), written to y on
+// the way (ExpOf: softmax's exp and sum in one pass; the tail's exp is the 16-lane polynomial
+// on a zero-padded vector, as exp_inplace_as computes it).
+#define SLMOPS_X16 [[gnu::always_inline]] __attribute__((target("avx512f,avx2,fma"))) inline
+struct LoadX {
+  const float* x;
+  SLMOPS_X16 void vec(int64_t i, f32x16& v) const { std::memcpy(&v, x + i, sizeof v); }
+  SLMOPS_X16 void tail(int64_t, int64_t) const {}
+  float at(int64_t i) const { return x[i]; }
+};
+struct ExpOf {
+  const float* x;
+  float m;
+  float* y;
+  SLMOPS_X16 void vec(int64_t i, f32x16& v) const {
+    std::memcpy(&v, x + i, sizeof v);
+    v = v - m;
+    std::memcpy(y + i, &v, sizeof v);
+    exp_vector<f32x16>(y + i);
+    std::memcpy(&v, y + i, sizeof v);
+  }
+  SLMOPS_X16 void tail(int64_t i, int64_t n) const {
+    for (int64_t k = i; k < n; ++k) y[k] = x[k] - m;
+    exp_inplace_as<f32x16>(y + i, n - i);
+  }
+  float at(int64_t i) const { return y[i]; }
+};
+
+template <typename Op, typename Load>
+SLMOPS_X16 float fold_x16(const Op& op, const Load& load, int64_t n) {
+  float acc = op.init();
+  int64_t i = 0;
+  while (i + 16 <= n) {
+    f32x16 part = f32x16{} + op.init();
+    for (const int64_t end = std::min(n, i + kBlock); i + 16 <= end; i += 16) {
+      f32x16 v;
+      load.vec(i, v);
+      step_x16<Op>(part, v);
+    }
+    f32x4 q = __builtin_shufflevector(part, part, 0, 1, 2, 3);
+    q = op.merge(q, __builtin_shufflevector(part, part, 4, 5, 6, 7));
+    q = op.merge(q, __builtin_shufflevector(part, part, 8, 9, 10, 11));
+    q = op.merge(q, __builtin_shufflevector(part, part, 12, 13, 14, 15));
+    for (int w = 0; w < 4; ++w) acc = op.merge(acc, q[w]);
+  }
+  load.tail(i, n);
+  for (; i < n; ++i) acc = op.step(acc, load.at(i));
+  return acc;
+}
+#undef SLMOPS_X16
+static_assert(sizeof(simd_t<float>) == sizeof(f32x4) && kBlock % 16 == 0, "fold_x16 mirrors fold's 4 x 4 lanes");
+
+// The float row of softmax_row below 16 lanes wide, for CPUs with AVX-512F, in three passes
+// (max; exp and sum; scale): the same bits (fold_x16; x - m, exp and the scaling are
+// element-wise, and the exp is the 16-lane build of the one polynomial).
+__attribute__((target("avx512f,avx2,fma"))) void softmax_row_x16(const float* x, float* y, int64_t n, bool log) {
+  const float m = fold_x16(MaxOp<float>{}, LoadX{x}, n);
+  const float s = fold_x16(SumOp<float>{}, ExpOf{x, m, y}, n);
+  if (log) {
+    const float log_s = std::log(s);
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
+  } else {
+    const float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+  }
+}
+#endif
+
 // One contiguous row: y = softmax(x), or log softmax:
 //   m = max x,  s = Σ exp(x - m),  softmax = exp(x - m) / s,  log softmax = (x - m) - log s.
 template <typename C>
-void softmax_row(const C* x, C* y, int64_t n, bool log) {
+void softmax_row(const C* x, C* y, int64_t n, bool log, bool wide = true) {
+#if defined(__x86_64__) || defined(__i386__)
+  if constexpr (std::is_same_v<C, float>)
+    if (wide && kernels::cpu().avx512f) return softmax_row_x16(x, y, n, log);
+#endif
   const C m = fold(MaxOp<C>{}, x, n);
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
   exp_inplace(y, n);
@@ -204,6 +299,17 @@ void reg_axis_op(const char* name, Run run) {
 }
 
 }  // namespace
+
+namespace detail {
+bool softmax_row_has_x16() {
+#if defined(__x86_64__) || defined(__i386__)
+  return kernels::cpu().avx512f;
+#else
+  return false;
+#endif
+}
+void softmax_row_f32(const float* x, float* y, int64_t n, bool log, bool wide) { softmax_row(x, y, n, log, wide); }
+}  // namespace detail
 
 void softmax(const Tensor& x, Tensor& y, const AxisSplit& s, bool log, ThreadPool* pool) {
   dispatch<kFloats | kHalfs>(x.dtype, log ? "LogSoftmax" : "Softmax", [&](auto tag) {

@@ -20,6 +20,7 @@
 #include "runtime/kernels/conv.h"
 #include "runtime/kernels/cpu_features.h"
 #include "runtime/ops/common.h"
+#include "runtime/ops/reduce_common.h"
 #include "test_util.h"
 
 using namespace slmops::runtime;
@@ -558,4 +559,37 @@ TEST_CASE("Softmax and LogSoftmax along the last axis: every row length around t
       CHECK(wrong == 0);
     }
   }
+}
+
+// Softmax rows take a 16-lane path on AVX-512 CPUs; it must give the bits of the generic
+// 4 x 4-lane folds (calibrated ranges, and so quantized models' bytes, come from softmax
+// outputs: a different order of additions changed them once). Rows around the vector width
+// and across the fold's 512-element blocks, with NaN, -inf, signed zeros and a wide range.
+TEST_CASE("Softmax rows: the 16-lane path gives the generic path's bits") {
+  namespace red = slmops::runtime::ops::reduction;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  if (!red::detail::softmax_row_has_x16()) MESSAGE("no AVX-512F here: both calls take the generic path");
+  int64_t rows = 0, differing = 0;
+  for (int64_t n : {1, 3, 15, 16, 17, 31, 32, 48, 63, 64, 65, 127, 128, 200, 511, 512, 513, 527, 1024, 1100, 3000})
+    for (int kind = 0; kind < 4; ++kind) {
+      auto x = random_floats(n, 700 + static_cast<uint32_t>(n * 4 + kind), -30.0f, 30.0f);
+      if (kind == 1) x[n / 3] = nan;
+      if (kind == 2)
+        for (int64_t i = 0; i < n; i += 3) x[i] = -inf;
+      if (kind == 3)
+        for (int64_t i = 0; i < n; ++i) x[i] = i % 2 ? 0.0f : -0.0f;
+      for (bool log : {false, true}) {
+        std::vector<float> wide(n), generic(n);
+        red::detail::softmax_row_f32(x.data(), wide.data(), n, log, true);
+        red::detail::softmax_row_f32(x.data(), generic.data(), n, log, false);
+        ++rows;
+        if (std::memcmp(wide.data(), generic.data(), n * sizeof(float)) != 0) {
+          ++differing;
+          INFO("n " << n << " kind " << kind << " log " << log);
+          CHECK(std::memcmp(wide.data(), generic.data(), n * sizeof(float)) == 0);
+        }
+      }
+    }
+  CHECK(rows == 21 * 4 * 2);
+  CHECK(differing == 0);
 }
