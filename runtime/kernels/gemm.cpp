@@ -4,7 +4,8 @@
 //     for each depth block (kKC deep)
 //       pack the B block into kNR-wide strips (shared by the threads)
 //       for each row block of op(A) (mc rows; blocks spread over threads)
-//         pack the A block into kMR-high panels (per thread)
+//         pack the A block into kMR-high panels (per thread; narrow products, N <= 512,
+//         read op(A)'s rows in place instead where the kernel set can)
 //         for each B strip, for each A panel: micro-kernel on a kMR x kNR tile of C
 //
 // An A panel and a B strip (kKC deep) stay in L1 while a tile is computed, the A block in
@@ -36,6 +37,7 @@ constexpr int64_t kKC = 256;   // depth of a block
 constexpr int64_t kMC = 144;   // most rows of op(A) in a packed block (a multiple of 6 and 8)
 constexpr int64_t kNC = 3072;  // columns of op(B) in a packed block (a multiple of kNR)
 constexpr size_t kAlign = 64;  // packed buffers start on a cache line
+constexpr int64_t kDirectMaxN = 512;  // the widest op(B) for which A is not packed (see gemm_blocked)
 
 // Below this many multiply-adds a product runs on the calling thread: waking the pool
 // would cost more than it saves.
@@ -253,6 +255,11 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
   const int64_t mc = round_up(ceil_div(M, blocks), MR);
   blocks = ceil_div(M, mc);
   const int64_t splits = blocks >= threads ? 1 : threads;
+  // A read in place instead of packed (GemmKernels::micro_direct) in narrow products, where a
+  // packed row block serves few B strips: packing it cost as much as a third of the product
+  // (N = 16-64, the attention and projection products of small decoders). With many strips
+  // the packed panel wins (gpt2's N = 768-50257: 4% slower unpacked on the FMA set).
+  const bool direct_a = !packed_a && a.ks == 1 && kern.micro_direct && N <= kDirectMaxN;
 
   for (int64_t n0 = 0; n0 < N; n0 += kNC) {
     const int64_t nc = std::min(kNC, N - n0);
@@ -274,9 +281,11 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t m0 = (t / splits) * mc, rows = std::min(mc, M - m0);
           const int64_t panels = ceil_div(rows, MR);
-          const float* a_block;
+          const float* a_block = nullptr;
           if (packed_a) {
             a_block = packed_a->block(k0, m0);
+          } else if (direct_a) {
+            a_block = a.p + m0 * a.rs + k0;  // panel p at + p * MR * a.rs
           } else {
             float* dst = a_scratch().get(panels * kc * MR);
             for (int64_t p = 0; p < panels; ++p)
@@ -287,11 +296,20 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
           for (int64_t s = s_begin; s < s_end;) {
             // Two full strips at once where the set has a wide tile (more accumulators than
             // one strip fills hide the FMA latency).
-            const bool wide = kern.micro_wide && s + 1 < s_end && (s + 2) * kNR <= nc;
+            const bool has_wide = direct_a ? kern.micro_wide_direct != nullptr : kern.micro_wide != nullptr;
+            const bool wide = has_wide && s + 1 < s_end && (s + 2) * kNR <= nc;
             const int nr = static_cast<int>(std::min<int64_t>(kNR, nc - s * kNR));
             for (int64_t p = 0; p < panels; ++p) {
               const int mr = static_cast<int>(std::min<int64_t>(MR, rows - p * MR));
               float* c_tile = C + (m0 + p * MR) * ldc + n0 + s * kNR;
+              if (direct_a) {
+                const float* ap = a_block + p * MR * a.rs;
+                if (wide)
+                  kern.micro_wide_direct(kc, ap, a.rs, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr);
+                else
+                  kern.micro_direct(kc, ap, a.rs, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr, nr);
+                continue;
+              }
               if (wide) kern.micro_wide(kc, a_block + p * kc * MR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr);
               else kern.micro(kc, a_block + p * kc * MR, b_block + s * kc * kNR, c_tile, ldc, alpha, beta_k, mr, nr);
             }

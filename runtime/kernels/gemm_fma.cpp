@@ -21,8 +21,11 @@ float hsum(__m256 v) {
 
 // The 6x16 tile lives in 12 ymm accumulators; each k step loads one B row (two vectors),
 // broadcasts six A values and issues 12 FMAs, so the loop is bound by the two FMA ports
-// rather than by loads. Packed operands are 32-byte aligned (see gemm.cpp).
-void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr, int nr) {
+// rather than by loads. Packed operands are 32-byte aligned (see gemm.cpp). A is a packed
+// panel, or with kDirect op(A)'s rows in place (row r at a + r * lda; rows past mr unread).
+template <bool kDirect>
+void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, float alpha, float beta,
+          int mr, int nr) {
   // The C tile is touched only at the end: start fetching it now, so that the loads (or the
   // stores' ownership requests) do not stall then.
   for (int r = 0; r < mr; ++r) {
@@ -33,11 +36,14 @@ void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, fl
   __m256 acc[kMR][2];
 #pragma GCC unroll 6
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
+  // Direct rows past mr read row 0 again (the tile's extra rows are never stored).
+  int64_t row_at[kMR];
+  for (int r = 0; r < kMR; ++r) row_at[r] = kDirect ? (r < mr ? r * lda : 0) : r;
+  for (int64_t k = 0; k < kc; ++k, a += kDirect ? 1 : kMR, b += kNR) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < kMR; ++r) {
-      const __m256 ar = _mm256_broadcast_ss(a + r);
+      const __m256 ar = _mm256_broadcast_ss(a + row_at[r]);
       acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
     }
@@ -61,6 +67,14 @@ void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, fl
     _mm256_store_ps(tile[r] + 8, acc[r][1]);
   }
   store_tile_edge(tile, mr, nr, c, ldc, alpha, beta);
+}
+
+void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr, int nr) {
+  tile<false>(kc, a, 0, b, c, ldc, alpha, beta, mr, nr);
+}
+void micro_direct(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, float alpha,
+                  float beta, int mr, int nr) {
+  tile<true>(kc, a, lda, b, c, ldc, alpha, beta, mr, nr);
 }
 
 // R dot products sharing the loads of x: y[r] = x . W[r * ldw ...].
@@ -138,7 +152,7 @@ void gemv_strips(int64_t kc, const float* x, const float* strips, int64_t count,
 }  // namespace
 
 const GemmKernels& fma_kernels() {
-  static const GemmKernels k{kMR, micro, nullptr, gemv_dot, gemv_axpy, gemv_strips};
+  static const GemmKernels k{kMR, micro, nullptr, gemv_dot, gemv_axpy, gemv_strips, micro_direct, nullptr};
   return k;
 }
 

@@ -33,6 +33,14 @@ struct GemmKernels {
   // y[s * kNR + c] += sum_k x[k] * strips[(s * kc + k) * kNR + c] for s < count, c < kNR
   // (consecutive packed B strips of kc rows).
   void (*gemv_strips)(int64_t kc, const float* x, const float* strips, int64_t count, float* y);
+  // micro and micro_wide reading A unpacked: row r of the tile at a + r * lda, its kc values
+  // contiguous (op(A) not transposed). The same products in the same order as from a packed
+  // panel; the driver skips packing A when N is narrow (see gemm.cpp). nullptr where the set
+  // has none.
+  void (*micro_direct)(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, float alpha,
+                       float beta, int mr, int nr) = nullptr;
+  void (*micro_wide_direct)(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, float alpha,
+                            float beta, int mr) = nullptr;
 };
 
 // Plain C++ (any x86-64); and the AVX+FMA set, to call only when the CPU has AVX, FMA and F16C

@@ -236,6 +236,34 @@ TEST_CASE("portable, FMA and AVX-512 kernel sets agree") {
         }
     }
 
+    // micro_direct / micro_wide_direct read A's rows in place (row r at a + r * lda): the same
+    // bits as from the packed panel, every row count, partial and full strips, with beta.
+    if (kern->micro_direct) {
+      const int64_t lda = K + 5;
+      std::vector<float> rows(MR * lda, std::nanf(""));  // the padding must not be read
+      for (int r = 0; r < MR; ++r)
+        for (int64_t k = 0; k < K; ++k) rows[r * lda + k] = a[k * MR + r];
+      alignas(64) float b2[2 * K * kNR];
+      const auto rb2 = random_floats(2 * K * kNR, 8);
+      std::copy(rb2.begin(), rb2.end(), b2);
+      int64_t differing = 0;
+      for (int mr = 1; mr <= MR; ++mr)
+        for (int nr : {5, int{kNR}})
+          for (float beta : {0.f, 0.5f}) {
+            std::vector<float> packed(MR * 40, 1.f), direct(MR * 40, 1.f);
+            kern->micro(K, a, b, packed.data(), 40, 2.f, beta, mr, nr);
+            kern->micro_direct(K, rows.data(), lda, b, direct.data(), 40, 2.f, beta, mr, nr);
+            differing += packed != direct;
+            if (!kern->micro_wide_direct) continue;
+            REQUIRE(static_cast<bool>(kern->micro_wide));
+            std::vector<float> packed_w(MR * 40, 1.f), direct_w(MR * 40, 1.f);
+            kern->micro_wide(K, a, b2, packed_w.data(), 40, 2.f, beta, mr);
+            kern->micro_wide_direct(K, rows.data(), lda, b2, direct_w.data(), 40, 2.f, beta, mr);
+            differing += packed_w != direct_w;
+          }
+      CHECK(differing == 0);
+    }
+
     // The GEMV kernels with b seen as W: 15 rows of K for gemv_dot (ldw = K); K rows of 15
     // for gemv_axpy (ldw = kNR), which is also what gemv_strips sums over all 16 columns
     // when b is one strip of K rows.
