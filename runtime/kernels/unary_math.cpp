@@ -11,6 +11,7 @@ namespace detail {
 typedef float f32x4 __attribute__((vector_size(16)));
 
 UnaryF32 unary_portable() { return &unary_as<f32x4>; }
+BinaryF32 binary_portable() { return &binary_as<f32x4>; }
 
 }  // namespace detail
 
@@ -20,6 +21,13 @@ void unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
                                        : cpu().fma   ? detail::unary_fma()
                                                      : detail::unary_portable();
   best(op, x, y, n);
+}
+
+void binary_f32(BinaryOp op, const float* x, int64_t sx, const float* z, int64_t sz, float* y, int64_t n) {
+  static const detail::BinaryF32 best = cpu().avx512f ? detail::binary_avx512()
+                                        : cpu().fma   ? detail::binary_fma()
+                                                      : detail::binary_portable();
+  best(op, x, sx, z, sz, y, n);
 }
 
 }  // namespace slmops::runtime::kernels

@@ -12,6 +12,7 @@ namespace slmops::runtime::kernels::detail {
 typedef float f32x16 __attribute__((vector_size(64)));
 
 UnaryF32 unary_avx512() { return &unary_as<f32x16>; }
+BinaryF32 binary_avx512() { return &binary_as<f32x16>; }
 
 #pragma GCC diagnostic pop
 

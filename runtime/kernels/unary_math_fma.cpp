@@ -8,5 +8,7 @@ namespace slmops::runtime::kernels::detail {
 typedef float f32x8 __attribute__((vector_size(32)));
 
 UnaryF32 unary_fma() { return &unary_as<f32x8>; }
+// Float arithmetic only: AVX2 CPUs take this build too.
+BinaryF32 binary_fma() { return &binary_as<f32x8>; }
 
 }  // namespace slmops::runtime::kernels::detail

@@ -212,5 +212,62 @@ void unary_as(UnaryOp op, const float* x, float* y, int64_t n) {
   }
 }
 
+template <BinaryOp kOp, typename V>
+[[gnu::always_inline]] inline V apply(V a, V b) {
+  if constexpr (kOp == BinaryOp::Add)
+    return a + b;
+  else if constexpr (kOp == BinaryOp::Sub)
+    return a - b;
+  else if constexpr (kOp == BinaryOp::Mul)
+    return a * b;
+  else
+    return a / b;
+}
+
+// y = x op z over n floats, a side with stride 0 repeating its one element: whole vectors, then
+// the tail one element at a time (the same operation, so the same bits as the vectors').
+template <typename F, BinaryOp kOp, bool kXStep, bool kZStep>
+[[gnu::always_inline]] inline void binary_run(const float* x, const float* z, float* y, int64_t n) {
+  constexpr int64_t kWidth = sizeof(F) / sizeof(float);
+  const F xs = F{} + x[0], zs = F{} + z[0];
+  int64_t i = 0;
+  for (; i + kWidth <= n; i += kWidth) {
+    F a = xs, b = zs;
+    if constexpr (kXStep) std::memcpy(&a, x + i, sizeof a);
+    if constexpr (kZStep) std::memcpy(&b, z + i, sizeof b);
+    a = apply<kOp>(a, b);
+    std::memcpy(y + i, &a, sizeof a);
+  }
+  for (; i < n; ++i) y[i] = apply<kOp>(x[kXStep ? i : 0], z[kZStep ? i : 0]);
+}
+
+template <typename F, BinaryOp kOp>
+[[gnu::always_inline]] inline void binary_strides(const float* x, int64_t sx, const float* z, int64_t sz, float* y,
+                                                  int64_t n) {
+  if (sx && sz)
+    binary_run<F, kOp, true, true>(x, z, y, n);
+  else if (sx)
+    binary_run<F, kOp, true, false>(x, z, y, n);
+  else if (sz)
+    binary_run<F, kOp, false, true>(x, z, y, n);
+  else
+    binary_run<F, kOp, false, false>(x, z, y, n);
+}
+
+template <typename F>
+void binary_as(BinaryOp op, const float* x, int64_t sx, const float* z, int64_t sz, float* y, int64_t n) {
+  if (n <= 0) return;
+  switch (op) {
+    case BinaryOp::Add:
+      return binary_strides<F, BinaryOp::Add>(x, sx, z, sz, y, n);
+    case BinaryOp::Sub:
+      return binary_strides<F, BinaryOp::Sub>(x, sx, z, sz, y, n);
+    case BinaryOp::Mul:
+      return binary_strides<F, BinaryOp::Mul>(x, sx, z, sz, y, n);
+    case BinaryOp::Div:
+      return binary_strides<F, BinaryOp::Div>(x, sx, z, sz, y, n);
+  }
+}
+
 }  // namespace
 }  // namespace slmops::runtime::kernels::detail

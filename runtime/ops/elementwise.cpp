@@ -160,15 +160,20 @@ BroadcastRuns broadcast_runs(const std::vector<int64_t>& a, const std::vector<in
   return r;
 }
 
-// Output of `In` type -> `Out` type with broadcasting. fn(a, b) -> Out.
+// Output of `In` type -> `Out` type with broadcasting. fn(a, b) -> Out. `fast`: the op, when it
+// is one of kernels::binary_f32's, for float32 (the vector widths of the CPU; the same bits).
 template <typename In, typename Out, typename F>
-void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, F f) {
+void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, F f,
+                 std::optional<kernels::BinaryOp> fast = std::nullopt) {
   const In* pa = a.values<In>();
   const In* pb = b.values<In>();
   Out* py = y.mutable_values<Out>();
   const int64_t n = static_cast<int64_t>(y.numel());
+  constexpr bool kFloat = std::is_same_v<In, float> && std::is_same_v<Out, float>;
   if (a.dims == b.dims) {
     pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
+      if constexpr (kFloat)
+        if (fast) return kernels::binary_f32(*fast, pa + s, 1, pb + s, 1, py + s, e - s);
       for (int64_t i = s; i < e; ++i) py[i] = f(pa[i], pb[i]);
     });
     return;
@@ -176,6 +181,8 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, 
   if (b.numel() == 1 && a.dims == y.dims) {
     const In bv = pb[0];
     pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
+      if constexpr (kFloat)
+        if (fast) return kernels::binary_f32(*fast, pa + s, 1, pb, 0, py + s, e - s);
       for (int64_t i = s; i < e; ++i) py[i] = f(pa[i], bv);
     });
     return;
@@ -183,6 +190,8 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, 
   if (a.numel() == 1 && b.dims == y.dims) {
     const In av = pa[0];
     pool->parallel_for(n, kStreamGrain, [&](int64_t s, int64_t e) {
+      if constexpr (kFloat)
+        if (fast) return kernels::binary_f32(*fast, pa, 0, pb + s, 1, py + s, e - s);
       for (int64_t i = s; i < e; ++i) py[i] = f(av, pb[i]);
     });
     return;
@@ -193,10 +202,16 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& y, ThreadPool* pool, 
   // Each run is a contiguous stretch of y where each input either advances with y or
   // repeats one element: the three loops below vectorize.
   auto run = [&](const In* x, const In* z, Out* out, int64_t len, int64_t sx, int64_t sz) {
-    if (sx && sz) for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[i]);
-    else if (sx) for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[0]);
-    else if (sz) for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[i]);
-    else for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[0]);
+    if constexpr (kFloat)
+      if (fast) return kernels::binary_f32(*fast, x, sx, z, sz, out, len);
+    if (sx && sz)
+      for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[i]);
+    else if (sx)
+      for (int64_t i = 0; i < len; ++i) out[i] = f(x[i], z[0]);
+    else if (sz)
+      for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[i]);
+    else
+      for (int64_t i = 0; i < len; ++i) out[i] = f(x[0], z[0]);
   };
   pool->parallel_for(runs, std::max<int64_t>(1, kStreamGrain / r.inner), [&](int64_t r0, int64_t r1) {
     for (int64_t k = r0; k < r1; ++k) {
@@ -273,8 +288,9 @@ class ClampingKernel : public Kernel {
 };
 
 template <unsigned Mask, BinKind Kind, typename F>
-void reg_binary(const char* name, int since, F f, bool fuses_clamp = false) {
-  KernelFn fn = [f, name](const ir::Node& node, OpContext& ctx) {
+void reg_binary(const char* name, int since, F f, bool fuses_clamp = false,
+                std::optional<kernels::BinaryOp> fast = std::nullopt) {
+  KernelFn fn = [f, name, fast](const ir::Node& node, OpContext& ctx) {
     const Tensor& a = ctx.in(0);
     const Tensor b = legacy_broadcast_b(node, a, ctx.in(1));
     if (a.dtype != b.dtype)
@@ -291,7 +307,8 @@ void reg_binary(const char* name, int since, F f, bool fuses_clamp = false) {
           binary_loop<T, bool>(a, b, y, ctx.pool, [&](T x, T z) { return static_cast<bool>(f(to_f32(x), to_f32(z))); });
       } else {
         if constexpr (Kind == BinKind::Arith)
-          binary_loop<T, T>(a, b, y, ctx.pool, [&](T x, T z) { return static_cast<T>(f(x, z)); });
+          binary_loop<T, T>(
+              a, b, y, ctx.pool, [&](T x, T z) { return static_cast<T>(f(x, z)); }, fast);
         else binary_loop<T, bool>(a, b, y, ctx.pool, [&](T x, T z) { return static_cast<bool>(f(x, z)); });
       }
     });
@@ -711,15 +728,23 @@ void register_elementwise_ops() {
                 kernels::UnaryOp::Relu);
 
   // Binary arithmetic.
+  using kernels::BinaryOp;
   reg_binary<kNumeric, BinKind::Arith>(
-      "Add", 1, [](auto a, auto b) { return a + b; }, true);
-  reg_binary<kNumeric, BinKind::Arith>("Sub", 1, [](auto a, auto b) { return a - b; });
-  reg_binary<kNumeric, BinKind::Arith>("Mul", 1, [](auto a, auto b) { return a * b; });
-  reg_binary<kNumeric, BinKind::Arith>("Div", 1, [](auto a, auto b) {
-    using T = decltype(a);
-    if constexpr (std::is_integral_v<T>) return b == 0 ? T(0) : static_cast<T>(a / b);
-    else return a / b;
-  });
+      "Add", 1, [](auto a, auto b) { return a + b; }, true, BinaryOp::Add);
+  reg_binary<kNumeric, BinKind::Arith>(
+      "Sub", 1, [](auto a, auto b) { return a - b; }, false, BinaryOp::Sub);
+  reg_binary<kNumeric, BinKind::Arith>(
+      "Mul", 1, [](auto a, auto b) { return a * b; }, false, BinaryOp::Mul);
+  reg_binary<kNumeric, BinKind::Arith>(
+      "Div", 1,
+      [](auto a, auto b) {
+        using T = decltype(a);
+        if constexpr (std::is_integral_v<T>)
+          return b == 0 ? T(0) : static_cast<T>(a / b);
+        else
+          return a / b;
+      },
+      false, BinaryOp::Div);
   reg_pow();
   reg_mod();
   reg_bitshift();
