@@ -103,9 +103,11 @@ class Session {
   // Plan-time copies of weights (pre-packed GEMM operands) get at most this share of the
   // model's weight bytes, or kMinPackBudget when that is more: packing speeds up products
   // on small weights the most, but every packed byte sits next to the model's own copy, and
-  // packing all of a 200 MiB decoder took its peak RSS to 2.06x its weights.
+  // packing all of a 200 MiB decoder took its peak RSS to 2.06x its weights. 64 MiB covers a
+  // resnet18 (46.7 MB, all of it aligned copies of mapped raw_data): at 16 MiB its four
+  // largest convolutions ran without their packed map panels, 1.25x slower each.
   static constexpr int64_t kPackBudgetDivisor = 4;
-  static constexpr int64_t kMinPackBudget = int64_t{16} << 20;
+  static constexpr int64_t kMinPackBudget = int64_t{64} << 20;
 
   // Plans the model; throws Error(BadInput) naming the first node whose op has no kernel.
   explicit Session(const ir::Model& model, int threads = 1);

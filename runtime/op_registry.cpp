@@ -124,6 +124,10 @@ const Tensor& SessionConstants::get(const ir::Value* v) {
   if (it == copies_.end()) {
     Tensor copy = t;
     copy.make_aligned();
+    // The copy serves every read from now on: the mapped file's pages that held the original
+    // (resident after the copy read them) leave the resident set, so a misaligned weight is
+    // in memory once, not twice. (A later read of the original maps them in again.)
+    t.data.release_resident_pages();
     it = copies_.emplace(v, std::move(copy)).first;
   }
   return it->second;

@@ -1,15 +1,17 @@
 // External data: saved aligned into one <model>.onnx.data file, memory-mapped on load, and
 // refused when it points outside the model folder, to a missing file or past a file's end.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "formats/file_util.h"
 #include "formats/onnx_io.h"
 #include "ir/error.h"
+#include "runtime/executor.h"
 #include "test_util.h"
 
 using namespace slmops;
@@ -18,7 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ir::Model small_model(size_t weight_floats) {
+ir::Model small_model(size_t weight_floats, const std::string& weight_name = "w") {
   ir::Model m;
   m.ir_version = 8;
   m.opsets = {{"", 17}};
@@ -30,7 +32,8 @@ ir::Model small_model(size_t weight_floats) {
   ir::Value* x = g.add_input("x", t);
   std::vector<float> w(weight_floats);
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i) * 0.5f;
-  ir::Value* wv = g.add_initializer(ir::Tensor::from_values("w", ir::DType::Float, {1, (int64_t)weight_floats}, w));
+  ir::Value* wv =
+      g.add_initializer(ir::Tensor::from_values(weight_name, ir::DType::Float, {1, (int64_t)weight_floats}, w));
   std::vector<float> b = {3.0f};
   ir::Value* bv = g.add_initializer(ir::Tensor::from_values("b", ir::DType::Float, {1}, b));
   ir::Node* mul = g.add_node("Mul", {x, wv}, {"m"});
@@ -202,4 +205,55 @@ TEST_SUITE("large") {
     REQUIRE(bt.data.size() == n);
     CHECK(std::memcmp(bt.data.data(), mapped->data(), n) == 0);
   }
+}
+
+namespace {
+// Resident bytes of the mapping of this process that holds address p (/proc/self/smaps), or -1.
+int64_t resident_bytes_of_mapping(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find('-')) {
+      inside = addr >= lo && addr < hi;
+      continue;
+    }
+    long kb = 0;
+    if (inside && std::sscanf(line.c_str(), "Rss: %ld kB", &kb) == 1) return int64_t{kb} * 1024;
+  }
+  return -1;
+}
+}  // namespace
+
+// raw_data sits at any offset of the mapped model file; the session reads a misaligned float
+// weight through an aligned copy, and then the file's pages that held it leave the resident
+// set (else the weight would be in memory twice).
+TEST_CASE("a misaligned mapped weight is resident once: its aligned copy's") {
+  TempDir tmp;
+  formats::SaveOptions inline_opts;
+  inline_opts.external = formats::ExternalData::Never;
+  const size_t floats = size_t{1} << 20;  // 4 MiB
+  // Names of other lengths move the raw_data by a byte: find one that leaves it misaligned.
+  ir::Model loaded;
+  const ir::Tensor* w = nullptr;
+  for (const char* name : {"w", "wx", "wxy", "wxyz"}) {
+    formats::save_model(small_model(floats, name), tmp / "m.onnx", inline_opts);
+    loaded = formats::load_model(tmp / "m.onnx");
+    w = loaded.graph->find_value(name)->initializer.get();
+    if (w->data.source() && reinterpret_cast<uintptr_t>(w->data.data()) % sizeof(float) != 0) break;
+    w = nullptr;
+  }
+  REQUIRE(w != nullptr);
+  // Loading leaves the weight's pages alone; the session copies it, reading them all.
+  runtime::Session s(loaded, 1);
+  std::vector<float> x(floats, 1.0f);
+  auto out = s.run({runtime::RValue::of(ir::Tensor::from_values("x", ir::DType::Float, {1, (int64_t)floats}, x))});
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].tensor.values<float>()[floats - 1] == doctest::Approx(static_cast<float>(floats - 1) * 0.5f + 3.0f));
+  const int64_t rss = resident_bytes_of_mapping(w->data.data());
+  INFO("resident bytes of the model file's mapping: " << rss);
+  REQUIRE(rss >= 0);
+  CHECK(rss < int64_t(floats * sizeof(float)) / 4);
 }
