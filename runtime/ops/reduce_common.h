@@ -270,6 +270,8 @@ namespace detail {
 // One float row through the 16-lane path where the CPU has it (wide) or the generic folds
 // (!wide), for the test that the two give the same bits; has_x16: whether wide differs.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log, bool wide);
+// Two rows at once, as the Softmax kernel runs contiguous float rows on AVX-512F CPUs.
+void softmax_row_pair_f32(const float* x0, const float* x1, float* y0, float* y1, int64_t n, bool log);
 bool softmax_row_has_x16();
 }  // namespace detail
 

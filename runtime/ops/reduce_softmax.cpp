@@ -135,42 +135,64 @@ struct ExpOf {
   float at(int64_t i) const { return y[i]; }
 };
 
-template <typename Op, typename Load>
-SLMOPS_X16 float fold_x16(const Op& op, const Load& load, int64_t n) {
-  float acc = op.init();
+// R rows at once (R independent chains: a row of 64 is too short for one row's dependent
+// max and sum steps and merges to keep the core busy); every row's steps are fold_x16's.
+template <int R, typename Op, typename Load>
+SLMOPS_X16 void fold_x16(const Op& op, const Load (&load)[R], int64_t n, float (&acc)[R]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = op.init();
   int64_t i = 0;
   while (i + 16 <= n) {
-    f32x16 part = f32x16{} + op.init();
+    f32x16 part[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) part[r] = f32x16{} + op.init();
     for (const int64_t end = std::min(n, i + kBlock); i + 16 <= end; i += 16) {
-      f32x16 v;
-      load.vec(i, v);
-      step_x16<Op>(part, v);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        f32x16 v;
+        load[r].vec(i, v);
+        step_x16<Op>(part[r], v);
+      }
     }
-    f32x4 q = __builtin_shufflevector(part, part, 0, 1, 2, 3);
-    q = op.merge(q, __builtin_shufflevector(part, part, 4, 5, 6, 7));
-    q = op.merge(q, __builtin_shufflevector(part, part, 8, 9, 10, 11));
-    q = op.merge(q, __builtin_shufflevector(part, part, 12, 13, 14, 15));
-    for (int w = 0; w < 4; ++w) acc = op.merge(acc, q[w]);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      f32x4 q = __builtin_shufflevector(part[r], part[r], 0, 1, 2, 3);
+      q = op.merge(q, __builtin_shufflevector(part[r], part[r], 4, 5, 6, 7));
+      q = op.merge(q, __builtin_shufflevector(part[r], part[r], 8, 9, 10, 11));
+      q = op.merge(q, __builtin_shufflevector(part[r], part[r], 12, 13, 14, 15));
+      for (int w = 0; w < 4; ++w) acc[r] = op.merge(acc[r], q[w]);
+    }
   }
-  load.tail(i, n);
-  for (; i < n; ++i) acc = op.step(acc, load.at(i));
-  return acc;
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    load[r].tail(i, n);
+    for (int64_t k = i; k < n; ++k) acc[r] = op.step(acc[r], load[r].at(k));
+  }
 }
 #undef SLMOPS_X16
 static_assert(sizeof(simd_t<float>) == sizeof(f32x4) && kBlock % 16 == 0, "fold_x16 mirrors fold's 4 x 4 lanes");
 
-// The float row of softmax_row below 16 lanes wide, for CPUs with AVX-512F, in three passes
-// (max; exp and sum; scale): the same bits (fold_x16; x - m, exp and the scaling are
-// element-wise, and the exp is the 16-lane build of the one polynomial).
-__attribute__((target("avx512f,avx2,fma"))) void softmax_row_x16(const float* x, float* y, int64_t n, bool log) {
-  const float m = fold_x16(MaxOp<float>{}, LoadX{x}, n);
-  const float s = fold_x16(SumOp<float>{}, ExpOf{x, m, y}, n);
-  if (log) {
-    const float log_s = std::log(s);
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
-  } else {
-    const float inv = 1.0f / s;
-    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+// The float rows of softmax_row below 16 lanes wide, R rows at a time, for CPUs with
+// AVX-512F, in three passes (max; exp and sum; scale): the same bits (fold_x16; x - m, exp and
+// the scaling are element-wise, and the exp is the 16-lane build of the one polynomial).
+template <int R>
+__attribute__((target("avx512f,avx2,fma"))) void softmax_rows_x16(const float* const (&x)[R], float* const (&y)[R],
+                                                                  int64_t n, bool log) {
+  float m[R], s[R];
+  LoadX xs[R];
+  for (int r = 0; r < R; ++r) xs[r] = LoadX{x[r]};
+  fold_x16(MaxOp<float>{}, xs, n, m);
+  ExpOf es[R];
+  for (int r = 0; r < R; ++r) es[r] = ExpOf{x[r], m[r], y[r]};
+  fold_x16(SumOp<float>{}, es, n, s);
+  for (int r = 0; r < R; ++r) {
+    if (log) {
+      const float log_s = std::log(s[r]);
+      for (int64_t i = 0; i < n; ++i) y[r][i] = (x[r][i] - m[r]) - log_s;
+    } else {
+      const float inv = 1.0f / s[r];
+      for (int64_t i = 0; i < n; ++i) y[r][i] *= inv;
+    }
   }
 }
 #endif
@@ -181,7 +203,7 @@ template <typename C>
 void softmax_row(const C* x, C* y, int64_t n, bool log, bool wide = true) {
 #if defined(__x86_64__) || defined(__i386__)
   if constexpr (std::is_same_v<C, float>)
-    if (wide && kernels::cpu().avx512f) return softmax_row_x16(x, y, n, log);
+    if (wide && kernels::cpu().avx512f) return softmax_rows_x16<1>({x}, {y}, n, log);
 #endif
   const C m = fold(MaxOp<C>{}, x, n);
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
@@ -232,6 +254,14 @@ void softmax_typed(const T* x, T* y, const AxisSplit& s, bool log, ThreadPool* p
       std::vector<C> xs, ys;
       for (int64_t o = b; o < e; ++o) {
         T* yr = y + o * s.axis;
+#if defined(__x86_64__) || defined(__i386__)
+        if constexpr (std::is_same_v<T, float>)
+          if (o + 1 < e && kernels::cpu().avx512f) {  // two rows at once
+            softmax_rows_x16<2>({x + o * s.axis, x + (o + 1) * s.axis}, {yr, yr + s.axis}, s.axis, log);
+            ++o;
+            continue;
+          }
+#endif
         C* out = compute_out(yr, s.axis, ys);
         softmax_row(as_compute(x + o * s.axis, s.axis, xs), out, s.axis, log);
         commit(out, yr, s.axis);
@@ -309,6 +339,13 @@ bool softmax_row_has_x16() {
 #endif
 }
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log, bool wide) { softmax_row(x, y, n, log, wide); }
+void softmax_row_pair_f32(const float* x0, const float* x1, float* y0, float* y1, int64_t n, bool log) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (kernels::cpu().avx512f) return softmax_rows_x16<2>({x0, x1}, {y0, y1}, n, log);
+#endif
+  softmax_row(x0, y0, n, log);
+  softmax_row(x1, y1, n, log);
+}
 }  // namespace detail
 
 void softmax(const Tensor& x, Tensor& y, const AxisSplit& s, bool log, ThreadPool* pool) {

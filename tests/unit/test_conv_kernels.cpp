@@ -579,9 +579,16 @@ TEST_CASE("Softmax rows: the 16-lane path gives the generic path's bits") {
       if (kind == 3)
         for (int64_t i = 0; i < n; ++i) x[i] = i % 2 ? 0.0f : -0.0f;
       for (bool log : {false, true}) {
-        std::vector<float> wide(n), generic(n);
+        std::vector<float> wide(n), generic(n), pair0(n), pair1(n);
         red::detail::softmax_row_f32(x.data(), wide.data(), n, log, true);
         red::detail::softmax_row_f32(x.data(), generic.data(), n, log, false);
+        // Two rows at once (the kernel's float path): each row as alone; the second row is
+        // the first reversed, so that the two rows' chains differ.
+        std::vector<float> x1(x.rbegin(), x.rend()), generic1(n);
+        red::detail::softmax_row_pair_f32(x.data(), x1.data(), pair0.data(), pair1.data(), n, log);
+        red::detail::softmax_row_f32(x1.data(), generic1.data(), n, log, false);
+        differing += std::memcmp(pair0.data(), generic.data(), n * sizeof(float)) != 0;
+        differing += std::memcmp(pair1.data(), generic1.data(), n * sizeof(float)) != 0;
         ++rows;
         if (std::memcmp(wide.data(), generic.data(), n * sizeof(float)) != 0) {
           ++differing;
