@@ -406,6 +406,31 @@ void conv_gemm_maps_at(ConvIsa isa, int64_t panels, int64_t kc, int64_t width, c
     }
 }
 
+void maps_to_rows_at(ConvIsa isa, const float* ct, int64_t width, int64_t rows, const float* bias, float lo, float hi,
+                     float* y, int64_t ldy) {
+  if (width <= 0 || rows <= 0) return;
+  if (isa == ConvIsa::Avx512 && cpu().avx512f)
+    return detail::maps_to_rows_avx512(ct, width, rows, bias, lo, hi, y, ldy);
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity(),
+             use_hi = hi != std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* src = ct + (i / kMapPanel) * width * kMapPanel + i % kMapPanel;
+    const float b = bias ? bias[i] : 0.0f;
+    float* dst = y + i * ldy;
+    for (int64_t j = 0; j < width; ++j) {
+      float v = src[j * kMapPanel] + b;
+      if (use_lo) v = v > lo ? v : lo;
+      if (use_hi) v = v < hi ? v : hi;
+      dst[j] = v;
+    }
+  }
+}
+
+void maps_to_rows(const float* ct, int64_t width, int64_t rows, const float* bias, float lo, float hi, float* y,
+                  int64_t ldy) {
+  maps_to_rows_at(conv_isa(), ct, width, rows, bias, lo, hi, y, ldy);
+}
+
 void conv_gemm_maps(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride, const float* B,
                     int64_t ldb, int64_t sstride, bool first, float* ct, int64_t ct_pstride) {
   conv_gemm_maps_at(conv_isa(), panels, kc, width, wt, wt_pstride, B, ldb, sstride, first, ct, ct_pstride);

@@ -303,6 +303,59 @@ SLMOPS_AVX512 void conv_gemm_strips_avx512(int64_t M, int64_t kc, int64_t width,
   });
 }
 
+// Transposes the 16 x 16 block r (r[a][b] -> r[b][a]): per 128-bit lane, 4 x 4 transposes of
+// the rows' quarters (unpack, shuffle), then the lanes regrouped (two lane shuffles).
+SLMOPS_AVX512 inline void transpose16x16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512 lo01 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]), hi01 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+    const __m512 lo23 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]),
+                 hi23 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+    // t[4g + e], lane L: rows 4g .. 4g + 3 at column 4L + e.
+    t[4 * g] = _mm512_shuffle_ps(lo01, lo23, 0x44);
+    t[4 * g + 1] = _mm512_shuffle_ps(lo01, lo23, 0xEE);
+    t[4 * g + 2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
+    t[4 * g + 3] = _mm512_shuffle_ps(hi01, hi23, 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {
+    // Column 4L + e is lane L of t[e], t[4 + e], t[8 + e], t[12 + e].
+    const __m512 x = _mm512_shuffle_f32x4(t[e], t[4 + e], 0x88), y = _mm512_shuffle_f32x4(t[e], t[4 + e], 0xDD);
+    const __m512 z = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0x88),
+                 w = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0xDD);
+    r[e] = _mm512_shuffle_f32x4(x, z, 0x88);
+    r[8 + e] = _mm512_shuffle_f32x4(x, z, 0xDD);
+    r[4 + e] = _mm512_shuffle_f32x4(y, w, 0x88);
+    r[12 + e] = _mm512_shuffle_f32x4(y, w, 0xDD);
+  }
+}
+
+SLMOPS_AVX512 void maps_to_rows_avx512(const float* ct, int64_t width, int64_t rows, const float* bias, float lo,
+                                       float hi, float* y, int64_t ldy) {
+  const bool use_lo = lo != -std::numeric_limits<float>::infinity(),
+             use_hi = hi != std::numeric_limits<float>::infinity();
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  // Blocks of 16 maps (half a panel) by 16 positions.
+  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+    const float* src = ct + (i0 / kMapPanel) * width * kMapPanel + i0 % kMapPanel;
+    const int64_t maps = std::min<int64_t>(16, rows - i0);
+    for (int64_t j0 = 0; j0 < width; j0 += 16) {
+      const int64_t n = std::min<int64_t>(16, width - j0);
+      __m512 r[16];
+      for (int64_t j = 0; j < 16; ++j)  // position j0 + j: its 16 maps
+        r[j] = j < n ? _mm512_loadu_ps(src + (j0 + j) * kMapPanel) : _mm512_setzero_ps();
+      transpose16x16(r);  // r[i]: map i0 + i at positions j0 ..
+      const __mmask16 cols = n == 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1);
+      for (int64_t i = 0; i < maps; ++i) {
+        // + 0 without a bias too, as the portable loop (it turns -0 into +0)
+        __m512 v = _mm512_add_ps(r[i], _mm512_set1_ps(bias ? bias[i0 + i] : 0.0f));
+        if (use_lo) v = _mm512_max_ps(v, vlo);  // NaN -> lo, as v > lo ? v : lo
+        if (use_hi) v = _mm512_min_ps(v, vhi);  // NaN -> hi, as v < hi ? v : hi
+        _mm512_mask_storeu_ps(y + (i0 + i) * ldy + j0, cols, v);
+      }
+    }
+  }
+}
+
 SLMOPS_AVX512 void conv_gemm_maps_avx512(int64_t panels, int64_t kc, int64_t width, const float* wt, int64_t wt_pstride,
                                          const float* B, int64_t ldb, int64_t sstride, bool first, float* ct,
                                          int64_t ct_pstride) {

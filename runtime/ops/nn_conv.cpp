@@ -238,8 +238,6 @@ void conv_strips(const float* x, const float* w, const float* wt, const float* b
   const int64_t units = d.batch * d.group * strips * groups;
   const int64_t shares = std::min(units, threads);
   const bool maps_major = wt || P % S != 0;
-  const bool use_lo = lo != -std::numeric_limits<float>::infinity(),
-             use_hi = hi != std::numeric_limits<float>::infinity();
   parallel_range(pool, shares, 1, [&](int64_t share0, int64_t share1) {
     const int64_t col_floats = chunk_rows * most * S;
     float* cols = thread_scratch(static_cast<size_t>(col_floats + (wt ? groups * MP * most * S : 0)));
@@ -272,20 +270,8 @@ void conv_strips(const float* x, const float* w, const float* wt, const float* b
                             kernels::conv_gemm_strips(rows, kc, width, wg + c0 * ksize, K, b, ldb, sstride, bg, c0 == 0,
                                                       c1 == cg, lo, hi, yg, P);
                           }
-                          if (!wt) return;
-                          // Y[m0 + i, j0 + j] = clamp(CT[i / 32, j, i % 32] + bias) (NaN -> lo, as the
-                          // vector max does).
-                          for (int64_t i = 0; i < rows; ++i) {
-                            const float* src = ct + (i / MP) * width * MP + i % MP;
-                            const float b = bg ? bg[i] : 0.0f;
-                            float* dst = yg + i * P;
-                            for (int64_t j = 0; j < width; ++j) {
-                              float v = src[j * MP] + b;
-                              if (use_lo) v = v > lo ? v : lo;
-                              if (use_hi) v = v < hi ? v : hi;
-                              dst[j] = v;
-                            }
-                          }
+                          // Y[m0 + i, j0 + j] = clamp(CT[i / 32, j, i % 32] + bias).
+                          if (wt) kernels::maps_to_rows(ct, width, rows, bg, lo, hi, yg, P);
                         });
   });
 }

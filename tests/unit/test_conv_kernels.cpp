@@ -213,6 +213,46 @@ TEST_CASE("conv_gemm_strips adds W x strips to C (or starts from the bias) and c
   }
 }
 
+// maps_to_rows: every ISA's rows equal the portable loop's bits (bias, each kind of clamp, NaN,
+// signed zeros), for map counts and widths around the 16 x 16 blocks and 32-map panels; Y's
+// row padding (ldy > width) stays untouched.
+TEST_CASE("maps_to_rows writes a position-major tile as clamped rows, the same bits on every ISA") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::pair<float, float> clamps[] = {{-inf, inf}, {0.0f, inf}, {0.0f, 6.0f}, {-inf, 0.5f}};
+  int64_t checked = 0, wrong = 0;
+  for (int64_t rows : {1, 15, 16, 17, 31, 32, 33, 64, 100})
+    for (int64_t width : {1, 7, 15, 16, 17, 33, 49, 196}) {
+      const int64_t panels = (rows + 31) / 32, ldy = width + 3;
+      auto ct = random_floats(panels * width * 32, 30 + static_cast<uint32_t>(rows * 7 + width), -8.0f, 8.0f);
+      ct[0] = std::nanf("");
+      if (ct.size() > 5) ct[5] = -0.0f;
+      const auto bias = random_floats(rows, 31, -1.0f, 1.0f);
+      for (const auto& [lo, hi] : clamps)
+        for (bool with_bias : {false, true}) {
+          std::vector<float> want(rows * ldy, 7.0f);
+          kernels::maps_to_rows_at(kernels::ConvIsa::Portable, ct.data(), width, rows,
+                                   with_bias ? bias.data() : nullptr, lo, hi, want.data(), ldy);
+          for (kernels::ConvIsa isa : isas()) {
+            std::vector<float> got(rows * ldy, 7.0f);
+            kernels::maps_to_rows_at(isa, ct.data(), width, rows, with_bias ? bias.data() : nullptr, lo, hi, got.data(),
+                                     ldy);
+            ++checked;
+            wrong += std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0;
+          }
+          // The portable loop against the definition, one element per block corner.
+          for (int64_t i : {int64_t{0}, rows - 1})
+            for (int64_t j : {int64_t{0}, width - 1}) {
+              float v = ct[(i / 32) * width * 32 + j * 32 + i % 32] + (with_bias ? bias[i] : 0.0f);
+              if (lo != -inf) v = v > lo ? v : lo;
+              if (hi != inf) v = v < hi ? v : hi;
+              wrong += std::memcmp(&v, &want[i * ldy + j], sizeof v) != 0;
+            }
+        }
+    }
+  CHECK(checked > 0);
+  CHECK(wrong == 0);
+}
+
 TEST_CASE("conv_gemm_maps accumulates W x B into a position-major tile of 32-map panels") {
   struct Case {
     int64_t M, kc, width;
