@@ -205,8 +205,8 @@ TEST_CASE("MatMulNBits kernels match the reference") {
 }
 
 // Prefill: W dequantized tile by tile into the fp32 packed GEMM (K over several 256-deep
-// tiles and N over several column tiles with a ragged last strip; 19 strips are 4 tiles of
-// 4-5 strips on two threads), one and two threads.
+// tiles and N over several column tiles with a ragged last strip; 19 strips are 8 tiles of
+// 2-3 strips on two threads), one and two threads.
 TEST_CASE("MatMulNBits dequantize-then-GEMM matches the float reference") {
   ThreadPool pool2(2);
   uint32_t seed = 900;
