@@ -35,9 +35,12 @@ struct IntVecOf<64> {
 template <typename F>
 using IntVec = typename IntVecOf<sizeof(F)>::type;
 
+// v in every lane (a lane loop GCC turns into one broadcast; F{} + v would turn -0 into +0).
 template <typename F>
 [[gnu::always_inline]] inline F splat(float v) {
-  return F{} + v;
+  F r;
+  for (size_t i = 0; i < sizeof(F) / sizeof(float); ++i) r[i] = v;
+  return r;
 }
 
 // a * b + c, fused where the file is compiled for FMA (one rounding instead of two).
@@ -229,7 +232,7 @@ template <BinaryOp kOp, typename V>
 template <typename F, BinaryOp kOp, bool kXStep, bool kZStep>
 [[gnu::always_inline]] inline void binary_run(const float* x, const float* z, float* y, int64_t n) {
   constexpr int64_t kWidth = sizeof(F) / sizeof(float);
-  const F xs = F{} + x[0], zs = F{} + z[0];
+  const F xs = splat<F>(x[0]), zs = splat<F>(z[0]);
   int64_t i = 0;
   for (; i + kWidth <= n; i += kWidth) {
     F a = xs, b = zs;
