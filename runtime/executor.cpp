@@ -460,7 +460,7 @@ Session::Session(const ir::Model& model, int threads) : model_(model) {
   const auto weight_bytes = static_cast<int64_t>(ir::model_statistics(model).weight_bytes);
   pack_budget_ = std::max(kMinPackBudget, weight_bytes / kPackBudgetDivisor);
   constants_table_ = std::make_unique<SessionConstants>();
-  PlanContext pc{0, &model, std::max(1, threads), &pack_budget_, constants_table_.get()};
+  PlanContext pc{0, &model, std::max(1, threads), &pack_budget_, constants_table_.get(), &mapped_copy_budget_};
   main_ = std::make_unique<GraphRunner>(*model.graph, pc);
   for (auto& vi : model.graph->inputs)
     if (vi.value) inputs_.push_back(vi.value);

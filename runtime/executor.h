@@ -103,11 +103,14 @@ class Session {
   // Plan-time copies of weights (pre-packed GEMM operands) get at most this share of the
   // model's weight bytes, or kMinPackBudget when that is more: packing speeds up products
   // on small weights the most, but every packed byte sits next to the model's own copy, and
-  // packing all of a 200 MiB decoder took its peak RSS to 2.06x its weights. 64 MiB covers a
-  // resnet18 (46.7 MB, all of it aligned copies of mapped raw_data): at 16 MiB its four
-  // largest convolutions ran without their packed map panels, 1.25x slower each.
+  // packing all of a 200 MiB decoder took its peak RSS to 2.06x its weights.
   static constexpr int64_t kPackBudgetDivisor = 4;
-  static constexpr int64_t kMinPackBudget = int64_t{64} << 20;
+  static constexpr int64_t kMinPackBudget = int64_t{16} << 20;
+  // Beside it, room for packing the aligned copies of misaligned mapped weights
+  // (PlanContext::mapped_copy_budget): with it a resnet18 (46.7 MB of raw_data at odd
+  // offsets) packs all its convolutions; with 16 MiB its four largest ran without their map
+  // panels, 1.25x slower each.
+  static constexpr int64_t kMappedCopyPackBudget = int64_t{48} << 20;
 
   // Plans the model; throws Error(BadInput) naming the first node whose op has no kernel.
   explicit Session(const ir::Model& model, int threads = 1);
@@ -140,6 +143,7 @@ class Session {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<TensorPool> tensors_;  // recycles activation buffers across runs
   int64_t pack_budget_ = 0;              // see kPackBudgetDivisor
+  int64_t mapped_copy_budget_ = kMappedCopyPackBudget;
   std::unique_ptr<SessionConstants> constants_table_;  // before main_: outlives the plan
   std::unique_ptr<GraphRunner> main_;
   std::vector<const ir::Value*> inputs_;

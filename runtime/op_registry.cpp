@@ -140,7 +140,8 @@ const Tensor* PlanContext::packable_weight(const ir::Node& n, size_t i, size_t r
   if (w.dims.size() != rank || !w.has_data()) return nullptr;
   if (w.dtype != DType::Float && w.dtype != DType::Float16 && w.dtype != DType::BFloat16) return nullptr;
   const bool replaced = w.dtype == DType::Float && w.data.source();
-  if (!replaced && !take_pack_budget(static_cast<int64_t>(w.numel() * sizeof(float)))) return nullptr;
+  const bool mapped_copy = w.dtype == DType::Float && &w != v->initializer.get() && v->initializer->data.source();
+  if (!replaced && !take_pack_budget(static_cast<int64_t>(w.numel() * sizeof(float)), mapped_copy)) return nullptr;
   return &w;
 }
 

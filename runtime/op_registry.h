@@ -68,13 +68,23 @@ struct PlanContext {
   // operands), shared by every node of a session; null: no limit. See Session.
   int64_t* pack_budget = nullptr;
   SessionConstants* constants = nullptr;  // null: read initializers as they are
+  // More room for packing the aligned copies of mapped float32 weights (raw_data at a
+  // misaligned offset of the model file; their file pages leave memory, so the copy is the
+  // weight's one copy there, and a packed copy makes two); taken before pack_budget. Null:
+  // none. See Session.
+  int64_t* mapped_copy_budget = nullptr;
 
   // The value of initializer `v` (see SessionConstants).
   const Tensor& constant(const ir::Value* v) const { return constants ? constants->get(v) : *v->initializer; }
 
-  // Whether a plan-time copy of `bytes` fits the budget; if so, the bytes are taken from it.
-  bool take_pack_budget(int64_t bytes) const {
+  // Whether a plan-time copy of `bytes` fits the budget; if so, the bytes are taken from it
+  // (for the copy of a mapped weight's aligned copy, from mapped_copy_budget first).
+  bool take_pack_budget(int64_t bytes, bool of_mapped_copy = false) const {
     if (!pack_budget) return true;
+    if (of_mapped_copy && mapped_copy_budget && bytes <= *mapped_copy_budget) {
+      *mapped_copy_budget -= bytes;
+      return true;
+    }
     if (bytes > *pack_budget) return false;
     *pack_budget -= bytes;
     return true;
