@@ -85,8 +85,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     busy_ = true;
     job_ = &fn;
     n_ = n;
-    // About 4 chunks per thread balances uneven work without much locking.
-    chunk_ = std::max(grain, (n + nthreads * 4 - 1) / (nthreads * 4));
+    // A few chunks per thread balance uneven work without much locking.
+    const int64_t chunks = nthreads * kChunksPerThread;
+    chunk_ = std::max(grain, (n + chunks - 1) / chunks);
     next_ = 0;
     generation_.fetch_add(1, std::memory_order_release);
   }

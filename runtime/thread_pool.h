@@ -19,6 +19,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // parallel_for cuts [0, n) into about this many chunks per thread (at least `grain` long),
+  // handed out as threads free up: a caller wanting equal shares makes n a multiple of
+  // kChunksPerThread * threads() (the chunks are then equal).
+  static constexpr int64_t kChunksPerThread = 4;
   // Calls fn(begin, end) on disjoint chunks covering [0, n); chunks are at least `grain`
   // long. Blocks until all are done. Not reentrant: nested calls run inline.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);

@@ -260,6 +260,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
   // (N = 16-64, the attention and projection products of small decoders). With many strips
   // the packed panel wins (gpt2's N = 768-50257: 4% slower unpacked on the FMA set).
   const bool direct_a = !packed_a && a.ks == 1 && kern.micro_direct && N <= kDirectMaxN;
+  const bool has_wide = direct_a ? kern.micro_wide_direct != nullptr : kern.micro_wide != nullptr;
 
   for (int64_t n0 = 0; n0 < N; n0 += kNC) {
     const int64_t nc = std::min(kNC, N - n0);
@@ -296,7 +297,6 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const Strided& a
           for (int64_t s = s_begin; s < s_end;) {
             // Two full strips at once where the set has a wide tile (more accumulators than
             // one strip fills hide the FMA latency).
-            const bool has_wide = direct_a ? kern.micro_wide_direct != nullptr : kern.micro_wide != nullptr;
             const bool wide = has_wide && s + 1 < s_end && (s + 2) * kNR <= nc;
             const int nr = static_cast<int>(std::min<int64_t>(kNR, nc - s * kNR));
             for (int64_t p = 0; p < panels; ++p) {

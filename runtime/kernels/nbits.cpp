@@ -390,15 +390,15 @@ void nbits_gemm_dequant(int64_t M, const float* A, int64_t lda, const NBitsSourc
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
   // Column tiles of whole strips, at most kDequantCols wide. With threads, a multiple of
-  // 4 x threads tiles when there are enough strips: ThreadPool::parallel_for deals 4 x threads
-  // equal chunks, so each thread gets the same number of strips (2304 columns on 2 threads:
-  // 16 tiles of 9 strips; 9 tiles of 16 had run 5 against 4, and 10 tiles in chunks of 2 ran
-  // 6 against 4).
+  // ThreadPool::kChunksPerThread x threads tiles when there are enough strips, so that
+  // parallel_for's chunks are equal and each thread gets the same number of strips (2304
+  // columns on 2 threads: 16 tiles of 9 strips; 9 tiles of 16 had run 5 against 4, and 10
+  // tiles in chunks of 2 ran 6 against 4).
   constexpr int64_t S = PackedB::kStrip;
   const int threads = pool ? pool->threads() : 1;
   const int64_t strips = (N + S - 1) / S;
   int64_t tiles = (strips + kDequantCols / S - 1) / (kDequantCols / S);
-  if (threads > 1) tiles = std::min(strips, round_up(tiles, int64_t{threads} * 4));
+  if (threads > 1) tiles = std::min(strips, round_up(tiles, threads * ThreadPool::kChunksPerThread));
   const auto tile_begin = [&](int64_t t) { return std::min(N, strips * t / tiles * S); };
   // A packed once per call, one PackedA per depth tile, shared by every column tile.
   std::vector<PackedA> a_tiles;

@@ -197,13 +197,23 @@ __attribute__((target("avx512f,avx2,fma"))) void softmax_rows_x16(const float* c
 }
 #endif
 
+// Whether softmax_rows_x16 runs here (AVX-512F; read once, not per row).
+bool rows_x16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = kernels::cpu().avx512f;
+  return has;
+#else
+  return false;
+#endif
+}
+
 // One contiguous row: y = softmax(x), or log softmax:
 //   m = max x,  s = Σ exp(x - m),  softmax = exp(x - m) / s,  log softmax = (x - m) - log s.
 template <typename C>
 void softmax_row(const C* x, C* y, int64_t n, bool log, bool wide = true) {
 #if defined(__x86_64__) || defined(__i386__)
   if constexpr (std::is_same_v<C, float>)
-    if (wide && kernels::cpu().avx512f) return softmax_rows_x16<1>({x}, {y}, n, log);
+    if (wide && rows_x16()) return softmax_rows_x16<1>({x}, {y}, n, log);
 #endif
   const C m = fold(MaxOp<C>{}, x, n);
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
@@ -252,11 +262,12 @@ void softmax_typed(const T* x, T* y, const AxisSplit& s, bool log, ThreadPool* p
     // Rows are contiguous: one row per step (16-bit types through float copies of the row).
     auto rows = [&](int64_t b, int64_t e) {
       std::vector<C> xs, ys;
+      [[maybe_unused]] const bool pairs = std::is_same_v<T, float> && rows_x16();
       for (int64_t o = b; o < e; ++o) {
         T* yr = y + o * s.axis;
 #if defined(__x86_64__) || defined(__i386__)
         if constexpr (std::is_same_v<T, float>)
-          if (o + 1 < e && kernels::cpu().avx512f) {  // two rows at once
+          if (pairs && o + 1 < e) {  // two rows at once
             softmax_rows_x16<2>({x + o * s.axis, x + (o + 1) * s.axis}, {yr, yr + s.axis}, s.axis, log);
             ++o;
             continue;
@@ -331,17 +342,11 @@ void reg_axis_op(const char* name, Run run) {
 }  // namespace
 
 namespace detail {
-bool softmax_row_has_x16() {
-#if defined(__x86_64__) || defined(__i386__)
-  return kernels::cpu().avx512f;
-#else
-  return false;
-#endif
-}
+bool softmax_row_has_x16() { return rows_x16(); }
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log, bool wide) { softmax_row(x, y, n, log, wide); }
 void softmax_row_pair_f32(const float* x0, const float* x1, float* y0, float* y1, int64_t n, bool log) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (kernels::cpu().avx512f) return softmax_rows_x16<2>({x0, x1}, {y0, y1}, n, log);
+  if (rows_x16()) return softmax_rows_x16<2>({x0, x1}, {y0, y1}, n, log);
 #endif
   softmax_row(x0, y0, n, log);
   softmax_row(x1, y1, n, log);
